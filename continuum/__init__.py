@@ -1,0 +1,15 @@
+"""Finite-volume field solvers on voxel grids (potential, concentration, kinetics).
+
+This layer knows nothing of the KMC: it takes phase and site-property arrays and returns
+fields.
+"""
+from .constants import (BOLTZMANN, ELECTROLYTE, FARADAY, GAS_CONSTANT, HOST_CONDUCTIVE,
+                        HOST_DIELECTRIC, LITHIUM, PHASE_NAMES)
+from .grid import collector_connected, conductor_mask, dead_lithium_mask
+from .parameters import Electrolyte, Kinetics, PhysicalParameters, describe_validation_error
+
+__all__ = [
+    "BOLTZMANN", "ELECTROLYTE", "FARADAY", "GAS_CONSTANT", "HOST_CONDUCTIVE", "HOST_DIELECTRIC",
+    "LITHIUM", "PHASE_NAMES", "collector_connected", "conductor_mask", "dead_lithium_mask",
+    "Electrolyte", "Kinetics", "PhysicalParameters", "describe_validation_error",
+]

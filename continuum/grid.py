@@ -1,0 +1,74 @@
+"""Voxel-grid topology: conductor masks and electronic connectivity to the collector.
+
+Conventions (MODEL.md section 2): arrays are indexed ``[x, y, z]``; periodic in x and y;
+the layer ``z = 0`` is the current collector (every voxel there is HOST_CONDUCTIVE);
+``z = nz`` is the top, facing the separator.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .constants import HOST_CONDUCTIVE, LITHIUM
+
+
+def conductor_mask(phase: np.ndarray) -> np.ndarray:
+    """True where a voxel conducts electrons (conductive host or lithium)."""
+    return (phase == HOST_CONDUCTIVE) | (phase == LITHIUM)
+
+
+@numba.njit(cache=True)
+def _flood_from_collector(cond, out):
+    nx, ny, nz = cond.shape
+    stack = np.empty(nx * ny * nz, dtype=np.int64)
+    top = 0
+    for i in range(nx):
+        for j in range(ny):
+            if cond[i, j, 0] and not out[i, j, 0]:
+                out[i, j, 0] = True
+                stack[top] = (i * ny + j) * nz
+                top += 1
+    while top > 0:
+        top -= 1
+        v = stack[top]
+        k = v % nz
+        j = (v // nz) % ny
+        i = v // (ny * nz)
+        for d in range(6):
+            a, b, c = i, j, k
+            if d == 0:
+                a = (i + 1) % nx
+            elif d == 1:
+                a = (i - 1) % nx
+            elif d == 2:
+                b = (j + 1) % ny
+            elif d == 3:
+                b = (j - 1) % ny
+            elif d == 4:
+                c = k + 1
+                if c >= nz:
+                    continue
+            else:
+                c = k - 1
+                if c < 0:
+                    continue
+            if cond[a, b, c] and not out[a, b, c]:
+                out[a, b, c] = True
+                stack[top] = (a * ny + b) * nz + c
+                top += 1
+
+
+def collector_connected(phase: np.ndarray) -> np.ndarray:
+    """Boolean mask of conductor voxels electronically connected to the collector (z = 0)
+    through face-sharing conductor voxels, periodic in x and y."""
+    cond = np.ascontiguousarray(conductor_mask(phase))
+    out = np.zeros(phase.shape, dtype=np.bool_)
+    _flood_from_collector(cond, out)
+    return out
+
+
+def dead_lithium_mask(phase: np.ndarray, connected: np.ndarray | None = None) -> np.ndarray:
+    """Lithium voxels cut off from the collector (dead lithium)."""
+    if connected is None:
+        connected = collector_connected(phase)
+    return (phase == LITHIUM) & ~connected
