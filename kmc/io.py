@@ -1,0 +1,106 @@
+"""Output files, written atomically (temp file in the same folder, then rename) so a
+killed run never leaves a half-written result."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_csv(path, rows: Sequence[Mapping[str, object]]) -> None:
+    """Tidy CSV: one row per record, column names carry units (``Time [s]``)."""
+    if not rows:
+        raise ValueError("write_csv: no rows to write")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_npz(path, **arrays) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def write_vti(path, cell_data: Mapping[str, np.ndarray], spacing: float) -> Path:
+    """VTK ImageData (.vti) with one value per voxel, spacing in um (ParaView-friendly)."""
+    from pyevtk.hl import imageToVTK
+
+    path = Path(path)
+    if path.suffix != ".vti":
+        raise ValueError(f"write_vti: path must end in .vti, got {path}")
+    data = {}
+    for k, a in cell_data.items():
+        a = np.asarray(a)
+        if a.dtype == np.bool_:
+            a = a.astype(np.uint8)
+        if a.dtype.kind == "f":
+            a = np.nan_to_num(a.astype(np.float64), nan=0.0)
+        data[k] = np.ascontiguousarray(a)
+    h_um = spacing * 1e6
+    with atomic_path(path, suffix=".vti") as tmp:
+        base = str(tmp)[: -len(".vti")]
+        imageToVTK(base, origin=(0.0, 0.0, 0.0), spacing=(h_um,) * 3, cellData=data)
+    return path
+
+
+def write_pvd(path, entries: Sequence[tuple[float, str]]) -> None:
+    """ParaView collection index: ``entries`` are (time in s, file name relative to the pvd)."""
+    lines = ['<?xml version="1.0"?>',
+             '<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">', "  <Collection>"]
+    for t, name in entries:
+        lines.append(f'    <DataSet timestep="{t:.9g}" group="" part="0" file="{name}"/>')
+    lines += ["  </Collection>", "</VTKFile>", ""]
+    write_text(path, "\n".join(lines))
