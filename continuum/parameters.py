@@ -118,7 +118,9 @@ def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
         for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             if key in ctx:
                 rng.append(f"{sym} {ctx[key]}")
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "value_error":
+            lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key (value {val!r})")
         elif rng:
             lines.append(f"{loc} = {val!r} is out of range: must be {' and '.join(rng)}")

@@ -1,0 +1,137 @@
+"""Validated simulation configuration (pydantic v2). Field names carry their units at
+the user edge (``_um``, ``_mA_cm2``, ``_mAh_cm2``, ``_s``, ``_V``); physics is SI."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal, Optional
+
+from pydantic import Field, ValidationError, model_validator
+
+from continuum.parameters import PhysicalParameters, StrictModel, describe_validation_error
+
+from .waveforms import Segment, dc_plating, parse_schedule, pulse_plating
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the field, the value and the allowed range."""
+
+
+class HostSpec(StrictModel):
+    kind: Literal["planar_foil", "random_porous", "channel_array", "fibre_mat", "overlapping_spheres",
+                  "porosity_gradient", "image"] = Field("random_porous", description="host generator")
+    nx: int = Field(24, ge=2, le=1024, description="lattice size in x [voxels]")
+    ny: int = Field(24, ge=2, le=1024, description="lattice size in y [voxels]")
+    host_layers: int = Field(12, ge=0, le=1024, description="host thickness above the collector layer [voxels]")
+    reservoir_layers: int = Field(16, ge=2, le=1024, description="electrolyte layers above the host [voxels]")
+    spacing_um: float = Field(1.0, gt=0.01, le=100.0, description="voxel edge h [um]")
+    porosity: float = Field(0.6, gt=0.05, lt=0.98, description="target host porosity [-]")
+    porosity_top: float = Field(0.8, gt=0.05, lt=0.98, description="porosity at the host top (gradient host) [-]")
+    feature_size_um: float = Field(3.0, gt=0, le=1000.0, description="pore/solid feature size [um]")
+    pitch_um: float = Field(8.0, gt=0, le=1000.0, description="channel/pillar pitch [um]")
+    radius_um: float = Field(2.0, gt=0, le=1000.0, description="channel/pillar/fibre radius [um]")
+    channels_are_holes: bool = Field(False, description="channel_array: holes in a block (True) or pillars (False)")
+    image_path: Optional[str] = Field(None, description="voxel image (.npy/.tif), True = pore")
+    seed_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of host surface voxels that are lithiophilic seeds [-]")
+    seed_weighting: Literal["uniform", "top", "bottom"] = "uniform"
+    seed_eta_nuc_V: float = Field(0.0, ge=0, le=0.5, description="nucleation overpotential on seeds [V]")
+    bare_eta_nuc_V: float = Field(0.04, ge=0, le=0.5, description="nucleation overpotential on bare host [V]")
+    dielectric_top_fraction: float = Field(0.0, ge=0, le=1, description="top fraction of the host coated with dielectric [-]")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.nx, self.ny, 1 + self.host_layers + self.reservoir_layers)
+
+
+class KMCSettings(StrictModel):
+    transport: Literal["explicit", "implicit"] = Field("explicit", description="packets hop (explicit) or reduce from the continuum c (implicit)")
+    leaps: bool = Field(True, description="Brownian leaps far from conductors")
+    occupancy_cap: Optional[int] = Field(None, ge=1, le=1000, description="max packets per voxel")
+    max_macro_step_s: float = Field(5.0, gt=0, le=1e5, description="upper bound on the macro-step dt_M [s]")
+    interface_change_fraction: float = Field(0.02, gt=0, le=1, description="dt_M keeps reductions per step below this fraction of interface faces [-]")
+    concentration_smoothing_voxels: float = Field(1.5, ge=0, le=50, description="Gaussian width for packet -> concentration [voxels]")
+
+
+class SeparatorSpec(StrictModel):
+    length_um: float = Field(25.0, gt=0, le=10000, description="separator thickness [um]")
+    porosity: float = Field(0.4, gt=0.01, le=1, description="separator porosity [-]")
+    cells: int = Field(50, ge=2, le=100000, description="finite-volume cells across the separator")
+
+
+class ProtocolSpec(StrictModel):
+    kind: Literal["dc", "pulse", "pulse_reverse", "schedule"] = "dc"
+    current_density_mA_cm2: float = Field(4.0, gt=0, le=1000, description="DC or pulse on-current [mA/cm^2]")
+    capacity_mAh_cm2: float = Field(0.1, gt=0, le=100, description="capacity to plate [mAh/cm^2]")
+    on_time_s: float = Field(1.0, gt=0, le=1e6, description="pulse on-time [s]")
+    off_time_s: float = Field(1.0, ge=0, le=1e6, description="pulse off-time (open circuit) [s]")
+    reverse_current_mA_cm2: float = Field(0.0, ge=0, le=1000, description="pulse-reverse anodic current [mA/cm^2]")
+    reverse_time_s: float = Field(0.0, ge=0, le=1e6, description="pulse-reverse anodic time [s]")
+    steps: list[str] = Field(default_factory=list, description="schedule steps, e.g. 'plate at 2 mA/cm^2 for 0.5 mAh/cm^2'")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "schedule":
+            parse_schedule(self.steps)  # raises ValueError naming the bad step
+        if self.kind == "pulse_reverse" and (self.reverse_current_mA_cm2 <= 0 or self.reverse_time_s <= 0):
+            raise ValueError("pulse_reverse needs reverse_current_mA_cm2 > 0 and reverse_time_s > 0")
+        return self
+
+    def segments(self) -> list[Segment]:
+        if self.kind == "dc":
+            return dc_plating(self.current_density_mA_cm2, self.capacity_mAh_cm2)
+        if self.kind == "schedule":
+            return parse_schedule(self.steps)
+        rev = self.kind == "pulse_reverse"
+        return pulse_plating(self.current_density_mA_cm2, self.on_time_s, self.off_time_s, self.capacity_mAh_cm2,
+                             self.reverse_current_mA_cm2 if rev else 0.0, self.reverse_time_s if rev else 0.0)
+
+
+class SimulationConfig(StrictModel):
+    physics: PhysicalParameters = Field(default_factory=PhysicalParameters)
+    host: HostSpec = Field(default_factory=HostSpec)
+    kmc: KMCSettings = Field(default_factory=KMCSettings)
+    separator: SeparatorSpec = Field(default_factory=SeparatorSpec)
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    seed: int = Field(0, ge=0, description="root seed of every random stream")
+    snapshots: int = Field(4, ge=0, le=10000, description="VTK snapshots per run (evenly in time)")
+
+    def digest(self) -> str:
+        """Stable hash of the configuration (for checkpoints and ensemble bookkeeping)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides to a plain config dict (values parsed as JSON
+    where possible); unknown keys are caught by validation afterwards."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. protocol.current_density_mA_cm2=2")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.get(p, {}), dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value.strip())
+    return data
+
+
+def make_config(base: dict | None = None, overrides: list[str] | None = None) -> SimulationConfig:
+    """Build a validated config; raise ConfigError with a one-line message on bad input."""
+    data = apply_overrides(base or {}, overrides or [])
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e)) from None

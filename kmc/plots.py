@@ -1,0 +1,86 @@
+"""Figures a researcher would rather look at than read. All saved atomically as PNG."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .observables import height_map  # noqa: E402
+
+# electrolyte, conductive host, dielectric host, lithium, dead lithium
+PHASE_COLOURS = ["#f4f1de", "#b87333", "#8d99ae", "#3d5a80", "#e63946"]
+PHASE_LABELS = ["electrolyte", "conductive host", "dielectric", "lithium", "dead lithium"]
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def _phase_image(phase: np.ndarray, connected: np.ndarray | None) -> np.ndarray:
+    img = phase.astype(np.int64).copy()
+    if connected is not None:
+        img[(phase == LITHIUM) & ~connected] = 4
+    return img
+
+
+def plot_cross_sections(path, deposits: Mapping[str, tuple[np.ndarray, np.ndarray | None]], spacing: float,
+                        title: str = "") -> None:
+    """x-z cross-sections through the middle of each deposit, side by side.
+    ``deposits`` maps a label to (phase, connected mask or None)."""
+    n = len(deposits)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
+    cmap = ListedColormap(PHASE_COLOURS)
+    h_um = spacing * 1e6
+    for ax, (label, (phase, conn)) in zip(axes[0], deposits.items()):
+        img = _phase_image(phase, conn)[:, phase.shape[1] // 2, :]
+        nx, nz = img.shape
+        ax.imshow(img.T, origin="lower", cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest",
+                  extent=(0, nx * h_um, 0, nz * h_um))
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("x [um]")
+    axes[0][0].set_ylabel("z above collector [um]")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS]
+    fig.legend(handles, PHASE_LABELS, loc="lower center", ncol=5, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_height_maps(path, deposits: Mapping[str, tuple[np.ndarray, np.ndarray]], spacing: float) -> None:
+    """Deposit top height per column; ``deposits`` maps label to (phase, host_phase)."""
+    n = len(deposits)
+    maps = {k: height_map(p, h) * spacing * 1e6 for k, (p, h) in deposits.items()}
+    vmax = max(float(m.max()) for m in maps.values()) or 1.0
+    fig, axes = plt.subplots(1, n, figsize=(3.0 * n + 0.8, 3.0), squeeze=False)
+    for ax, (label, m) in zip(axes[0], maps.items()):
+        im = ax.imshow(m.T, origin="lower", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes[0]), label="deposit top above collector [um]", shrink=0.85)
+    _save(fig, path)
+
+
+def plot_series(path, series: Mapping[str, Sequence[Mapping[str, float]]], x: str, ys: Sequence[str]) -> None:
+    """One panel per column in ``ys`` against column ``x``, one line per labelled run."""
+    fig, axes = plt.subplots(len(ys), 1, figsize=(6.0, 2.4 * len(ys)), sharex=True, squeeze=False)
+    for ax, y in zip(axes[:, 0], ys):
+        for label, rows in series.items():
+            xs = [float(r[x]) for r in rows]
+            vs = [float(r[y]) for r in rows]
+            ax.plot(xs, vs, label=label, lw=1.2)
+        ax.set_ylabel(y, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel(x)
+    axes[0, 0].legend(fontsize=8, ncol=2)
+    _save(fig, path)
