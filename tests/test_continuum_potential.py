@@ -1,0 +1,232 @@
+"""Potential solver against closed forms and conservation laws (MODEL.md 8.1)."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from continuum import (ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM,
+                       PhysicalParameters, PotentialSolver, butler_volmer, collector_connected,
+                       equilibrium_overpotential)
+
+P = PhysicalParameters()
+
+
+def _planar(nz=6, n=2, top=LITHIUM):
+    ph = np.full((n, n, nz), ELECTROLYTE, np.uint8)
+    ph[:, :, 0] = HOST_CONDUCTIVE
+    ph[:, :, 1] = top
+    return ph
+
+
+@pytest.mark.parametrize("alphas", [(0.5, 0.5), (0.3, 0.7)])
+def test_reaction_limited_planar_electrode_follows_butler_volmer(alphas):
+    """Planar lithium electrode, uniform c = c_ref, potentiostatic sweep.  The eta at the face
+    is rebuilt from the cell potential and the 1D ohmic drop (closed form, not read back from
+    the solver), and the current must follow BV within 1 %; Tafel slope ln(10)/(alpha_c f)."""
+    prm = PhysicalParameters(kinetics=dict(alpha_a=alphas[0], alpha_c=alphas[1]))
+    h, nz = 1e-6, 6
+    ph = _planar(nz)
+    s = PotentialSolver(ph, h, prm)
+    kappa = prm.conductivity(prm.c_ref)
+    dist = (nz - 2.5) * h  # first electrolyte voxel centre to the top boundary
+    V = np.concatenate([np.linspace(-0.3, -0.2, 5), np.linspace(-0.1, 0.1, 9)])
+    j, eta = [], []
+    for v in V:
+        sol = s.solve(prm.c_ref, cell_potential=v)
+        assert sol.converged
+        jj = sol.total_current / (ph.shape[0] * ph.shape[1] * h**2)
+        j.append(jj)
+        eta.append(v - (0.0 + jj * dist / kappa))  # phi_l at the face voxel = phi_top + j d / kappa
+    j, eta = np.array(j), np.array(eta)
+    bv = butler_volmer(eta, prm.c_ref, prm)
+    nz_ = np.abs(V) > 1e-12
+    assert np.allclose(j[nz_], bv[nz_], rtol=1e-2)
+    assert np.max(np.abs(j[nz_] / bv[nz_] - 1)) < 1e-6  # in fact exact to solver tolerance
+    assert j[np.argmin(np.abs(V))] == 0.0  # no current at eta = 0, c = c_ref
+    tafel = V <= -0.2
+    slope = np.polyfit(np.log10(-j[tafel]), eta[tafel], 1)[0]
+    assert slope == pytest.approx(-np.log(10) / (alphas[1] * prm.f), rel=1e-2)
+
+
+def test_equilibrium_shifts_with_concentration_and_host_faces_only_plate():
+    h = 1e-6
+    s = PotentialSolver(_planar(), h, P)
+    c = 0.4 * P.c_ref
+    sol = s.solve(c, cell_potential=float(equilibrium_overpotential(c, P)))
+    assert abs(sol.total_current) < 1e-12 * P.kinetics.exchange_current_density * 4 * h**2
+    # bare host with a nucleation overpotential: cathodic branch only, shifted by eta_nuc
+    ph = _planar(top=HOST_CONDUCTIVE)
+    prm = PhysicalParameters(electrolyte=dict(measured_conductivity=1e3))  # ohmic drop ~1e-9 V
+    s = PotentialSolver(ph, h, prm, eta_nuc=0.05, activity=2.0)
+    for v in (-0.1, 0.0, 0.1):
+        sol = s.solve(prm.c_ref, cell_potential=v)
+        j = sol.total_current / (4 * h**2)
+        i0 = prm.kinetics.exchange_current_density
+        assert j == pytest.approx(-2 * i0 * np.exp(-0.5 * prm.f * (v + 0.05)), rel=1e-4)
+    with pytest.raises(ValueError):
+        s.solve(prm.c_ref, current=+1e-12)  # nothing to strip
+
+
+def porous_host(n=14, nz=16, porosity=0.6, seed=0, lithium=0.03, dielectric=0.03):
+    """Blurred-noise host with a collector layer, some lithium, some dielectric, open top."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((n, n, nz)), 1.5, mode="wrap")
+    ph = np.where(field > np.quantile(field, porosity), HOST_CONDUCTIVE, ELECTROLYTE).astype(np.uint8)
+    ph[(rng.random(ph.shape) < dielectric)] = HOST_DIELECTRIC
+    ph[(rng.random(ph.shape) < lithium)] = LITHIUM
+    ph[:, :, 0] = HOST_CONDUCTIVE
+    ph[:, :, -3:] = ELECTROLYTE
+    return ph
+
+
+@pytest.mark.parametrize("method,resistive", [("direct", False), ("amg", False), ("amg", True)])
+def test_galvanostatic_charge_conservation_porous_host(method, resistive):
+    h = 1e-6
+    ph = porous_host()
+    rng = np.random.default_rng(5)
+    eta_nuc = rng.uniform(0.0, 0.04, ph.shape)
+    act = rng.uniform(0.5, 2.0, ph.shape)
+    c = P.electrolyte.concentration * (1 + 0.2 * rng.random(ph.shape))  # diffusion potential on
+    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
+    s = PotentialSolver(ph, h, P, eta_nuc, act, conductivity=sigma, linear_solver=method)
+    area = ph.shape[0] * ph.shape[1] * h**2
+    I = -30.0 * area  # 3 mA/cm^2 plating
+    sol = s.solve(c, current=I, c_top=P.electrolyte.concentration)
+    assert sol.converged
+    assert abs(sol.total_current - I) <= 1e-8 * abs(I)
+    assert abs(sol.face_current_density.sum() * h**2 - I) <= 1e-6 * abs(I)
+    assert abs(sol.top_current - I) <= 1e-6 * abs(I)  # Kirchhoff: what reacts left through the top
+    elec = ph == ELECTROLYTE
+    assert np.all(np.isfinite(sol.phi_l[elec])) and np.all(np.isnan(sol.phi_l[~elec]))
+    conn = collector_connected(ph)
+    assert np.all(np.isfinite(sol.phi_s[conn])) and np.all(np.isnan(sol.phi_s[~conn]))
+    assert np.all(sol.phi_s[:, :, 0] == sol.cell_potential)
+    # the face data are consistent with the fields
+    fc = sol.faces
+    eta = sol.phi_s.ravel()[fc.conductor_index] - sol.phi_l.ravel()[fc.electrolyte_index]
+    assert np.allclose(sol.face_overpotential, eta, atol=1e-14)
+    # stripping (lithium faces exist) and warm start
+    sol2 = s.solve(c, current=-0.5 * I, c_top=P.electrolyte.concentration)
+    assert abs(sol2.total_current + 0.5 * I) <= 1e-8 * abs(I)
+    sol3 = s.solve(c, current=1.02 * I, c_top=P.electrolyte.concentration, initial=sol)
+    cold = s.solve(c, current=1.02 * I, c_top=P.electrolyte.concentration)
+    assert sol3.iterations <= cold.iterations
+    assert sol3.cell_potential == pytest.approx(cold.cell_potential, abs=1e-9)
+
+
+def test_potentiostatic_and_galvanostatic_agree():
+    h = 1e-6
+    ph = porous_host(seed=2)
+    s = PotentialSolver(ph, h, P)
+    pot = s.solve(P.c_ref, cell_potential=-0.08)
+    gal = s.solve(P.c_ref, current=pot.total_current)
+    assert gal.cell_potential == pytest.approx(-0.08, abs=1e-9)
+    assert np.nanmax(np.abs(gal.phi_l - pot.phi_l)) < 1e-9
+
+
+def test_floating_electrolyte_pocket_is_pinned():
+    ph = _planar(nz=8, n=5)
+    ph[:, :, 3] = HOST_DIELECTRIC  # lid
+    ph[:, :, 2] = HOST_DIELECTRIC
+    ph[2, 2, 2] = ELECTROLYTE  # pocket between dielectric, lid and the lithium layer: reacts
+    ph[:, :, 5] = HOST_DIELECTRIC
+    ph[1, 1, 4] = ELECTROLYTE  # pocket enclosed by dielectric only: floating
+    ph[1, 1, 5] = HOST_DIELECTRIC
+    s = PotentialSolver(ph, 1e-6, P)
+    sol = s.solve(P.c_ref, cell_potential=-0.05)
+    assert sol.converged and sol.diagnostics["pinned_pockets"] >= 1
+    assert np.all(np.isfinite(sol.phi_l[ph == ELECTROLYTE]))
+
+
+def test_closed_bare_host_pocket_is_switched_off():
+    """A pore sealed by bare host (no lithium) cannot pass net current and can only plate: no
+    steady potential exists, so its faces are inactive; a sealed pore with lithium stays on."""
+    ph = _planar(nz=10, n=6, top=HOST_CONDUCTIVE)
+    ph[:, :, 2:5] = HOST_CONDUCTIVE
+    ph[2, 2, 3] = ELECTROLYTE  # sealed, bare host walls
+    ph[4, 4, 3] = ELECTROLYTE  # sealed, one lithium wall
+    ph[4, 4, 2] = LITHIUM
+    s = PotentialSolver(ph, 1e-6, P, eta_nuc=0.01)
+    sol = s.solve(P.c_ref, current=-10 * 36e-12)
+    assert sol.converged and sol.iterations < 10
+    e = np.array(np.unravel_index(sol.faces.electrolyte_index, ph.shape)).T
+    dead = np.all(e == (2, 2, 3), axis=1)
+    li_pocket = np.all(e == (4, 4, 3), axis=1)
+    assert dead.sum() == 6 and li_pocket.sum() == 6
+    assert not sol.face_active[dead].any() and sol.face_active[li_pocket].all()
+    assert np.all(sol.face_current_density[dead] == 0) and np.all(np.isnan(sol.face_overpotential[dead]))
+    # the lithium-walled pocket: lithium strips to feed the plating host walls, net zero
+    assert abs(sol.face_current_density[li_pocket].sum()) < 1e-9 * np.abs(sol.face_current_density[li_pocket]).max()
+    assert sol.face_current_density[li_pocket & sol.faces.on_lithium][0] > 0
+    assert sol.total_current == pytest.approx(-10 * 36e-12, rel=1e-8)
+
+
+def _needle(r, U=1e-6):
+    """Square needle (2U x 2U x 6U) on a flat lithium electrode, cell 8U wide, 16U of
+    electrolyte above the flat; r voxels per U.  Every refinement represents it exactly."""
+    W, nz, a, Hn = 8 * r, 2 + 16 * r, 2 * r, 6 * r
+    ph = np.zeros((W, W, nz), np.uint8)
+    ph[:, :, 0] = HOST_CONDUCTIVE
+    ph[:, :, 1] = LITHIUM
+    lo = W // 2 - a // 2
+    ph[lo:lo + a, lo:lo + a, 2:2 + Hn] = LITHIUM
+    return ph, U / r, Hn
+
+
+def needle_tip_ratio(r):
+    # primary distribution: kinetic resistance RT/(F i0) ~ 3e-7 Ohm m^2 against an ohmic
+    # resistance h_cell/kappa ~ 2e-3 Ohm m^2 (Wagner number ~ 1e-4)
+    prm = PhysicalParameters(kinetics=dict(exchange_current_density=1e5),
+                             electrolyte=dict(measured_conductivity=0.01))
+    ph, h, Hn = _needle(r)
+    sol = PotentialSolver(ph, h, prm).solve(prm.c_ref, cell_potential=-0.01)
+    fc = sol.faces
+    cx, cy, cz = np.unravel_index(fc.conductor_index, ph.shape)
+    tip = (fc.direction == 5) & (cz == 1 + Hn)
+    W = ph.shape[0]
+    far = (np.abs(cx + 0.5 - W / 2) > 3 * r) & (np.abs(cy + 0.5 - W / 2) > 3 * r) & (cz == 1)
+    assert tip.sum() == (2 * r) ** 2
+    return sol.face_current_density[tip].mean() / sol.face_current_density[far].mean()
+
+
+def test_needle_tip_current_concentration_converges():
+    ratios = [needle_tip_ratio(r) for r in (1, 2, 4)]
+    assert all(q > 5 for q in ratios)  # the tip draws several times the flat current density
+    d1, d2 = abs(ratios[1] - ratios[0]), abs(ratios[2] - ratios[1])
+    assert d2 < 0.8 * d1
+
+
+@pytest.mark.slow
+def test_needle_tip_current_concentration_converges_fine():
+    ratios = [needle_tip_ratio(r) for r in (1, 2, 4, 8)]
+    d = np.abs(np.diff(ratios))
+    assert np.all(d[1:] < 0.8 * d[:-1])
+
+
+def test_resistive_pillar_follows_ohms_law():
+    """A 1x1-voxel conductive pillar in dielectric, reacting only at its top face; two
+    segments of different conductivity.  The phi_s drop along it is I times the series
+    resistance of the voxel links (harmonic face means), i.e. 1D Ohm's law."""
+    h, H = 1e-6, 10
+    ph = np.full((3, 3, H + 6), ELECTROLYTE, np.uint8)
+    ph[:, :, 0] = HOST_CONDUCTIVE
+    ph[:, :, 1:H + 1] = HOST_DIELECTRIC
+    ph[1, 1, 1:H + 1] = HOST_CONDUCTIVE
+    ph[1, 1, H] = LITHIUM  # top voxel is lithium: plates and strips
+    sigma = np.full(ph.shape, 1e7)
+    sigma[1, 1, 1:6] = 50.0
+    sigma[1, 1, 6:H + 1] = 200.0
+    s = PotentialSolver(ph, h, P, conductivity=sigma)
+    I = -20.0 * 9 * h**2
+    sol = s.solve(P.c_ref, current=I)
+    assert sol.total_current == pytest.approx(I, rel=1e-8)
+    assert len(sol.faces) == 1
+    col = sol.phi_s[1, 1, :H + 1]
+    links = 1.0 / (2 * sigma[1, 1, :H] * sigma[1, 1, 1:H + 1] / (sigma[1, 1, :H] + sigma[1, 1, 1:H + 1]))
+    # current flows from the electrolyte down the pillar to the collector: phi_s rises upward
+    expected = sol.cell_potential - I * np.concatenate([[0.0], np.cumsum(links * h / h**2)])
+    drop = col[-1] - col[0]
+    assert drop == pytest.approx(expected[-1] - expected[0], rel=1e-6)
+    assert np.allclose(col, expected, rtol=0, atol=1e-9 * abs(drop))
+    # the equipotential fast path has no drop at all
+    eq = PotentialSolver(ph, h, P).solve(P.c_ref, current=I)
+    assert np.nanmax(eq.phi_s) == np.nanmin(eq.phi_s) == eq.cell_potential
