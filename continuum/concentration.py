@@ -76,9 +76,11 @@ class ConcentrationSolver:
         return np.bincount(e, weights=w, minlength=self.n)
 
     def step(self, c, dt: float, faces: InterfaceFaces | None = None, face_current_density=None,
-             c_top: float | None = None) -> np.ndarray:
+             c_top: float | None = None, voxel_source=None) -> np.ndarray:
         """One implicit Euler step of length dt [s].  Returns the new full-grid field (voxels
-        outside the electrolyte keep their input values).  ``c_top`` defaults to c0."""
+        outside the electrolyte keep their input values).  ``c_top`` defaults to c0.
+        ``voxel_source``: an extra salt source [mol/s] per voxel (full grid; read on
+        electrolyte voxels), e.g. the reaction flux a particle model realised."""
         if dt <= 0:
             raise ValueError("dt must be positive")
         c_full = np.array(np.broadcast_to(np.asarray(c, dtype=np.float64), self.shape), dtype=np.float64)
@@ -92,6 +94,8 @@ class ConcentrationSolver:
             self._K = self.pattern.assemble(self.G, diag)
             self._dt = dt
         src = self.source(faces, face_current_density)
+        if voxel_source is not None:
+            src = src + np.asarray(voxel_source, dtype=np.float64).ravel()[self.elec_flat]
         # Solve for the increment with the explicit part written as link fluxes G (c_p - c_q):
         # the salt balance is then exact relative to the fluxes themselves rather than to the
         # (much larger) G c terms, whose cancellation would leave a relative mass drift ~1e-11.

@@ -25,7 +25,7 @@ class HostSpec(StrictModel):
     host_layers: int = Field(12, ge=0, le=1024, description="host thickness above the collector layer [voxels]")
     reservoir_layers: int = Field(16, ge=2, le=1024, description="electrolyte layers above the host [voxels]")
     spacing_um: float = Field(1.0, gt=0.01, le=100.0, description="voxel edge h [um]")
-    porosity: float = Field(0.6, gt=0.05, lt=0.98, description="target host porosity [-]")
+    porosity: float = Field(0.6, gt=0.05, lt=0.98, description="target host porosity (bottom value of a gradient host) [-]")
     porosity_top: float = Field(0.8, gt=0.05, lt=0.98, description="porosity at the host top (gradient host) [-]")
     feature_size_um: float = Field(3.0, gt=0, le=1000.0, description="pore/solid feature size [um]")
     pitch_um: float = Field(8.0, gt=0, le=1000.0, description="channel/pillar pitch [um]")
@@ -42,6 +42,40 @@ class HostSpec(StrictModel):
     def shape(self) -> tuple[int, int, int]:
         return (self.nx, self.ny, 1 + self.host_layers + self.reservoir_layers)
 
+    def build(self, seed) -> "Host":
+        """Generate the host this spec describes (``seed``: int or SeedSequence)."""
+        from . import hosts
+
+        h = self.spacing_um * 1e-6
+        vox = lambda um: hosts.um_to_voxels(um, h)  # noqa: E731
+        common = dict(reservoir=self.reservoir_layers, eta_nuc=self.bare_eta_nuc_V)
+        if self.kind == "planar_foil":
+            host = hosts.planar_foil(self.shape, h, thickness=1, reservoir=self.reservoir_layers,
+                                     eta_nuc=self.bare_eta_nuc_V)
+        elif self.kind == "random_porous":
+            host = hosts.random_porous(self.shape, h, self.porosity, vox(self.feature_size_um), seed=seed, **common)
+        elif self.kind == "channel_array":
+            host = hosts.channel_array(self.shape, h, int(round(vox(self.pitch_um))), vox(self.radius_um),
+                                       kind="channels" if self.channels_are_holes else "pillars", **common)
+        elif self.kind == "fibre_mat":
+            host = hosts.fibre_mat(self.shape, h, self.porosity, vox(self.radius_um), seed=seed, **common)
+        elif self.kind == "overlapping_spheres":
+            host = hosts.overlapping_spheres(self.shape, h, self.porosity, vox(self.radius_um), seed=seed, **common)
+        elif self.kind == "porosity_gradient":
+            host = hosts.porosity_gradient(self.shape, h, self.porosity, self.porosity_top,
+                                           vox(self.feature_size_um), seed=seed, **common)
+        else:
+            if not self.image_path:
+                raise ValueError("host.image_path is required when host.kind is 'image'")
+            host = hosts.load_voxel_image(self.image_path, h, reservoir=self.reservoir_layers,
+                                          eta_nuc=self.bare_eta_nuc_V)
+        if self.seed_fraction > 0:
+            host = hosts.decorate_lithiophilic_seeds(host, self.seed_fraction, eta_nuc_seed=self.seed_eta_nuc_V,
+                                                     weighting=self.seed_weighting, seed=seed)
+        if self.dielectric_top_fraction > 0:
+            host = hosts.coat_dielectric(host, top_fraction=self.dielectric_top_fraction)
+        return host.validate()
+
 
 class KMCSettings(StrictModel):
     transport: Literal["explicit", "implicit"] = Field("explicit", description="packets hop (explicit) or reduce from the continuum c (implicit)")
@@ -49,7 +83,7 @@ class KMCSettings(StrictModel):
     occupancy_cap: Optional[int] = Field(None, ge=1, le=1000, description="max packets per voxel")
     max_macro_step_s: float = Field(5.0, gt=0, le=1e5, description="upper bound on the macro-step dt_M [s]")
     interface_change_fraction: float = Field(0.02, gt=0, le=1, description="dt_M keeps reductions per step below this fraction of interface faces [-]")
-    concentration_smoothing_voxels: float = Field(1.5, ge=0, le=50, description="Gaussian width for packet -> concentration [voxels]")
+    concentration_smoothing_voxels: int = Field(2, ge=0, le=20, description="half-width of the box that averages packets into the recorded near-deposit concentration [voxels]")
 
 
 class SeparatorSpec(StrictModel):
