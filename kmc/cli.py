@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run one coupled simulation described by a JSON config (any subset of fields).")
     r.add_argument("config", nargs="?", default=None, help="JSON config file (default: all defaults)")
     _common(r)
+    e = sub.add_parser("ensemble", help="independent replicas of a run (or of pulse_vs_dc) with statistics",
+                       description="Run N independent replicas (own host realisation and random streams each, "
+                                   "spawned from the root seed) locally or on a Dask cluster; resumable: a rerun "
+                                   "skips finished replicas. Writes replicas.csv and statistics.csv.")
+    e.add_argument("config", nargs="?", default=None, help="JSON config file (default: all defaults)")
+    _common(e)
+    e.add_argument("--replicas", type=int, required=True, help="number of replicas")
+    e.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores; 1: serial)")
+    e.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
+    e.add_argument("--cases", choices=["single", "pulse_vs_dc"], default="single",
+                   help="what each replica runs: the configured case, or the pulse-vs-DC study")
+    e.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="also checkpoint each run every STEPS macro-steps (resume mid-replica)")
     c = sub.add_parser("config", help="print the default configuration (JSON) with every field")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return ap
@@ -109,6 +122,25 @@ def main(argv: list[str] | None = None) -> int:
                                          scheduler=args.scheduler, progress=not args.no_progress)
             else:
                 run_pulse_vs_dc(config, out, progress=not args.no_progress)
+            return 0
+        if args.command == "ensemble":
+            from .ensemble import format_comparison, run_ensemble, run_pulse_vs_dc_ensemble
+
+            for name in ("replicas", "workers", "checkpoint_every"):
+                v = getattr(args, name)
+                if v is not None and v < 1:
+                    raise ConfigError(f"--{name.replace('_', '-')} {v} is out of range: must be >= 1")
+            config = _config(args, _load(args.config))
+            _check_host(config)
+            out = Path(args.out or f"runs/ensemble-seed{config.seed}")
+            kw = dict(workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+                      checkpoint_every_steps=args.checkpoint_every)
+            if args.cases == "pulse_vs_dc":
+                run_pulse_vs_dc_ensemble(config, out, args.replicas, **kw)
+            else:
+                res = run_ensemble(config, args.replicas, outdir=out, echo=print, **kw)
+                if res.rows:
+                    print(format_comparison(res.statistics, []))
             return 0
         if args.command == "run":
             from .studies import run_single

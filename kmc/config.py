@@ -86,6 +86,15 @@ class KMCSettings(StrictModel):
     concentration_smoothing_voxels: int = Field(2, ge=0, le=20, description="half-width of the box that averages packets into the recorded near-deposit concentration [voxels]")
 
 
+class ContinuumSettings(StrictModel):
+    linear_solver: Literal["auto", "amg", "jacobi", "direct"] = Field(
+        "auto", description="sparse SPD solver: auto (direct LU when small, else AMG-CG), amg, jacobi (CG), direct")
+    # The KMC realises the current in whole packets, so charge balance far tighter than one
+    # packet per macro-step buys nothing; the standalone solvers default to 1e-10.
+    charge_tolerance: float = Field(1e-6, gt=0, le=1e-2, description="relative charge-balance tolerance of the potential solve [-]")
+    concentration_tolerance: float = Field(1e-8, gt=0, le=1e-2, description="relative tolerance of the concentration solve [-]")
+
+
 class SeparatorSpec(StrictModel):
     length_um: float = Field(25.0, gt=0, le=10000, description="separator thickness [um]")
     porosity: float = Field(0.4, gt=0.01, le=1, description="separator porosity [-]")
@@ -124,6 +133,7 @@ class SimulationConfig(StrictModel):
     physics: PhysicalParameters = Field(default_factory=PhysicalParameters)
     host: HostSpec = Field(default_factory=HostSpec)
     kmc: KMCSettings = Field(default_factory=KMCSettings)
+    continuum: ContinuumSettings = Field(default_factory=ContinuumSettings)
     separator: SeparatorSpec = Field(default_factory=SeparatorSpec)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     seed: int = Field(0, ge=0, description="root seed of every random stream")

@@ -152,7 +152,9 @@ class PlatingSimulation:
         if target >= 0 and not self._has_lithium_to_strip():
             phi_l, phi_s = self._floating_fields(phi_top)
         else:
-            solver = PotentialSolver(phase_now, self.h, self.params, self.state.eta_nuc, self.state.activity)
+            solver = PotentialSolver(phase_now, self.h, self.params, self.state.eta_nuc, self.state.activity,
+                                     linear_solver=self.config.continuum.linear_solver,
+                                     rtol=self.config.continuum.charge_tolerance)
             initial = self.solution if (self.solution is not None and self.solution.phi_l.shape == phase_now.shape
                                         and np.array_equal(np.isfinite(self.solution.phi_l),
                                                            phase_now == ELECTROLYTE)) else None
@@ -194,7 +196,8 @@ class PlatingSimulation:
                 np.add.at(source, nb.ravel()[nz_], net[nz_, d])
         n_packet = self.h**3 / self.params.lithium_molar_volume  # mol
         source *= (1.0 - self.params.electrolyte.transference_number) * n_packet / dt
-        cs = ConcentrationSolver(phase_before, self.h, self.params)
+        cs = ConcentrationSolver(phase_before, self.h, self.params, linear_solver=self.config.continuum.linear_solver,
+                                 rtol=self.config.continuum.concentration_tolerance)
         cn = cs.step(c, dt, None, None, c_top, voxel_source=source)
         el = self.state.phase == ELECTROLYTE
         fresh = el & (phase_before != ELECTROLYTE)  # stripped voxels take the mean of the electrolyte
@@ -267,9 +270,11 @@ class PlatingSimulation:
             dt = remaining
         return dt
 
-    def run_segment(self, segment: Segment, on_step: Callable[[dict], None] | None = None) -> str:
-        """Run one segment to its end or its stop condition; returns why it ended."""
-        t_end = self.time + segment.duration
+    def run_segment(self, segment: Segment, on_step: Callable[[dict], None] | None = None,
+                    t_end: float | None = None) -> str:
+        """Run one segment to its end or its stop condition; returns why it ended.
+        ``t_end``: the segment's end time when resuming it from a checkpoint."""
+        t_end = self.time + segment.duration if t_end is None else t_end
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
                 return "fully stripped"
@@ -292,13 +297,29 @@ class PlatingSimulation:
         return out
 
     def run(self, segments: Sequence[Segment], *, label: str = "run", outdir: str | Path | None = None,
-            snapshots: int | None = None, progress=None) -> RunResult:
+            snapshots: int | None = None, progress=None, checkpoint_dir: str | Path | None = None,
+            checkpoint_every_steps: int | None = None, resume: bool = False) -> RunResult:
         """Run a protocol. ``progress`` is a callable(row) (e.g. a tqdm updater) or None.
-        Writes VTI snapshots and a PVD index into ``outdir`` when given."""
+        Writes VTI snapshots and a PVD index into ``outdir`` when given.
+        ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps`` macro-steps and at the end
+        (kmc/checkpoint.py); ``resume``: continue bit-identically from the newest one there."""
         total_time = sum(s.duration for s in segments)
         n_snap = self.config.snapshots if snapshots is None else snapshots
         snap_times = [total_time * (i + 1) / n_snap for i in range(n_snap)] if n_snap else []
         snaps: list[tuple[float, str]] = []
+        ckpt = pos = None
+        if checkpoint_dir is not None:
+            from .checkpoint import RunCheckpointer
+
+            ckpt = RunCheckpointer(self, checkpoint_dir, label=label, every_steps=checkpoint_every_steps,
+                                   segments=segments)
+            pos = ckpt.resume() if resume else None
+        if pos is not None:  # snapshots already written before the interruption
+            snaps += [tuple(s) for s in pos["extra"]["snaps"]]
+            del snap_times[:pos["extra"]["snapshots_taken"]]
+
+        def ckpt_extra():  # the snapshot bookkeeping a resumed run must continue from
+            return {"snaps": snaps, "snapshots_taken": n_snap - len(snap_times) if n_snap else 0}
 
         def maybe_snapshot(force=False):
             while snap_times and (self.time >= snap_times[0] * (1 - 1e-9) or force):
@@ -310,19 +331,28 @@ class PlatingSimulation:
                 if force:
                     break
 
-        if outdir is not None:
+        if outdir is not None and pos is None:
             name = f"{label}_start.vti"
             write_vti(Path(outdir) / name, self.snapshot_fields(), self.h)
             snaps.append((0.0, name))
-        ends = []
-        for seg in segments:
+        ends = [] if pos is None else list(pos["ends"])
+        for i, seg in enumerate(segments):
+            if pos is not None and i < pos["segment_index"]:
+                continue
+            resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
+            t_end = pos["segment_t_end"] if resumed else self.time + seg.duration
             why = self.run_segment(seg, on_step=lambda row: (progress(row) if progress else None,
-                                                            maybe_snapshot()))
+                                                            maybe_snapshot(),
+                                                            ckpt and ckpt.after_step(i, seg, t_end, row, ends,
+                                                                                     ckpt_extra())),
+                                   t_end=t_end)
             ends.append(why)
             if why != "duration" and seg.label == "strip":
                 continue
         if snap_times:
             maybe_snapshot(force=True)
+        if ckpt is not None:  # a finished run resumes to its result without recomputing
+            ckpt.save(len(segments), None, ends, ckpt_extra())
         if outdir is not None:
             write_pvd(Path(outdir) / f"{label}.pvd", snaps)
         final = self.rows[-1]

@@ -7,6 +7,7 @@ planar foil; the deposits are compared side by side.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -74,7 +75,12 @@ def run_case(config: SimulationConfig, host, segments, seed_sequence, label: str
     return sim.run(segments, label=label, outdir=outdir, progress=progress)
 
 
-def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: bool = True,
+def _run_job(job):
+    config, host, segs, ss, label, slug, snapdir = job
+    return label, run_case(config, host, segs, ss, slug, snapdir)
+
+
+def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: bool = True, workers: int | None = None,
                     echo=print) -> dict[str, RunResult]:
     """Run all cases, write outputs into ``outdir``, return results by case label."""
     from tqdm.auto import tqdm
@@ -98,18 +104,28 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     total_cap = config.protocol.capacity_mAh_cm2 * len(cases)
     bar = tqdm(total=round(total_cap, 6), unit="mAh/cm2", desc="plating", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} mAh/cm2 [{elapsed}<{remaining}]")
+    jobs = [(config, host, segs, ss, case.label, case.slug, outdir / "snapshots")
+            for (case, host, segs), ss in zip(cases, case_ss)]
     results: dict[str, RunResult] = {}
-    for (case, host, segs), ss in zip(cases, case_ss):
-        bar.set_postfix_str(case.label)
-        done = [0.0]
+    n_workers = max(1, min(workers if workers else (os.cpu_count() or 1), len(jobs)))
+    if n_workers == 1:
+        for job in jobs:
+            label, result = _run_job(job)
+            results[label] = result
+            bar.update(config.protocol.capacity_mAh_cm2)
+    else:
+        # Cases are independent (own seed streams), so running them in parallel changes nothing
+        # in the results; the bar advances as each case's capacity is plated.
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        def tick(row, done=done):
-            cap = max(row[PLATED_CAP], done[0])
-            bar.update(cap - done[0])
-            done[0] = cap
-
-        results[case.label] = run_case(config, host, segs, ss, case.slug, outdir / "snapshots", tick)
-        bar.update(max(config.protocol.capacity_mAh_cm2 - done[0], 0.0))
+        with ProcessPoolExecutor(n_workers) as pool:
+            futures = [pool.submit(_run_job, job) for job in jobs]
+            for fut in as_completed(futures):
+                label, result = fut.result()
+                results[label] = result
+                bar.set_postfix_str(label)
+                bar.update(config.protocol.capacity_mAh_cm2)
+        results = {job[4]: results[job[4]] for job in jobs}
     bar.close()
     _write_outputs(config, results, cases, outdir)
     wall = time.perf_counter() - t_start
