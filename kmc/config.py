@@ -92,6 +92,7 @@ class ContinuumSettings(StrictModel):
     # The KMC realises the current in whole packets, so charge balance far tighter than one
     # packet per macro-step buys nothing; the standalone solvers default to 1e-10.
     charge_tolerance: float = Field(1e-6, gt=0, le=1e-2, description="relative charge-balance tolerance of the potential solve [-]")
+    compliance_potential_V: float = Field(-1.0, ge=-10, lt=0, description="galvanostat voltage limit when plating past the transport limit [V]")
     concentration_tolerance: float = Field(1e-8, gt=0, le=1e-2, description="relative tolerance of the concentration solve [-]")
 
 
@@ -103,8 +104,8 @@ class SeparatorSpec(StrictModel):
 
 class ProtocolSpec(StrictModel):
     kind: Literal["dc", "pulse", "pulse_reverse", "schedule"] = "dc"
-    current_density_mA_cm2: float = Field(4.0, gt=0, le=1000, description="DC or pulse on-current [mA/cm^2]")
-    capacity_mAh_cm2: float = Field(0.1, gt=0, le=100, description="capacity to plate [mAh/cm^2]")
+    current_density_mA_cm2: float = Field(8.0, gt=0, le=1000, description="DC or pulse on-current [mA/cm^2]")
+    capacity_mAh_cm2: float = Field(0.2, gt=0, le=100, description="capacity to plate [mAh/cm^2]")
     on_time_s: float = Field(1.0, gt=0, le=1e6, description="pulse on-time [s]")
     off_time_s: float = Field(1.0, ge=0, le=1e6, description="pulse off-time (open circuit) [s]")
     reverse_current_mA_cm2: float = Field(0.0, ge=0, le=1000, description="pulse-reverse anodic current [mA/cm^2]")

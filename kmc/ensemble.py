@@ -346,10 +346,10 @@ def _executor(workers, scheduler, n):
                 client.close()
         return submit, as_completed, close
     import concurrent.futures as cf
-    import multiprocessing
 
-    # spawn, not fork: the parent may hold threads (tqdm, numba, a Dask client) that fork copies mid-lock
-    ex = cf.ProcessPoolExecutor(max_workers=min(workers, n), mp_context=multiprocessing.get_context("spawn"))
+    from .parallel import process_pool
+
+    ex = process_pool(min(workers, n))
     return ex.submit, cf.as_completed, lambda futures: ex.shutdown(wait=True, cancel_futures=True)
 
 

@@ -93,6 +93,7 @@ class PlatingSimulation:
         self.rows: list[dict] = []
         self.solution = None
         self.steps = 0
+        self.compliance_steps = 0  # macro-steps where the galvanostat hit its voltage limit
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
 
@@ -111,8 +112,12 @@ class PlatingSimulation:
         macro-step with the interfacial flux the KMC realised. In explicit mode the packets
         (0.013 per voxel at 1 M: one packet alone is 77 M in its voxel) are too sparse for a
         smoothed packet density to feed the diffusion potential without noise swamping it;
-        they still decide every reduction, and the packet concentration is recorded."""
-        return self.concentration
+        they still decide every reduction, and the packet concentration is recorded.
+
+        A packet is 77 M of lithium in one voxel, so the sink of one reduction can drive the
+        mean-field c below zero locally until diffusion refills it; the balance keeps that
+        deficit (salt is conserved), while rates see c clipped at zero."""
+        return np.maximum(self.concentration, 0.0)
 
     def _has_lithium_to_strip(self) -> bool:
         li = (self.state.phase == LITHIUM) & self.state.connected
@@ -134,8 +139,11 @@ class PlatingSimulation:
         return phi_l, phi_s
 
     # -- one macro-step -------------------------------------------------------------------
-    def macro_step(self, segment: Segment, dt: float) -> dict:
-        """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current."""
+    def macro_step(self, segment: Segment, dt: float, final: bool = False) -> dict:
+        """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current.
+        ``final``: the segment's last step; when plating, the KMC stops at the packet that
+        completes the applied charge, as a galvanostat's charge counter ends a step (the
+        reduction count is otherwise free to overshoot by Poisson noise)."""
         k = self.config.kmc
         t0 = _time.perf_counter()
         self.state.relabel()
@@ -147,7 +155,9 @@ class PlatingSimulation:
         # never reverse the applied current nor exceed twice it (open circuit stays open).
         owed = self.applied_charge + applied * dt - self.kmc_charge
         target = float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
-        phi_top = self.separator.ohmic_drop(self.kmc_current_density)
+        # The separator carries the external (applied) current; the KMC's packet-by-packet
+        # realisation of it is noise at the scale of a short macro-step.
+        phi_top = self.separator.ohmic_drop(segment.current_density)
         sol = None
         if target >= 0 and not self._has_lithium_to_strip():
             phi_l, phi_s = self._floating_fields(phi_top)
@@ -158,11 +168,28 @@ class PlatingSimulation:
             initial = self.solution if (self.solution is not None and self.solution.phi_l.shape == phase_now.shape
                                         and np.array_equal(np.isfinite(self.solution.phi_l),
                                                            phase_now == ELECTROLYTE)) else None
-            sol = solver.solve(c, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
-            phi_l, phi_s = sol.phi_l, sol.phi_s
+            try:
+                sol = solver.solve(c, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
+            except ValueError:
+                if target == 0:  # open circuit with nothing that can react: nothing does
+                    phi_l, phi_s = self._floating_fields(phi_top)
+                elif target > 0:
+                    raise
+                # Past the transport limit (Sand's time) no potential delivers the current:
+                # the galvanostat sits at its compliance voltage and passes what it can.
+                else:
+                    sol = solver.solve(c, cell_potential=self.config.continuum.compliance_potential_V,
+                                       phi_top=phi_top, c_top=c_top)
+                    self.compliance_steps += 1
+            if sol is not None:
+                phi_l, phi_s = sol.phi_l, sol.phi_s
         t1 = _time.perf_counter()
+        cap = None
+        if final and applied < 0:
+            cap = max(0, math.ceil(-owed / self.packet_charge - 0.5))
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=c_top,
-                                  concentration=c if k.transport == "implicit" else None, region=self.region)
+                                  concentration=c if k.transport == "implicit" else None, region=self.region,
+                                  max_reductions=cap)
         t2 = _time.perf_counter()
         red, ox = int(res.counts["reductions"]), int(res.counts["oxidations"])
         assert red - ox == res.counts["lithium_created"] - res.counts["lithium_removed"], "Faraday balance broken"
@@ -173,8 +200,10 @@ class PlatingSimulation:
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
         self.kmc_current_density = realised / dt / self.footprint
-        self._advance_concentration(c, dt, res, c_top, phase_now)
-        self.separator.step(dt, current_density=self.kmc_current_density)
+        self._advance_concentration(dt, res, sol, realised / dt, c_top, phase_now)
+        # quasi-steady salt flux -(1 - t+) j / F into the domain: feeding the domain's own
+        # transient top inflow back (a Dirichlet-Neumann split) oscillated at these time steps
+        self.separator.step(dt, current_density=segment.current_density)
         self.time += dt
         self.steps += 1
         self.solution = sol
@@ -183,10 +212,23 @@ class PlatingSimulation:
         self.timing["kmc [s]"] += t2 - t1
         return self._record(segment, sol)
 
-    def _advance_concentration(self, c, dt, res, c_top, phase_before):
-        """Mean-field salt balance on the step's geometry, driven by the reactions the KMC
-        realised face by face: (1 - t+) of a packet's salt per reduction (removed) or
-        oxidation (released), in the electrolyte voxel across the reacting face."""
+    def _advance_concentration(self, dt, res, sol, realised_current, c_top, phase_before):
+        """Mean-field salt balance on the step's geometry with the charge the KMC realised.
+
+        (1 - t+) of a packet's salt leaves per reduction and returns per oxidation. Where the
+        continuum current has the sign and size of the realised one, the realised total is
+        spread over the faces in the continuum's distribution (a single packet is 77 M in
+        one voxel; dumping it there makes c spiky); otherwise (open circuit, where only
+        exchange happens) each reaction is placed at the face where the KMC realised it."""
+        tp = self.params.electrolyte.transference_number
+        if sol is not None and realised_current != 0 and sol.total_current * realised_current > 0:
+            scale = realised_current / sol.total_current
+            if 0.2 < scale < 5.0:
+                cs = ConcentrationSolver(phase_before, self.h, self.params,
+                                         linear_solver=self.config.continuum.linear_solver,
+                                         rtol=self.config.continuum.concentration_tolerance)
+                cn = cs.step(self.concentration, dt, sol.faces, sol.face_current_density * scale, c_top)
+                return self._set_concentration(cn, phase_before)
         net = (res.face_oxidations - res.face_reductions).reshape(-1, 6)  # by conductor voxel
         source = np.zeros(phase_before.size)
         for d in range(6):
@@ -195,10 +237,13 @@ class PlatingSimulation:
                 nb, _ = neighbour_index(phase_before.shape, d)
                 np.add.at(source, nb.ravel()[nz_], net[nz_, d])
         n_packet = self.h**3 / self.params.lithium_molar_volume  # mol
-        source *= (1.0 - self.params.electrolyte.transference_number) * n_packet / dt
+        source *= (1.0 - tp) * n_packet / dt
         cs = ConcentrationSolver(phase_before, self.h, self.params, linear_solver=self.config.continuum.linear_solver,
                                  rtol=self.config.continuum.concentration_tolerance)
-        cn = cs.step(c, dt, None, None, c_top, voxel_source=source)
+        cn = cs.step(self.concentration, dt, None, None, c_top, voxel_source=source)
+        self._set_concentration(cn, phase_before)
+
+    def _set_concentration(self, cn, phase_before):
         el = self.state.phase == ELECTROLYTE
         fresh = el & (phase_before != ELECTROLYTE)  # stripped voxels take the mean of the electrolyte
         cn[fresh] = cn[el & ~fresh].mean() if (el & ~fresh).any() else self.params.electrolyte.concentration
@@ -255,7 +300,7 @@ class PlatingSimulation:
         return row
 
     # -- the loop -------------------------------------------------------------------------
-    def step_length(self, segment: Segment, remaining: float) -> float:
+    def step_length(self, segment: Segment, remaining: float, refine_end: bool = False) -> float:
         """dt_M: bounded by the config, by the number of interface sites a step may change,
         and by the segment edge (a macro-step never spans a waveform edge)."""
         k = self.config.kmc
@@ -265,21 +310,28 @@ class PlatingSimulation:
             n_faces = max(int(self.solution.faces.n_faces) if self.solution is not None else 0,
                           self.state.phase.shape[0] * self.state.phase.shape[1])
             dt = min(dt, k.interface_change_fraction * n_faces * self.packet_charge / (j * self.footprint))
+            if refine_end:
+                # The charge error left at the end is the Poisson noise of the last step
+                # (earlier steps are corrected by later ones): shrink steps toward the end.
+                left = j * self.footprint * remaining / self.packet_charge
+                dt = min(dt, max(3.0, math.sqrt(left)) * self.packet_charge / (j * self.footprint))
         # avoid a sliver step at the end of a segment
         if remaining - dt < 0.25 * dt:
             dt = remaining
         return dt
 
     def run_segment(self, segment: Segment, on_step: Callable[[dict], None] | None = None,
-                    t_end: float | None = None) -> str:
+                    t_end: float | None = None, refine_end: bool = False) -> str:
         """Run one segment to its end or its stop condition; returns why it ended.
+        ``refine_end``: shorten the steps toward the segment's end, so the charge it passes
+        ends within about a packet of the applied charge (used for the last plating step).
         ``t_end``: the segment's end time when resuming it from a checkpoint."""
         t_end = self.time + segment.duration if t_end is None else t_end
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
                 return "fully stripped"
-            dt = self.step_length(segment, t_end - self.time)
-            row = self.macro_step(segment, dt)
+            dt = self.step_length(segment, t_end - self.time, refine_end)
+            row = self.macro_step(segment, dt, final=dt >= t_end - self.time)
             if on_step is not None:
                 on_step(row)
             if segment.cutoff_potential is not None and row[POTENTIAL] > segment.cutoff_potential:
@@ -336,6 +388,8 @@ class PlatingSimulation:
             write_vti(Path(outdir) / name, self.snapshot_fields(), self.h)
             snaps.append((0.0, name))
         ends = [] if pos is None else list(pos["ends"])
+        plating = [i for i, seg in enumerate(segments) if seg.current_density < 0]
+        last_plating = plating[-1] if plating else -1
         for i, seg in enumerate(segments):
             if pos is not None and i < pos["segment_index"]:
                 continue
@@ -345,10 +399,8 @@ class PlatingSimulation:
                                                             maybe_snapshot(),
                                                             ckpt and ckpt.after_step(i, seg, t_end, row, ends,
                                                                                      ckpt_extra())),
-                                   t_end=t_end)
+                                   t_end=t_end, refine_end=i == last_plating or seg.current_density > 0)
             ends.append(why)
-            if why != "duration" and seg.label == "strip":
-                continue
         if snap_times:
             maybe_snapshot(force=True)
         if ckpt is not None:  # a finished run resumes to its result without recomputing

@@ -116,9 +116,11 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     else:
         # Cases are independent (own seed streams), so running them in parallel changes nothing
         # in the results; the bar advances as each case's capacity is plated.
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(n_workers) as pool:
+        from .parallel import process_pool
+
+        with process_pool(n_workers) as pool:
             futures = [pool.submit(_run_job, job) for job in jobs]
             for fut in as_completed(futures):
                 label, result = fut.result()
