@@ -52,7 +52,7 @@ def plot_cross_sections(path, deposits: Mapping[str, tuple[np.ndarray, np.ndarra
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS]
     fig.legend(handles, PHASE_LABELS, loc="lower center", ncol=5, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.04)
     _save(fig, path)
 
 
@@ -71,16 +71,19 @@ def plot_height_maps(path, deposits: Mapping[str, tuple[np.ndarray, np.ndarray]]
     _save(fig, path)
 
 
-def plot_series(path, series: Mapping[str, Sequence[Mapping[str, float]]], x: str, ys: Sequence[str]) -> None:
-    """One panel per column in ``ys`` against column ``x``, one line per labelled run."""
-    fig, axes = plt.subplots(len(ys), 1, figsize=(6.0, 2.4 * len(ys)), sharex=True, squeeze=False)
+def plot_series(path, series: Mapping[str, Sequence[Mapping[str, float]]], x: str, ys: Sequence[str],
+                under_current: Sequence[str] = (), current_key: str = "Applied current density [mA.cm-2]") -> None:
+    """One panel per column in ``ys`` against column ``x``, one line per labelled run.
+    Columns in ``under_current`` are drawn only while current flows (a pulse's open-circuit
+    values would otherwise zig-zag over the on-current trace)."""
+    fig, axes = plt.subplots(len(ys), 1, figsize=(6.4, 2.3 * len(ys)), sharex=True, squeeze=False)
     for ax, y in zip(axes[:, 0], ys):
         for label, rows in series.items():
-            xs = [float(r[x]) for r in rows]
-            vs = [float(r[y]) for r in rows]
-            ax.plot(xs, vs, label=label, lw=1.2)
-        ax.set_ylabel(y, fontsize=9)
+            keep = [r for r in rows if y not in under_current or float(r.get(current_key, 1.0)) != 0.0]
+            ax.plot([float(r[x]) for r in keep], [float(r[y]) for r in keep], label=label, lw=1.2)
+        ax.set_ylabel(y + ("\n(under current)" if y in under_current else ""), fontsize=9)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(x)
-    axes[0, 0].legend(fontsize=8, ncol=2)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     _save(fig, path)

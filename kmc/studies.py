@@ -167,7 +167,7 @@ def _write_outputs(config, results, cases, outdir: Path) -> None:
                      {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].host.phase)
                       for c, _, _ in cases}, h)
     plot_series(outdir / "potential_and_roughness.png", {c.label: results[c.label].rows for c, _, _ in cases},
-                PLATED_CAP, [POTENTIAL, "RMS roughness [um]", "Max height [um]"])
+                PLATED_CAP, [POTENTIAL, "RMS roughness [um]", "Max height [um]"], under_current=[POTENTIAL])
 
 
 def format_summary(results: dict[str, RunResult]) -> str:
