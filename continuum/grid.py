@@ -72,3 +72,25 @@ def dead_lithium_mask(phase: np.ndarray, connected: np.ndarray | None = None) ->
     if connected is None:
         connected = collector_connected(phase)
     return (phase == LITHIUM) & ~connected
+
+
+def face_dilate(mask: np.ndarray) -> np.ndarray:
+    """Voxels in ``mask`` or sharing a face with it (periodic in x, y; bounded in z)."""
+    out = mask.copy()
+    for ax in (0, 1):
+        out |= np.roll(mask, 1, ax)
+        out |= np.roll(mask, -1, ax)
+    out[:, :, 1:] |= mask[:, :, :-1]
+    out[:, :, :-1] |= mask[:, :, 1:]
+    return out
+
+
+def count_faces(a: np.ndarray, b: np.ndarray) -> int:
+    """Number of voxel faces with ``a`` on one side and ``b`` on the other."""
+    n = 0
+    for ax in (0, 1):
+        n += int(np.count_nonzero(a & np.roll(b, -1, ax)))
+        n += int(np.count_nonzero(b & np.roll(a, -1, ax)))
+    n += int(np.count_nonzero(a[:, :, :-1] & b[:, :, 1:]))
+    n += int(np.count_nonzero(b[:, :, :-1] & a[:, :, 1:]))
+    return n

@@ -43,7 +43,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.grid import collector_connected
+from continuum.grid import collector_connected, count_faces, face_dilate
 
 __all__ = [
     "ETA_NUC_BARE", "DEFAULT_RESERVOIR", "POROSITY_TOLERANCE", "Host", "um_to_voxels",
@@ -156,28 +156,6 @@ def um_to_voxels(length_um: float, spacing: float) -> float:
 # ----------------------------------------------------------------------------------------
 # topology helpers (periodic in x, y; bounded in z)
 # ----------------------------------------------------------------------------------------
-def _dilate6(mask: np.ndarray) -> np.ndarray:
-    """Voxels in ``mask`` or face-adjacent to it."""
-    out = mask.copy()
-    for ax in (0, 1):
-        out |= np.roll(mask, 1, ax)
-        out |= np.roll(mask, -1, ax)
-    out[:, :, 1:] |= mask[:, :, :-1]
-    out[:, :, :-1] |= mask[:, :, 1:]
-    return out
-
-
-def _count_faces(a: np.ndarray, b: np.ndarray) -> int:
-    """Number of voxel faces with ``a`` on one side and ``b`` on the other."""
-    n = 0
-    for ax in (0, 1):
-        n += int(np.count_nonzero(a & np.roll(b, -1, ax)))
-        n += int(np.count_nonzero(b & np.roll(a, -1, ax)))
-    n += int(np.count_nonzero(a[:, :, :-1] & b[:, :, 1:]))
-    n += int(np.count_nonzero(b[:, :, :-1] & a[:, :, 1:]))
-    return n
-
-
 def _periodic_label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Face-connected components of ``mask``, merged across the x and y boundaries."""
     lab, n = ndimage.label(mask)
@@ -282,7 +260,7 @@ class Host:
         k = self.host_layers
         if k == 0:
             return float("nan")
-        faces = _count_faces(_is_host(self.phase), self.phase == ELECTROLYTE)
+        faces = count_faces(_is_host(self.phase), self.phase == ELECTROLYTE)
         nx, ny, _ = self.phase.shape
         return faces / (nx * ny * k * float(self.spacing))
 
@@ -292,7 +270,7 @@ class Host:
 
     def surface_mask(self, phases: Sequence[int] = _HOST_PHASES) -> np.ndarray:
         """Voxels of the given phases with at least one face on electrolyte."""
-        return np.isin(self.phase, phases) & _dilate6(self.phase == ELECTROLYTE)
+        return np.isin(self.phase, phases) & face_dilate(self.phase == ELECTROLYTE)
 
     @property
     def seed_fraction(self) -> float:
@@ -376,7 +354,7 @@ class Host:
         if not np.any(ph[:, :, -1] == ELECTROLYTE):
             raise ValueError(f"impossible request ({self.name}): the top layer z={ph.shape[2] - 1} "
                              "holds no electrolyte, so no pore leads into the host")
-        reach = _open_pores(ph) & _dilate6(collector_connected(ph))
+        reach = _open_pores(ph) & face_dilate(collector_connected(ph))
         if not np.any(reach):
             raise ValueError(f"impossible request ({self.name}): no electrolyte (pore) path leads "
                              "from the top layer to a conductor connected to the current collector")
@@ -885,7 +863,7 @@ def coat_dielectric(host: Host, z_from: Optional[int] = None, z_to: Optional[int
     before = out.connected_conductor_fraction
     for _ in range(thickness):
         # each pass peels the conductive voxels touching electrolyte or the coating so far
-        skin = (ph == HOST_CONDUCTIVE) & in_range & _dilate6(elec | coat)
+        skin = (ph == HOST_CONDUCTIVE) & in_range & face_dilate(elec | coat)
         if not skin.any():
             break
         ph[skin] = HOST_DIELECTRIC

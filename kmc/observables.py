@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.grid import collector_connected
+from continuum.grid import collector_connected, count_faces
 
 from .units import MAH_PER_CM2
 
@@ -62,13 +62,7 @@ def count_tips(hmap: np.ndarray, threshold_voxels: float = 3.0) -> int:
 
 def interface_faces_count(phase: np.ndarray) -> int:
     """Lithium/electrolyte faces (periodic in x, y; z not wrapped)."""
-    li = phase == LITHIUM
-    el = phase == ELECTROLYTE
-    n = 0
-    for ax in (0, 1):
-        n += int(np.count_nonzero(li & np.roll(el, 1, axis=ax)) + np.count_nonzero(li & np.roll(el, -1, axis=ax)))
-    n += int(np.count_nonzero(li[:, :, 1:] & el[:, :, :-1]) + np.count_nonzero(li[:, :, :-1] & el[:, :, 1:]))
-    return n
+    return count_faces(phase == LITHIUM, phase == ELECTROLYTE)
 
 
 @dataclass

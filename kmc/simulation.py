@@ -17,6 +17,7 @@ import numpy as np
 
 from continuum.concentration import ConcentrationSolver
 from continuum.faces import neighbour_index
+from continuum.grid import face_dilate
 from continuum.constants import ELECTROLYTE, LITHIUM
 from continuum.potential import PotentialSolver
 from continuum.separator import SeparatorColumn
@@ -123,12 +124,7 @@ class PlatingSimulation:
         li = (self.state.phase == LITHIUM) & self.state.connected
         if not li.any():
             return False
-        el = self.state.phase == ELECTROLYTE
-        near = np.zeros_like(el)
-        for ax in (0, 1):
-            near |= np.roll(el, 1, ax) | np.roll(el, -1, ax)
-        near[:, :, :-1] |= el[:, :, 1:]
-        near[:, :, 1:] |= el[:, :, :-1]
+        near = face_dilate(self.state.phase == ELECTROLYTE)
         return bool((li & near).any())
 
     def _floating_fields(self, phi_top: float):
@@ -258,14 +254,7 @@ class PlatingSimulation:
         else:
             s = self.config.kmc.concentration_smoothing_voxels
             c = self.state.packet_concentration(self.params.lithium_molar_volume, smoothing_voxels=s)
-        el = self.state.phase == ELECTROLYTE
-        cond = self.state.connected
-        near = np.zeros_like(el)
-        for ax in (0, 1):
-            near |= np.roll(cond, 1, ax) | np.roll(cond, -1, ax)
-        near[:, :, :-1] |= cond[:, :, 1:]
-        near[:, :, 1:] |= cond[:, :, :-1]
-        sel = el & near
+        sel = (self.state.phase == ELECTROLYTE) & face_dilate(self.state.connected)
         return float(c[sel].mean()) if sel.any() else float("nan")
 
     def _record(self, segment: Segment, sol) -> dict:
