@@ -89,6 +89,7 @@ class KMCSettings(StrictModel):
 class ContinuumSettings(StrictModel):
     linear_solver: Literal["auto", "amg", "jacobi", "direct"] = Field(
         "auto", description="sparse SPD solver: auto (direct LU when small, else AMG-CG), amg, jacobi (CG), direct")
+    coarsen: int = Field(1, ge=1, le=16, description="solve the potential on a grid coarser by this factor (must divide nx, ny, nz)")
     # The KMC realises the current in whole packets, so charge balance far tighter than one
     # packet per macro-step buys nothing; the standalone solvers default to 1e-10.
     charge_tolerance: float = Field(1e-6, gt=0, le=1e-2, description="relative charge-balance tolerance of the potential solve [-]")

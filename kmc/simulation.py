@@ -19,7 +19,7 @@ from continuum.concentration import ConcentrationSolver
 from continuum.faces import neighbour_index
 from continuum.grid import face_dilate
 from continuum.constants import ELECTROLYTE, LITHIUM
-from continuum.potential import PotentialSolver
+from continuum.coarsen import make_potential_solver
 from continuum.separator import SeparatorColumn
 
 from .config import SimulationConfig
@@ -158,9 +158,10 @@ class PlatingSimulation:
         if target >= 0 and not self._has_lithium_to_strip():
             phi_l, phi_s = self._floating_fields(phi_top)
         else:
-            solver = PotentialSolver(phase_now, self.h, self.params, self.state.eta_nuc, self.state.activity,
-                                     linear_solver=self.config.continuum.linear_solver,
-                                     rtol=self.config.continuum.charge_tolerance)
+            cs = self.config.continuum
+            solver = make_potential_solver(phase_now, self.h, self.params, self.state.eta_nuc, self.state.activity,
+                                           coarsen=cs.coarsen, linear_solver=cs.linear_solver,
+                                           rtol=cs.charge_tolerance)
             initial = self.solution if (self.solution is not None and self.solution.phi_l.shape == phase_now.shape
                                         and np.array_equal(np.isfinite(self.solution.phi_l),
                                                            phase_now == ELECTROLYTE)) else None
@@ -217,7 +218,8 @@ class PlatingSimulation:
         one voxel; dumping it there makes c spiky); otherwise (open circuit, where only
         exchange happens) each reaction is placed at the face where the KMC realised it."""
         tp = self.params.electrolyte.transference_number
-        if sol is not None and realised_current != 0 and sol.total_current * realised_current > 0:
+        same_grid = self.config.continuum.coarsen == 1  # coarse faces do not map onto voxels
+        if same_grid and sol is not None and realised_current != 0 and sol.total_current * realised_current > 0:
             scale = realised_current / sol.total_current
             if 0.2 < scale < 5.0:
                 cs = ConcentrationSolver(phase_before, self.h, self.params,
