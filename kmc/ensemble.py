@@ -41,7 +41,8 @@ from .io import write_csv, write_json
 from .simulation import APPLIED_CAP, POTENTIAL, STEP
 
 CAPACITY_CHECKPOINTS = (25, 50, 75, 100)  # % of the applied capacity; 100 = the end of the run
-KEY_OBSERVABLES = ["RMS roughness [um]", "Max height [um]", "Interface area [um2.um-2]", "Tips [-]"]
+KEY_OBSERVABLES = ["RMS roughness [um]", "Max height [um]", "Interface area [um2.um-2]", "Tips [-]",
+                   "Lithium above host [mAh.cm-2]"]
 LABELS = ("Case", "Host", "Protocol")
 CHECKPOINT_COL = "Capacity checkpoint [%]"
 

@@ -145,6 +145,9 @@ class PlatingSimulation:
         self.state.relabel()
         phase_now = self.state.phase.copy()
         c = self._concentration_field()
+        # The potential solve sees c floored at 1 % of c0: a voxel emptied by one packet's sink
+        # would otherwise be an insulator whose potential drop runs to volts.
+        c_solve = np.maximum(c, 0.01 * self.params.electrolyte.concentration)
         c_top = self.separator.c_interface
         applied = segment.current_density * self.footprint  # A, SI sign
         # Galvanostat: aim this step at the applied current plus the charge still owed, but
@@ -166,7 +169,7 @@ class PlatingSimulation:
                                         and np.array_equal(np.isfinite(self.solution.phi_l),
                                                            phase_now == ELECTROLYTE)) else None
             try:
-                sol = solver.solve(c, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
+                sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
             except ValueError:
                 if target == 0:  # open circuit with nothing that can react: nothing does
                     phi_l, phi_s = self._floating_fields(phi_top)
@@ -175,7 +178,7 @@ class PlatingSimulation:
                 # Past the transport limit (Sand's time) no potential delivers the current:
                 # the galvanostat sits at its compliance voltage and passes what it can.
                 else:
-                    sol = solver.solve(c, cell_potential=self.config.continuum.compliance_potential_V,
+                    sol = solver.solve(c_solve, cell_potential=self.config.continuum.compliance_potential_V,
                                        phi_top=phi_top, c_top=c_top)
                     self.compliance_steps += 1
             if sol is not None:

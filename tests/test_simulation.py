@@ -142,3 +142,19 @@ def test_same_seed_bit_identical():
     assert np.array_equal(ra.final_phase, rb.final_phase)
     assert [r[TIME] for r in ra.rows] == [r[TIME] for r in rb.rows]
     assert [r[STRIPPED_CAP] for r in ra.rows] == [r[STRIPPED_CAP] for r in rb.rows]
+
+
+def test_high_current_run_stays_physical():
+    """Pulses at 60 mA/cm^2 on a foil: single reductions empty voxels of salt, and the
+    potential solve must not turn them into insulators with volt-scale drops (this case,
+    from `pulse_vs_dc --set protocol.current_density_mA_cm2=30`, once overflowed the KMC rates)."""
+    from kmc import studies
+
+    cfg = make_config({}, ["protocol.current_density_mA_cm2=30"])
+    host_ss, *case_ss = np.random.SeedSequence(cfg.seed).spawn(7)
+    foil = studies.hosts(cfg, host_ss)["Planar foil"]
+    segs = studies.protocols(cfg)["Pulse, equal average"]
+    res = studies.run_case(cfg, foil, segs, case_ss[5], "foil")
+    on = np.array([r["Cell potential [V]"] for r in res.rows if r["Step [-]"] == "on"])
+    assert np.all(np.isfinite(on)) and on.min() > -1.0
+    assert res.summary[PLATED_CAP] == pytest.approx(0.2, rel=0.01)
