@@ -104,3 +104,27 @@ def write_pvd(path, entries: Sequence[tuple[float, str]]) -> None:
         lines.append(f'    <DataSet timestep="{t:.9g}" group="" part="0" file="{name}"/>')
     lines += ["  </Collection>", "</VTKFile>", ""]
     write_text(path, "\n".join(lines))
+
+
+_VTK_TYPES = {"UInt8": np.uint8, "Int8": np.int8, "Int32": np.int32, "Int64": np.int64, "UInt32": np.uint32,
+              "UInt64": np.uint64, "Float32": np.float32, "Float64": np.float64}
+
+
+def read_vti(path) -> tuple[dict[str, np.ndarray], float]:
+    """Read a snapshot written by :func:`write_vti`: (cell arrays [x, y, z], spacing in m)."""
+    import re
+
+    raw = Path(path).read_bytes()
+    marker = raw.index(b'<AppendedData encoding="raw">')
+    head = raw[:marker].decode()
+    start = raw.index(b"_", marker) + 1
+    extent = [int(v) for v in re.search(r'WholeExtent="([^"]+)"', head).group(1).split()]
+    shape = (extent[1] - extent[0], extent[3] - extent[2], extent[5] - extent[4])
+    spacing_um = float(re.search(r'Spacing="([^"]+)"', head).group(1).split()[0])
+    out = {}
+    for name, typ, off in re.findall(r'<DataArray Name="([^"]+)"[^>]*type="([^"]+)"[^>]*offset="(\d+)"', head):
+        pos = start + int(off)
+        nbytes = int(np.frombuffer(raw, np.uint64, 1, pos)[0])
+        data = np.frombuffer(raw, _VTK_TYPES[typ], nbytes // np.dtype(_VTK_TYPES[typ]).itemsize, pos + 8)
+        out[name] = data.reshape(shape, order="F").copy()  # VTK runs x fastest
+    return out, spacing_um * 1e-6

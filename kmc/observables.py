@@ -118,3 +118,15 @@ def deposit_observables(phase: np.ndarray, host_phase: np.ndarray, spacing: floa
 def lithium_depth_profile(phase: np.ndarray) -> np.ndarray:
     """Fraction of each z layer that is lithium."""
     return (phase == LITHIUM).mean(axis=(0, 1))
+
+
+def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObservables:
+    """Recompute the deposit observables from a saved ``.vti`` snapshot: the host is the
+    snapshot's phase with lithium turned back into electrolyte (lithium only ever replaces
+    electrolyte)."""
+    from .io import read_vti
+
+    cells, spacing = read_vti(path)
+    phase = cells["phase"].astype(np.uint8)
+    host = np.where(phase == LITHIUM, ELECTROLYTE, phase).astype(np.uint8)
+    return deposit_observables(phase, host, spacing, molar_volume)

@@ -158,3 +158,16 @@ def test_high_current_run_stays_physical():
     on = np.array([r["Cell potential [V]"] for r in res.rows if r["Step [-]"] == "on"])
     assert np.all(np.isfinite(on)) and on.min() > -1.0
     assert res.summary[PLATED_CAP] == pytest.approx(0.2, rel=0.01)
+
+
+def test_observables_recomputed_from_snapshot(tmp_path):
+    from kmc.observables import observables_from_snapshot
+
+    cfg, sim = _sim(["kmc.transport=implicit", "host.nx=16", "host.ny=16", "protocol.capacity_mAh_cm2=0.1"])
+    res = sim.run(cfg.protocol.segments(), outdir=tmp_path, label="r", snapshots=2)
+    t_last, name = res.snapshots[-1]
+    assert t_last == pytest.approx(res.rows[-1][TIME])
+    again = observables_from_snapshot(tmp_path / name, cfg.physics.lithium_molar_volume).as_row()
+    for key, value in again.items():
+        assert res.rows[-1][key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert again["Lithium [mAh.cm-2]"] > 0.05
