@@ -90,7 +90,6 @@ class PlatingSimulation:
         self.reductions = 0
         self.oxidations = 0
         self.region_reductions = np.zeros(8, np.int64)
-        self.kmc_current_density = 0.0  # A/m^2 realised in the last macro-step
         self.rows: list[dict] = []
         self.solution = None
         self.steps = 0
@@ -199,7 +198,6 @@ class PlatingSimulation:
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
-        self.kmc_current_density = realised / dt / self.footprint
         self._advance_concentration(dt, res, sol, realised / dt, c_top, phase_now)
         # quasi-steady salt flux -(1 - t+) j / F into the domain: feeding the domain's own
         # transient top inflow back (a Dirichlet-Neumann split) oscillated at these time steps
