@@ -29,14 +29,19 @@ def seed_geometry(nx, ny, nz, tip):
     return ph, (cx, cy, tip + 1)
 
 
-def radius_of_gyration(st, center):
+def _offsets_from_seed(st, center):
+    """Minimum-image (periodic x, y) displacements of every lithium voxel from the seed."""
     nx, ny, nz = st.shape
     x, y, z = np.nonzero(st.phase == LITHIUM)
     dx = (x - center[0]).astype(float)
     dy = (y - center[1]).astype(float)
     dx -= nx * np.round(dx / nx)
     dy -= ny * np.round(dy / ny)
-    dz = z - center[2]
+    return dx, dy, (z - center[2]).astype(float)
+
+
+def radius_of_gyration(st, center):
+    dx, dy, dz = _offsets_from_seed(st, center)
     r2 = dx**2 + dy**2 + dz**2
     # R_g about the centre of mass (positions unwrapped around the seed)
     rg2 = r2.mean() - dx.mean() ** 2 - dy.mean() ** 2 - dz.mean() ** 2
@@ -75,13 +80,8 @@ def grow(shape, n_total, chunk, *, seed, implicit=False, eta=-1.0, i0=10.0, kill
 
 def mass_radius_dimension(st, center, r_lo, r_hi):
     """Slope of log M(r) against log r, M(r) = lithium voxels within r of the seed."""
-    nx, ny, nz = st.shape
-    x, y, z = np.nonzero(st.phase == LITHIUM)
-    dx = (x - center[0]).astype(float)
-    dy = (y - center[1]).astype(float)
-    dx -= nx * np.round(dx / nx)
-    dy -= ny * np.round(dy / ny)
-    r = np.sqrt(dx**2 + dy**2 + (z - center[2]) ** 2)
+    dx, dy, dz = _offsets_from_seed(st, center)
+    r = np.sqrt(dx**2 + dy**2 + dz**2)
     radii = np.geomspace(r_lo, r_hi, 8)
     mass = np.array([np.count_nonzero(r <= q) for q in radii])
     return np.polyfit(np.log(radii), np.log(mass), 1)[0]
