@@ -43,7 +43,14 @@ class HostSpec(StrictModel):
         return (self.nx, self.ny, 1 + self.host_layers + self.reservoir_layers)
 
     def build(self, seed) -> "Host":
-        """Generate the host this spec describes (``seed``: int or SeedSequence)."""
+        """Generate the host this spec describes (``seed``: int or SeedSequence); an
+        impossible host is a :class:`ConfigError` naming the problem."""
+        try:
+            return self._build(seed)
+        except (ValueError, ImportError, OSError) as e:
+            raise ConfigError(f"host: {e}") from None
+
+    def _build(self, seed) -> "Host":
         from . import hosts
 
         h = self.spacing_um * 1e-6

@@ -85,8 +85,6 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     """Run all cases, write outputs into ``outdir``, return results by case label."""
     from tqdm.auto import tqdm
 
-    from .plots import plot_cross_sections, plot_height_maps, plot_series
-
     outdir = Path(outdir)
     t_start = time.perf_counter()
     root = np.random.SeedSequence(config.seed)
