@@ -56,7 +56,6 @@ class RunResult:
     summary: dict
     timing: dict
     snapshots: list = field(default_factory=list)
-    final_phi_l: np.ndarray | None = None
 
 
 class PlatingSimulation:
@@ -405,8 +404,7 @@ class PlatingSimulation:
         summary["Charge error [%]"] = self.charge_error_percent()
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
-                         snapshots=snaps,
-                         final_phi_l=None if self.solution is None else self.solution.phi_l.copy())
+                         snapshots=snaps)
 
     def charge_error_percent(self) -> float:
         """|KMC charge - applied charge| relative to the applied charge [%]."""
