@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from kmc.config import make_config
-from kmc.studies import FULL_OVERRIDES, run_pulse_vs_dc
+from kmc.studies import FULL_OVERRIDES, STUDY_OVERRIDES, run_pulse_vs_dc
 
 
 def main():
@@ -18,7 +18,7 @@ def main():
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
-    cfg = make_config({}, FULL_OVERRIDES if args.full else [])
+    cfg = make_config({}, STUDY_OVERRIDES + (FULL_OVERRIDES if args.full else []))
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         run_pulse_vs_dc(cfg, Path(d), progress=False, workers=args.workers, echo=lambda s: None)

@@ -11,7 +11,7 @@ from .kinetics import butler_volmer, equilibrium_overpotential, reaction_branche
 from .faces import DIRECTION_OFFSETS, InterfaceFaces, interface_faces
 from .potential import PotentialSolution, PotentialSolver
 from .concentration import ConcentrationSolver
-from .separator import SeparatorColumn
+from .separator import SeparatorColumn, limiting_current_density
 
 __all__ = [
     "BOLTZMANN", "ELECTROLYTE", "FARADAY", "GAS_CONSTANT", "HOST_CONDUCTIVE", "HOST_DIELECTRIC",
@@ -19,5 +19,5 @@ __all__ = [
     "Electrolyte", "Kinetics", "PhysicalParameters", "describe_validation_error",
     "butler_volmer", "equilibrium_overpotential", "reaction_branches", "DIRECTION_OFFSETS",
     "InterfaceFaces", "interface_faces", "PotentialSolution", "PotentialSolver",
-    "ConcentrationSolver", "SeparatorColumn",
+    "ConcentrationSolver", "SeparatorColumn", "limiting_current_density",
 ]

@@ -48,8 +48,9 @@ class SeparatorColumn:
     @property
     def c_interface(self) -> float:
         """Concentration at x = 0 (the c_top the 3D domain sees), extrapolated from the first
-        cell with the boundary flux: c(0) = c_1 - flux dx / (2 D_eff)."""
-        return float(self.c[0] - self.flux * 0.5 * self.dx / self.D_eff)
+        cell with the boundary flux: c(0) = c_1 - flux dx / (2 D_eff); exactly 0, not a
+        rounding-error negative, at the transport limit."""
+        return max(0.0, float(self.c[0] - self.flux * 0.5 * self.dx / self.D_eff))
 
     def salt_content(self) -> float:
         """Moles of salt per unit cross-section [mol/m^2]."""
@@ -65,26 +66,38 @@ class SeparatorColumn:
             tp = self.params.electrolyte.transference_number
             salt_flux_into_domain = -(1.0 - tp) * float(current_density) / FARADAY
         J = float(salt_flux_into_domain)
+        c = self._solve(dt, flux=J)
+        if c[0] - J * 0.5 * self.dx / self.D_eff < 0.0:
+            # Past the transport limit the column cannot supply J: its domain side empties
+            # (c = 0 there) and it passes the most it can, the diffusive flux into c = 0.
+            c = self._solve(dt, flux=None)
+            J = float(c[0] * 2.0 * self.D_eff / self.dx)
+        self.c = c
+        self.flux = J
+        self.time += dt
+
+    def _solve(self, dt: float, flux: float | None) -> np.ndarray:
+        """One implicit Euler step with the salt flux ``flux`` leaving at x = 0, or with
+        c = 0 held at x = 0 when ``flux`` is None."""
         n, dx = self.n, self.dx
         a = self.porosity * dx / dt
         g = self.D_eff / dx
         # tridiagonal (banded) system
         main = np.full(n, a + 2 * g)
-        main[0] = a + g  # flux boundary at x = 0
-        main[-1] = a + g + 2 * g  # half cell to the Dirichlet bulk value
-        if n == 1:
-            main[0] = a + 2 * g
+        main[0] -= g  # the flux boundary at x = 0 ...
+        if flux is None:
+            main[0] += 2 * g  # ... or a half cell to c = 0 there
+        main[-1] += g  # half cell to the Dirichlet bulk value
         off = np.full(n - 1, -g)
         rhs = a * self.c
-        rhs[0] -= J
+        if flux is not None:
+            rhs[0] -= flux
         rhs[-1] += 2 * g * self.c0
         ab = np.zeros((3, n))
         ab[0, 1:] = off
         ab[1] = main
         ab[2, :-1] = off
-        self.c = sla.solve_banded((1, 1), ab, rhs)
-        self.flux = J
-        self.time += dt
+        return sla.solve_banded((1, 1), ab, rhs)
 
     def steady_profile(self, salt_flux_into_domain: float) -> np.ndarray:
         """Closed-form steady profile at the cell centres for a constant flux J:
@@ -109,3 +122,15 @@ class SeparatorColumn:
         dcdx = np.diff(cb) / dxs
         dphi = -(j + FARADAY * (prm.cation_diffusivity - prm.anion_diffusivity) * self.effective_factor * dcdx) / kap
         return float(-(dphi * dxs).sum())
+
+
+def limiting_current_density(params: PhysicalParameters, separator_length: float, separator_porosity: float,
+                             electrolyte_length: float = 0.0, bruggeman: float = 1.5) -> float:
+    """Steady 1D limiting current density [A/m^2, magnitude] of a planar electrode under
+    ``electrolyte_length`` [m] of free electrolyte and the separator column, with the bulk
+    value c0 held at the column's far end: the salt flux (1 - t+) i / F that empties the
+    electrode side, ``i_lim = F c0 / ((1 - t+) (L_sep / D_eff + L_free / D))``."""
+    el = params.electrolyte
+    resistance = separator_length / (el.salt_diffusivity * separator_porosity**bruggeman) \
+        + electrolyte_length / el.salt_diffusivity
+    return FARADAY * el.concentration / ((1.0 - el.transference_number) * resistance)

@@ -31,7 +31,8 @@ from .lattice import LatticeState
 FORMAT_VERSION = 1
 
 # Simulation attributes the checkpoint saves explicitly ...
-_SCALARS = ("time", "applied_charge", "kmc_charge", "reductions", "oxidations", "steps")
+_SCALARS = ("time", "applied_charge", "kmc_charge", "reductions", "oxidations", "steps",
+            "compliance_steps", "limited_steps")
 _ARRAYS = ("concentration", "region_reductions")
 _HANDLED = set(_SCALARS) | set(_ARRAYS) | {"state", "engine", "separator", "solution", "rows", "timing"}
 # ... and those the constructor rebuilds identically from (config, host).

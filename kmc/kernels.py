@@ -14,7 +14,10 @@ Composition-rejection (CR) over geometric rate groups, with a binary sum tree ov
   implicit-transport reduction into an electrolyte voxel).
 * Group ``g`` holds items whose total rate r satisfies ``B[g-1] < r <= B[g]`` with
   ``B[g] = T_ref 2^((g - G_CENTER)/4)``: four groups per octave, so acceptance is >= 0.84 and
-  exactly 1 for a bulk packet with no field (T_ref = 6 D+/h^2 is a bin edge).  Group 0 holds
+  exactly 1 for a bulk packet with no field (T_ref = 6 D+/h^2 is a bin edge).  A packet's
+  rate for grouping is R + 6 K_max (its reduction total plus six times its fastest hop): the
+  hop direction is drawn among six equal channels and thinned, so a hop reads only the
+  target voxel (next to a wall or in a strong field some attempts are null).  Group 0 holds
   rate-0 items (never drawn).  Rates below the lowest edge are clamped into group 1 (still
   exact: thinning against a larger bound); a rate above the top edge aborts the call.
 * Selection: a sum tree over the 2 x 256 group weights ``n_g B[g]`` (9 levels) picks a group;
@@ -38,7 +41,7 @@ Frozen fields make every per-voxel rate constant within a call.  Hop rates are
 electrolyte, so a blocked face needs no phase lookup); the total reduction rate R of each
 electrolyte voxel is precomputed.  U, R, the voxel's packet-list head, its rate group and
 its leap level share one 16-byte record (engine: ``_aligned_records``), so a hop costs about
-one cache miss for the voxel and one per neighbour line.  Only what a phase change touches
+one cache miss for the voxel and one for its target.  Only what a phase change touches
 is recomputed.  Reduction/oxidation face rates are evaluated when the event fires (same
 formula, same order as the sums).  Occupancy is maintained in-call only under a cap.
 
@@ -470,17 +473,22 @@ def _nbr_u(U, v, x, y, z, d, nx, ny, nz, utop):
 @nb.njit(cache=True)
 def _packet_rates(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, ny, nz):
     """Store the total reduction rate of electrolyte voxel v in RV[v] (float32) and return
-    the effective per-packet rate: hops K (+ R), or K/2^L on leap voxels.  Hop rates are
-    (D+/h^2) U[w]/U[v] with U = exp(-f (phi_l - phi_top)/2), evaluated the same way by the
-    event loop.  Arrays are passed explicitly: this runs for every voxel in setup."""
+    the per-packet rate bound that groups it: R + 6 K_max (K_max: its fastest hop), or K/2^L
+    on leap voxels (K: the hop total).  Hop rates are (D+/h^2) U[w]/U[v] with
+    U = exp(-f (phi_l - phi_top)/2), evaluated the same way by the event loop, which thins
+    each direction against (B[g] - R)/6 >= K_max.  Arrays are passed explicitly: this runs
+    for every voxel in setup."""
     x, y, z = _coords(v, ny, nz)
     inv = prm[P_HOP] / np.float64(U[v])
     utop = prm[P_UTOP]
     K = 0.0
+    kmax = 0.0
     R = 0.0
     for d in range(6):
         w, uw = _nbr_u(U, v, x, y, z, d, nx, ny, nz, utop)
         K += inv * uw
+        if inv * uw > kmax:
+            kmax = inv * uw
         if w >= 0:
             p = phase[w]
             if (p == HOST_CONDUCTIVE or p == LITHIUM) and conn[w]:
@@ -490,7 +498,7 @@ def _packet_rates(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, ny, n
     lk = np.int64(L[v])
     if lk > 0:
         return K / (np.int64(1) << lk)
-    return K + np.float64(R32)
+    return 6.0 * kmax + np.float64(R32)
 
 
 @nb.njit(cache=True)
@@ -1460,16 +1468,17 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
                     if y < R:
                         ok = _reduce_packet(ctx, k, g, v, y)
                     else:
+                        # six equal channels of width (B[g] - R)/6 >= every hop rate: only the
+                        # drawn direction's neighbour is read (one record instead of six)
+                        width = (bg - R) / 6.0
                         y -= R
                         dsel = 6
                         w = -1
-                        for d in range(6):
-                            w, uw = _nbr_u(U, v, px, py, pz, d, nx, ny, nz, utop)
-                            r = inv * uw
-                            if y < r:
-                                dsel = d
-                                break
-                            y -= r
+                        if width > 0.0:  # 0 only for a voxel with no open face
+                            dsel = min(int(y / width), 5)
+                            w, uw = _nbr_u(U, v, px, py, pz, dsel, nx, ny, nz, utop)
+                            if not (y - dsel * width < inv * uw):
+                                dsel = 6  # null: thinned
                         if dsel < 6:
                             if w == -2:
                                 _pdel(ctx, k, g)  # out through the top, into the reservoir

@@ -93,6 +93,7 @@ class PlatingSimulation:
         self.solution = None
         self.steps = 0
         self.compliance_steps = 0  # macro-steps where the galvanostat hit its voltage limit
+        self.limited_steps = 0  # macro-steps whose KMC reached the galvanostat's charge cap
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
 
@@ -185,10 +186,19 @@ class PlatingSimulation:
         cap = None
         if final and applied < 0:
             cap = max(0, math.ceil(-owed / self.packet_charge - 0.5))
+        elif target < 0:
+            # A galvanostat never passes more than it is set to: the KMC stops once it has
+            # realised the step's target well beyond its Poisson noise. Only steps whose
+            # packets outrun the mean-field fields (past the transport limit, as an off-time's
+            # refilled reservoir meets the next pulse) reach it; without it they ran away.
+            n = -target * dt / self.packet_charge
+            cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=c_top,
                                   concentration=c if k.transport == "implicit" else None, region=self.region,
                                   max_reductions=cap)
         t2 = _time.perf_counter()
+        if res.status == "max_reductions" and not final:
+            self.limited_steps += 1
         red, ox = int(res.counts["reductions"]), int(res.counts["oxidations"])
         assert red - ox == res.counts["lithium_created"] - res.counts["lithium_removed"], "Faraday balance broken"
         realised = (ox - red) * self.packet_charge  # C, SI sign
@@ -402,6 +412,8 @@ class PlatingSimulation:
         summary = {k: final[k] for k in final if k not in (STEP,)}
         summary["Segments ended by"] = ";".join(ends)
         summary["Charge error [%]"] = self.charge_error_percent()
+        summary["Compliance-limited steps [-]"] = self.compliance_steps
+        summary["Charge-capped steps [-]"] = self.limited_steps
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
                          snapshots=snaps)

@@ -190,7 +190,7 @@ def test_failing_replica_is_reported_and_others_complete(tmp_path):
 
 
 def test_pulse_vs_dc_ensemble_statistics_and_cli(tmp_path, monkeypatch):
-    config = cfg()
+    config = cfg(["protocol.capacity_mAh_cm2=0.05"])  # about 15 packets: every case has a deposit
     res = run_pulse_vs_dc_ensemble(config, tmp_path / "pvd", 2, workers=1, progress=False, echo=None)
     assert len(res.rows) == 2 * 6 * 4  # replicas x cases x capacity checkpoints
     assert (tmp_path / "pvd" / "distributions.png").stat().st_size > 1000
