@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pulse_vs_dc", help="compare pulsed and DC plating in a porous host and a foil",
                        description=PULSE_VS_DC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
-    p.add_argument("--full", action="store_true", help="full-size run (64x64 lattice, 1 mAh/cm^2; tens of minutes)")
+    p.add_argument("--full", action="store_true", help="full-size run (48 x 48 x 49 um, 0.5 mAh/cm^2 at 33 mA/cm^2; about 10 minutes on 2 cores)")
     p.add_argument("--replicas", type=int, default=1, help="independent replicas per case (ensemble statistics)")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes for replicas (default: cores)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes for the cases or replicas (default: cores; 1: serial)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port) for replicas")
     r = sub.add_parser("run", help="run one simulation from a JSON config file",
                        description="Run one coupled simulation described by a JSON config (any subset of fields).")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_pulse_vs_dc_ensemble(config, out, replicas=args.replicas, workers=args.workers,
                                          scheduler=args.scheduler, progress=not args.no_progress)
             else:
-                run_pulse_vs_dc(config, out, progress=not args.no_progress)
+                run_pulse_vs_dc(config, out, progress=not args.no_progress, workers=args.workers)
             return 0
         if args.command == "ensemble":
             from .ensemble import format_comparison, run_ensemble, run_pulse_vs_dc_ensemble
