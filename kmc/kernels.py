@@ -64,10 +64,33 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 
 from . import events as _ev
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the cache to load arr[idx] (LLVM prefetch: read, high locality, data); never
+    faults and changes no result."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 # ---- formulas from kmc.events, compiled ---------------------------------------------------
 _reduction_rate = nb.njit(cache=True)(_ev.reduction_rate)
@@ -447,27 +470,36 @@ def _sset(ctx, v, g_new):
 # rates of one voxel
 # =============================================================================================
 @nb.njit(cache=True)
-def _nbr_u(U, v, x, y, z, d, nx, ny, nz, utop):
-    """(index, U) of the face neighbour in direction d: index -2 and U = utop through the
-    top, index -1 and U = 0 below the collector.  U = 0 on every non-electrolyte voxel, so
-    a blocked hop has rate 0 without a phase lookup."""
+def _nbr_index(v, x, y, z, d, nx, ny, nz):
+    """Flat index of the face neighbour of v = (x, y, z) in direction d; -2 through the top,
+    -1 below the collector."""
     if d == 0:
-        w = v + ny * nz if x < nx - 1 else v - (nx - 1) * ny * nz
-    elif d == 1:
-        w = v - ny * nz if x > 0 else v + (nx - 1) * ny * nz
-    elif d == 2:
-        w = v + nz if y < ny - 1 else v - (ny - 1) * nz
-    elif d == 3:
-        w = v - nz if y > 0 else v + (ny - 1) * nz
-    elif d == 4:
-        if z == nz - 1:
-            return -2, utop
-        w = v + 1
-    else:
-        if z == 0:
-            return -1, 0.0
-        w = v - 1
-    return w, np.float64(U[w])
+        return v + ny * nz if x < nx - 1 else v - (nx - 1) * ny * nz
+    if d == 1:
+        return v - ny * nz if x > 0 else v + (nx - 1) * ny * nz
+    if d == 2:
+        return v + nz if y < ny - 1 else v - (ny - 1) * nz
+    if d == 3:
+        return v - nz if y > 0 else v + (ny - 1) * nz
+    if d == 4:
+        return -2 if z == nz - 1 else v + 1
+    return -1 if z == 0 else v - 1
+
+
+@nb.njit(cache=True)
+def _u_at(U, w, utop):
+    """U of neighbour index w (utop through the top, 0 below the collector).  U = 0 on every
+    non-electrolyte voxel, so a blocked hop has rate 0 without a phase lookup."""
+    if w >= 0:
+        return np.float64(U[w])
+    return utop if w == -2 else 0.0
+
+
+@nb.njit(cache=True)
+def _nbr_u(U, v, x, y, z, d, nx, ny, nz, utop):
+    """(index, U) of the face neighbour in direction d (see _nbr_index, _u_at)."""
+    w = _nbr_index(v, x, y, z, d, nx, ny, nz)
+    return w, _u_at(U, w, utop)
 
 
 @nb.njit(cache=True)
@@ -1364,6 +1396,41 @@ def setup_call(ctx, n_packets):
 # the event loop
 # =============================================================================================
 @nb.njit(cache=True)
+def _tree_walk(tree, x):
+    """(leaf, remainder): the leaf whose cumulative weight interval holds x in [0, tree[1])
+    and x less the weight before it."""
+    i = 1
+    while i < NLEAF:
+        left = tree[2 * i]
+        if x < left:
+            i = 2 * i
+        else:
+            x -= left
+            i = 2 * i + 1
+    return i - NLEAF, x
+
+
+@nb.njit(cache=True)
+def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
+    """Prefetch the voxel records of the packet that x would select now and of its hop
+    target if it has no reaction (as the event loop's R = 0 path computes it)."""
+    leaf, x = _tree_walk(tree, x)
+    if leaf >= NG:
+        return
+    n = pstart[leaf + 1] - pstart[leaf]
+    if n <= 0:
+        return
+    bg = B[leaf]
+    q = x / bg
+    j = min(int(q), n - 1)
+    k = pstart[leaf] + j
+    v = P[k, VOX]
+    _prefetch(U, v)
+    d0 = min(int((q - j) * 6.0), 5)
+    w0 = _nbr_index(v, P[k, PX], P[k, PY], P[k, PZ], d0, nx, ny, nz)
+    if w0 >= 0:
+        _prefetch(U, w0)
+@nb.njit(cache=True)
 def run_events(ctx, t_end, max_events, max_reductions, seed):
     """Execute events until the next one would pass t_end (not executed), or max_events
     events have run, or max_reductions reductions (release mode), or the packet store needs
@@ -1392,6 +1459,10 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
     t = prm[P_T]
     release = ip[I_RELEASE] != 0
     status = ST_DONE
+    # The selection uniform of the next attempt is drawn one attempt ahead, so the packet it
+    # will pick (if this attempt leaves the tree as it is, nearly always) can be prefetched:
+    # its voxel record then loads while this attempt waits on its own.
+    u_sel = np.random.random()
     while True:
         if cnt[C_OVERFLOW] > 0:
             status = ST_OVERFLOW
@@ -1421,16 +1492,10 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
             status = ST_DONE
             break
         t += dt
-        x = np.random.random() * W
-        i = 1
-        while i < NLEAF:
-            left = tree[2 * i]
-            if x < left:
-                i = 2 * i
-            else:
-                x -= left
-                i = 2 * i + 1
-        leaf = i - NLEAF
+        x = u_sel * W
+        u_sel = np.random.random()
+        leaf, x = _tree_walk(tree, x)
+        _prefetch_next(P, U, pstart, tree, B, u_sel * W, nx, ny, nz)
         ok = False
         if leaf < NG:
             n = pstart[leaf + 1] - pstart[leaf]
@@ -1447,6 +1512,11 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
                 px = P[k, PX]
                 py = P[k, PY]
                 pz = P[k, PZ]
+                # The hop target if v has no reaction (R = 0, most packets): its address is
+                # known now, so its record loads alongside v's instead of after it.
+                d0 = min(int(y / (bg / 6.0)), 5)
+                w0 = _nbr_index(v, px, py, pz, d0, nx, ny, nz)
+                uw0 = _u_at(U, w0, utop)
                 lk = np.int64(L[v])
                 inv = hop / np.float64(U[v])
                 if lk > 0:
@@ -1476,7 +1546,11 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
                         w = -1
                         if width > 0.0:  # 0 only for a voxel with no open face
                             dsel = min(int(y / width), 5)
-                            w, uw = _nbr_u(U, v, px, py, pz, dsel, nx, ny, nz, utop)
+                            if R == 0.0 and dsel == d0:
+                                w = w0
+                                uw = uw0
+                            else:
+                                w, uw = _nbr_u(U, v, px, py, pz, dsel, nx, ny, nz, utop)
                             if not (y - dsel * width < inv * uw):
                                 dsel = 6  # null: thinned
                         if dsel < 6:
