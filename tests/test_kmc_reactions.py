@@ -153,3 +153,41 @@ def test_surface_diffusion_conserves_lithium_and_connectivity():
     assert r.lithium_created == r.lithium_removed == r.surface_hops
     st.relabel()
     assert st.dead_lithium.sum() == 0  # moves keep the voxel bonded to the deposit
+
+
+def test_surface_diffusion_adatom_random_walk_closed_form():
+    """A lone adatom on a flat lithium surface has one bond and four lateral targets, each at
+    Gamma = nu_s exp(-E_b / kT): a continuous-time 2D lattice walk, so its hop count is
+    Poisson(4 Gamma t) and its mean squared displacement is exactly 4 Gamma t h^2. Adatoms 16
+    voxels apart (RMS excursion 2) never meet; each is matched to its start site."""
+    p = params()
+    nu, e_b = 1.0e4, 0.1
+    gamma = nu * np.exp(-e_b / (8.617333262e-5 * p.temperature))
+    t = 1.0 / gamma  # 4 Gamma t = 4 voxels^2
+    n_side, sp = 8, 16
+    starts = np.array([(i * sp, j * sp) for i in range(n_side) for j in range(n_side)])
+    r2, hops, n = [], 0, 0
+    for seed in range(16):
+        ph = slab(n_side * sp, n_side * sp, 4, lithium_layers=1)
+        ph[starts[:, 0], starts[:, 1], 2] = LITHIUM
+        st = LatticeState.from_arrays(ph, H)
+        eng = KMCEngine(st, p, seed=seed, transport="implicit",
+                        surface_diffusion=SurfaceDiffusion(enabled=True, attempt_frequency=nu, bond_energy=e_b))
+        r = advance_checked(eng, t, phi_l=np.zeros(ph.shape), phi_s=np.full(ph.shape, -0.3),
+                            concentration=np.zeros(ph.shape))
+        assert r.reductions == 0 and r.oxidations == 0
+        hops += r.surface_hops
+        ends = np.argwhere(st.phase[:, :, 2] == LITHIUM)
+        assert len(ends) == len(starts)  # none met another, climbed or sank
+        size = n_side * sp
+        d = (ends[:, None, :] - starts[None, :, :] + size // 2) % size - size // 2  # minimum image
+        dist2 = (d**2).sum(axis=2)
+        r2.extend(dist2.min(axis=1))
+        assert len(set(dist2.argmin(axis=1))) == len(starts)  # one adatom per start site
+        n += len(starts)
+    expected_hops = 4 * gamma * t * n
+    assert abs(hops - expected_hops) < 4 * np.sqrt(expected_hops), (hops, expected_hops)
+    r2 = np.asarray(r2, float)
+    se = r2.std(ddof=1) / np.sqrt(n)  # about 3 % of the mean (r^2 is near exponential)
+    assert abs(r2.mean() - 4 * gamma * t) < 3.5 * se, (r2.mean(), 4 * gamma * t, se)
+    assert abs(r2.mean() / (4 * gamma * t) - 1) < 0.12
