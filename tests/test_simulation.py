@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from continuum.constants import LITHIUM
+from continuum.constants import ELECTROLYTE, LITHIUM
 from kmc.cli import main
 from kmc.config import make_config
 from kmc.io import read_csv
@@ -87,18 +87,23 @@ def test_pulse_off_time_relaxes_concentration():
     # an open separator, so "bulk" sits just above the reservoir; 1-s macro-steps to watch it
     cfg, sim = _sim(["kmc.transport=implicit", "host.kind=planar_foil", "physics.electrolyte.concentration=200",
                      "separator.porosity=1", "separator.length_um=2", "kmc.max_macro_step_s=1"])
-    on, off = pulse_plating(25.0, 2.0, 6.0, 1.0)[:2]
+    on, off = pulse_plating(50.0, 2.0, 6.0, 1.0)[:2]  # 0.8 x this cell's limiting current
     assert off.label == "off" and off.current_density == 0
     sim.run_segment(on)
     c_on = sim.rows[-1][C_NEAR]
     c0 = cfg.physics.electrolyte.concentration
-    assert c_on < 0.95 * c0, "the on-pulse must deplete the electrolyte near the deposit"
+    # Open-circuit exchange goes on (about one reaction per second here): one net packet
+    # moves the mean salt concentration by (1 - t+) / (V_m n_electrolyte) (24 mol/m^3 here;
+    # seen: a 10 mol/m^3 overshoot after one oxidation).
+    n_el = np.count_nonzero(sim.state.phase == ELECTROLYTE)
+    noise = (1 - cfg.physics.electrolyte.transference_number) / (cfg.physics.lithium_molar_volume * n_el)
+    assert c0 - c_on > 0.3 * c0 and c0 - c_on > 2 * noise, "the on-pulse must deplete the electrolyte"
     start = len(sim.rows)
     sim.run_segment(off)
-    c_off = [r[C_NEAR] for r in sim.rows[start:]]
-    assert np.all(np.diff(c_off) > 0), "concentration must rise toward bulk during the off-time"
-    assert c_off[-1] > c_on + 0.5 * (c0 - c_on)  # most of the deficit recovered after 6 s
-    assert c_off[-1] <= c0 * 1.001
+    c_off = np.array([r[C_NEAR] for r in sim.rows[start:]])
+    assert c_off[0] > c_on + 0.3 * (c0 - c_on), "the deficit must shrink within the first second"
+    assert np.all(np.diff(c_off) > -noise), "no fall during the off-time beyond exchange noise"
+    assert abs(c_off[-1] - c0) < 0.1 * (c0 - c_on) + noise  # relaxed to bulk after 6 s
 
 
 @pytest.mark.parametrize("args, word", [
