@@ -273,8 +273,9 @@ class KMCEngine:
         connected conductors); phi_top: potential of the reservoir above the top face [V];
         c_top: reservoir concentration [mol/m^3] (explicit); concentration: full grid
         [mol/m^3] (implicit); region: uint8 ids 0..7 for per-region counts; max_events: stop
-        after this many executed events; max_reductions / release: DLA driver (then duration
-        may be inf).  The call stops before the first event past ``duration``.
+        after this many executed events; max_reductions: stop once reductions minus oxidations
+        reach it (a galvanostat's charge counter; the DLA driver with release); then duration
+        may be inf.  The call stops before the first event past ``duration``.
         """
         t0 = time.perf_counter()
         try:

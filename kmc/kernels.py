@@ -1437,7 +1437,7 @@ def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
 @nb.njit(cache=True)
 def run_events(ctx, t_end, max_events, max_reductions, seed):
     """Execute events until the next one would pass t_end (not executed), or max_events
-    events have run, or max_reductions reductions (release mode), or the packet store needs
+    events have run, or max_reductions net reductions (minus oxidations), or the packet store needs
     to grow.  Returns a status code; the clock is ctx[X_PRM][P_T]."""
     np.random.seed(seed)
     P = ctx[X_PREC]
@@ -1474,7 +1474,7 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
         if cnt[C_EVENTS] >= max_events:
             status = ST_MAXEV
             break
-        if max_reductions >= 0 and cnt[C_RED] >= max_reductions:
+        if max_reductions >= 0 and cnt[C_RED] - cnt[C_OX] >= max_reductions:
             status = ST_MAXRED
             break
         if pstart[NG] + 8 > cap_p:

@@ -134,11 +134,13 @@ class PlatingSimulation:
         return phi_l, phi_s
 
     # -- one macro-step -------------------------------------------------------------------
-    def macro_step(self, segment: Segment, dt: float, final: bool = False) -> dict:
+    def macro_step(self, segment: Segment, dt: float, final: bool = False, segment_left: float | None = None) -> dict:
         """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current.
         ``final``: the segment's last step; when plating, the KMC stops at the packet that
         completes the applied charge, as a galvanostat's charge counter ends a step (the
-        reduction count is otherwise free to overshoot by Poisson noise)."""
+        reduction count is otherwise free to overshoot by Poisson noise). ``segment_left``
+        [s]: time to the end of the run's last plating segment; no step then plates more
+        than the run still owes (an overshoot there could never be taken back)."""
         k = self.config.kmc
         t0 = _time.perf_counter()
         self.state.relabel()
@@ -187,12 +189,22 @@ class PlatingSimulation:
         if final and applied < 0:
             cap = max(0, math.ceil(-owed / self.packet_charge - 0.5))
         elif target < 0:
-            # A galvanostat never passes more than it is set to: the KMC stops once it has
-            # realised the step's target well beyond its Poisson noise. Only steps whose
+            # A galvanostat never passes more than it is set to: the KMC stops once its net
+            # reductions exceed the step's target well beyond their Poisson noise. Only steps whose
             # packets outrun the mean-field fields (past the transport limit, as an off-time's
             # refilled reservoir meets the next pulse) reach it; without it they ran away.
             n = -target * dt / self.packet_charge
             cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
+            if segment_left is not None:
+                still = self.applied_charge + applied * segment_left - self.kmc_charge  # < 0: owed
+                cap = min(cap, max(0, math.ceil(-still / self.packet_charge - 0.5)))
+        elif target == 0 and sol is not None and sol.faces.n_faces:
+            # Open circuit (a rest, a pulse's off-time, or a plating step already paid): the
+            # net charge stays within 5 sigma of the step's gross exchange (the bound reads
+            # i0 on every active face, a generous estimate of it).
+            gross = 2.0 * self.params.kinetics.exchange_current_density * sol.faces.n_faces * self.h**2 * dt \
+                / self.packet_charge
+            cap = math.ceil(5.0 * math.sqrt(gross) + 5.0)
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=c_top,
                                   concentration=c if k.transport == "implicit" else None, region=self.region,
                                   max_reductions=cap)
@@ -332,7 +344,8 @@ class PlatingSimulation:
             if segment.current_density > 0 and not self._has_lithium_to_strip():
                 return "fully stripped"
             dt = self.step_length(segment, t_end - self.time, refine_end)
-            row = self.macro_step(segment, dt, final=dt >= t_end - self.time)
+            row = self.macro_step(segment, dt, final=dt >= t_end - self.time,
+                                  segment_left=t_end - self.time if refine_end else None)
             if on_step is not None:
                 on_step(row)
             if segment.cutoff_potential is not None and row[POTENTIAL] > segment.cutoff_potential:
