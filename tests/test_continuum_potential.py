@@ -113,6 +113,23 @@ def test_galvanostatic_charge_conservation_porous_host(method, resistive):
     assert sol3.cell_potential == pytest.approx(cold.cell_potential, abs=1e-9)
 
 
+def test_amg_solve_is_reproducible_whatever_the_global_rng():
+    """pyamg seeds its spectral-radius estimates from numpy's global RNG; the solver must
+    give bit-identical fields for equal inputs (and leave the caller's RNG as it was)."""
+    h = 1e-6
+    ph = porous_host()
+    c = np.full(ph.shape, P.electrolyte.concentration)
+    I = -30.0 * ph.shape[0] * ph.shape[1] * h**2
+    fields = []
+    for state in (1, 2):
+        np.random.seed(state)
+        before = np.random.get_state()[1].copy()
+        s = PotentialSolver(ph, h, P, linear_solver="amg")
+        fields.append(s.solve(c, current=I, c_top=P.electrolyte.concentration).phi_l)
+        assert np.array_equal(np.random.get_state()[1], before)
+    assert np.array_equal(fields[0], fields[1], equal_nan=True)
+
+
 def test_potentiostatic_and_galvanostatic_agree():
     h = 1e-6
     ph = porous_host(seed=2)
