@@ -50,7 +50,11 @@ class SeparatorColumn:
         """Concentration at x = 0 (the c_top the 3D domain sees), extrapolated from the first
         cell with the boundary flux: c(0) = c_1 - flux dx / (2 D_eff); exactly 0, not a
         rounding-error negative, at the transport limit."""
-        return max(0.0, float(self.c[0] - self.flux * 0.5 * self.dx / self.D_eff))
+        return max(0.0, self._boundary_value(self.c, self.flux))
+
+    def _boundary_value(self, c: np.ndarray, flux: float) -> float:
+        """c at x = 0 extrapolated from the first cell with the salt flux leaving there."""
+        return float(c[0] - flux * 0.5 * self.dx / self.D_eff)
 
     def salt_content(self) -> float:
         """Moles of salt per unit cross-section [mol/m^2]."""
@@ -67,7 +71,7 @@ class SeparatorColumn:
             salt_flux_into_domain = -(1.0 - tp) * float(current_density) / FARADAY
         J = float(salt_flux_into_domain)
         c = self._solve(dt, flux=J)
-        if c[0] - J * 0.5 * self.dx / self.D_eff < 0.0:
+        if self._boundary_value(c, J) < 0.0:
             # Past the transport limit the column cannot supply J: its domain side empties
             # (c = 0 there) and it passes the most it can, the diffusive flux into c = 0.
             c = self._solve(dt, flux=None)

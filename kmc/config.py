@@ -128,6 +128,11 @@ class ProtocolSpec(StrictModel):
             raise ValueError("pulse_reverse needs reverse_current_mA_cm2 > 0 and reverse_time_s > 0")
         return self
 
+    @property
+    def duty_cycle(self) -> float:
+        """Pulse on-time over period [-]."""
+        return self.on_time_s / (self.on_time_s + self.off_time_s)
+
     def segments(self) -> list[Segment]:
         if self.kind == "dc":
             return dc_plating(self.current_density_mA_cm2, self.capacity_mAh_cm2)

@@ -39,10 +39,9 @@ import numpy as np
 from .config import ConfigError, SimulationConfig
 from .io import write_csv, write_json
 from .simulation import APPLIED_CAP, POTENTIAL, STEP
+from .studies import KEY_OBSERVABLES
 
 CAPACITY_CHECKPOINTS = (25, 50, 75, 100)  # % of the applied capacity; 100 = the end of the run
-KEY_OBSERVABLES = ["RMS roughness [um]", "Max height [um]", "Interface area [um2.um-2]", "Tips [-]",
-                   "Lithium above host [mAh.cm-2]"]
 LABELS = ("Case", "Host", "Protocol")
 CHECKPOINT_COL = "Capacity checkpoint [%]"
 
@@ -69,17 +68,12 @@ def single_case(config: SimulationConfig, ss: np.random.SeedSequence, run=None) 
 
 def pulse_vs_dc_cases(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
     """The six pulse-vs-DC cases of kmc.studies on this replica's own host realisations."""
-    from .studies import Case, hosts, protocols, run_case
+    from .studies import run_case, study_plan
 
     run = run or run_case
-    host_ss, *case_ss = ss.spawn(7)  # same split as run_pulse_vs_dc
-    host_map, prot_map = hosts(config, host_ss), protocols(config)
-    out = []
-    for (h, p), css in zip([(h, p) for h in host_map for p in prot_map], case_ss):
-        case = Case(h, p)
-        out.append(({"Case": case.label, "Host": h, "Protocol": p},
-                     run(config, host_map[h], prot_map[p], css, case.slug)))
-    return out
+    _, plan = study_plan(config, ss)
+    return [({"Case": case.label, "Host": case.host_label, "Protocol": case.protocol_label},
+             run(config, host, segs, css, case.slug)) for case, host, segs, css in plan]
 
 
 CASES = {"single": single_case, "pulse_vs_dc": pulse_vs_dc_cases}

@@ -1415,22 +1415,32 @@ def _tree_walk(tree, x):
 
 
 @nb.njit(cache=True)
+def _pick(start, g, bg, x):
+    """Composition-rejection inside group g (items start[g] .. start[g+1]-1, rate bound bg):
+    x in [0, n bg) picks the item at start[g] + x // bg, and the rest, y in [0, bg), is its
+    channel variable.  Returns (position, y), or (-1, 0.0) for an empty group."""
+    n = start[g + 1] - start[g]
+    if n <= 0:
+        return -1, 0.0
+    q = x / bg
+    j = min(int(q), n - 1)
+    return start[g] + j, (q - j) * bg
+
+
+@nb.njit(cache=True)
 def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
     """Prefetch the voxel records of the packet that x would select now and of its hop
     target if it has no reaction (as the event loop's R = 0 path computes it)."""
     leaf, x = _tree_walk(tree, x)
     if leaf >= NG:
         return
-    n = pstart[leaf + 1] - pstart[leaf]
-    if n <= 0:
-        return
     bg = B[leaf]
-    q = x / bg
-    j = min(int(q), n - 1)
-    k = pstart[leaf] + j
+    k, y = _pick(pstart, leaf, bg, x)
+    if k < 0:
+        return
     v = P[k, VOX]
     _prefetch(U, v)
-    d0 = min(int((q - j) * 6.0), 5)
+    d0 = min(int(y / (bg / 6.0)), 5)
     w0 = _nbr_index(v, P[k, PX], P[k, PY], P[k, PZ], d0, nx, ny, nz)
     if w0 >= 0:
         _prefetch(U, w0)
@@ -1502,15 +1512,9 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
         _prefetch_next(P, U, pstart, tree, B, u_sel * W, nx, ny, nz)
         ok = False
         if leaf < NG:
-            n = pstart[leaf + 1] - pstart[leaf]
-            if n > 0:
-                bg = B[leaf]
-                q = x / bg
-                j = int(q)
-                if j >= n:
-                    j = n - 1
-                k = pstart[leaf] + j
-                y = (q - j) * bg
+            bg = B[leaf]
+            k, y = _pick(pstart, leaf, bg, x)
+            if k >= 0:
                 g = leaf
                 v = P[k, VOX]
                 px = P[k, PX]
@@ -1589,14 +1593,9 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
                                     _kill_if_far(ctx, k, gw)
         else:
             g = leaf - NG
-            n = sstart[g + 1] - sstart[g]
-            if n > 0:
-                bg = B[g]
-                q = x / bg
-                j = int(q)
-                if j >= n:
-                    j = n - 1
-                ok = _site_event(ctx, SI[sstart[g] + j], (q - j) * bg)
+            i, y = _pick(sstart, g, B[g], x)
+            if i >= 0:
+                ok = _site_event(ctx, SI[i], y)
         if ok:
             cnt[C_EVENTS] += 1
         else:

@@ -119,6 +119,11 @@ class PlatingSimulation:
         deficit (salt is conserved), while rates see c clipped at zero."""
         return np.maximum(self.concentration, 0.0)
 
+    def _packets_owed(self, charge: float) -> int:
+        """Whole packets still to plate for an owed charge [C, SI sign: negative = plating
+        owed], rounded to the nearest packet; 0 when nothing is owed."""
+        return max(0, math.ceil(-charge / self.packet_charge - 0.5))
+
     def _has_lithium_to_strip(self) -> bool:
         li = (self.state.phase == LITHIUM) & self.state.connected
         if not li.any():
@@ -187,7 +192,7 @@ class PlatingSimulation:
         t1 = _time.perf_counter()
         cap = None
         if final and applied < 0:
-            cap = max(0, math.ceil(-owed / self.packet_charge - 0.5))
+            cap = self._packets_owed(owed)
         elif target < 0:
             # A galvanostat never passes more than it is set to: the KMC stops once its net
             # reductions exceed the step's target well beyond their Poisson noise. Only steps whose
@@ -196,8 +201,7 @@ class PlatingSimulation:
             n = -target * dt / self.packet_charge
             cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
             if segment_left is not None:
-                still = self.applied_charge + applied * segment_left - self.kmc_charge  # < 0: owed
-                cap = min(cap, max(0, math.ceil(-still / self.packet_charge - 0.5)))
+                cap = min(cap, self._packets_owed(self.applied_charge + applied * segment_left - self.kmc_charge))
         elif target == 0 and sol is not None and sol.faces.n_faces:
             # Open circuit (a rest, a pulse's off-time, or a plating step already paid): the
             # net charge stays within 5 sigma of the step's gross exchange (the bound reads

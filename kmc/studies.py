@@ -19,6 +19,7 @@ from . import __version__
 from .config import SimulationConfig
 from .io import write_csv, write_json
 from .simulation import PLATED_CAP, POTENTIAL, PlatingSimulation, RunResult
+from .units import MA_PER_CM2
 from .waveforms import dc_plating, pulse_plating
 
 # The study's current: 38 mA/cm^2 is 0.97 x the foil cell's 1D limiting current (25 um
@@ -36,6 +37,10 @@ FULL_OVERRIDES = [
     "host.nx=48", "host.ny=48", "host.host_layers=24", "host.reservoir_layers=24",
     "protocol.capacity_mAh_cm2=0.5", "protocol.current_density_mA_cm2=33", "snapshots=8",
 ]
+
+# The deposit observables that pulse and DC are compared on (single runs and ensembles).
+KEY_OBSERVABLES = ["RMS roughness [um]", "Max height [um]", "Interface area [um2.um-2]", "Tips [-]",
+                   "Lithium above host [mAh.cm-2]"]
 
 SUMMARY_COLUMNS = [
     "Max height [um]", "Mean height [um]", "RMS roughness [um]", "Interface area [um2.um-2]", "Tips [-]",
@@ -62,12 +67,11 @@ class Case:
 def protocols(config: SimulationConfig) -> dict:
     """DC, pulse with the DC current as on-current, pulse with the DC current as average."""
     p = config.protocol
-    duty = p.on_time_s / (p.on_time_s + p.off_time_s)
     return {
         "DC": dc_plating(p.current_density_mA_cm2, p.capacity_mAh_cm2),
         "Pulse, equal on-current": pulse_plating(p.current_density_mA_cm2, p.on_time_s, p.off_time_s,
                                                  p.capacity_mAh_cm2),
-        "Pulse, equal average": pulse_plating(p.current_density_mA_cm2 / duty, p.on_time_s, p.off_time_s,
+        "Pulse, equal average": pulse_plating(p.current_density_mA_cm2 / p.duty_cycle, p.on_time_s, p.off_time_s,
                                               p.capacity_mAh_cm2),
     }
 
@@ -76,6 +80,16 @@ def hosts(config: SimulationConfig, seed_sequence: np.random.SeedSequence) -> di
     """The configured host and a planar foil of the same footprint and reservoir."""
     foil = config.host.model_copy(update={"kind": "planar_foil", "seed_fraction": 0.0, "dielectric_top_fraction": 0.0})
     return {"Porous host": config.host.build(seed_sequence), "Planar foil": foil.build(seed_sequence)}
+
+
+def study_plan(config: SimulationConfig, seed_sequence: np.random.SeedSequence):
+    """The hosts and the six cases as the study runs them: (host map, [(Case, host,
+    segments, seed stream)]). The host streams come first, then one stream per case in
+    host x protocol order, so a case's result depends only on the root seed."""
+    host_ss, *case_ss = seed_sequence.spawn(7)
+    host_map, prot_map = hosts(config, host_ss), protocols(config)
+    cases = [(Case(h, p), host_map[h], prot_map[p]) for h in host_map for p in prot_map]
+    return host_map, [(case, host, segs, ss) for (case, host, segs), ss in zip(cases, case_ss)]
 
 
 def run_case(config: SimulationConfig, host, segments, seed_sequence, label: str, outdir=None, progress=None):
@@ -96,10 +110,8 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     outdir = Path(outdir)
     t_start = time.perf_counter()
     root = np.random.SeedSequence(config.seed)
-    host_ss, *case_ss = root.spawn(7)
-    host_map = hosts(config, host_ss)
-    prot_map = protocols(config)
-    cases = [(Case(h, p), host_map[h], prot_map[p]) for h in host_map for p in prot_map]
+    host_map, plan = study_plan(config, root)
+    cases = [(case, host, segs) for case, host, segs, _ in plan]
     write_json(outdir / "config.json", {
         "package": "lithium-kmc", "version": __version__, "python": platform.python_version(),
         "seed": config.seed, "seed_entropy": root.entropy, "config_digest": config.digest(),
@@ -110,8 +122,7 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     total_cap = config.protocol.capacity_mAh_cm2 * len(cases)
     bar = tqdm(total=round(total_cap, 6), unit="mAh/cm2", desc="plating", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} mAh/cm2 [{elapsed}<{remaining}]")
-    jobs = [(config, host, segs, ss, case.label, case.slug, outdir / "snapshots")
-            for (case, host, segs), ss in zip(cases, case_ss)]
+    jobs = [(config, host, segs, ss, case.label, case.slug, outdir / "snapshots") for case, host, segs, ss in plan]
     results: dict[str, RunResult] = {}
     n_workers = max(1, min(workers if workers else (os.cpu_count() or 1), len(jobs)))
     if n_workers == 1:
@@ -197,23 +208,20 @@ def format_summary(results: dict[str, RunResult]) -> str:
     return "\n".join(lines)
 
 
-RATIO_COLUMNS = [("RMS roughness [um]", "RMS"), ("Max height [um]", "max h"), ("Interface area [um2.um-2]", "area"),
-                 ("Tips [-]", "tips"), ("Lithium above host [mAh.cm-2]", "Li above host")]
-
-
 def format_pulse_ratios(results: dict[str, RunResult], cases) -> str:
     """Each pulse protocol's final observables over DC's on the same host (one run each:
     replicas, ``--replicas N``, give confidence intervals and p-values)."""
-    lines = ["pulse / DC (this run): " + ", ".join(short for _, short in RATIO_COLUMNS)]
+    lines = ["pulse / DC (this run):"]
     for case, _, _ in cases:
         if case.protocol_label == "DC":
             continue
         dc = results[Case(case.host_label, "DC").label].summary
         mine = results[case.label].summary
         parts = []
-        for key, short in RATIO_COLUMNS:
+        for key in KEY_OBSERVABLES:
+            name = key.split(" [")[0]
             a, b = float(mine[key]), float(dc[key])
-            parts.append(f"{short} {a / b:.2f}" if b != 0 else f"{short} -")
+            parts.append(f"{name} {a / b:.2f}" if b != 0 else f"{name} -")
         lines.append(f"  {case.label}: " + ", ".join(parts))
     return "\n".join(lines)
 
@@ -224,15 +232,14 @@ def format_transport_limit(config: SimulationConfig, host_map: dict) -> str:
     from continuum import limiting_current_density
 
     p = config.protocol
-    duty = p.on_time_s / (p.on_time_s + p.off_time_s)
     sep = config.separator
     i_lim = {label: limiting_current_density(config.physics, sep.length_um * 1e-6, sep.porosity,
-                                             (host.phase.shape[2] - 1) * host.spacing - host.host_height) / 10.0
-             for label, host in host_map.items()}  # mA/cm^2
+                                             (host.phase.shape[2] - 1) * host.spacing - host.host_height) / MA_PER_CM2
+             for label, host in host_map.items()}
     return ("1D limiting current: " + ", ".join(f"{k} {v:.1f} mA/cm^2" for k, v in i_lim.items())
             + f"; DC and equal on-current pulses at {p.current_density_mA_cm2:g} mA/cm^2"
             f" ({p.current_density_mA_cm2 / min(i_lim.values()):.2f} x the lowest),"
-            f" equal-average pulses at {p.current_density_mA_cm2 / duty:g} mA/cm^2 on")
+            f" equal-average pulses at {p.current_density_mA_cm2 / p.duty_cycle:g} mA/cm^2 on")
 
 
 def run_single(config: SimulationConfig, outdir: str | Path, *, progress: bool = True, echo=print) -> RunResult:

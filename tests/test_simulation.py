@@ -150,17 +150,22 @@ def test_same_seed_bit_identical():
     assert [r[STRIPPED_CAP] for r in ra.rows] == [r[STRIPPED_CAP] for r in rb.rows]
 
 
+def _study_foil_equal_average(cfg):
+    """The study's foil case with equal-average pulses, on the host and seed stream that
+    `pulse_vs_dc` gives it."""
+    from kmc import studies
+
+    _, plan = studies.study_plan(cfg, np.random.SeedSequence(cfg.seed))
+    case, foil, segs, ss = next(c for c in plan if c[0].label == "Planar foil | Pulse, equal average")
+    return studies.run_case(cfg, foil, segs, ss, "foil")
+
+
 def test_high_current_run_stays_physical():
     """Pulses at 60 mA/cm^2 on a foil: single reductions empty voxels of salt, and the
     potential solve must not turn them into insulators with volt-scale drops (this case,
     from `pulse_vs_dc --set protocol.current_density_mA_cm2=30`, once overflowed the KMC rates)."""
-    from kmc import studies
-
     cfg = make_config({}, ["protocol.current_density_mA_cm2=30"])
-    host_ss, *case_ss = np.random.SeedSequence(cfg.seed).spawn(7)
-    foil = studies.hosts(cfg, host_ss)["Planar foil"]
-    segs = studies.protocols(cfg)["Pulse, equal average"]
-    res = studies.run_case(cfg, foil, segs, case_ss[5], "foil")
+    res = _study_foil_equal_average(cfg)
     on = np.array([r["Cell potential [V]"] for r in res.rows if r["Step [-]"] == "on"])
     assert np.all(np.isfinite(on)) and on.min() > -1.0
     assert res.summary[PLATED_CAP] == pytest.approx(0.2, rel=0.01)
@@ -185,12 +190,8 @@ def test_pulses_past_the_transport_limit_do_not_run_away():
     away: a depleted mean field gave 0.4 V diffusion-potential jumps at the top, insertion
     grew 2500-fold and the KMC plated 27x the applied charge. Now the plated capacity tracks
     the applied one and the packet count stays bounded."""
-    from kmc import studies
-
     cfg = make_config({}, ["protocol.current_density_mA_cm2=40", "protocol.capacity_mAh_cm2=0.09"])
-    host_ss, *case_ss = np.random.SeedSequence(cfg.seed).spawn(7)
-    foil = studies.hosts(cfg, host_ss)["Planar foil"]
-    res = studies.run_case(cfg, foil, studies.protocols(cfg)["Pulse, equal average"], case_ss[5], "foil")
+    res = _study_foil_equal_average(cfg)
     c_top = np.array([r["Concentration at host top [mol.m-3]"] for r in res.rows])
     assert c_top.min() == 0.0 and np.all(c_top >= 0)  # the limit was reached, never passed
     for r in res.rows:
@@ -207,9 +208,7 @@ def test_last_plating_segment_never_overshoots_the_requested_charge():
     from kmc import studies
 
     cfg = make_config({}, studies.STUDY_OVERRIDES)
-    host_ss, *case_ss = np.random.SeedSequence(cfg.seed).spawn(7)
-    foil = studies.hosts(cfg, host_ss)["Planar foil"]
-    res = studies.run_case(cfg, foil, studies.protocols(cfg)["Pulse, equal average"], case_ss[5], "foil")
+    res = _study_foil_equal_average(cfg)
     h = cfg.host.spacing_um * 1e-6
     packet = cfg.physics.packet_charge(h) / (cfg.host.nx * cfg.host.ny * h**2) / MAH_PER_CM2  # mAh/cm^2
     assert res.summary[PLATED_CAP] <= 0.2 + 1.01 * packet
