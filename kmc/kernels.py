@@ -33,7 +33,7 @@ Composition-rejection (CR) over geometric rate groups, with a binary sum tree ov
   (hops thinned at walls).
 * The next attempt's selection uniform is drawn one attempt ahead and the voxel records it
   points at are prefetched, so the two dependent cache misses of a hop overlap with the
-  current attempt's (128^3: 3.0 -> 7.2 M hops/s).
+  current attempt's (128^3: 3.0 -> 5.5-7.2 M hops/s).
 
 Why not a plain sum tree over packets: ~20 levels of dependent cache misses per event at
 6e5 packets and an update on every hop.  Why not one global null-event bound: reduction
