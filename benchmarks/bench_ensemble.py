@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kmc.config import make_config
-from kmc.ensemble import run_ensemble
+from kmc.coupling.config import make_config
+from kmc.studies.ensemble import run_ensemble
 
 QUICK = ["host.nx=12", "host.ny=12", "host.host_layers=6", "host.reservoir_layers=8",
          "protocol.capacity_mAh_cm2=0.02", "snapshots=0"]

@@ -20,7 +20,7 @@ import numpy as np
 from continuum.constants import HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.parameters import PhysicalParameters
 from kmc.engine import KMCEngine
-from kmc.lattice import LatticeState
+from kmc.engine.lattice import LatticeState
 
 H = 1e-6
 

@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kmc.config import make_config
-from kmc.studies import FULL_OVERRIDES, STUDY_OVERRIDES, run_pulse_vs_dc
+from kmc.coupling.config import make_config
+from kmc.studies.pulse_vs_dc import FULL_OVERRIDES, STUDY_OVERRIDES, run_pulse_vs_dc
 
 
 def main():

@@ -102,7 +102,7 @@ class PotentialSolver:
     Parameters: ``phase`` uint8 [x, y, z]; ``spacing`` h [m]; ``params``; ``eta_nuc`` [V] and
     ``activity`` per-voxel arrays (or scalars / None); ``conductivity`` [S/m] per-voxel
     electronic conductivity of conductors (None: equipotential conductors); ``coarsen`` must
-    be 1 here (``continuum.coarsen.CoarsePotentialSolver`` solves on a coarsened grid).  Keyword options: ``linear_solver`` ('auto', 'amg',
+    be 1 here (``continuum.coarse_grid.CoarsePotentialSolver`` solves on a coarsened grid).  Keyword options: ``linear_solver`` ('auto', 'amg',
     'direct', 'jacobi'), ``direct_max`` (largest system solved directly under 'auto'),
     ``rtol`` (relative nonlinear tolerance on charge balance), ``max_iterations``, ``max_step``
     (largest change of a face overpotential per Newton step, V).
@@ -114,7 +114,7 @@ class PotentialSolver:
                  max_step: float = 0.1, c_floor_fraction: float = 1e-6):
         if coarsen != 1:
             raise ValueError("PotentialSolver works on the grid it is given: for coarsen > 1 use "
-                             "continuum.coarsen.CoarsePotentialSolver (or make_potential_solver)")
+                             "continuum.coarse_grid.CoarsePotentialSolver (or make_potential_solver)")
         phase = np.ascontiguousarray(phase, dtype=np.uint8)
         if phase.ndim != 3:
             raise ValueError("phase must be a 3D array [x, y, z]")

@@ -108,6 +108,16 @@ class SeparatorColumn:
         ``c(x) = c0 - J (L - x) / D_eff``."""
         return self.c0 - salt_flux_into_domain * (self.length - self.x) / self.D_eff
 
+    def state_dict(self) -> dict:
+        """What changes as the column evolves (checkpoints); the rest follows from the arguments."""
+        return {"c": self.c.copy(), "flux": self.flux, "time": self.time}
+
+    def load_state_dict(self, d: dict) -> None:
+        c = np.array(d["c"], dtype=np.float64)
+        if c.shape != (self.n,):
+            raise ValueError(f"separator state: c has shape {c.shape}, this column has {self.n} cells")
+        self.c, self.flux, self.time = c, float(d["flux"]), float(d["time"])
+
     def ohmic_drop(self, current_density: float) -> float:
         """phi_l(x = 0) - phi_l(bulk end) [V] for current density j [A/m^2, domain sign: the
         ionic current along +x equals j], with the column's present concentration profile.

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, SimulationConfig, make_config
+from .coupling.config import ConfigError, SimulationConfig, make_config
 
 PULSE_VS_DC_HELP = """\
 Plate the same capacity with DC and with pulsed current into a porous conductive host and
@@ -110,14 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(make_config({}, args.overrides).model_dump(mode="json"), indent=2))
             return 0
         if args.command == "pulse_vs_dc":
-            from .studies import FULL_OVERRIDES, STUDY_OVERRIDES, run_pulse_vs_dc
+            from .studies.pulse_vs_dc import FULL_OVERRIDES, STUDY_OVERRIDES, run_pulse_vs_dc
 
             if args.replicas < 1:
                 raise ConfigError(f"--replicas {args.replicas} is out of range: must be >= 1")
             config = _config(args, {}, STUDY_OVERRIDES + (FULL_OVERRIDES if args.full else []))
             out = Path(args.out or f"runs/pulse_vs_dc-seed{config.seed}")
             if args.replicas > 1 or args.scheduler:
-                from .ensemble import run_pulse_vs_dc_ensemble
+                from .studies.ensemble import run_pulse_vs_dc_ensemble
 
                 _check_host(config)
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_pulse_vs_dc(config, out, progress=not args.no_progress, workers=args.workers)
             return 0
         if args.command == "ensemble":
-            from .ensemble import format_comparison, run_ensemble, run_pulse_vs_dc_ensemble
+            from .studies.ensemble import format_comparison, run_ensemble, run_pulse_vs_dc_ensemble
 
             for name in ("replicas", "workers", "checkpoint_every"):
                 v = getattr(args, name)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(format_comparison(res.statistics, []))
             return 0
         if args.command == "run":
-            from .studies import run_single
+            from .studies.pulse_vs_dc import run_single
 
             config = _config(args, _load(args.config))
             out = Path(args.out or f"runs/run-seed{config.seed}")

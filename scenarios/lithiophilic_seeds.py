@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kmc.config import make_config
-from kmc.io import write_csv
-from kmc.plots import plot_cross_sections
-from kmc.simulation import PlatingSimulation
+from kmc.coupling.config import make_config
+from kmc.coupling.io import write_csv
+from kmc.studies.plots import plot_cross_sections
+from kmc.coupling.simulation import PlatingSimulation
 
 
 def main(argv=None):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from continuum.constants import HOST_CONDUCTIVE, LITHIUM
-from kmc.config import ConfigError, make_config
-from kmc.io import read_csv, write_csv, write_json, write_pvd, write_vti
-from kmc.observables import count_tips, deposit_observables, height_map, region_map, voxels_to_capacity
-from kmc.units import MA_PER_CM2, MAH_PER_CM2
-from kmc.waveforms import average_current, parse_schedule, parse_step, pulse_plating
+from kmc.coupling.config import ConfigError, make_config
+from kmc.coupling.io import read_csv, write_csv, write_json, write_pvd, write_vti
+from kmc.coupling.observables import count_tips, deposit_observables, height_map, region_map, voxels_to_capacity
+from kmc.coupling.units import MA_PER_CM2, MAH_PER_CM2
+from kmc.coupling.waveforms import average_current, parse_schedule, parse_step, pulse_plating
 
 
 def test_defaults_are_model_section_3():

@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
-from kmc.checkpoint import CheckpointError, RunCheckpointer, load_checkpoint, save_checkpoint
-from kmc.config import make_config
-from kmc.ensemble import (EnsembleError, EnsembleWarning, run_ensemble, run_pulse_vs_dc_ensemble, single_case)
-from kmc.simulation import PlatingSimulation
-from kmc.studies import protocols
+from kmc.coupling.checkpoint import CheckpointError, RunCheckpointer, load_checkpoint, save_checkpoint
+from kmc.coupling.config import make_config
+from kmc.studies.ensemble import (EnsembleError, EnsembleWarning, run_ensemble, run_pulse_vs_dc_ensemble, single_case)
+from kmc.coupling.simulation import PlatingSimulation
+from kmc.studies.pulse_vs_dc import protocols
 
 TINY = ["host.nx=8", "host.ny=8", "host.host_layers=4", "host.reservoir_layers=6",
         "protocol.capacity_mAh_cm2=0.005", "snapshots=0"]

@@ -6,9 +6,11 @@ import pytest
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.grid import collector_connected
-from kmc.hosts import (ETA_NUC_BARE, Host, um_to_voxels, activity_gradient, channel_array, coat_dielectric,
-                       decorate_lithiophilic_seeds, fibre_mat, load_voxel_image,
-                       overlapping_spheres, planar_foil, porosity_gradient, random_porous)
+from kmc.coupling.config import ConfigError, make_config
+from kmc.hosts import (ETA_NUC_BARE, Host, um_to_voxels, activity_gradient, build_host, channel_array,
+                       coat_dielectric, decorate_lithiophilic_seeds, fibre_mat, host_kinds,
+                       load_voxel_image, overlapping_spheres, planar_foil, porosity_gradient,
+                       random_porous, register_host, unregister_host)
 
 H_M = 1e-6  # 1 um voxels
 SHAPE = (32, 32, 24)  # host layers 1..19 with the default reservoir of 4
@@ -465,3 +467,41 @@ def test_summary_is_consistent(generated):
         assert s["connected_conductor_fraction"] <= 1.0, name
         conn = collector_connected(host.phase)
         assert conn[:, :, 0].all(), name
+
+
+# -- registry ----------------------------------------------------------------------------------
+CONFIG_KINDS = ("planar_foil", "random_porous", "channel_array", "fibre_mat", "overlapping_spheres",
+                "porosity_gradient", "image")
+
+
+def test_registry_lists_config_kinds_and_rejects_unknown():
+    assert host_kinds() == CONFIG_KINDS
+    spec = make_config().host.model_copy(update={"kind": "no_such_host"})  # bypasses validation
+    with pytest.raises(ValueError, match="'no_such_host' is not a host kind") as err:
+        build_host(spec, 0)
+    assert all(repr(k) in str(err.value) for k in CONFIG_KINDS)
+    with pytest.raises(ConfigError, match=r"host\.kind: .*must be one of \['planar_foil'"):
+        make_config(overrides=["host.kind=no_such_host"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_host("planar_foil")(lambda spec, spacing_m, seed: None)
+
+
+def test_registered_kind_is_valid_config():
+    @register_host("two_voxel_foil", needs_seed=False)
+    def _build(spec, spacing_m, seed):
+        """Foil two voxels thick (the collector and one layer)."""
+        return planar_foil(spec.shape, spacing_m, thickness=2, reservoir=spec.reservoir_layers)
+
+    try:
+        cfg = make_config(overrides=["host.kind=two_voxel_foil"])
+        host = cfg.host.build(0)
+        assert np.array_equal(host.phase, planar_foil(cfg.host.shape, 1e-6, thickness=2).phase)
+        assert host.host_layers == 1
+        # the spec's decorations apply to a registered kind too
+        seeded = make_config(overrides=["host.kind=two_voxel_foil", "host.seed_fraction=0.2"]).host.build(0)
+        assert seeded.seed_mask.any() and np.array_equal(seeded.phase, host.phase)
+    finally:
+        unregister_host("two_voxel_foil")
+    assert host_kinds() == CONFIG_KINDS
+    with pytest.raises(ConfigError, match="must be one of"):
+        make_config(overrides=["host.kind=two_voxel_foil"])

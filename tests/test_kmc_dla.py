@@ -9,7 +9,7 @@ import pytest
 
 from continuum.constants import HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from kmc.engine import KMCEngine, Release
-from kmc.lattice import LatticeState
+from kmc.engine.lattice import LatticeState
 
 from _kmc_helpers import H, advance_checked, params
 

@@ -6,8 +6,8 @@ from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, L
 from continuum.kinetics import reaction_branches
 from continuum.parameters import PhysicalParameters
 from kmc.engine import KMCEngine
-from kmc.events import RateConstants, SurfaceDiffusion
-from kmc.lattice import LatticeState
+from kmc.engine.rates import RateConstants, SurfaceDiffusion
+from kmc.engine.lattice import LatticeState
 
 from _kmc_helpers import H, advance_checked, params, slab
 

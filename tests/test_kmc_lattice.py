@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from kmc.lattice import LatticeState
+from kmc.engine.lattice import LatticeState
 
 from _kmc_helpers import H, slab
 

@@ -5,8 +5,8 @@ import pytest
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from kmc.engine import KMCEngine
-from kmc.events import SurfaceDiffusion
-from kmc.lattice import LatticeState
+from kmc.engine.rates import SurfaceDiffusion
+from kmc.engine.lattice import LatticeState
 
 from _kmc_helpers import H, advance_checked, params, slab
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kmc.engine import KMCEngine
-from kmc.lattice import LatticeState
+from kmc.engine.lattice import LatticeState
 
 from _kmc_helpers import H, advance_checked, params, slab
 

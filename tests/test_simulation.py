@@ -9,11 +9,11 @@ import pytest
 
 from continuum.constants import ELECTROLYTE, LITHIUM
 from kmc.cli import main
-from kmc.config import make_config
-from kmc.io import read_csv
-from kmc.simulation import C_NEAR, PLATED_CAP, STRIPPED_CAP, TIME, PlatingSimulation
-from kmc.units import MAH_PER_CM2
-from kmc.waveforms import parse_schedule, pulse_plating
+from kmc.coupling.config import make_config
+from kmc.coupling.io import read_csv
+from kmc.coupling.simulation import C_NEAR, PLATED_CAP, STRIPPED_CAP, TIME, PlatingSimulation
+from kmc.coupling.units import MAH_PER_CM2
+from kmc.coupling.waveforms import parse_schedule, pulse_plating
 
 SMALL = ["host.nx=12", "host.ny=12", "host.host_layers=6", "host.reservoir_layers=8", "host.feature_size_um=2"]
 
@@ -172,7 +172,7 @@ def test_high_current_run_stays_physical():
 
 
 def test_observables_recomputed_from_snapshot(tmp_path):
-    from kmc.observables import observables_from_snapshot
+    from kmc.coupling.observables import observables_from_snapshot
 
     cfg, sim = _sim(["kmc.transport=implicit", "host.nx=16", "host.ny=16", "protocol.capacity_mAh_cm2=0.1"])
     res = sim.run(cfg.protocol.segments(), outdir=tmp_path, label="r", snapshots=2)

@@ -4,7 +4,7 @@ import pytest
 from scipy import ndimage
 
 from continuum import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM, PhysicalParameters
-from continuum.coarsen import coarsen_phase, make_potential_solver
+from continuum.coarse_grid import coarsen_phase, make_potential_solver
 from continuum.grid import collector_connected, conductor_mask
 
 PARAMS = PhysicalParameters()

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .config import SimulationConfig
-from .io import write_csv, write_json
-from .simulation import PLATED_CAP, POTENTIAL, PlatingSimulation, RunResult
-from .units import MA_PER_CM2
-from .waveforms import dc_plating, pulse_plating
+from .. import __version__
+from ..coupling.config import SimulationConfig
+from ..coupling.io import write_csv, write_json
+from ..coupling.simulation import PLATED_CAP, POTENTIAL, PlatingSimulation, RunResult
+from ..coupling.units import MA_PER_CM2
+from ..coupling.waveforms import dc_plating, pulse_plating
 
 # The study's current: 38 mA/cm^2 is 0.97 x the foil cell's 1D limiting current (25 um
 # separator at porosity 0.4 plus 28 um of free electrolyte: 39 mA/cm^2). Under DC the

@@ -12,8 +12,8 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
-from .observables import height_map  # noqa: E402
+from ..coupling.io import atomic_path  # noqa: E402
+from ..coupling.observables import height_map  # noqa: E402
 
 # electrolyte, conductive host, dielectric host, lithium, dead lithium
 PHASE_COLOURS = ["#f4f1de", "#b87333", "#8d99ae", "#3d5a80", "#e63946"]

@@ -37,7 +37,7 @@ from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
 from continuum.parameters import PhysicalParameters
 
 from . import kernels as K
-from .events import RateConstants, SurfaceDiffusion
+from .rates import RateConstants, SurfaceDiffusion
 from .lattice import LatticeState
 
 _MAX_FIELD_EXPONENT = 200.0
@@ -278,6 +278,43 @@ class KMCEngine:
         may be inf.  The call stops before the first event past ``duration``.
         """
         t0 = time.perf_counter()
+        duration = self._check_limits(duration, max_events, max_reductions, release)
+        st = self.state
+        if self.relabel:
+            st.relabel()
+        phi_l, phi_s, phi_top, c_top, concentration, region = self._check_fields(
+            phi_l, phi_s, phi_top, c_top, concentration, region)
+        st.validate()
+        if self.transport == "implicit" and st.n_packets:
+            raise ValueError("state: implicit transport takes no packets (clear_packets() first)")
+        prm = self._float_parameters(c_top, release)
+        w = self._work_arrays()
+        self._load_fields(w, phi_l, phi_s, phi_top, concentration)
+        n0 = st.n_packets
+        ctx = self._context(w, self._packet_records(max(2 * n0, n0 + 4096)), region, prm,
+                            self._int_parameters(release))
+        K.setup_call(ctx, n0)
+        if ctx.counters[K.C_OVERFLOW]:
+            raise ValueError("rates: an event rate exceeds 2^38 x the packet hop rate; check the "
+                             "fields (overpotential) and parameters")
+        max_ev = np.iinfo(np.int64).max if max_events is None else int(max_events)
+        max_red = -1 if max_reductions is None else int(max_reductions)
+        while True:
+            status = K.run_events(ctx, duration, max_ev, max_red, self._next_kernel_seed())
+            if status != K.ST_GROW:
+                break
+            n = int(ctx.packet_start[K.NG])
+            P2 = np.zeros((2 * ctx.packets.shape[0], K.N_FIELDS), np.int64)
+            P2[:n] = ctx.packets[:n]
+            ctx = ctx._replace(packets=P2)
+        if status == K.ST_OVERFLOW:
+            raise ValueError("rates: an event rate exceeded 2^38 x the packet hop rate during the call")
+        if status == K.ST_RELFAIL:
+            raise ValueError("release: found no electrolyte voxel on the release sphere")
+        self._last_ctx = ctx
+        return self._finish_call(ctx, status, time.perf_counter() - t0)
+
+    def _check_limits(self, duration, max_events, max_reductions, release) -> float:
         try:
             duration = float(duration)
         except (TypeError, ValueError):
@@ -292,36 +329,26 @@ class KMCEngine:
             raise ValueError(f"max_reductions = {max_reductions!r}: must be a non-negative integer")
         if release is not None and self.transport != "explicit":
             raise ValueError("release: needs transport='explicit'")
-        st = self.state
-        if self.relabel:
-            st.relabel()
-        phi_l, phi_s, phi_top, c_top, concentration, region = self._check_fields(
-            phi_l, phi_s, phi_top, c_top, concentration, region)
-        st.validate()
-        w = self._work_arrays()
-        nx, ny, nz = st.phase.shape
-        N = st.phase.size
-        rc = self.rates
-        implicit = self.transport == "implicit"
-        elec = (st.phase == ELECTROLYTE).ravel()
+        return duration
 
-        # fields -> work arrays (unused voxels get harmless finite values)
+    def _load_fields(self, w, phi_l, phi_s, phi_top, concentration) -> None:
+        """Fields -> work arrays (unused voxels get harmless finite values)."""
         PHIL, PHIS, U = w["PHIL"], w["PHIS"], w["U"]
+        implicit = self.transport == "implicit"
+        elec = (self.state.phase == ELECTROLYTE).ravel()
         if implicit:
             w["RV"][:] = 0.0
         np.copyto(PHIL, np.nan_to_num(np.asarray(phi_l, np.float64).ravel(), nan=0.0, posinf=0.0, neginf=0.0))
         np.copyto(PHIS, np.nan_to_num(np.asarray(phi_s, np.float64).ravel(), nan=0.0, posinf=0.0, neginf=0.0))
         # U = exp(-f (phi_l - phi_top) / 2), 0 off the electrolyte: hop rate = (D+/h^2) U_j / U_i
-        u64 = np.exp(np.clip((PHIL - phi_top) * (-0.5 * rc.f), -_MAX_FIELD_EXPONENT, _MAX_FIELD_EXPONENT))
+        u64 = np.exp(np.clip((PHIL - phi_top) * (-0.5 * self.rates.f), -_MAX_FIELD_EXPONENT, _MAX_FIELD_EXPONENT))
         u64[~elec] = 0.0
         U[...] = u64
         if implicit:
             np.copyto(w["CONC"], np.where(elec, np.asarray(concentration, np.float64).ravel(), 0.0))
-        reg = (np.zeros(N, np.uint8) if region is None
-               else np.ascontiguousarray(np.asarray(region).ravel(), dtype=np.uint8))
-        face = (np.zeros((2, N, 6), np.int64) if self.face_counts
-                else np.zeros((2, 1, 6), np.int64))
 
+    def _float_parameters(self, c_top, release) -> np.ndarray:
+        rc = self.rates
         prm = np.zeros(K.N_PRM, np.float64)
         prm[K.P_HOP] = rc.hop
         prm[K.P_KRED0] = rc.k_red0
@@ -343,58 +370,37 @@ class KMCEngine:
             prm[K.P_RMAX] = float(release.initial_radius)
             if release.kill_factor <= 1 or release.margin <= 0:
                 raise ValueError("release: kill_factor must be > 1 and margin > 0")
+        return prm
+
+    def _int_parameters(self, release) -> np.ndarray:
         ip = np.zeros(K.N_IP, np.int64)
-        ip[K.I_NX], ip[K.I_NY], ip[K.I_NZ] = nx, ny, nz
-        ip[K.I_IMPLICIT] = int(implicit)
+        ip[K.I_NX], ip[K.I_NY], ip[K.I_NZ] = self.state.phase.shape
+        ip[K.I_IMPLICIT] = int(self.transport == "implicit")
         ip[K.I_KMAX] = self.leap_levels
         ip[K.I_CAP] = 0 if self.occupancy_cap is None else self.occupancy_cap
         ip[K.I_SD] = int(self.surface_diffusion.enabled)
         ip[K.I_RELEASE] = int(release is not None)
         ip[K.I_DEADCHK] = int(self.dead_check)
         ip[K.I_BUDGET] = self.dead_check_budget
-        ip[K.I_NEXTID] = st.next_packet_id
+        ip[K.I_NEXTID] = self.state.next_packet_id
         ip[K.I_STAMP] = 0
         ip[K.I_FACECNT] = int(self.face_counts)
-        w["stamp"][:] = 0
-        cnt = np.zeros(K.N_CNT, np.int64)
-        regc = np.zeros((2, 8), np.int64)
-        B = K.group_bounds(6.0 * rc.hop)
+        return ip
 
-        # packet records
-        n0 = 0 if implicit else st.n_packets
-        if implicit and st.n_packets:
-            raise ValueError("state: implicit transport takes no packets (clear_packets() first)")
-        P = self._packet_records(max(2 * n0, n0 + 4096))
-        flat_phase = st.phase.reshape(-1)
-        ctx = self._context(flat_phase, w, P, U, reg, face, prm, ip, cnt, regc, B)
-        K.setup_call(ctx, n0)
-        if cnt[K.C_OVERFLOW]:
-            raise ValueError("rates: an event rate exceeds 2^38 x the packet hop rate; check the "
-                             "fields (overpotential) and parameters")
-        max_ev = np.iinfo(np.int64).max if max_events is None else int(max_events)
-        max_red = -1 if max_reductions is None else int(max_reductions)
-        while True:
-            seed = int(self._seed_seq.spawn(1)[0].generate_state(1, dtype=np.uint32)[0])
-            status = K.run_events(ctx, duration, max_ev, max_red, seed)
-            if status != K.ST_GROW:
-                break
-            n = int(w["pstart"][K.NG])
-            P2 = np.zeros((2 * P.shape[0], 8), np.int64)
-            P2[:n] = P[:n]
-            P = P2
-            ctx = self._context(flat_phase, w, P, U, reg, face, prm, ip, cnt, regc, B)
-        if status == K.ST_OVERFLOW:
-            raise ValueError("rates: an event rate exceeded 2^38 x the packet hop rate during the call")
-        if status == K.ST_RELFAIL:
-            raise ValueError("release: found no electrolyte voxel on the release sphere")
+    def _next_kernel_seed(self) -> int:
+        """The Numba generator's seed for the next kernel chunk: one child of the engine's stream."""
+        return int(self._seed_seq.spawn(1)[0].generate_state(1, dtype=np.uint32)[0])
 
-        self._last_ctx = ctx
-        # write back the packets
-        n = int(w["pstart"][K.NG])
+    def _finish_call(self, ctx, status, wall) -> AdvanceResult:
+        """Packets back into the lattice state; the call's counts as an AdvanceResult."""
+        st = self.state
+        nx, ny, nz = st.phase.shape
+        P, prm, cnt, regc, face = ctx.packets, ctx.prm, ctx.counters, ctx.region_counts, ctx.face_counts
+        n = int(ctx.packet_start[K.NG])
         st.packets = P[:n, K.VOX].copy()
         st.packet_ids = P[:n, K.PID].copy()
         st.packet_images = P[:n, K.WX:K.WY + 1].copy()
-        st.next_packet_id = int(ip[K.I_NEXTID])
+        st.next_packet_id = int(ctx.ip[K.I_NEXTID])
         if self.occupancy_cap is None:  # kept in-call only under a cap
             st._count_occupancy()
         elapsed = float(prm[K.P_T])
@@ -403,8 +409,8 @@ class KMCEngine:
         counts = {name: int(cnt[i]) for i, name in enumerate(K.COUNTER_NAMES)}
         res = AdvanceResult(
             elapsed=elapsed, counts=counts, region_reductions=regc[0].copy(),
-            region_oxidations=regc[1].copy(), packet_charge=rc.packet_charge,
-            status=_STATUS.get(status, str(status)), wall_time=time.perf_counter() - t0,
+            region_oxidations=regc[1].copy(), packet_charge=self.rates.packet_charge,
+            status=_STATUS.get(status, str(status)), wall_time=wall,
             face_reductions=face[0].reshape(nx, ny, nz, 6) if self.face_counts else None,
             face_oxidations=face[1].reshape(nx, ny, nz, 6) if self.face_counts else None,
             release_radius=float(prm[K.P_RMAX]))
@@ -414,7 +420,7 @@ class KMCEngine:
 
     def _packet_records(self, cap):
         st = self.state
-        P = np.zeros((cap, 8), np.int64)
+        P = np.zeros((cap, K.N_FIELDS), np.int64)
         n = st.n_packets
         if n:
             x, y, z = np.unravel_index(st.packets, st.phase.shape)
@@ -427,13 +433,21 @@ class KMCEngine:
             P[:n, K.WY] = st.packet_images[:, 1]
         return P
 
-    def _context(self, flat_phase, w, P, U, reg, face, prm, ip, cnt, regc, B):
+    def _context(self, w, P, region, prm, ip) -> K.KernelContext:
         st = self.state
-        return (flat_phase, st.connected.reshape(-1), st.occupancy.reshape(-1), w["head"],
-                w["G"], w["L"], w["SG"], w["spos"], reg, w["stamp"], w["RV"], U, w["PHIL"],
-                w["PHIS"], st.eta_nuc.reshape(-1), st.activity.reshape(-1), w["CONC"], P,
-                w["pstart"], w["SI"], w["sstart"], w["tree"], B, prm, ip, cnt, regc,
-                w["stack"], face)
+        N = st.phase.size
+        reg = (np.zeros(N, np.uint8) if region is None
+               else np.ascontiguousarray(np.asarray(region).ravel(), dtype=np.uint8))
+        face = np.zeros((2, N, 6) if self.face_counts else (2, 1, 6), np.int64)
+        w["stamp"][:] = 0
+        return K.KernelContext(
+            phase=st.phase.reshape(-1), connected=st.connected.reshape(-1), occupancy=st.occupancy.reshape(-1),
+            head=w["head"], group=w["G"], leap=w["L"], site_group=w["SG"], site_pos=w["spos"], region=reg,
+            stamp=w["stamp"], reduction_total=w["RV"], u=w["U"], phi_l=w["PHIL"], phi_s=w["PHIS"],
+            eta_nuc=st.eta_nuc.reshape(-1), activity=st.activity.reshape(-1), concentration=w["CONC"],
+            packets=P, packet_start=w["pstart"], sites=w["SI"], site_start=w["sstart"], tree=w["tree"],
+            bounds=K.group_bounds(6.0 * self.rates.hop), prm=prm, ip=ip, counters=np.zeros(K.N_CNT, np.int64),
+            region_counts=np.zeros((2, 8), np.int64), stack=w["stack"], face_counts=face)
 
     # -- checkpoints ---------------------------------------------------------------------
     def rng_state(self) -> dict:
@@ -455,7 +469,7 @@ class KMCEngine:
             raise RuntimeError("verify_incremental: no call yet")
         w = self._work
         n = int(w["pstart"][K.NG])
-        P = ctx[K.X_PREC]
+        P = ctx.packets
         inc = {k: w[k].copy() for k in ("G", "L", "SG", "RV")}
         pk_inc = np.sort(P[:n, K.PID])
         occ = np.bincount(P[:n, K.VOX], minlength=w["N"])

@@ -36,10 +36,10 @@ from typing import Callable
 
 import numpy as np
 
-from .config import ConfigError, SimulationConfig
-from .io import write_csv, write_json
-from .simulation import APPLIED_CAP, POTENTIAL, STEP
-from .studies import KEY_OBSERVABLES
+from ..coupling.config import ConfigError, SimulationConfig
+from ..coupling.io import write_csv, write_json
+from ..coupling.simulation import APPLIED_CAP, POTENTIAL, STEP
+from .pulse_vs_dc import KEY_OBSERVABLES
 
 CAPACITY_CHECKPOINTS = (25, 50, 75, 100)  # % of the applied capacity; 100 = the end of the run
 LABELS = ("Case", "Host", "Protocol")
@@ -57,7 +57,7 @@ class EnsembleWarning(UserWarning):
 # -- cases: what one replica runs ----------------------------------------------------------------
 def single_case(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
     """The configured host under the configured protocol (streams as in ``python -m kmc run``)."""
-    from .studies import run_case
+    from .pulse_vs_dc import run_case
 
     run = run or run_case
     host_ss, run_ss = ss.spawn(2)
@@ -68,7 +68,7 @@ def single_case(config: SimulationConfig, ss: np.random.SeedSequence, run=None) 
 
 def pulse_vs_dc_cases(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
     """The six pulse-vs-DC cases of kmc.studies on this replica's own host realisations."""
-    from .studies import run_case, study_plan
+    from .pulse_vs_dc import run_case, study_plan
 
     run = run or run_case
     _, plan = study_plan(config, ss)
@@ -131,7 +131,7 @@ def _seed_info(config, index):
 def _checkpointed_run(ckpt_dir, every):
     """run_case with mid-run checkpoints (a killed long replica resumes where it was)."""
     def run(config, host, segments, ss, label):
-        from .simulation import PlatingSimulation
+        from ..coupling.simulation import PlatingSimulation
 
         sim = PlatingSimulation(config, host, seed_sequence=ss)
         return sim.run(segments, label=label, checkpoint_dir=ckpt_dir, checkpoint_every_steps=every, resume=True)
@@ -252,7 +252,7 @@ def plot_distributions(path, rows: list[dict], observables=KEY_OBSERVABLES, chec
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from ..coupling.io import atomic_path
 
     final = [r for r in rows if r[CHECKPOINT_COL] == checkpoint]
     cases = list(dict.fromkeys(r["Case"] for r in final))
@@ -312,7 +312,7 @@ def _guard_outdir(outdir: Path, config: SimulationConfig, kind: str, replicas: i
                                 f"{old.get('config_digest')}, cases {old.get('cases')}); this one is "
                                 f"{config.digest()}, {kind}: choose another --out")
     root = np.random.SeedSequence(config.seed)
-    from . import __version__
+    from .. import __version__
 
     write_json(manifest, {"package": "lithium-kmc", "version": __version__, "config_digest": config.digest(),
                           "cases": kind, "replicas": replicas, "seed": config.seed, "seed_entropy": root.entropy,

@@ -19,14 +19,14 @@ from continuum.concentration import ConcentrationSolver
 from continuum.faces import neighbour_index
 from continuum.grid import face_dilate
 from continuum.constants import ELECTROLYTE, LITHIUM
-from continuum.coarsen import make_potential_solver
+from continuum.coarse_grid import make_potential_solver
 from continuum.separator import SeparatorColumn
 
 from .config import SimulationConfig
-from .engine import KMCEngine
-from .hosts import Host
+from ..engine import KMCEngine
+from ..hosts import Host
 from .io import write_pvd, write_vti
-from .lattice import LatticeState
+from ..engine.lattice import LatticeState
 from .observables import REGION_NAMES, deposit_observables, region_map
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment

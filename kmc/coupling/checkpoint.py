@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .io import _json_default, write_npz
-from .lattice import LatticeState
+from ..engine.lattice import LatticeState
 
 FORMAT_VERSION = 1
 

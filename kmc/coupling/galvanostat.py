@@ -1,0 +1,104 @@
+"""The galvanostat of a coupled run: it makes the charge a discrete model realises (whole
+packets) track the integral of the applied current.  It knows nothing of the field model: any
+model that reports the charge it realised per step can be driven by it (docs/model.md,
+"Galvanostat").
+
+Sign convention: currents and charges are SI with anodic (stripping) positive, so plating
+is negative.  ``applied`` is the applied current [A] over the footprint.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Galvanostat:
+    """Charge bookkeeping and per-step control of a galvanostatic run.
+
+    Each step aims at the applied current plus the charge still owed (``target_current``),
+    never reversing the applied current nor exceeding twice it (open circuit stays open), and
+    bounds the net reductions a step may realise (``reduction_cap``)."""
+
+    def __init__(self, footprint: float, packet_charge: float, exchange_current_density: float,
+                 spacing: float, compliance_potential: float):
+        self.footprint = float(footprint)  # m^2
+        self.packet_charge = float(packet_charge)  # C per packet
+        self.exchange_current_density = float(exchange_current_density)  # A/m^2
+        self.spacing = float(spacing)  # m
+        self.compliance_potential = float(compliance_potential)  # V, plating past the transport limit
+        self.applied_charge = 0.0  # C, SI sign (negative = plating)
+        self.realised_charge = 0.0  # C realised by the model, SI sign
+        self.compliance_steps = 0  # steps held at the compliance potential
+        self.limited_steps = 0  # steps whose model reached the reduction cap
+
+    def applied_current(self, current_density: float) -> float:
+        """Applied current [A] for a current density [A/m^2] over the footprint."""
+        return current_density * self.footprint
+
+    def owed_charge(self, applied: float, dt: float) -> float:
+        """Charge [C] the run owes after a step of ``dt`` at ``applied`` (negative: plating owed)."""
+        return self.applied_charge + applied * dt - self.realised_charge
+
+    def target_current(self, applied: float, dt: float) -> float:
+        """The current [A] the field solve of the next step is set to."""
+        owed = self.owed_charge(applied, dt)
+        return float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
+
+    def packets_owed(self, charge: float) -> int:
+        """Whole packets still to plate for an owed charge [C, SI sign: negative = plating
+        owed], rounded to the nearest packet; 0 when nothing is owed."""
+        return max(0, math.ceil(-charge / self.packet_charge - 0.5))
+
+    def reduction_cap(self, applied: float, target: float, dt: float, *, final: bool,
+                      segment_left: float | None, active_faces: int) -> int | None:
+        """Most net reductions (reductions minus oxidations) the step may realise; None: no cap.
+
+        ``final``: the segment's last step; when plating, the model stops at the packet that
+        completes the applied charge, as a galvanostat's charge counter ends a step.
+        ``segment_left`` [s]: time to the end of the run's last plating segment; no step then
+        plates more than the run still owes (an overshoot there could never be taken back).
+        ``active_faces``: reacting faces of the field solve (0 when there was none)."""
+        if final and applied < 0:
+            return self.packets_owed(self.owed_charge(applied, dt))
+        if target < 0:
+            # A galvanostat never passes more than it is set to: stop once net reductions exceed
+            # the step's target well beyond their Poisson noise. Only steps whose packets outrun
+            # the mean-field fields (past the transport limit) reach it.
+            n = -target * dt / self.packet_charge
+            cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
+            if segment_left is not None:
+                cap = min(cap, self.packets_owed(self.applied_charge + applied * segment_left - self.realised_charge))
+            return cap
+        if target == 0 and active_faces:
+            # Open circuit (a rest, a pulse's off-time, or a plating step already paid): the net
+            # charge stays within 5 sigma of the step's gross exchange (i0 on every active face,
+            # a generous estimate of it).
+            gross = 2.0 * self.exchange_current_density * active_faces * self.spacing**2 * dt / self.packet_charge
+            return math.ceil(5.0 * math.sqrt(gross) + 5.0)
+        return None
+
+    def record_step(self, applied: float, dt: float, realised: float, capped: bool) -> None:
+        """Book a step: ``realised`` [C, SI sign] the model passed; ``capped``: it stopped at the
+        reduction cap before the step's end."""
+        self.realised_charge += realised
+        self.applied_charge += applied * dt
+        if capped:
+            self.limited_steps += 1
+
+    def charge_error_percent(self) -> float:
+        """|realised - applied| relative to the applied charge [%]."""
+        if self.applied_charge == 0:
+            return 0.0
+        return 100.0 * abs(self.realised_charge - self.applied_charge) / abs(self.applied_charge)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"applied_charge": self.applied_charge, "realised_charge": self.realised_charge,
+                "compliance_steps": self.compliance_steps, "limited_steps": self.limited_steps}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.applied_charge = float(d["applied_charge"])
+        self.realised_charge = float(d["realised_charge"])
+        self.compliance_steps = int(d["compliance_steps"])
+        self.limited_steps = int(d["limited_steps"])

@@ -1,0 +1,291 @@
+"""The KMC event loop and its per-call setup (docs/kernels.md).
+
+The engine calls :func:`setup_call` once per ``advance`` and :func:`run_events` per chunk (a
+chunk ends at the duration, at ``max_events``, at ``max_reductions`` or when the packet store
+must grow).  Time advances by Exp(sum of all group bounds) per attempt, null or not, so the
+event law is exact.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from continuum.constants import ELECTROLYTE
+
+from .effects import kill_if_far, reduce_packet, release_walker, site_event
+from .layout import (C_BLOCKED, C_EVENTS, C_HOP, C_LEAP, C_LEAP_HOPS, C_NULL, C_OVERFLOW, C_OX, C_RED, C_REM,
+                     I_CAP, I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, I_RELEASE, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T,
+                     P_UTOP, PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
+                     ST_RELFAIL, VOX, neighbour, neighbour_u, prefetch, step, u_at)
+from .leaps import leap, leap_levels
+from .rate_cache import packet_rate_bound, site_rate
+from .selection import delete_packet, packet_leaf, pick, rate_group, relocate_packet, site_leaf, tree_walk
+
+
+# ---- per-call setup --------------------------------------------------------------------------
+@nb.njit(cache=True)
+def _setup_voxel_groups(ctx):
+    """Packet rate group (and reduction total) of every electrolyte voxel."""
+    phase = ctx.phase
+    G = ctx.group
+    RV = ctx.reduction_total
+    ip = ctx.ip
+    nx, ny, nz = ip[I_NX], ip[I_NY], ip[I_NZ]
+    implicit = ip[I_IMPLICIT] != 0
+    for v in range(nx * ny * nz):
+        G[v] = 0
+        if not implicit and phase[v] == ELECTROLYTE:
+            G[v] = rate_group(packet_rate_bound(v, phase, ctx.connected, ctx.u, ctx.phi_l, ctx.phi_s, ctx.eta_nuc,
+                                                ctx.activity, RV, ctx.leap, ctx.prm, nx, ny, nz),
+                              ctx.bounds, ctx.counters)
+        elif not implicit:
+            RV[v] = 0.0
+
+
+@nb.njit(cache=True)
+def _setup_sites(ctx):
+    """Site groups of every voxel, stored contiguously per group (counting sort)."""
+    SG = ctx.site_group
+    SI = ctx.sites
+    spos = ctx.site_pos
+    sstart = ctx.site_start
+    N = ctx.phase.size
+    counts = np.zeros(NG + 1, np.int64)
+    for v in range(N):
+        g = rate_group(site_rate(v, ctx.phase, ctx.connected, ctx.u, ctx.phi_l, ctx.phi_s, ctx.eta_nuc,
+                                 ctx.activity, ctx.concentration, ctx.prm, ctx.ip), ctx.bounds, ctx.counters)
+        SG[v] = g
+        spos[v] = -1
+        if g > 0:
+            counts[g] += 1
+    sstart[0] = 0
+    sstart[1] = 0
+    for g in range(1, NG):
+        sstart[g + 1] = sstart[g] + counts[g]
+    fill = sstart[:NG].copy()
+    for v in range(N):
+        g = SG[v]
+        if g > 0:
+            SI[fill[g]] = v
+            spos[v] = fill[g]
+            fill[g] += 1
+
+
+@nb.njit(cache=True)
+def _setup_packets(ctx, n_packets):
+    """Packet records sorted by the group of their voxel, per-voxel lists, occupancy."""
+    P = ctx.packets
+    G = ctx.group
+    pstart = ctx.packet_start
+    head = ctx.head
+    occ = ctx.occupancy
+    pc = np.zeros(NG + 1, np.int64)
+    for k in range(n_packets):
+        pc[G[P[k, VOX]]] += 1
+    pstart[0] = 0
+    for g in range(NG):
+        pstart[g + 1] = pstart[g] + pc[g]
+    pfill = pstart[:NG].copy()
+    tmp = P[:n_packets].copy()
+    for k in range(n_packets):
+        j = pfill[G[tmp[k, VOX]]]
+        pfill[G[tmp[k, VOX]]] += 1
+        for f in range(N_FIELDS):
+            P[j, f] = tmp[k, f]
+    track_occ = ctx.ip[I_CAP] > 0  # occupancy is kept in-call only when a cap needs it
+    for v in range(head.size):
+        head[v] = -1
+        if track_occ:
+            occ[v] = 0
+    for k in range(n_packets):
+        v = P[k, VOX]
+        P[k, NXT] = head[v]
+        head[v] = k
+        if track_occ:
+            occ[v] += 1
+
+
+@nb.njit(cache=True)
+def setup_call(ctx, n_packets):
+    """Rates, groups, leap levels, packet lists and the sum tree for one call."""
+    ip = ctx.ip
+    if ip[I_KMAX] > 0:
+        leap_levels(ctx.phase, ip[I_NX], ip[I_NY], ip[I_NZ], ip[I_KMAX], ctx.leap)
+    else:
+        ctx.leap[:] = 0
+    _setup_voxel_groups(ctx)
+    _setup_sites(ctx)
+    _setup_packets(ctx, n_packets)
+    tree = ctx.tree
+    for i in range(2 * NLEAF):
+        tree[i] = 0.0
+    for g in range(1, NG):
+        packet_leaf(tree, ctx.packet_start, ctx.bounds, g)
+        site_leaf(tree, ctx.site_start, ctx.bounds, g)
+
+
+# ---- the event loop --------------------------------------------------------------------------
+@nb.njit(cache=True)
+def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
+    """Prefetch the voxel records of the packet that x would select now and of its hop
+    target if it has no reaction (as the event loop's R = 0 path computes it)."""
+    leaf, x = tree_walk(tree, x)
+    if leaf >= NG:
+        return
+    bg = B[leaf]
+    k, y = pick(pstart, leaf, bg, x)
+    if k < 0:
+        return
+    v = P[k, VOX]
+    prefetch(U, v)
+    d0 = min(int(y / (bg / 6.0)), 5)
+    w0 = neighbour(v, P[k, PX], P[k, PY], P[k, PZ], d0, nx, ny, nz)
+    if w0 >= 0:
+        prefetch(U, w0)
+
+
+@nb.njit(cache=True)
+def run_events(ctx, t_end, max_events, max_reductions, seed):
+    """Execute events until the next one would pass t_end (not executed), or max_events
+    events have run, or max_reductions net reductions (minus oxidations), or the packet store
+    needs to grow.  Returns a status code; the clock is ctx.prm[P_T]."""
+    np.random.seed(seed)
+    P = ctx.packets
+    pstart = ctx.packet_start
+    SI = ctx.sites
+    sstart = ctx.site_start
+    tree = ctx.tree
+    B = ctx.bounds
+    prm = ctx.prm
+    ip = ctx.ip
+    cnt = ctx.counters
+    head = ctx.head
+    occ = ctx.occupancy
+    G = ctx.group
+    L = ctx.leap
+    RV = ctx.reduction_total
+    U = ctx.u
+    nx, ny, nz = ip[I_NX], ip[I_NY], ip[I_NZ]
+    utop = prm[P_UTOP]
+    hop = prm[P_HOP]
+    cap = ip[I_CAP]
+    cap_p = P.shape[0]
+    t = prm[P_T]
+    release = ip[I_RELEASE] != 0
+    status = ST_DONE
+    # The selection uniform of the next attempt is drawn one attempt ahead, so the packet it
+    # will pick (if this attempt leaves the tree as it is, nearly always) can be prefetched:
+    # its voxel record then loads while this attempt waits on its own.
+    u_sel = np.random.random()
+    while True:
+        if cnt[C_OVERFLOW] > 0:
+            status = ST_OVERFLOW
+            break
+        if cnt[C_EVENTS] >= max_events:
+            status = ST_MAXEV
+            break
+        if max_reductions >= 0 and cnt[C_RED] - cnt[C_OX] >= max_reductions:
+            status = ST_MAXRED
+            break
+        if pstart[NG] + 8 > cap_p:
+            status = ST_GROW
+            break
+        if release and pstart[NG] == 0:
+            if not release_walker(ctx):
+                status = ST_RELFAIL
+                break
+        W = tree[1]
+        if not (W > 0.0):
+            if np.isfinite(t_end):
+                t = t_end
+            status = ST_NOEVENTS
+            break
+        dt = -np.log(1.0 - np.random.random()) / W
+        if t + dt > t_end:
+            t = t_end
+            status = ST_DONE
+            break
+        t += dt
+        x = u_sel * W
+        u_sel = np.random.random()
+        leaf, x = tree_walk(tree, x)
+        _prefetch_next(P, U, pstart, tree, B, u_sel * W, nx, ny, nz)
+        ok = False
+        if leaf < NG:
+            bg = B[leaf]
+            k, y = pick(pstart, leaf, bg, x)
+            if k >= 0:
+                g = leaf
+                v = P[k, VOX]
+                px = P[k, PX]
+                py = P[k, PY]
+                pz = P[k, PZ]
+                # The hop target if v has no reaction (R = 0, most packets): its address is
+                # known now, so its record loads alongside v's instead of after it.
+                d0 = min(int(y / (bg / 6.0)), 5)
+                w0 = neighbour(v, px, py, pz, d0, nx, ny, nz)
+                uw0 = u_at(U, w0, utop)
+                lk = np.int64(L[v])
+                inv = hop / np.float64(U[v])
+                if lk > 0:
+                    # leap voxel: one channel, rate K / 2^lk (no reaction can be near)
+                    nh = np.int64(1) << lk
+                    ksum = 0.0
+                    for d in range(6):
+                        w, uw = neighbour_u(U, v, px, py, pz, d, nx, ny, nz, utop)
+                        ksum += inv * uw
+                    if y < ksum / nh:
+                        k = leap(P, head, G, U, pstart, tree, B, k, g, v, nh, nx, ny, nz)
+                        cnt[C_LEAP] += 1
+                        cnt[C_LEAP_HOPS] += nh
+                        ok = True
+                        if release:
+                            kill_if_far(ctx, k, np.int64(G[P[k, VOX]]))
+                else:
+                    R = np.float64(RV[v])
+                    if y < R:
+                        ok = reduce_packet(ctx, k, g, v, y)
+                    else:
+                        # six equal channels of width (B[g] - R)/6 >= every hop rate: only the
+                        # drawn direction's neighbour is read (one record instead of six)
+                        width = (bg - R) / 6.0
+                        y -= R
+                        dsel = 6
+                        w = -1
+                        if width > 0.0:  # 0 only for a voxel with no open face
+                            dsel = min(int(y / width), 5)
+                            if R == 0.0 and dsel == d0:
+                                w = w0
+                                uw = uw0
+                            else:
+                                w, uw = neighbour_u(U, v, px, py, pz, dsel, nx, ny, nz, utop)
+                            if not (y - dsel * width < inv * uw):
+                                dsel = 6  # null: thinned
+                        if dsel < 6:
+                            if w == -2:
+                                delete_packet(ctx, k, g)  # out through the top, into the reservoir
+                                cnt[C_REM] += 1
+                                ok = True
+                            elif cap > 0 and occ[w] >= cap:
+                                cnt[C_BLOCKED] += 1
+                            else:
+                                x2, y2, z2, wx, wy = step(px, py, pz, dsel, nx, ny)
+                                if cap > 0:
+                                    occ[v] -= 1
+                                    occ[w] += 1
+                                k = relocate_packet(P, head, G, pstart, tree, B, k, g, v, w, x2, y2, z2, wx, wy)
+                                cnt[C_HOP] += 1
+                                ok = True
+                                if release:
+                                    kill_if_far(ctx, k, np.int64(G[w]))
+        else:
+            g = leaf - NG
+            i, y = pick(sstart, g, B[g], x)
+            if i >= 0:
+                ok = site_event(ctx, SI[i], y)
+        if ok:
+            cnt[C_EVENTS] += 1
+        else:
+            cnt[C_NULL] += 1
+    prm[P_T] = t
+    return status

@@ -1,0 +1,150 @@
+"""Registry of host kinds: the configuration's ``host.kind`` names one of these builders.
+
+A builder has the signature ``builder(spec, spacing_m, seed) -> Host``: ``spec`` carries the
+fields of the configuration's host section (:class:`kmc.coupling.config.HostSpec`),
+``spacing_m`` is the voxel edge [m] and ``seed`` an int or ``numpy.random.SeedSequence``.
+:func:`build_host` applies the decorations the spec asks for (seeds, dielectric coat) after
+the builder, so a builder makes the bare skeleton only. A new host kind is one builder
+function plus one ``@register_host("name")``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .decorations import coat_dielectric, decorate_lithiophilic_seeds
+from .generators import (channel_array, fibre_mat, overlapping_spheres, planar_foil,
+                         porosity_gradient, random_porous)
+from .host import Host, um_to_voxels
+from .images import load_voxel_image
+
+HostBuilder = Callable[[Any, float, Any], Host]
+
+
+@dataclass(frozen=True)
+class HostKind:
+    """One registered host kind.
+
+    needs_seed   the builder draws random numbers (so replicas with different seeds differ).
+    """
+
+    kind: str
+    builder: HostBuilder
+    needs_seed: bool
+    description: str
+
+
+_REGISTRY: dict[str, HostKind] = {}
+
+
+def register_host(kind: str, *, needs_seed: bool = True,
+                  description: str = "") -> Callable[[HostBuilder], HostBuilder]:
+    """Decorator registering ``builder(spec, spacing_m, seed) -> Host`` as host kind ``kind``.
+
+    ``needs_seed`` defaults to True so that a random builder is never taken for a
+    deterministic one; ``description`` defaults to the first line of the builder's docstring.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"host kind {kind!r} must be a non-empty string")
+
+    def register(builder: HostBuilder) -> HostBuilder:
+        if kind in _REGISTRY:
+            raise ValueError(f"host kind {kind!r} is already registered")
+        doc = (builder.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[kind] = HostKind(kind, builder, bool(needs_seed), description or doc)
+        return builder
+
+    return register
+
+
+def unregister_host(kind: str) -> None:
+    """Remove a registered kind (for tests and plug-ins that register temporarily)."""
+    get_host_kind(kind)
+    del _REGISTRY[kind]
+
+
+def host_kinds() -> tuple[str, ...]:
+    """Registered kinds, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_host_kind(kind: str) -> HostKind:
+    """The registry entry of ``kind``; ValueError naming the allowed kinds if there is none."""
+    try:
+        return _REGISTRY[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"{kind!r} is not a host kind: must be one of {list(_REGISTRY)}") from None
+
+
+def build_host(spec: Any, seed: Any) -> Host:
+    """Build ``spec.kind`` from ``spec``, then seed / coat it as the spec asks, and validate.
+
+    The same ``seed`` object goes to the builder and to the seed decoration.
+    """
+    builder = get_host_kind(spec.kind).builder
+    host = builder(spec, spec.spacing_um * 1e-6, seed)
+    if spec.seed_fraction > 0:
+        host = decorate_lithiophilic_seeds(host, spec.seed_fraction, eta_nuc_seed=spec.seed_eta_nuc_V,
+                                           weighting=spec.seed_weighting, seed=seed)
+    if spec.dielectric_top_fraction > 0:
+        host = coat_dielectric(host, top_fraction=spec.dielectric_top_fraction)
+    return host.validate()
+
+
+# ----------------------------------------------------------------------------------------
+# built-in kinds (lengths in the spec are in um; the generators take voxels)
+# ----------------------------------------------------------------------------------------
+def _common(spec) -> dict:
+    return dict(reservoir=spec.reservoir_layers, eta_nuc=spec.bare_eta_nuc_V)
+
+
+@register_host("planar_foil", needs_seed=False)
+def _planar_foil(spec, spacing_m, seed) -> Host:
+    """Bare current collector: a flat foil one voxel thick."""
+    return planar_foil(spec.shape, spacing_m, thickness=1, reservoir=spec.reservoir_layers,
+                       eta_nuc=spec.bare_eta_nuc_V)
+
+
+@register_host("random_porous")
+def _random_porous(spec, spacing_m, seed) -> Host:
+    """Blurred noise thresholded to ``porosity`` (feature size ``feature_size_um``)."""
+    return random_porous(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.feature_size_um, spacing_m),
+                         seed=seed, **_common(spec))
+
+
+@register_host("channel_array", needs_seed=False)
+def _channel_array(spec, spacing_m, seed) -> Host:
+    """Square array of pillars (or holes, ``channels_are_holes``) of ``radius_um`` at ``pitch_um``."""
+    return channel_array(spec.shape, spacing_m, int(round(um_to_voxels(spec.pitch_um, spacing_m))),
+                         um_to_voxels(spec.radius_um, spacing_m),
+                         kind="channels" if spec.channels_are_holes else "pillars", **_common(spec))
+
+
+@register_host("fibre_mat")
+def _fibre_mat(spec, spacing_m, seed) -> Host:
+    """Random in-plane fibres of ``radius_um`` fitted to ``porosity``."""
+    return fibre_mat(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.radius_um, spacing_m),
+                     seed=seed, **_common(spec))
+
+
+@register_host("overlapping_spheres")
+def _overlapping_spheres(spec, spacing_m, seed) -> Host:
+    """Overlapping solid spheres of ``radius_um`` fitted to ``porosity``."""
+    return overlapping_spheres(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.radius_um, spacing_m),
+                               seed=seed, **_common(spec))
+
+
+@register_host("porosity_gradient")
+def _porosity_gradient(spec, spacing_m, seed) -> Host:
+    """Blurred noise with porosity linear in z from ``porosity`` to ``porosity_top``."""
+    return porosity_gradient(spec.shape, spacing_m, spec.porosity, spec.porosity_top,
+                             um_to_voxels(spec.feature_size_um, spacing_m), seed=seed, **_common(spec))
+
+
+@register_host("image", needs_seed=False)
+def _image(spec, spacing_m, seed) -> Host:
+    """Segmented voxel image at ``image_path`` (.npy/.tif, True = pore)."""
+    if not spec.image_path:
+        raise ValueError("host.image_path is required when host.kind is 'image'")
+    return load_voxel_image(spec.image_path, spacing_m, reservoir=spec.reservoir_layers,
+                            eta_nuc=spec.bare_eta_nuc_V)
