@@ -1,7 +1,7 @@
 """Electrolyte/conductor interface faces on the voxel grid.
 
 A face exists between an ELECTROLYTE voxel and a face-neighbouring conductor voxel that is
-electronically connected to the collector; only those react (MODEL.md section 2).  Dead
+electronically connected to the collector; only those react (docs/model.md, "Lattice conventions").  Dead
 lithium, unconnected host and HOST_DIELECTRIC carry no flux.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Voxel-grid topology: conductor masks and electronic connectivity to the collector.
 
-Conventions (MODEL.md section 2): arrays are indexed ``[x, y, z]``; periodic in x and y;
+Conventions (docs/model.md, "Lattice conventions"): arrays are indexed ``[x, y, z]``; periodic in x and y;
 the layer ``z = 0`` is the current collector (every voxel there is HOST_CONDUCTIVE);
 ``z = nz`` is the top, facing the separator.
 """

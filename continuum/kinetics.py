@@ -1,4 +1,4 @@
-"""Butler-Volmer interface kinetics (MODEL.md eqs. 3-5), shared by the continuum and the KMC.
+"""Butler-Volmer interface kinetics (docs/model.md, "Interface kinetics"), shared by the continuum and the KMC.
 
 Sign convention: interfacial current density ``i > 0`` is anodic (stripping, current from the
 conductor into the electrolyte), ``i < 0`` is plating.  The overpotential is

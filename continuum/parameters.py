@@ -1,4 +1,4 @@
-"""Validated, unit-labelled physical parameters (MODEL.md section 3).
+"""Validated, unit-labelled physical parameters (docs/model.md, "Parameters and derived constants").
 
 Every field is SI; its unit is in the field description and ``json_schema_extra``.
 Derived quantities (D+, D-, f, Nernst-Einstein conductivity) are properties, so they
@@ -39,7 +39,7 @@ class Electrolyte(StrictModel):
 
 
 class Kinetics(StrictModel):
-    """Butler-Volmer interface kinetics on lithium (MODEL.md eq. 3)."""
+    """Butler-Volmer interface kinetics on lithium (docs/model.md, "Interface kinetics")."""
 
     exchange_current_density: float = Field(10.0, gt=0, le=1e5, description="i0 at c_ref [A/m^2]",
                                              json_schema_extra=_unit("A/m^2"))

@@ -1,6 +1,6 @@
 """Electrolyte (and optionally electrode) potential with Butler-Volmer interfaces.
 
-Equations (MODEL.md section 4), finite volumes on the voxel grid, face area h^2, link length h:
+Equations (docs/model.md, "Continuum fields"), finite volumes on the voxel grid, face area h^2, link length h:
 
 * electrolyte: ``div(kappa(c) grad phi_l) = -F div((D+ - D-) grad c)``, i.e. the ionic current
   ``i_l = -kappa grad phi_l - F (D+ - D-) grad c`` is divergence free.  Face conductance
@@ -130,7 +130,22 @@ class PotentialSolver:
         self.faces = interface_faces(phase, self.connected, eta_nuc, activity)
         self.linear = SPDSolver(linear_solver, direct_max=_default_direct_max(phase.shape, direct_max))
 
-        nx, ny, nz = self.shape
+        self._number_nodes(conductivity)
+        lp, lq = self._reacting_faces()
+        self.pattern = SymmetricPattern(self.n, lp, lq)
+        self.pins = self._pin_floating_pockets(lp, lq)
+
+        self.area = self.h**2
+        self._w_prev = None  # last sensitivity d(phi)/dV solve: initial guess for the next
+        self._calls = 0
+        self.face_site = dict(activity=self._rf.activity, eta_nuc=self._rf.eta_nuc,
+                              on_lithium=self._rf.on_lithium)
+
+    # -- geometry (built once in __init__) ------------------------------------------------
+    def _number_nodes(self, conductivity):
+        """Node numbering (electrolyte, resistive conductors, V node n), link arrays, top nodes."""
+        phase = self.phase
+        nz = self.shape[2]
         N = phase.size
         zcoord = np.arange(N) % nz
         elec = (phase == ELECTROLYTE).ravel()
@@ -170,6 +185,10 @@ class PotentialSolver:
         p, q = voxel_links(phase == ELECTROLYTE)
         self.ee_p, self.ee_q = node[p], node[q]
         self.top = node[self.elec_flat[zcoord[self.elec_flat] == nz - 1]]
+
+    def _reacting_faces(self):
+        """face_active, the BV index arrays of the active faces, and the Jacobian links (lp, lq)."""
+        ne, n, node = self.ne, self.n, self.node
         # Electrolyte pockets cut off from the top carry no net current.  If such a pocket has
         # only bare-host faces (cathodic branch only) no finite potential satisfies that: its
         # phi_l would run to -inf (physically it plates until its salt is gone).  Those faces
@@ -190,8 +209,11 @@ class PotentialSolver:
 
         lp = np.concatenate([self.ee_p, self.cc_p, self.bvc_e])
         lq = np.concatenate([self.ee_q, self.cc_q, self.bvc_q])
-        self.pattern = SymmetricPattern(n, lp, lq)
+        return lp, lq
 
+    def _pin_floating_pockets(self, lp, lq):
+        """Nodes to pin to 0, one per component of the (lp, lq) graph with no fixed potential."""
+        n = self.n
         # electrolyte pockets touching neither the top, nor a reacting face, nor (through
         # conductors) the collector have a floating potential: pin one voxel each to 0.
         anchored = np.zeros(n, dtype=bool)
@@ -203,13 +225,7 @@ class PotentialSolver:
         comp_anchored = np.zeros(ncomp, dtype=bool)
         comp_anchored[lab[anchored]] = True
         _, first = np.unique(lab, return_index=True)  # first node of each component
-        self.pins = first[~comp_anchored].astype(np.int64)
-
-        self.area = self.h**2
-        self._w_prev = None  # last sensitivity d(phi)/dV solve: initial guess for the next
-        self._calls = 0
-        self.face_site = dict(activity=self._rf.activity, eta_nuc=self._rf.eta_nuc,
-                              on_lithium=self._rf.on_lithium)
+        return first[~comp_anchored].astype(np.int64)
 
     # -- pieces ---------------------------------------------------------------------------
     def _prepare(self, c, phi_top, c_top):
@@ -318,6 +334,15 @@ class PotentialSolver:
         galv = current is not None
         I_app = float(current) if galv else None
         pre = self._prepare(c, float(phi_top), c_top)
+        u, V = self._initial_state(pre, I_app, cell_potential, phi_top, initial)
+        lin_iters0 = self.linear.stats["iterations"]
+        it, res, converged, V, eta, i = self._newton(u, V, pre, I_app)
+        return self._solution(u, V, eta, i, it=it, res=res, converged=converged, pre=pre,
+                              I_app=I_app, phi_top=phi_top, lin_iters0=lin_iters0, t0=t0)
+
+    def _initial_state(self, pre, I_app, cell_potential, phi_top, initial):
+        """Start vector u and cell potential V: warm start, then (galvanostatic) the V predictor."""
+        galv = I_app is not None
         n = self.n
         u = np.full(n, float(phi_top))
         V = float(cell_potential) if not galv else None
@@ -337,10 +362,14 @@ class PotentialSolver:
             V = self._initial_V(u, pre, I_app)
             if self.resistive:  # shift the conductor potentials with the collector
                 u[self.ne:] = V if V_old is None else u[self.ne:] + (V - V_old)
+        return u, V
 
+    def _newton(self, u, V, pre, I_app):
+        """Damped inexact Newton on (u, V), u updated in place: (it, res, converged, V, eta, i)."""
+        galv = I_app is not None
+        n = self.n
         i0 = self.params.kinetics.exchange_current_density
         floor = 1e-6 * i0 * self.area * max(len(self._rf), 1)
-        lin_iters0 = self.linear.stats["iterations"]
         lp = np.concatenate([self.ee_p, self.cc_p])
         lq = np.concatenate([self.ee_q, self.cc_q])
         gsum = (pre["diag_fixed"] + np.bincount(lp, weights=pre["G_lin"], minlength=n)
@@ -392,15 +421,20 @@ class PotentialSolver:
             R, F, eta, i, di = self._residual(u, V, pre, I_app)
             warnings.warn(f"PotentialSolver: Newton did not converge in {self.max_iterations} "
                           f"iterations (relative residual {res:.2e})", RuntimeWarning)
+        if galv and w is not None:
+            self._w_prev = w
+        return it, res, converged, V, eta, i
 
+    def _solution(self, u, V, eta, i, *, it, res, converged, pre, I_app, phi_top, lin_iters0, t0):
+        """The PotentialSolution (full-grid fields, per-face data, diagnostics) of the state (u, V)."""
+        galv = I_app is not None
+        n = self.n
         phi_l = np.full(self.phase.size, np.nan)
         phi_l[self.elec_flat] = u[: self.ne]
         phi_s = np.full(self.phase.size, np.nan)
         phi_s[self.connected.ravel()] = V
         if self.resistive:
             phi_s[self.cond_flat] = u[self.ne:]
-        if galv and w is not None:
-            self._w_prev = w
         eta_all = np.full(len(self.faces), np.nan)
         eta_all[self.face_active] = eta
         i_all = np.zeros(len(self.faces))

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kmc.coupling.config import make_config
+from kmc import PlatingSimulation, make_config
 from kmc.coupling.io import write_csv
 from kmc.studies.plots import plot_cross_sections
-from kmc.coupling.simulation import PlatingSimulation
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ def test_defaults_are_model_section_3():
     # D+ = D / (2 (1 - t+)), D- = D / (2 t+)
     assert p.cation_diffusivity == pytest.approx(3.2e-10 / (2 * 0.62))
     assert p.anion_diffusivity == pytest.approx(3.2e-10 / (2 * 0.38))
-    # Nernst-Einstein conductivity at 1 M is about 2.6 S/m (MODEL.md section 3)
+    # Nernst-Einstein conductivity at 1 M is about 2.6 S/m (docs/model.md, "Parameters and derived constants")
     assert p.conductivity(1000.0) == pytest.approx(2.55, abs=0.05)
 
 

@@ -1,4 +1,4 @@
-"""Salt transport against closed forms (MODEL.md 8.1): steady symmetric cell and limiting
+"""Salt transport against closed forms (validation ladder 8.1 of ../shared/MODEL.md): steady symmetric cell and limiting
 current, Sand's time, and exact salt balance on a porous host."""
 import numpy as np
 import pytest

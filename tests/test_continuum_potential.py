@@ -1,4 +1,4 @@
-"""Potential solver against closed forms and conservation laws (MODEL.md 8.1)."""
+"""Potential solver against closed forms and conservation laws (validation ladder 8.1 of ../shared/MODEL.md)."""
 import numpy as np
 import pytest
 from scipy import ndimage

@@ -1,4 +1,4 @@
-"""Far-field separator column (MODEL.md section 4, far field)."""
+"""Far-field separator column (docs/model.md, "Separator column")."""
 import numpy as np
 import pytest
 

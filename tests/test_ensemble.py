@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from kmc.coupling.checkpoint import CheckpointError, RunCheckpointer, load_checkpoint, save_checkpoint
+from kmc.coupling.checkpoint import CheckpointError, RunCheckpointer, save_checkpoint
 from kmc.coupling.config import make_config
 from kmc.studies.ensemble import (EnsembleError, EnsembleWarning, run_ensemble, run_pulse_vs_dc_ensemble, single_case)
-from kmc.coupling.simulation import PlatingSimulation
+from kmc.coupling.simulation import PlatingSimulation, load_checkpoint
 from kmc.studies.pulse_vs_dc import protocols
 
 TINY = ["host.nx=8", "host.ny=8", "host.host_layers=4", "host.reservoir_layers=6",

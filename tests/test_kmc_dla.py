@@ -1,4 +1,4 @@
-"""Growth laws (MODEL.md 8.3): with sticking certain on contact and walkers released one at
+"""Growth laws (validation ladder 8.3 of ../shared/MODEL.md): with sticking certain on contact and walkers released one at
 a time far away the deposit is a diffusion-limited aggregate (mass-radius dimension ~2.5 in
 3D, ~1.71 in 2D); with reduction far slower than hopping it is compact (~3).
 

@@ -153,11 +153,11 @@ def test_same_seed_bit_identical():
 def _study_foil_equal_average(cfg):
     """The study's foil case with equal-average pulses, on the host and seed stream that
     `pulse_vs_dc` gives it."""
-    from kmc import studies
+    from kmc.studies import get_study, run_case
 
-    _, plan = studies.study_plan(cfg, np.random.SeedSequence(cfg.seed))
-    case, foil, segs, ss = next(c for c in plan if c[0].label == "Planar foil | Pulse, equal average")
-    return studies.run_case(cfg, foil, segs, ss, "foil")
+    plan = get_study("pulse_vs_dc").plan(cfg, np.random.SeedSequence(cfg.seed))
+    case = next(c for c in plan.cases if c.label == "Planar foil | Pulse, equal average")
+    return run_case(cfg, case.host, case.segments, case.seed, "foil")
 
 
 def test_high_current_run_stays_physical():
@@ -205,9 +205,9 @@ def test_last_plating_segment_never_overshoots_the_requested_charge():
     that starts on a reservoir refilled by the off-time plates in bursts. Before the last
     segment's steps were capped at what the run still owes, this case ended 1.1 % (6
     packets) over the requested 0.2 mAh/cm^2, and plating is never taken back."""
-    from kmc import studies
+    from kmc.studies import get_study
 
-    cfg = make_config({}, studies.STUDY_OVERRIDES)
+    cfg = make_config({}, get_study("pulse_vs_dc").overrides)
     res = _study_foil_equal_average(cfg)
     h = cfg.host.spacing_um * 1e-6
     packet = cfg.physics.packet_charge(h) / (cfg.host.nx * cfg.host.ny * h**2) / MAH_PER_CM2  # mAh/cm^2

@@ -1,15 +1,13 @@
-"""Checkpoint and resume of one :class:`~kmc.simulation.PlatingSimulation`.
+"""Checkpoint and resume of one coupled run.
 
-A checkpoint holds everything the macro-step loop reads, so a resumed run continues
-bit-identically: the lattice (``LatticeState.to_dict``), the engine's SeedSequence state and
-clock, the simulation clocks and counters, the mean-field concentration, the separator column,
-the last potential solution (the next solve warm-starts from it and ``step_length`` reads its
-face count, so it changes results and must be kept), the recorded rows, and where the run is
-in its protocol (segment index and that segment's end time).  The config digest, a digest of
-the host and one of the segment list are stored and checked on load.
+A checkpoint is what ``PlatingSimulation.state_dict()`` returns (each component states its own
+state: lattice, engine, galvanostat, salt balance, clocks, the last potential solution, the
+recorded rows), plus where the run is in its protocol (segment index and that segment's end
+time) and digests of the config, the host and the segment list, checked on load.  This module
+only serialises: it knows no simulation attribute.
 
-Format: one compressed ``.npz`` written atomically (kmc.io.write_npz) holding arrays plus a
-``meta`` JSON string (no pickles: a checkpoint can be inspected and loaded without
+Format 2: one compressed ``.npz`` written atomically (kmc.coupling.io.write_npz) holding the
+arrays plus a ``meta`` JSON string (no pickles: a checkpoint can be inspected and loaded without
 ``allow_pickle``).  :class:`RunCheckpointer` names them ``<label>.ckpt-<steps>.npz`` and keeps
 the newest two, so a kill while writing one still leaves a good one.
 """
@@ -25,18 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .columns import POTENTIAL
 from .io import _json_default, write_npz
-from ..engine.lattice import LatticeState
 
-FORMAT_VERSION = 1
-
-# Simulation attributes the checkpoint saves explicitly ...
-_SCALARS = ("time", "applied_charge", "kmc_charge", "reductions", "oxidations", "steps",
-            "compliance_steps", "limited_steps")
-_ARRAYS = ("concentration", "region_reductions")
-_HANDLED = set(_SCALARS) | set(_ARRAYS) | {"state", "engine", "separator", "solution", "rows", "timing"}
-# ... and those the constructor rebuilds identically from (config, host).
-_DERIVED = {"config", "params", "host", "h", "footprint", "region", "packet_charge"}
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -114,14 +104,10 @@ def _decode(d, arrays):
     return d
 
 
-def _plain(v) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str, np.generic))
-
-
 # -- save / load ----------------------------------------------------------------------------
 def save_checkpoint(sim, path, segment_index: int, *, segment_t_end: float | None = None,
                     segments: Sequence | None = None, ends: Sequence[str] = (), extra: dict | None = None) -> Path:
-    """Write ``sim``'s full state atomically to ``path`` (.npz).
+    """Write ``sim.state_dict()`` atomically to ``path`` (.npz).
 
     ``segment_index``: the protocol segment the run is in (``len(segments)`` when done);
     ``segment_t_end``: that segment's end time (a resumed segment must stop at exactly the same
@@ -130,23 +116,8 @@ def save_checkpoint(sim, path, segment_index: int, *, segment_t_end: float | Non
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
-    for k, v in sim.state.to_dict().items():
-        arrays[f"state.{k}"] = np.asarray(v)
-    for name in _ARRAYS:
-        arrays[f"sim.{name}"] = np.asarray(getattr(sim, name))
-    arrays["separator.c"] = np.asarray(sim.separator.c)
-    other = {}
-    for name, v in vars(sim).items():  # attributes added to the simulation after this was written
-        if name in _HANDLED or name in _DERIVED or name.startswith("_"):
-            continue
-        if isinstance(v, np.ndarray):
-            arrays[f"other.{name}"] = v
-            other[name] = {"__array__": f"other.{name}"}
-        elif _plain(v):
-            other[name] = _encode(v, name, arrays)
-        else:
-            warnings.warn(f"checkpoint: PlatingSimulation.{name} ({type(v).__name__}) is not saved; "
-                          "a resumed run may differ (teach kmc/checkpoint.py about it)", stacklevel=2)
+    state = sim.state_dict()
+    rows = state.pop("rows")  # plain JSON already
     meta = {
         "format": FORMAT_VERSION,
         "config_digest": sim.config.digest(),
@@ -155,14 +126,8 @@ def save_checkpoint(sim, path, segment_index: int, *, segment_t_end: float | Non
         "segment_index": int(segment_index),
         "segment_t_end": None if segment_t_end is None else float(segment_t_end),
         "ends": list(ends),
-        "sim": {name: (getattr(sim, name).item() if isinstance(getattr(sim, name), np.generic)
-                       else getattr(sim, name)) for name in _SCALARS},
-        "other": other,
-        "engine": {"rng": sim.engine.rng_state(), "time": sim.engine.time, "n_calls": sim.engine.n_calls},
-        "separator": {"flux": sim.separator.flux, "time": sim.separator.time},
-        "solution": _encode(sim.solution, "solution", arrays),
-        "rows": sim.rows,
-        "timing": sim.timing,
+        "state": _encode(state, "state", arrays),
+        "rows": rows,
         "extra": extra or {},
     }
     arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
@@ -183,54 +148,28 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def check_config(path, config, meta: dict | None = None) -> None:
+    """CheckpointError unless ``path`` was written with ``config``."""
+    meta = meta if meta is not None else read_checkpoint(path)[0]
+    if meta["config_digest"] != config.digest():
+        raise CheckpointError(f"checkpoint {path} was written with config digest {meta['config_digest']}, "
+                              f"this run has {config.digest()}: refusing to resume a different configuration")
+
+
 def restore_checkpoint(sim, path, segments: Sequence | None = None) -> dict:
     """Load ``path`` into an existing simulation built from the same config and host.
-    Returns the position: segment_index, segment_t_end, ends, extra."""
+    Returns the position: segment_index, segment_t_end, ends, extra, path."""
     meta, arrays = read_checkpoint(path)
-    digest = sim.config.digest()
-    if meta["config_digest"] != digest:
-        raise CheckpointError(f"checkpoint {path} was written with config digest {meta['config_digest']}, "
-                              f"this run has {digest}: refusing to resume a different configuration")
+    check_config(path, sim.config, meta)
     if meta["host_digest"] != host_digest(sim.host):
         raise CheckpointError(f"checkpoint {path} was written for another host (digest {meta['host_digest']})")
     if segments is not None and meta["segments_digest"] not in (None, segments_digest(segments)):
         raise CheckpointError(f"checkpoint {path} was written for another protocol (segment list differs)")
-    state = LatticeState.from_dict({k[6:]: v for k, v in arrays.items() if k.startswith("state.")})
-    sim.state = state
-    sim.engine.state = state  # the engine changes the lattice in place: both must hold the same one
-    sim.engine._work = None  # sized per grid; rebuilt (and fully initialised) on the next advance
-    sim.engine.set_rng_state(meta["engine"]["rng"])
-    sim.engine.time = float(meta["engine"]["time"])
-    sim.engine.n_calls = int(meta["engine"]["n_calls"])
-    for name in _SCALARS:
-        cur = getattr(sim, name)
-        setattr(sim, name, type(cur)(meta["sim"][name]))
-    for name in _ARRAYS:
-        setattr(sim, name, np.array(arrays[f"sim.{name}"]))
-    for name, v in meta["other"].items():
-        setattr(sim, name, _decode(v, arrays))
-    sim.separator.c = np.array(arrays["separator.c"])
-    sim.separator.flux = float(meta["separator"]["flux"])
-    sim.separator.time = float(meta["separator"]["time"])
-    sim.solution = _decode(meta["solution"], arrays)
-    sim.rows = meta["rows"]
-    sim.timing = dict(meta["timing"])
+    state = _decode(meta["state"], arrays)
+    state["rows"] = meta["rows"]
+    sim.load_state_dict(state)
     return {"segment_index": int(meta["segment_index"]), "segment_t_end": meta["segment_t_end"],
             "ends": list(meta["ends"]), "extra": meta["extra"], "path": str(path)}
-
-
-def load_checkpoint(path, config, host, segments: Sequence | None = None):
-    """A :class:`PlatingSimulation` for ``config`` and ``host`` in the state of ``path``, and
-    its position in the protocol (see :func:`restore_checkpoint`).  Raises CheckpointError if
-    the checkpoint belongs to another config, host or protocol."""
-    from .simulation import PlatingSimulation
-
-    meta, _ = read_checkpoint(path)  # fail on a foreign config before building anything
-    if meta["config_digest"] != config.digest():
-        raise CheckpointError(f"checkpoint {path} was written with config digest {meta['config_digest']}, "
-                              f"this config has {config.digest()}: refusing to resume a different configuration")
-    sim = PlatingSimulation(config, host)
-    return sim, restore_checkpoint(sim, path, segments)
 
 
 # -- periodic checkpoints inside PlatingSimulation.run -----------------------------------------
@@ -280,8 +219,6 @@ class RunCheckpointer:
         """Called after every macro-step (after the progress callback and snapshots)."""
         if self.sim.steps % self.every:
             return
-        from .simulation import POTENTIAL
-
         cut = segment.cutoff_potential
         if cut is not None and row[POTENTIAL] > cut:  # the test run_segment makes
             # run_segment returns "cutoff" right after this step: resume in the next segment

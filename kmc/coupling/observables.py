@@ -1,4 +1,4 @@
-"""Observables of MODEL.md section 7. Each is a function of the lattice state (phase,
+"""Observables of docs/model.md, "Observables". Each is a function of the lattice state (phase,
 connectivity, the initial host), so it can be recomputed from any saved snapshot."""
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from scipy import ndimage
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.grid import collector_connected, count_faces
 
+from . import columns as col
 from .units import MAH_PER_CM2
 
-# Region ids used to split currents and lithium by depth (MODEL.md section 7).
+# Region ids used to split currents and lithium by depth (docs/model.md, "Observables").
 REGION_NAMES = ("host bottom third", "host middle third", "host top third", "above host")
 
 
@@ -79,15 +80,15 @@ class DepositObservables:
 
     def as_row(self) -> dict:
         return {
-            "Lithium [mAh.cm-2]": self.lithium_capacity,
-            "Dead lithium [mAh.cm-2]": self.dead_lithium_capacity,
-            "Lithium inside host [mAh.cm-2]": self.lithium_inside_host,
-            "Lithium above host [mAh.cm-2]": self.lithium_above_host,
-            "Max height [um]": self.max_height,
-            "Mean height [um]": self.mean_height,
-            "RMS roughness [um]": self.rms_roughness,
-            "Interface area [um2.um-2]": self.interface_area,
-            "Tips [-]": self.n_tips,
+            col.LITHIUM: self.lithium_capacity,
+            col.DEAD_LITHIUM: self.dead_lithium_capacity,
+            col.LITHIUM_INSIDE: self.lithium_inside_host,
+            col.LITHIUM_ABOVE: self.lithium_above_host,
+            col.MAX_HEIGHT: self.max_height,
+            col.MEAN_HEIGHT: self.mean_height,
+            col.RMS_ROUGHNESS: self.rms_roughness,
+            col.INTERFACE_AREA: self.interface_area,
+            col.TIPS: self.n_tips,
         }
 
 
@@ -113,11 +114,6 @@ def deposit_observables(phase: np.ndarray, host_phase: np.ndarray, spacing: floa
         interface_area=interface_faces_count(phase) / area,
         n_tips=count_tips(hmap, tip_threshold_voxels),
     )
-
-
-def lithium_depth_profile(phase: np.ndarray) -> np.ndarray:
-    """Fraction of each z layer that is lithium."""
-    return (phase == LITHIUM).mean(axis=(0, 1))
 
 
 def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObservables:

@@ -1,9 +1,10 @@
-"""The coupled plating simulation: the macro-step loop of MODEL.md section 6.
+"""The coupled plating simulation: the macro-step loop (docs/model.md, "Coupling: one
+macro-step").
 
 Each macro-step: relabel the conductor network (dead lithium), solve the continuum fields
-under galvanostatic control, advance the KMC with those fields frozen, advance the far-field
-separator column with the flux the KMC realised, correct the galvanostat so that the
-cumulative KMC charge tracks the integral of the applied current, record observables.
+under galvanostatic control, advance the KMC with those fields frozen, advance the salt
+balance and the separator column, and book the charge the KMC realised with the galvanostat,
+which aims the next step at what the run still owes; then record observables.
 """
 from __future__ import annotations
 
@@ -15,33 +16,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from continuum.concentration import ConcentrationSolver
-from continuum.faces import neighbour_index
-from continuum.grid import face_dilate
-from continuum.constants import ELECTROLYTE, LITHIUM
 from continuum.coarse_grid import make_potential_solver
-from continuum.separator import SeparatorColumn
+from continuum.constants import ELECTROLYTE, LITHIUM
+from continuum.grid import face_dilate
 
-from .config import SimulationConfig
 from ..engine import KMCEngine
-from ..hosts import Host
-from .io import write_pvd, write_vti
 from ..engine.lattice import LatticeState
+from ..hosts import Host
+from . import columns as col
+from .checkpoint import RunCheckpointer, restore_checkpoint
+from .config import SimulationConfig
+from .galvanostat import Galvanostat
+from .io import write_pvd, write_vti
 from .observables import REGION_NAMES, deposit_observables, region_map
+from .salt import SaltBalance
+from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment
 
-# Columns of the time series, with units in the names (tidy CSV).
-TIME = "Time [s]"
-STEP = "Step [-]"
-CURRENT = "Applied current density [mA.cm-2]"
-POTENTIAL = "Cell potential [V]"
-OVERPOTENTIAL = "Mean plating overpotential [mV]"
-APPLIED_CAP = "Applied capacity [mAh.cm-2]"
-PLATED_CAP = "Plated capacity [mAh.cm-2]"
-STRIPPED_CAP = "Stripped capacity [mAh.cm-2]"
-C_TOP = "Concentration at host top [mol.m-3]"
-C_NEAR = "Concentration near deposit [mol.m-3]"
+# Old names of the time-series columns (scripts import them from here).
+TIME, STEP, CURRENT, POTENTIAL = col.TIME, col.STEP, col.CURRENT, col.POTENTIAL
+OVERPOTENTIAL, APPLIED_CAP, PLATED_CAP, STRIPPED_CAP = col.OVERPOTENTIAL, col.APPLIED_CAP, col.PLATED_CAP, col.STRIPPED_CAP
+C_TOP, C_NEAR = col.C_TOP, col.C_NEAR
 
 
 @dataclass
@@ -69,8 +65,8 @@ class PlatingSimulation:
         self.h = host.spacing
         nx, ny, _ = host.phase.shape
         self.footprint = nx * ny * self.h**2  # m^2
-        ss = seed_sequence if seed_sequence is not None else np.random.SeedSequence(config.seed)
-        lattice_ss, engine_ss = ss.spawn(2)
+        ss = seed_sequence if seed_sequence is not None else root_sequence(config.seed)
+        lattice_ss, engine_ss = simulation_streams(ss)
         c0 = self.params.electrolyte.concentration
         k = config.kmc
         explicit = k.transport == "explicit"
@@ -79,25 +75,39 @@ class PlatingSimulation:
         self.engine = KMCEngine(self.state, self.params, transport=k.transport, leaps=k.leaps,
                                 occupancy_cap=k.occupancy_cap, seed=engine_ss, face_counts=True)
         self.region = region_map(host.phase)
-        sep = config.separator
-        self.separator = SeparatorColumn(self.params, sep.length_um * 1e-6, sep.porosity, sep.cells)
-        self.concentration = np.where(host.phase == ELECTROLYTE, c0, 0.0)  # implicit-mode field
+        self.salt = SaltBalance(host.phase, self.h, self.params, config.separator, config.continuum)
         self.packet_charge = self.params.packet_charge(self.h)
+        self.galvanostat = Galvanostat(self.footprint, self.packet_charge,
+                                       self.params.kinetics.exchange_current_density, self.h,
+                                       config.continuum.compliance_potential_V)
         self.time = 0.0
-        self.applied_charge = 0.0  # C, SI sign (negative = plating)
-        self.kmc_charge = 0.0  # C realised by the KMC, SI sign
+        self.steps = 0
         self.reductions = 0
         self.oxidations = 0
         self.region_reductions = np.zeros(8, np.int64)
         self.rows: list[dict] = []
         self.solution = None
-        self.steps = 0
-        self.compliance_steps = 0  # macro-steps where the galvanostat hit its voltage limit
-        self.limited_steps = 0  # macro-steps whose KMC reached the galvanostat's charge cap
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
 
-    # -- helpers --------------------------------------------------------------------------
+    # -- views -------------------------------------------------------------------------------
+    @property
+    def concentration(self) -> np.ndarray:
+        """Mean-field salt concentration [mol/m^3] on the voxel grid."""
+        return self.salt.concentration
+
+    @property
+    def separator(self):
+        return self.salt.separator
+
+    @property
+    def applied_charge(self) -> float:
+        return self.galvanostat.applied_charge
+
+    @property
+    def kmc_charge(self) -> float:
+        return self.galvanostat.realised_charge
+
     def capacity(self, charge: float) -> float:
         """Charge [C] over the footprint as capacity [mAh/cm^2]."""
         return charge / self.footprint / MAH_PER_CM2
@@ -107,22 +117,9 @@ class PlatingSimulation:
         """Net plated capacity [mAh/cm^2] (reductions minus oxidations)."""
         return self.capacity((self.reductions - self.oxidations) * self.packet_charge)
 
-    def _concentration_field(self) -> np.ndarray:
-        """The c the continuum solves with: the mean-field salt concentration, advanced every
-        macro-step with the interfacial flux the KMC realised. In explicit mode the packets
-        (0.013 per voxel at 1 M: one packet alone is 77 M in its voxel) are too sparse for a
-        smoothed packet density to feed the diffusion potential without noise swamping it;
-        they still decide every reduction, and the packet concentration is recorded.
-
-        A packet is 77 M of lithium in one voxel, so the sink of one reduction can drive the
-        mean-field c below zero locally until diffusion refills it; the balance keeps that
-        deficit (salt is conserved), while rates see c clipped at zero."""
-        return np.maximum(self.concentration, 0.0)
-
-    def _packets_owed(self, charge: float) -> int:
-        """Whole packets still to plate for an owed charge [C, SI sign: negative = plating
-        owed], rounded to the nearest packet; 0 when nothing is owed."""
-        return max(0, math.ceil(-charge / self.packet_charge - 0.5))
+    def charge_error_percent(self) -> float:
+        """|KMC charge - applied charge| relative to the applied charge [%]."""
+        return self.galvanostat.charge_error_percent()
 
     def _has_lithium_to_strip(self) -> bool:
         li = (self.state.phase == LITHIUM) & self.state.connected
@@ -139,94 +136,61 @@ class PlatingSimulation:
         return phi_l, phi_s
 
     # -- one macro-step -------------------------------------------------------------------
+    def _solve_fields(self, phase, target: float, phi_top: float):
+        """Potential fields for a step whose galvanostat target is ``target`` [A]:
+        (phi_l, phi_s, solution or None)."""
+        if target >= 0 and not self._has_lithium_to_strip():
+            return (*self._floating_fields(phi_top), None)
+        cs = self.config.continuum
+        solver = make_potential_solver(phase, self.h, self.params, self.state.eta_nuc, self.state.activity,
+                                       coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance)
+        prev = self.solution
+        initial = prev if (prev is not None and prev.phi_l.shape == phase.shape
+                           and np.array_equal(np.isfinite(prev.phi_l), phase == ELECTROLYTE)) else None
+        c_solve, c_top = self.salt.field_for_potential(), self.salt.c_top
+        try:
+            sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
+        except ValueError:
+            if target == 0:  # open circuit with nothing that can react: nothing does
+                return (*self._floating_fields(phi_top), None)
+            if target > 0:
+                raise
+            # Past the transport limit (Sand's time) no potential delivers the current: the
+            # galvanostat sits at its compliance voltage and passes what it can.
+            sol = solver.solve(c_solve, cell_potential=self.galvanostat.compliance_potential,
+                               phi_top=phi_top, c_top=c_top)
+            self.galvanostat.compliance_steps += 1
+        return sol.phi_l, sol.phi_s, sol
+
     def macro_step(self, segment: Segment, dt: float, final: bool = False, segment_left: float | None = None) -> dict:
         """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current.
-        ``final``: the segment's last step; when plating, the KMC stops at the packet that
-        completes the applied charge, as a galvanostat's charge counter ends a step (the
-        reduction count is otherwise free to overshoot by Poisson noise). ``segment_left``
-        [s]: time to the end of the run's last plating segment; no step then plates more
-        than the run still owes (an overshoot there could never be taken back)."""
-        k = self.config.kmc
+        ``final``: the segment's last step; ``segment_left`` [s]: time to the end of the run's
+        last plating segment (see :meth:`Galvanostat.reduction_cap`)."""
         t0 = _time.perf_counter()
         self.state.relabel()
         phase_now = self.state.phase.copy()
-        c = self._concentration_field()
-        # The potential solve sees c floored at 1 % of c0: a voxel emptied by one packet's sink
-        # would otherwise be an insulator whose potential drop runs to volts.
-        c_solve = np.maximum(c, 0.01 * self.params.electrolyte.concentration)
-        c_top = self.separator.c_interface
-        applied = segment.current_density * self.footprint  # A, SI sign
-        # Galvanostat: aim this step at the applied current plus the charge still owed, but
-        # never reverse the applied current nor exceed twice it (open circuit stays open).
-        owed = self.applied_charge + applied * dt - self.kmc_charge
-        target = float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
+        gs = self.galvanostat
+        applied = gs.applied_current(segment.current_density)  # A, SI sign
+        target = gs.target_current(applied, dt)
         # The separator carries the external (applied) current; the KMC's packet-by-packet
         # realisation of it is noise at the scale of a short macro-step.
-        phi_top = self.separator.ohmic_drop(segment.current_density)
-        sol = None
-        if target >= 0 and not self._has_lithium_to_strip():
-            phi_l, phi_s = self._floating_fields(phi_top)
-        else:
-            cs = self.config.continuum
-            solver = make_potential_solver(phase_now, self.h, self.params, self.state.eta_nuc, self.state.activity,
-                                           coarsen=cs.coarsen, linear_solver=cs.linear_solver,
-                                           rtol=cs.charge_tolerance)
-            initial = self.solution if (self.solution is not None and self.solution.phi_l.shape == phase_now.shape
-                                        and np.array_equal(np.isfinite(self.solution.phi_l),
-                                                           phase_now == ELECTROLYTE)) else None
-            try:
-                sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
-            except ValueError:
-                if target == 0:  # open circuit with nothing that can react: nothing does
-                    phi_l, phi_s = self._floating_fields(phi_top)
-                elif target > 0:
-                    raise
-                # Past the transport limit (Sand's time) no potential delivers the current:
-                # the galvanostat sits at its compliance voltage and passes what it can.
-                else:
-                    sol = solver.solve(c_solve, cell_potential=self.config.continuum.compliance_potential_V,
-                                       phi_top=phi_top, c_top=c_top)
-                    self.compliance_steps += 1
-            if sol is not None:
-                phi_l, phi_s = sol.phi_l, sol.phi_s
+        phi_top = self.salt.ohmic_drop(segment.current_density)
+        phi_l, phi_s, sol = self._solve_fields(phase_now, target, phi_top)
         t1 = _time.perf_counter()
-        cap = None
-        if final and applied < 0:
-            cap = self._packets_owed(owed)
-        elif target < 0:
-            # A galvanostat never passes more than it is set to: the KMC stops once its net
-            # reductions exceed the step's target well beyond their Poisson noise. Only steps whose
-            # packets outrun the mean-field fields (past the transport limit, as an off-time's
-            # refilled reservoir meets the next pulse) reach it; without it they ran away.
-            n = -target * dt / self.packet_charge
-            cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
-            if segment_left is not None:
-                cap = min(cap, self._packets_owed(self.applied_charge + applied * segment_left - self.kmc_charge))
-        elif target == 0 and sol is not None and sol.faces.n_faces:
-            # Open circuit (a rest, a pulse's off-time, or a plating step already paid): the
-            # net charge stays within 5 sigma of the step's gross exchange (the bound reads
-            # i0 on every active face, a generous estimate of it).
-            gross = 2.0 * self.params.kinetics.exchange_current_density * sol.faces.n_faces * self.h**2 * dt \
-                / self.packet_charge
-            cap = math.ceil(5.0 * math.sqrt(gross) + 5.0)
-        res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=c_top,
-                                  concentration=c if k.transport == "implicit" else None, region=self.region,
+        cap = gs.reduction_cap(applied, target, dt, final=final, segment_left=segment_left,
+                               active_faces=int(sol.faces.n_faces) if sol is not None else 0)
+        implicit = self.config.kmc.transport == "implicit"
+        res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=self.salt.c_top,
+                                  concentration=self.salt.field() if implicit else None, region=self.region,
                                   max_reductions=cap)
         t2 = _time.perf_counter()
-        if res.status == "max_reductions" and not final:
-            self.limited_steps += 1
         red, ox = int(res.counts["reductions"]), int(res.counts["oxidations"])
-        assert red - ox == res.counts["lithium_created"] - res.counts["lithium_removed"], "Faraday balance broken"
         realised = (ox - red) * self.packet_charge  # C, SI sign
-        self.kmc_charge += realised
-        self.applied_charge += applied * dt
+        gs.record_step(applied, dt, realised, capped=res.status == "max_reductions" and not final)
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
-        self._advance_concentration(dt, res, sol, realised / dt, c_top, phase_now)
-        # quasi-steady salt flux -(1 - t+) j / F into the domain: feeding the domain's own
-        # transient top inflow back (a Dirichlet-Neumann split) oscillated at these time steps
-        self.separator.step(dt, current_density=segment.current_density)
+        self.salt.advance(dt, res, sol, realised / dt, phase_now, self.state.phase, segment.current_density)
         self.time += dt
         self.steps += 1
         self.solution = sol
@@ -235,83 +199,49 @@ class PlatingSimulation:
         self.timing["kmc [s]"] += t2 - t1
         return self._record(segment, sol)
 
-    def _advance_concentration(self, dt, res, sol, realised_current, c_top, phase_before):
-        """Mean-field salt balance on the step's geometry with the charge the KMC realised.
-
-        (1 - t+) of a packet's salt leaves per reduction and returns per oxidation. Where the
-        continuum current has the sign and size of the realised one, the realised total is
-        spread over the faces in the continuum's distribution (a single packet is 77 M in
-        one voxel; dumping it there makes c spiky); otherwise (open circuit, where only
-        exchange happens) each reaction is placed at the face where the KMC realised it."""
-        tp = self.params.electrolyte.transference_number
-        same_grid = self.config.continuum.coarsen == 1  # coarse faces do not map onto voxels
-        if same_grid and sol is not None and realised_current != 0 and sol.total_current * realised_current > 0:
-            scale = realised_current / sol.total_current
-            if 0.2 < scale < 5.0:
-                cs = ConcentrationSolver(phase_before, self.h, self.params,
-                                         linear_solver=self.config.continuum.linear_solver,
-                                         rtol=self.config.continuum.concentration_tolerance)
-                cn = cs.step(self.concentration, dt, sol.faces, sol.face_current_density * scale, c_top)
-                return self._set_concentration(cn, phase_before)
-        net = (res.face_oxidations - res.face_reductions).reshape(-1, 6)  # by conductor voxel
-        source = np.zeros(phase_before.size)
-        for d in range(6):
-            nz_ = np.flatnonzero(net[:, d])
-            if nz_.size:
-                nb, _ = neighbour_index(phase_before.shape, d)
-                np.add.at(source, nb.ravel()[nz_], net[nz_, d])
-        n_packet = self.h**3 / self.params.lithium_molar_volume  # mol
-        source *= (1.0 - tp) * n_packet / dt
-        cs = ConcentrationSolver(phase_before, self.h, self.params, linear_solver=self.config.continuum.linear_solver,
-                                 rtol=self.config.continuum.concentration_tolerance)
-        cn = cs.step(self.concentration, dt, None, None, c_top, voxel_source=source)
-        self._set_concentration(cn, phase_before)
-
-    def _set_concentration(self, cn, phase_before):
-        el = self.state.phase == ELECTROLYTE
-        fresh = el & (phase_before != ELECTROLYTE)  # stripped voxels take the mean of the electrolyte
-        cn[fresh] = cn[el & ~fresh].mean() if (el & ~fresh).any() else self.params.electrolyte.concentration
-        cn[~el] = 0.0
-        self.concentration = cn
-
     # -- observables ----------------------------------------------------------------------
     def _near_deposit_concentration(self) -> float:
         """Mean concentration in electrolyte voxels that face a connected conductor."""
         if self.config.kmc.transport == "implicit":
-            c = self.concentration
+            c = self.salt.concentration
         else:
             s = self.config.kmc.concentration_smoothing_voxels
             c = self.state.packet_concentration(self.params.lithium_molar_volume, smoothing_voxels=s)
         sel = (self.state.phase == ELECTROLYTE) & face_dilate(self.state.connected)
         return float(c[sel].mean()) if sel.any() else float("nan")
 
+    @staticmethod
+    def _plating_overpotential_mV(sol) -> float:
+        """Mean overpotential of the plating faces, weighted by their current [mV]."""
+        if sol is None or not sol.faces.n_faces:
+            return float("nan")
+        ok = np.isfinite(sol.face_overpotential) & (sol.face_current_density < 0)
+        if not ok.any():
+            return float("nan")
+        w = -sol.face_current_density[ok]
+        return float(np.sum(sol.face_overpotential[ok] * w) / w.sum()) * 1e3
+
     def _record(self, segment: Segment, sol) -> dict:
         t0 = _time.perf_counter()
         obs = deposit_observables(self.state.phase, self.host.phase, self.h, self.params.lithium_molar_volume,
                                   connected=self.state.connected)
-        eta = float("nan")
-        if sol is not None and sol.faces.n_faces:
-            ok = np.isfinite(sol.face_overpotential) & (sol.face_current_density < 0)
-            if ok.any():
-                w = -sol.face_current_density[ok]
-                eta = float(np.sum(sol.face_overpotential[ok] * w) / w.sum()) * 1e3
         total_red = max(int(self.region_reductions.sum()), 1)
         row = {
-            TIME: self.time,
-            STEP: segment.label,
-            CURRENT: -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0,
-            POTENTIAL: float(sol.cell_potential) if sol is not None else float("nan"),
-            OVERPOTENTIAL: eta,
-            APPLIED_CAP: self.capacity(-self.applied_charge),
-            PLATED_CAP: self.plated_capacity,
-            STRIPPED_CAP: self.capacity(self.oxidations * self.packet_charge),
-            C_TOP: self.separator.c_interface,
-            C_NEAR: self._near_deposit_concentration(),
-            "Packets in transit [-]": int(self.state.n_packets),
+            col.TIME: self.time,
+            col.STEP: segment.label,
+            col.CURRENT: -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0,
+            col.POTENTIAL: float(sol.cell_potential) if sol is not None else float("nan"),
+            col.OVERPOTENTIAL: self._plating_overpotential_mV(sol),
+            col.APPLIED_CAP: self.capacity(-self.galvanostat.applied_charge),
+            col.PLATED_CAP: self.plated_capacity,
+            col.STRIPPED_CAP: self.capacity(self.oxidations * self.packet_charge),
+            col.C_TOP: self.salt.c_top,
+            col.C_NEAR: self._near_deposit_concentration(),
+            col.PACKETS: int(self.state.n_packets),
             **obs.as_row(),
         }
         for i, name in enumerate(REGION_NAMES):
-            row[f"Reductions share {name} [-]"] = float(self.region_reductions[i] / total_red)
+            row[col.reductions_share(name)] = float(self.region_reductions[i] / total_red)
         self.rows.append(row)
         self.timing["observables [s]"] += _time.perf_counter() - t0
         return row
@@ -352,16 +282,14 @@ class PlatingSimulation:
                                   segment_left=t_end - self.time if refine_end else None)
             if on_step is not None:
                 on_step(row)
-            if segment.cutoff_potential is not None and row[POTENTIAL] > segment.cutoff_potential:
+            if segment.cutoff_potential is not None and row[col.POTENTIAL] > segment.cutoff_potential:
                 return "cutoff"
         return "duration"
 
     def snapshot_fields(self) -> dict:
         phase = self.state.phase
         out = {"phase": phase, "dead_lithium": (phase == LITHIUM) & ~self.state.connected,
-               "packets": self.state.occupancy,
-               "region": self.region}
-        out["concentration"] = self.concentration
+               "packets": self.state.occupancy, "region": self.region, "concentration": self.salt.concentration}
         if self.solution is not None:
             out["phi_l"] = self.solution.phi_l
         return out
@@ -372,39 +300,18 @@ class PlatingSimulation:
         """Run a protocol. ``progress`` is a callable(row) (e.g. a tqdm updater) or None.
         Writes VTI snapshots and a PVD index into ``outdir`` when given.
         ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps`` macro-steps and at the end
-        (kmc/checkpoint.py); ``resume``: continue bit-identically from the newest one there."""
-        total_time = sum(s.duration for s in segments)
+        (kmc/coupling/checkpoint.py); ``resume``: continue bit-identically from the newest one there."""
         n_snap = self.config.snapshots if snapshots is None else snapshots
-        snap_times = [total_time * (i + 1) / n_snap for i in range(n_snap)] if n_snap else []
-        snaps: list[tuple[float, str]] = []
+        snaps = _Snapshots(self, outdir, label, n_snap, sum(s.duration for s in segments))
         ckpt = pos = None
         if checkpoint_dir is not None:
-            from .checkpoint import RunCheckpointer
-
             ckpt = RunCheckpointer(self, checkpoint_dir, label=label, every_steps=checkpoint_every_steps,
                                    segments=segments)
             pos = ckpt.resume() if resume else None
         if pos is not None:  # snapshots already written before the interruption
-            snaps += [tuple(s) for s in pos["extra"]["snaps"]]
-            del snap_times[:pos["extra"]["snapshots_taken"]]
-
-        def ckpt_extra():  # the snapshot bookkeeping a resumed run must continue from
-            return {"snaps": snaps, "snapshots_taken": n_snap - len(snap_times) if n_snap else 0}
-
-        def maybe_snapshot(force=False):
-            while snap_times and (self.time >= snap_times[0] * (1 - 1e-9) or force):
-                snap_times.pop(0)
-                if outdir is not None:
-                    name = f"{label}_{len(snaps):04d}.vti"
-                    write_vti(Path(outdir) / name, self.snapshot_fields(), self.h)
-                    snaps.append((self.time, name))
-                if force:
-                    break
-
-        if outdir is not None and pos is None:
-            name = f"{label}_start.vti"
-            write_vti(Path(outdir) / name, self.snapshot_fields(), self.h)
-            snaps.append((0.0, name))
+            snaps.load_state_dict(pos["extra"])
+        else:
+            snaps.write_start()
         ends = [] if pos is None else list(pos["ends"])
         plating = [i for i, seg in enumerate(segments) if seg.current_density < 0]
         last_plating = plating[-1] if plating else -1
@@ -414,29 +321,99 @@ class PlatingSimulation:
             resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
             t_end = pos["segment_t_end"] if resumed else self.time + seg.duration
             why = self.run_segment(seg, on_step=lambda row: (progress(row) if progress else None,
-                                                            maybe_snapshot(),
+                                                            snaps.maybe_take(),
                                                             ckpt and ckpt.after_step(i, seg, t_end, row, ends,
-                                                                                     ckpt_extra())),
+                                                                                     snaps.state_dict())),
                                    t_end=t_end, refine_end=i == last_plating or seg.current_density > 0)
             ends.append(why)
-        if snap_times:
-            maybe_snapshot(force=True)
+        snaps.finish()
         if ckpt is not None:  # a finished run resumes to its result without recomputing
-            ckpt.save(len(segments), None, ends, ckpt_extra())
-        if outdir is not None:
-            write_pvd(Path(outdir) / f"{label}.pvd", snaps)
+            ckpt.save(len(segments), None, ends, snaps.state_dict())
+        return self._result(label, ends, snaps.taken)
+
+    def _result(self, label: str, ends: list[str], snapshots: list) -> RunResult:
         final = self.rows[-1]
-        summary = {k: final[k] for k in final if k not in (STEP,)}
-        summary["Segments ended by"] = ";".join(ends)
-        summary["Charge error [%]"] = self.charge_error_percent()
-        summary["Compliance-limited steps [-]"] = self.compliance_steps
-        summary["Charge-capped steps [-]"] = self.limited_steps
+        summary = {k: final[k] for k in final if k not in (col.STEP,)}
+        summary[col.SEGMENTS_ENDED_BY] = ";".join(ends)
+        summary[col.CHARGE_ERROR] = self.charge_error_percent()
+        summary[col.COMPLIANCE_STEPS] = self.galvanostat.compliance_steps
+        summary[col.CAPPED_STEPS] = self.galvanostat.limited_steps
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
-                         snapshots=snaps)
+                         snapshots=snapshots)
 
-    def charge_error_percent(self) -> float:
-        """|KMC charge - applied charge| relative to the applied charge [%]."""
-        if self.applied_charge == 0:
-            return 0.0
-        return 100.0 * abs(self.kmc_charge - self.applied_charge) / abs(self.applied_charge)
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything the macro-step loop reads that the constructor does not rebuild from
+        (config, host): a resumed run continues bit-identically.  The last potential solution
+        is part of it (the next solve warm-starts from it and step_length reads its faces)."""
+        return {"lattice": self.state.state_dict(), "engine": self.engine.state_dict(),
+                "galvanostat": self.galvanostat.state_dict(), "salt": self.salt.state_dict(),
+                "clock": {"time": self.time, "steps": self.steps, "reductions": self.reductions,
+                          "oxidations": self.oxidations, "region_reductions": self.region_reductions.copy()},
+                "solution": self.solution, "rows": self.rows, "timing": dict(self.timing)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.state.load_state_dict(d["lattice"])
+        self.engine.load_state_dict(d["engine"])
+        self.galvanostat.load_state_dict(d["galvanostat"])
+        self.salt.load_state_dict(d["salt"])
+        clock = d["clock"]
+        self.time = float(clock["time"])
+        self.steps = int(clock["steps"])
+        self.reductions = int(clock["reductions"])
+        self.oxidations = int(clock["oxidations"])
+        self.region_reductions = np.array(clock["region_reductions"], dtype=np.int64)
+        self.solution = d["solution"]
+        self.rows = list(d["rows"])
+        self.timing = dict(d["timing"])
+
+
+class _Snapshots:
+    """VTI snapshots of a run evenly in time, and their ParaView index."""
+
+    def __init__(self, sim: PlatingSimulation, outdir, label: str, n: int, total_time: float):
+        self.sim, self.outdir, self.label, self.n = sim, outdir, label, n
+        self.times = [total_time * (i + 1) / n for i in range(n)] if n else []
+        self.taken: list[tuple[float, str]] = []
+
+    def _write(self, name: str) -> None:
+        write_vti(Path(self.outdir) / name, self.sim.snapshot_fields(), self.sim.h)
+        self.taken.append((self.sim.time, name))
+
+    def write_start(self) -> None:
+        if self.outdir is not None:
+            self._write(f"{self.label}_start.vti")
+
+    def maybe_take(self, force: bool = False) -> None:
+        while self.times and (self.sim.time >= self.times[0] * (1 - 1e-9) or force):
+            self.times.pop(0)
+            if self.outdir is not None:
+                self._write(f"{self.label}_{len(self.taken):04d}.vti")
+            if force:
+                break
+
+    def finish(self) -> None:
+        if self.times:
+            self.maybe_take(force=True)
+        if self.outdir is not None:
+            write_pvd(Path(self.outdir) / f"{self.label}.pvd", self.taken)
+
+    def state_dict(self) -> dict:
+        """The bookkeeping a resumed run must continue from."""
+        return {"snaps": self.taken, "snapshots_taken": self.n - len(self.times) if self.n else 0}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.taken = [tuple(s) for s in d["snaps"]]
+        del self.times[:d["snapshots_taken"]]
+
+
+def load_checkpoint(path, config: SimulationConfig, host: Host, segments: Sequence | None = None):
+    """A :class:`PlatingSimulation` for ``config`` and ``host`` in the state of ``path``, and
+    its position in the protocol (see :func:`kmc.coupling.checkpoint.restore_checkpoint`).
+    Raises CheckpointError if the checkpoint belongs to another config, host or protocol."""
+    from .checkpoint import check_config
+
+    check_config(path, config)  # fail on a foreign config before building anything
+    sim = PlatingSimulation(config, host)
+    return sim, restore_checkpoint(sim, path, segments)

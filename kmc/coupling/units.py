@@ -3,18 +3,8 @@
 MA_PER_CM2 = 10.0  # 1 mA/cm^2 = 10 A/m^2
 # 1 mAh/cm^2 = 1e-3 A * 3600 s / 1e-4 m^2 = 36000 C/m^2
 MAH_PER_CM2 = 36000.0  # C/m^2
-UM = 1e-6  # m
-MV = 1e-3  # V
 
 _TIME = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "ms": 1e-3}
-
-
-def current_density_to_si(value_mA_cm2: float) -> float:
-    return value_mA_cm2 * MA_PER_CM2
-
-
-def capacity_to_si(value_mAh_cm2: float) -> float:
-    return value_mAh_cm2 * MAH_PER_CM2
 
 
 def time_to_si(value: float, unit: str) -> float:

@@ -5,7 +5,8 @@ relabel connectivity (optional), copy the fields into work arrays, one jitted se
 rate groups, leap levels, packet lists), then the jitted event loop (re-entered only if the
 packet store must grow).  Same state + fields + seed -> bit-identical result.
 
-Choices documented here (MODEL.md section 5 leaves them open):
+Choices documented here (../shared/docs/model.md, "Kinetic Monte Carlo" leaves them open; docs/model.md, "What an
+event does"):
 
 * ``eta = phi_s - phi_l``: the caller references phi_s to a lithium electrode at c_ref.
 * A voxel reduced in a call takes phi_s of the conductor it was reduced on; a voxel oxidised
@@ -37,6 +38,7 @@ from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
 from continuum.parameters import PhysicalParameters
 
 from . import kernels as K
+from .seeds import seed_sequence
 from .rates import RateConstants, SurfaceDiffusion
 from .lattice import LatticeState
 
@@ -174,10 +176,7 @@ class KMCEngine:
         self.relabel = bool(relabel)
         self.face_counts = bool(face_counts)
         self.rates = RateConstants.from_parameters(params, state.spacing, self.surface_diffusion)
-        if isinstance(seed, np.random.SeedSequence):
-            self._seed_seq = seed
-        else:
-            self._seed_seq = np.random.SeedSequence(seed)
+        self._seed_seq = seed_sequence(seed)
         self._work = None
         self.time = 0.0
         self.n_calls = 0
@@ -455,9 +454,16 @@ class KMCEngine:
         return {"entropy": ss.entropy, "spawn_key": tuple(ss.spawn_key),
                 "n_children_spawned": ss.n_children_spawned}
 
-    def set_rng_state(self, d: dict):
-        self._seed_seq = np.random.SeedSequence(d["entropy"], spawn_key=tuple(d["spawn_key"]),
-                                                n_children_spawned=int(d["n_children_spawned"]))
+    def state_dict(self) -> dict:
+        """The engine's own state (its random stream and clocks); the lattice is the caller's."""
+        return {"rng": self.rng_state(), "time": self.time, "n_calls": self.n_calls}
+
+    def load_state_dict(self, d: dict) -> None:
+        rng = d["rng"]
+        self._seed_seq = np.random.SeedSequence(rng["entropy"], spawn_key=tuple(rng["spawn_key"]),
+                                                n_children_spawned=int(rng["n_children_spawned"]))
+        self.time = float(d["time"])
+        self.n_calls = int(d["n_calls"])
 
     def verify_incremental(self) -> dict:
         """Diagnostics for tests: recompute every rate, group and leap level of the last call's

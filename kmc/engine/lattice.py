@@ -14,19 +14,10 @@ import numpy as np
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.grid import collector_connected
 
+from .seeds import generator
+
 _STATE_KEYS = ("phase", "spacing", "eta_nuc", "activity", "packets", "packet_ids", "packet_images",
                "next_packet_id", "connected")
-
-
-def _as_rng(rng=None, seed=None) -> np.random.Generator:
-    if rng is not None and seed is not None:
-        raise ValueError("give either rng or seed, not both")
-    if isinstance(rng, np.random.Generator):
-        return rng
-    src = rng if rng is not None else seed
-    if isinstance(src, np.random.SeedSequence):
-        return np.random.default_rng(src)
-    return np.random.default_rng(src)
 
 
 class LatticeState:
@@ -77,7 +68,7 @@ class LatticeState:
         li = phase == LITHIUM
         eta[li] = 0.0
         act[li] = 1.0
-        gen = _as_rng(rng, seed)
+        gen, _ = generator(rng, seed)
         packets = np.empty(0, np.int64)
         if concentration is not None:
             c = np.asarray(concentration, dtype=np.float64)
@@ -230,6 +221,16 @@ class LatticeState:
             "packet_images": self.packet_images.copy(),
             "next_packet_id": np.int64(self.next_packet_id), "connected": self.connected.copy(),
         }
+
+    state_dict = to_dict
+
+    def load_state_dict(self, d: dict) -> None:
+        """Replace this state's arrays by those of ``d`` (same grid), in place: the engine that
+        holds this state keeps working on it."""
+        other = LatticeState.from_dict(d)
+        if other.phase.shape != self.phase.shape:
+            raise ValueError(f"state dict: grid {other.phase.shape} does not match {self.phase.shape}")
+        self.__dict__.update(other.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatticeState":

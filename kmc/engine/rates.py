@@ -1,10 +1,10 @@
-"""Physics of the KMC: which events exist and their rate constants (MODEL.md section 5).
+"""Physics of the KMC: which events exist and their rate constants (docs/model.md, "Kinetic Monte Carlo").
 
 Pure Python/numpy; no selection logic lives here.  The Numba kernels evaluate the same
 formulas per face inside the event loop (they must, because phase changes create new faces
 during a call); they do so through :func:`reduction_rate`, :func:`oxidation_rate`,
 :func:`hop_factor` and :func:`surface_hop_rate` compiled with Numba, so there is one source
-for every formula (each is self-contained so that Numba can compile it).  ``tests/test_kmc_rates.py`` checks these against
+for every formula (each is self-contained so that Numba can compile it).  ``tests/test_kmc_engine.py`` checks these against
 :func:`continuum.kinetics.reaction_branches` divided by the packet charge.
 
 Units: rates in 1/s, potentials in V, concentrations in mol/m^3.

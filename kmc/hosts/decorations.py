@@ -11,7 +11,8 @@ import numpy as np
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC
 from continuum.grid import face_dilate
 
-from .host import Host, SeedLike, _check_choice, _check_num, _is_host, _make_rng
+from ..engine.seeds import generator
+from .host import Host, SeedLike, _check_choice, _check_num, _is_host
 
 
 def _record(host: Host, entry: dict) -> None:
@@ -41,7 +42,7 @@ def decorate_lithiophilic_seeds(host: Host, fraction: float = 0.1, *, particle_r
         eta_nuc_bare = _check_num("eta_nuc_bare", eta_nuc_bare)
     activity_seed = _check_num("activity_seed", activity_seed, 0.0)
     _check_choice("weighting", weighting, ("uniform", "top", "bottom"))
-    gen, rec = _make_rng(rng, seed)
+    gen, rec = generator(rng, seed)
     out = host.copy()
     ph = out.phase
     cand = out.surface_mask((HOST_CONDUCTIVE,))

@@ -12,9 +12,9 @@ from scipy import ndimage
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE
 from continuum.grid import collector_connected
 
+from ..engine.seeds import generator
 from .host import (DEFAULT_RESERVOIR, ETA_NUC_BARE, POROSITY_TOLERANCE, Host, SeedLike, Shape,
-                   _check_choice, _check_num, _check_spacing, _finish, _host_layer_count,
-                   _make_rng, _parse_shape)
+                   _check_choice, _check_num, _check_spacing, _finish, _host_layer_count, _parse_shape)
 
 _DISCONNECTED_MODES = ("keep", "drop")
 
@@ -137,7 +137,7 @@ def random_porous(shape: Shape, spacing: float, porosity: float, feature_size: f
     feature_size = _check_num("feature_size", feature_size, 0.0, lo_open=True)
     _check_choice("disconnected", disconnected, _DISCONNECTED_MODES)
     H = _host_layer_count(nz, reservoir)
-    gen, rec = _make_rng(rng, seed)
+    gen, rec = generator(rng, seed)
     f = _blurred_noise(gen, (nx, ny, H), feature_size)
     sorted_f = np.sort(f, axis=None)
     n = sorted_f.size
@@ -249,7 +249,7 @@ def overlapping_spheres(shape: Shape, spacing: float, porosity: float, radius: f
     _check_choice("disconnected", disconnected, _DISCONNECTED_MODES)
     H = _host_layer_count(nz, reservoir)
     radius = _check_num("radius", radius, 1.0, min(nx, ny) / 2)
-    gen, rec = _make_rng(rng, seed)
+    gen, rec = generator(rng, seed)
     R = int(math.ceil(radius + 0.5))
     o = np.arange(-R, R + 1)
     ox, oy, oz = (a.ravel() for a in np.meshgrid(o, o, o, indexing="ij"))
@@ -301,7 +301,7 @@ def fibre_mat(shape: Shape, spacing: float, porosity: float, radius: float, *,
     length = float(min(nx, ny)) if length is None else _check_num(
         "length", length, 2 * radius, min(nx, ny))
     tilt = math.radians(_check_num("max_tilt_deg", max_tilt_deg, 0.0, 90.0, hi_open=True))
-    gen, rec = _make_rng(rng, seed)
+    gen, rec = generator(rng, seed)
     xs = np.arange(nx, dtype=np.float64)[:, None, None]
     ys = np.arange(ny, dtype=np.float64)[None, :, None]
     half = length / 2
@@ -353,7 +353,7 @@ def porosity_gradient(shape: Shape, spacing: float, porosity_bottom: float, poro
     pt = _check_num("porosity_top", porosity_top, 0.0, 1.0, lo_open=True, hi_open=True)
     feature_size = _check_num("feature_size", feature_size, 0.0, lo_open=True)
     H = _host_layer_count(nz, reservoir)
-    gen, rec = _make_rng(rng, seed)
+    gen, rec = generator(rng, seed)
     f = _blurred_noise(gen, (nx, ny, H), feature_size).reshape(nx * ny, H)
     n = nx * ny
     target = pb + (pt - pb) * (np.arange(H) / (H - 1) if H > 1 else np.full(1, 0.5))

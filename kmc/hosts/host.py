@@ -102,26 +102,6 @@ def _host_layer_count(nz: int, reservoir: Any) -> int:
     return nz - 1 - reservoir
 
 
-def _make_rng(rng: Optional[np.random.Generator], seed: SeedLike):
-    """Generator plus a JSON-friendly record of where its randomness came from."""
-    if rng is not None and seed is not None:
-        raise ValueError("give either rng or seed, not both")
-    if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng={rng!r} must be a numpy.random.Generator")
-        return rng, {"rng": "caller-supplied numpy Generator (not reproducible from metadata)"}
-    if seed is None:
-        ss = np.random.SeedSequence()
-    elif isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    elif isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
-        ss = np.random.SeedSequence(int(seed))
-    else:
-        raise ValueError(f"seed={seed!r} must be a non-negative int or numpy.random.SeedSequence")
-    return np.random.default_rng(ss), {"seed_entropy": ss.entropy,
-                                       "seed_spawn_key": [int(k) for k in ss.spawn_key]}
-
-
 def um_to_voxels(length_um: float, spacing: float) -> float:
     """Length in micrometres -> (fractional) number of voxels of edge ``spacing`` [m]."""
     _check_num("length_um", length_um, 0.0)

@@ -16,7 +16,7 @@ Layout of ``outdir``::
                                   case x checkpoint x observable
     comparison.csv, distributions.png   pulse vs DC (run_pulse_vs_dc_ensemble)
 
-Every file is written atomically (kmc.io) the moment a replica arrives, so a kill at any time
+Every file is written atomically (kmc.coupling.io) the moment a replica arrives, so a kill at any time
 loses no finished replica and leaves no partial file; a rerun skips replicas whose result file
 exists with the same config digest and retries failed ones.
 """
@@ -36,14 +36,18 @@ from typing import Callable
 
 import numpy as np
 
+from ..coupling import columns as col
+from ..coupling.columns import APPLIED_CAP, POTENTIAL, STEP
 from ..coupling.config import ConfigError, SimulationConfig
 from ..coupling.io import write_csv, write_json
-from ..coupling.simulation import APPLIED_CAP, POTENTIAL, STEP
+from ..coupling.streams import provenance, replica_sequence
+from ..coupling.simulation import PlatingSimulation
+from .base import run_case
 from .pulse_vs_dc import KEY_OBSERVABLES
 
 CAPACITY_CHECKPOINTS = (25, 50, 75, 100)  # % of the applied capacity; 100 = the end of the run
 LABELS = ("Case", "Host", "Protocol")
-CHECKPOINT_COL = "Capacity checkpoint [%]"
+CHECKPOINT_COL = col.CAPACITY_CHECKPOINT
 
 
 class EnsembleError(ConfigError):
@@ -55,37 +59,32 @@ class EnsembleWarning(UserWarning):
 
 
 # -- cases: what one replica runs ----------------------------------------------------------------
-def single_case(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
-    """The configured host under the configured protocol (streams as in ``python -m kmc run``)."""
-    from .pulse_vs_dc import run_case
+def study_cases(name: str):
+    """What one replica of a registered study runs: the study's cases on the replica's own
+    seed stream (its host realisations included), as [(labels, RunResult)]."""
+    def cases(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
+        from . import get_study
 
-    run = run or run_case
-    host_ss, run_ss = ss.spawn(2)
-    host = config.host.build(host_ss)
-    res = run(config, host, config.protocol.segments(), run_ss, "run")
-    return [({"Case": "run", "Host": config.host.kind, "Protocol": config.protocol.kind}, res)]
-
-
-def pulse_vs_dc_cases(config: SimulationConfig, ss: np.random.SeedSequence, run=None) -> list:
-    """The six pulse-vs-DC cases of kmc.studies on this replica's own host realisations."""
-    from .pulse_vs_dc import run_case, study_plan
-
-    run = run or run_case
-    _, plan = study_plan(config, ss)
-    return [({"Case": case.label, "Host": case.host_label, "Protocol": case.protocol_label},
-             run(config, host, segs, css, case.slug)) for case, host, segs, css in plan]
+        run = run or run_case
+        plan = get_study(name).plan(config, ss)
+        return [({"Case": c.label, "Host": c.host_label, "Protocol": c.protocol_label},
+                 run(config, c.host, c.segments, c.seed, c.slug)) for c in plan.cases]
+    cases.__qualname__ = cases.__name__ = f"{name}_cases"
+    return cases
 
 
-CASES = {"single": single_case, "pulse_vs_dc": pulse_vs_dc_cases}
+single_case = study_cases("single")
 
 
 def _cases_fn(cases):
+    from . import STUDIES
+
     if cases is None:
         return "single", single_case
     if isinstance(cases, str):
-        if cases not in CASES:
-            raise EnsembleError(f"cases={cases!r}: must be one of {sorted(CASES)} or a function")
-        return cases, CASES[cases]
+        if cases not in STUDIES:
+            raise EnsembleError(f"cases={cases!r}: must be one of {sorted(STUDIES)} or a function")
+        return cases, study_cases(cases)
     if callable(cases):  # a module-level function(config, seed_sequence) -> [(labels, RunResult)]
         return f"{cases.__module__}.{cases.__qualname__}", cases
     raise EnsembleError(f"cases={cases!r}: must be a name or a function")
@@ -94,8 +93,7 @@ def _cases_fn(cases):
 # -- one replica (runs in a worker) --------------------------------------------------------------
 def replica_seed(config: SimulationConfig, index: int) -> np.random.SeedSequence:
     """Replica ``index``'s root stream: ``SeedSequence(config.seed).spawn(N)[index]`` for any N."""
-    root = np.random.SeedSequence(config.seed)
-    return np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (int(index),))
+    return replica_sequence(config.seed, index)
 
 
 def _numeric(v) -> bool:
@@ -131,8 +129,6 @@ def _seed_info(config, index):
 def _checkpointed_run(ckpt_dir, every):
     """run_case with mid-run checkpoints (a killed long replica resumes where it was)."""
     def run(config, host, segments, ss, label):
-        from ..coupling.simulation import PlatingSimulation
-
         sim = PlatingSimulation(config, host, seed_sequence=ss)
         return sim.run(segments, label=label, checkpoint_dir=ckpt_dir, checkpoint_every_steps=every, resume=True)
     return run
@@ -311,14 +307,9 @@ def _guard_outdir(outdir: Path, config: SimulationConfig, kind: str, replicas: i
             raise EnsembleError(f"{outdir} holds an ensemble of another configuration (digest "
                                 f"{old.get('config_digest')}, cases {old.get('cases')}); this one is "
                                 f"{config.digest()}, {kind}: choose another --out")
-    root = np.random.SeedSequence(config.seed)
-    from .. import __version__
-
-    write_json(manifest, {"package": "lithium-kmc", "version": __version__, "config_digest": config.digest(),
-                          "cases": kind, "replicas": replicas, "seed": config.seed, "seed_entropy": root.entropy,
-                          "replica_streams": "SeedSequence(seed_entropy, spawn_key=(replica,))",
-                          "capacity_checkpoints_percent": list(CAPACITY_CHECKPOINTS),
-                          "config": config.model_dump(mode="json")})
+    write_json(manifest, provenance(config, cases=kind, replicas=replicas,
+                                    replica_streams="SeedSequence(seed_entropy, spawn_key=(replica,))",
+                                    capacity_checkpoints_percent=list(CAPACITY_CHECKPOINTS)))
 
 
 def _executor(workers, scheduler, n):
@@ -373,18 +364,13 @@ def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None,
     digest = config.digest()
     _guard_outdir(outdir, config, kind, replicas)
     result = EnsembleResult(outdir=outdir)
-    todo = []
-    for r in range(replicas):
-        rec = _read_done(_replica_path(outdir, r), digest, kind)
-        if rec is None:
-            todo.append(r)
-        else:
-            result.records[r] = rec
-    result.skipped = replicas - len(todo)
+    todo = _collect_finished(result, replicas, digest, kind)
     if result.records:
         _write_tables(result)
     data = config.model_dump(mode="json")
-    cases_arg = kind if kind in CASES else fn
+    from . import STUDIES
+
+    cases_arg = kind if kind in STUDIES else fn  # a name travels to workers; closures do not
 
     def ckdir(r):
         return None if checkpoint_every_steps is None else str(outdir / "checkpoints" / f"replica_{r:04d}")
@@ -410,24 +396,9 @@ def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None,
             print(f"warning: {msg}", file=sys.stderr)
         bar.update(1)
 
-    if todo and workers == 1 and scheduler is None:
-        for r in todo:
-            arrived(run_replica(data, r, cases_arg, ckdir(r), checkpoint_every_steps))
-    elif todo:
-        submit, as_completed, close = _executor(workers, scheduler, len(todo))
-        futures = {}
-        try:
-            futures = {submit(run_replica, data, r, cases_arg, ckdir(r), checkpoint_every_steps): r for r in todo}
-            for fut in as_completed(list(futures)):
-                try:
-                    rec = fut.result()
-                except Exception as e:  # the worker itself died (segfault, OOM kill, lost Dask worker)
-                    r = futures[fut]
-                    rec = {**_seed_info(config, r), "config_digest": digest, "cases": kind, "status": "failed",
-                           "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-                arrived(rec)
-        finally:
-            close(list(futures))
+    _dispatch(todo, lambda r: (data, r, cases_arg, ckdir(r), checkpoint_every_steps), arrived, workers, scheduler,
+              failure=lambda r, e: {**_seed_info(config, r), "config_digest": digest, "cases": kind, "status": "failed",
+                                    "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
     bar.close()
     if checkpoint_every_steps is not None and not result.failures:
         shutil.rmtree(outdir / "checkpoints", ignore_errors=True)  # all replicas recorded: not needed
@@ -436,6 +407,43 @@ def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None,
         echo(f"{len(result.records)}/{replicas} replicas done ({result.skipped} found on disk, "
              f"{len(result.failures)} failed) in {result.wall:.1f} s; outputs in {outdir}")
     return result
+
+
+def _collect_finished(result: EnsembleResult, replicas: int, digest: str, kind: str) -> list[int]:
+    """Load the replicas already finished on disk into ``result``; returns the ones to run."""
+    todo = []
+    for r in range(replicas):
+        rec = _read_done(_replica_path(result.outdir, r), digest, kind)
+        if rec is None:
+            todo.append(r)
+        else:
+            result.records[r] = rec
+    result.skipped = replicas - len(todo)
+    return todo
+
+
+def _dispatch(todo, args_of, arrived, workers, scheduler, failure) -> None:
+    """Run ``run_replica(*args_of(r))`` for every replica in ``todo`` (serially, in a process
+    pool or on Dask) and hand each record to ``arrived`` as it comes; a worker that died
+    becomes ``failure(r, exception)``."""
+    if not todo:
+        return
+    if workers == 1 and scheduler is None:
+        for r in todo:
+            arrived(run_replica(*args_of(r)))
+        return
+    submit, as_completed, close = _executor(workers, scheduler, len(todo))
+    futures = {}
+    try:
+        futures = {submit(run_replica, *args_of(r)): r for r in todo}
+        for fut in as_completed(list(futures)):
+            try:
+                rec = fut.result()
+            except Exception as e:  # the worker itself died (segfault, OOM kill, lost Dask worker)
+                rec = failure(futures[fut], e)
+            arrived(rec)
+    finally:
+        close(list(futures))
 
 
 def _write_tables(result: EnsembleResult) -> None:
@@ -447,9 +455,9 @@ def _write_tables(result: EnsembleResult) -> None:
 
 
 # -- pulse vs DC -----------------------------------------------------------------------------------
-def format_comparison(stats_rows: list[dict], comparison: list[dict]) -> str:
+def format_comparison(stats_rows: list[dict], comparison: list[dict], observables=KEY_OBSERVABLES) -> str:
     lines = ["final deposits: mean [95 % CI] over replicas"]
-    final = [s for s in stats_rows if s[CHECKPOINT_COL] == 100 and s["Observable"] in KEY_OBSERVABLES]
+    final = [s for s in stats_rows if s[CHECKPOINT_COL] == 100 and s["Observable"] in observables]
     for case in dict.fromkeys(s["Case"] for s in final):
         vals = {s["Observable"]: s for s in final if s["Case"] == case}
         cells = [f"{k.split(' [')[0]} {v['Mean']:.3g} [{v['CI95 low']:.3g}, {v['CI95 high']:.3g}]"
@@ -464,19 +472,30 @@ def format_comparison(stats_rows: list[dict], comparison: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_pulse_vs_dc_ensemble(config: SimulationConfig, out, replicas: int, workers: int | None = None,
-                             scheduler=None, progress: bool = True, echo=print, **kwargs) -> EnsembleResult:
-    """Pulse vs DC with ``replicas`` independent host realisations and streams per case:
-    per-condition statistics, pulse/DC ratios with CIs and significance, distribution plots."""
-    res = run_ensemble(config, replicas, outdir=out, cases="pulse_vs_dc", workers=workers, scheduler=scheduler,
+def run_study_ensemble(name: str, config: SimulationConfig, out, replicas: int, workers: int | None = None,
+                       scheduler=None, progress: bool = True, echo=print, **kwargs) -> EnsembleResult:
+    """A registered study with ``replicas`` independent host realisations and streams per case:
+    per-case statistics, distribution plots and, for studies with a reference protocol, each
+    protocol's ratio to it with CIs and significance."""
+    from . import get_study
+
+    study = get_study(name)
+    res = run_ensemble(config, replicas, outdir=out, cases=name, workers=workers, scheduler=scheduler,
                        progress=progress, echo=echo, **kwargs)
     if not res.rows:
         raise EnsembleError(f"no replica finished; see {Path(out) / 'replicas'}/*.failed.json")
-    comparison = compare_protocols(res.rows)
-    if comparison:
-        write_csv(Path(out) / "comparison.csv", comparison)
-    plot_distributions(Path(out) / "distributions.png", res.rows)
+    comparison = []
+    if study.reference_protocol:
+        comparison = compare_protocols(res.rows, study.reference_protocol, study.key_observables)
+        if comparison:
+            write_csv(Path(out) / "comparison.csv", comparison)
+    plot_distributions(Path(out) / "distributions.png", res.rows, study.key_observables)
     res.comparison = comparison
     if echo is not None:
-        echo(format_comparison(res.statistics, comparison))
+        echo(format_comparison(res.statistics, comparison, study.key_observables))
     return res
+
+
+def run_pulse_vs_dc_ensemble(config: SimulationConfig, out, replicas: int, **kwargs) -> EnsembleResult:
+    """Pulse vs DC with ``replicas`` replicas (see :func:`run_study_ensemble`)."""
+    return run_study_ensemble("pulse_vs_dc", config, out, replicas, **kwargs)
