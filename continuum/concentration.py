@@ -109,9 +109,3 @@ class ConcentrationSolver:
         self.last_source = float(src.sum())
         flat[self.elec_flat] = cn
         return c_full
-
-    def top_inflow(self, c, c_top: float | None = None) -> float:
-        """Salt flux into the domain through the top [mol/s] for the field c (positive inward)."""
-        c = np.broadcast_to(np.asarray(c, dtype=np.float64), self.shape).ravel()
-        ct = self.params.electrolyte.concentration if c_top is None else float(c_top)
-        return float(self.G_top * np.sum(ct - c[self.elec_flat][self.top]))

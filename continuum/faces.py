@@ -36,12 +36,6 @@ class InterfaceFaces:
     def n_faces(self) -> int:
         return len(self)
 
-    def electrolyte_coords(self) -> tuple:
-        return np.unravel_index(self.electrolyte_index, self.shape)
-
-    def conductor_coords(self) -> tuple:
-        return np.unravel_index(self.conductor_index, self.shape)
-
     def subset(self, mask) -> "InterfaceFaces":
         return InterfaceFaces(self.electrolyte_index[mask], self.conductor_index[mask],
                               self.direction[mask], self.on_lithium[mask], self.eta_nuc[mask],

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .faces import DIRECTION_OFFSETS, neighbour_index
+from .faces import neighbour_index
 
 
 def voxel_links(mask: np.ndarray):

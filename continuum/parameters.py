@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .constants import FARADAY, GAS_CONSTANT
 
@@ -99,10 +99,6 @@ class PhysicalParameters(StrictModel):
     def packet_charge(self, spacing: float) -> float:
         """Charge of one packet, the lithium that fills one voxel: F h^3 / V_m [C]."""
         return FARADAY * spacing**3 / self.lithium_molar_volume
-
-    @property
-    def thermal_voltage(self) -> float:
-        return 1.0 / self.f
 
 
 def describe_validation_error(err: ValidationError, prefix: str = "") -> str:

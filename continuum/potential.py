@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from scipy.optimize import brentq
 from scipy.sparse.csgraph import connected_components
 
-from .constants import ELECTROLYTE, FARADAY, LITHIUM
+from .constants import ELECTROLYTE, FARADAY
 from .faces import InterfaceFaces, interface_faces
 from .fv import SPDSolver, SymmetricPattern, _default_direct_max, voxel_links
 from .grid import collector_connected

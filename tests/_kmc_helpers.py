@@ -7,7 +7,6 @@ import numpy as np
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.parameters import PhysicalParameters
 from kmc.engine import KMCEngine
-from kmc.engine.lattice import LatticeState
 
 H = 1.0e-6
 

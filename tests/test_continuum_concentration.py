@@ -5,8 +5,7 @@ import pytest
 from scipy import ndimage
 
 from continuum import (FARADAY, ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM,
-                       ConcentrationSolver, PhysicalParameters, PotentialSolver,
-                       collector_connected, conductor_mask, interface_faces)
+                       ConcentrationSolver, PhysicalParameters, collector_connected, conductor_mask, interface_faces)
 
 P = PhysicalParameters()
 D = P.electrolyte.salt_diffusivity

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from continuum import (ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM,
+from continuum import (ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM,
                        PhysicalParameters, PotentialSolver, butler_volmer, collector_connected,
                        equilibrium_overpotential)
 

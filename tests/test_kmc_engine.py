@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from continuum.constants import HOST_DIELECTRIC, LITHIUM
 from continuum.kinetics import reaction_branches
 from continuum.parameters import PhysicalParameters
 from kmc.engine import KMCEngine

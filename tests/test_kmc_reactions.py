@@ -1,9 +1,8 @@
 """Reactions: detailed balance, Butler-Volmer ratio, lithiophilic nucleation, dead lithium,
 occupancy cap, surface diffusion.  Every run checks exact Faraday accounting."""
 import numpy as np
-import pytest
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from continuum.constants import ELECTROLYTE, LITHIUM
 from kmc.engine import KMCEngine
 from kmc.engine.rates import SurfaceDiffusion
 from kmc.engine.lattice import LatticeState

@@ -79,3 +79,12 @@ def test_kernel_files_and_functions_stay_small():
                 if n > 85:
                     long.append(f"{path.relative_to(ROOT)}:{node.name} ({n} lines)")
     assert not long, long
+
+
+def test_names_scripts_imported_from_kmc_before_the_move_still_import():
+    import kmc
+
+    old = ("Host activity_gradient channel_array coat_dielectric decorate_lithiophilic_seeds fibre_mat "
+           "load_voxel_image overlapping_spheres planar_foil porosity_gradient random_porous um_to_voxels "
+           "LatticeState EVENT_TYPES RateConstants SurfaceDiffusion AdvanceResult KMCEngine Release").split()
+    assert [n for n in old if not hasattr(kmc, n)] == []

@@ -10,6 +10,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from continuum.parameters import PhysicalParameters, StrictModel, describe_validation_error
 
+from ..hosts import Host
+from ..hosts.registry import build_host, get_host_kind
 from .waveforms import Segment, dc_plating, parse_schedule, pulse_plating
 
 
@@ -41,25 +43,18 @@ class HostSpec(StrictModel):
     def shape(self) -> tuple[int, int, int]:
         return (self.nx, self.ny, 1 + self.host_layers + self.reservoir_layers)
 
-    def build(self, seed) -> "Host":
-        """Generate the host this spec describes (``seed``: int or SeedSequence); an
-        impossible host is a :class:`ConfigError` naming the problem."""
+    def build(self, seed) -> Host:
+        """Generate the host this spec describes through the host registry (``seed``: int or
+        SeedSequence); an impossible host is a :class:`ConfigError` naming the problem."""
         try:
-            return self._build(seed)
+            return build_host(self, seed)
         except (ValueError, ImportError, OSError) as e:
             raise ConfigError(f"host: {e}") from None
-
-    def _build(self, seed) -> "Host":
-        from ..hosts.registry import build_host
-
-        return build_host(self, seed)
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
         # the registry, not a Literal, so that a newly registered kind is valid config
-        from ..hosts.registry import get_host_kind
-
         get_host_kind(kind)  # ValueError naming the allowed kinds
         return kind
 

@@ -2,7 +2,7 @@
 configuration's root seed, here and nowhere else, so a result depends only on (config, seed).
 
     root = SeedSequence(config.seed)
-    ├── python -m kmc run:  root.spawn(2) = (host, run)
+    ├── python -m kmc run:  a study of one case: root.spawn(2) = (host, run)
     ├── a study:            root.spawn(1 + n_cases) = (hosts, case 0, case 1, ...)
     ├── ensemble replica r: SeedSequence(root.entropy, spawn_key=(r,)), then as above
     └── one run:            run.spawn(2) = (lattice packets, KMC engine)
@@ -18,12 +18,6 @@ import numpy as np
 
 def root_sequence(seed: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed)
-
-
-def run_streams(root: np.random.SeedSequence) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-    """(host, run) streams of a single run."""
-    host_ss, run_ss = root.spawn(2)
-    return host_ss, run_ss
 
 
 def study_streams(root: np.random.SeedSequence, n_cases: int):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -498,9 +498,3 @@ class KMCEngine:
             "membership": member_bad,
             "total_rate_rel": abs(total_inc - float(w["tree"][1])) / max(1e-300, float(w["tree"][1])),
         }
-
-    def leap_level_map(self) -> np.ndarray:
-        """Leap levels of the last call (2^L-hop leaps allowed where L > 0), for diagnostics."""
-        if self._work is None:
-            return np.zeros(self.state.phase.shape, np.uint8)
-        return self._work["L"].reshape(self.state.phase.shape).copy()

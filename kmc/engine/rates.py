@@ -144,6 +144,3 @@ class RateConstants:
     def implicit_reduction(self, eta, c, eta_nuc=0.0, activity=1.0):
         """Implicit transport: expected packets in the voxel (c V_m) times k_red."""
         return self.reduction(eta, eta_nuc, activity) * np.maximum(c, 0.0) * self.molar_volume
-
-    def surface_hop(self, bonds):
-        return surface_hop_rate(self.surface_nu, bonds, self.surface_bond_over_kt)

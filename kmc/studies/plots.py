@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM  # noqa: E402
+from continuum.constants import LITHIUM  # noqa: E402
 
 from ..coupling.io import atomic_path  # noqa: E402
 from ..coupling.observables import height_map  # noqa: E402
