@@ -11,14 +11,23 @@ import sys
 from pathlib import Path
 
 from .coupling.config import ConfigError, SimulationConfig, make_config
+from .studies.base import ChargeToleranceError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=None, help="output folder (default: runs/<command>-seed<seed>)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<command>-seed<seed>-<config digest>)")
     p.add_argument("--seed", type=int, default=None, help="root random seed (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration field, e.g. --set protocol.capacity_mAh_cm2=0.2 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _folder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace the run an existing --out folder holds")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run of this configuration in --out from its checkpoints")
+    p.add_argument("--allow-coarse", action="store_true",
+                   help="run even when the protocol plates fewer than 100 packets (warned and recorded)")
 
 
 def _parallel(p: argparse.ArgumentParser) -> None:
@@ -41,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--full", action="store_true", help="the full-size study (" + " ".join(study.full_overrides) + ")")
         p.add_argument("--replicas", type=int, default=1, help="independent replicas per case (ensemble statistics)")
         _parallel(p)
+        _folder(p)
     r = sub.add_parser("run", help="run one simulation from a JSON config file",
                        description="Run one coupled simulation described by a JSON config (any subset of fields).")
     r.add_argument("config", nargs="?", default=None, help="JSON config file (default: all defaults)")
     _common(r)
+    _folder(r)
     e = sub.add_parser("ensemble", help="independent replicas of a run (or of a study) with statistics",
                        description="Run N independent replicas (own host realisation and random streams each, "
                                    "spawned from the root seed) locally or on a Dask cluster; resumable: a rerun "
@@ -63,16 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str | None) -> dict:
+    """The configuration in a JSON file (or a previous run's config.json), as a dict."""
     if path is None:
         return {}
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {path!r} does not exist")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path!r} is not UTF-8 text: {e.reason} at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"config file {path!r} is not valid JSON: {e}") from None
-    return data.get("config", data)  # accept a previous run's config.json too
+    except OSError as e:
+        raise ConfigError(f"config file {path!r} cannot be read: {e.strerror}") from None
+    if isinstance(data, dict) and "config" in data:  # a previous run's config.json
+        data = data["config"]
+        where = f"config file {path!r}: its 'config' entry"
+    else:
+        where = f"config file {path!r}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object of configuration sections, got {type(data).__name__}")
+    return data
 
 
 def _config(args, base: dict, extra: list[str] = ()) -> SimulationConfig:
@@ -100,21 +123,43 @@ def _check_hosts(study_name: str, config: SimulationConfig) -> None:
     get_study(study_name).plan(config, replica_sequence(config.seed, 0))
 
 
+def _out(args, command: str, config: SimulationConfig) -> Path:
+    """--out, or a default folder named by the command, the seed and the config digest (two
+    configurations never share one)."""
+    return Path(args.out or f"runs/{command}-seed{config.seed}-{config.digest()[:8]}")
+
+
+def _check_scheduler(address) -> None:
+    """An unreachable Dask scheduler is a one-line error before anything is written."""
+    if address is None:
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask: pip install 'lithium-kmc[dask]'") from None
+    try:
+        Client(address, timeout=5).close()
+    except Exception as e:  # OSError, TimeoutError, ValueError for a malformed address
+        raise ConfigError(f"--scheduler {address}: cannot connect ({type(e).__name__}: {e})") from None
+
+
 def _run_study_command(args) -> None:
     from .studies import get_study, run_study
 
     study = get_study(args.command)
     _check_counts(args, ("replicas", "workers"))
     config = _config(args, {}, study.overrides + (study.full_overrides if args.full else []))
-    out = Path(args.out or f"runs/{study.name}-seed{config.seed}")
+    out = _out(args, study.name, config)
     if args.replicas > 1 or args.scheduler:
         from .studies.ensemble import run_study_ensemble
 
         _check_hosts(study.name, config)
+        _check_scheduler(args.scheduler)
         run_study_ensemble(study.name, config, out, replicas=args.replicas, workers=args.workers,
                            scheduler=args.scheduler, progress=not args.no_progress)
     else:
-        run_study(study, config, out, progress=not args.no_progress, workers=args.workers)
+        run_study(study, config, out, progress=not args.no_progress, workers=args.workers,
+                  overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse)
 
 
 def _run_ensemble_command(args) -> None:
@@ -123,7 +168,8 @@ def _run_ensemble_command(args) -> None:
     _check_counts(args, ("replicas", "workers", "checkpoint_every"))
     config = _config(args, _load(args.config))
     _check_hosts(args.cases, config)
-    out = Path(args.out or f"runs/ensemble-seed{config.seed}")
+    _check_scheduler(args.scheduler)
+    out = _out(args, "ensemble", config)
     kw = dict(workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
               checkpoint_every_steps=args.checkpoint_every)
     if args.cases != "single":
@@ -145,11 +191,17 @@ def main(argv: list[str] | None = None) -> int:
             from .studies import get_study, run_study
 
             config = _config(args, _load(args.config))
-            run_study(get_study("single"), config, Path(args.out or f"runs/run-seed{config.seed}"),
-                      progress=not args.no_progress, workers=1)
+            run_study(get_study("single"), config, _out(args, "run", config), progress=not args.no_progress,
+                      workers=1, overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse)
         else:
             _run_study_command(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ChargeToleranceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: what was computed is kept (status.json says where); --resume continues", file=sys.stderr)
+        return 130
     return 0

@@ -32,12 +32,19 @@ RMS_ROUGHNESS = "RMS roughness [um]"
 INTERFACE_AREA = "Interface area [um2.um-2]"
 TIPS = "Tips [-]"
 
+# -- segments (segments.csv: one row per protocol segment) ------------------------------------
+SEGMENT = "Segment [-]"
+SEGMENT_START = "Start [s]"
+SEGMENT_DURATION = "Duration [s]"
+PASSED_CAP = "Passed capacity [mAh.cm-2]"  # net charge the KMC passed, > 0 plating
+ENDED_BY = "Ended by"  # duration, charge, charge shortfall, cutoff, fully stripped
+
 # -- run summary ----------------------------------------------------------------------------
 SEGMENTS_ENDED_BY = "Segments ended by"
 CHARGE_ERROR = "Charge error [%]"
 COMPLIANCE_STEPS = "Compliance-limited steps [-]"
 CAPPED_STEPS = "Charge-capped steps [-]"
-MEAN_POTENTIAL = "Mean cell potential [V]"
+MEAN_POTENTIAL = "Mean cell potential under current [V]"  # time-weighted over the steps with current
 
 # -- ensembles ---------------------------------------------------------------------------------
 CAPACITY_CHECKPOINT = "Capacity checkpoint [%]"

@@ -12,6 +12,11 @@ import math
 
 import numpy as np
 
+#: Largest whole-run charge error a run may end with [% of the gross applied charge].
+CHARGE_TOLERANCE_PERCENT = 1.0
+#: Fewest plated packets for which that tolerance can be held (half a packet is 0.5 % at 100).
+MIN_PACKETS = 100
+
 
 class Galvanostat:
     """Charge bookkeeping and per-step control of a galvanostatic run.
@@ -29,6 +34,7 @@ class Galvanostat:
         self.compliance_potential = float(compliance_potential)  # V, plating past the transport limit
         self.applied_charge = 0.0  # C, SI sign (negative = plating)
         self.realised_charge = 0.0  # C realised by the model, SI sign
+        self.gross_applied_charge = 0.0  # C, |applied| summed over time: what errors are relative to
         self.compliance_steps = 0  # steps held at the compliance potential
         self.limited_steps = 0  # steps whose model reached the reduction cap
 
@@ -36,13 +42,15 @@ class Galvanostat:
         """Applied current [A] for a current density [A/m^2] over the footprint."""
         return current_density * self.footprint
 
-    def owed_charge(self, applied: float, dt: float) -> float:
-        """Charge [C] the run owes after a step of ``dt`` at ``applied`` (negative: plating owed)."""
-        return self.applied_charge + applied * dt - self.realised_charge
+    def owed_charge(self, applied: float, dt: float, book: bool = True) -> float:
+        """Charge [C] the run owes after a step of ``dt`` at ``applied`` (negative: plating owed).
+        ``book`` False: a step that only pays what is owed (a capacity-terminated segment past
+        its nominal end) adds no applied charge."""
+        return self.applied_charge + (applied * dt if book else 0.0) - self.realised_charge
 
-    def target_current(self, applied: float, dt: float) -> float:
+    def target_current(self, applied: float, dt: float, book: bool = True) -> float:
         """The current [A] the field solve of the next step is set to."""
-        owed = self.owed_charge(applied, dt)
+        owed = self.owed_charge(applied, dt, book)
         return float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
 
     def packets_owed(self, charge: float) -> int:
@@ -51,7 +59,7 @@ class Galvanostat:
         return max(0, math.ceil(-charge / self.packet_charge - 0.5))
 
     def reduction_cap(self, applied: float, target: float, dt: float, *, final: bool,
-                      segment_left: float | None, active_faces: int) -> int | None:
+                      segment_left: float | None, active_faces: int, book: bool = True) -> int | None:
         """Most net reductions (reductions minus oxidations) the step may realise; None: no cap.
 
         ``final``: the segment's last step; when plating, the model stops at the packet that
@@ -60,7 +68,7 @@ class Galvanostat:
         plates more than the run still owes (an overshoot there could never be taken back).
         ``active_faces``: reacting faces of the field solve (0 when there was none)."""
         if final and applied < 0:
-            return self.packets_owed(self.owed_charge(applied, dt))
+            return self.packets_owed(self.owed_charge(applied, dt, book))
         if target < 0:
             # A galvanostat never passes more than it is set to: stop once net reductions exceed
             # the step's target well beyond their Poisson noise. Only steps whose packets outrun
@@ -78,27 +86,32 @@ class Galvanostat:
             return math.ceil(5.0 * math.sqrt(gross) + 5.0)
         return None
 
-    def record_step(self, applied: float, dt: float, realised: float, capped: bool) -> None:
+    def record_step(self, applied: float, dt: float, realised: float, capped: bool, book: bool = True) -> None:
         """Book a step: ``realised`` [C, SI sign] the model passed; ``capped``: it stopped at the
         reduction cap before the step's end."""
         self.realised_charge += realised
-        self.applied_charge += applied * dt
+        if book:
+            self.applied_charge += applied * dt
+            self.gross_applied_charge += abs(applied * dt)
         if capped:
             self.limited_steps += 1
 
     def charge_error_percent(self) -> float:
-        """|realised - applied| relative to the applied charge [%]."""
-        if self.applied_charge == 0:
+        """|realised - applied| relative to the gross applied charge [%]: for plating alone the
+        applied charge; for plate/strip cycles plated plus stripped (a net can be zero)."""
+        if self.gross_applied_charge == 0:
             return 0.0
-        return 100.0 * abs(self.realised_charge - self.applied_charge) / abs(self.applied_charge)
+        return 100.0 * abs(self.realised_charge - self.applied_charge) / self.gross_applied_charge
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"applied_charge": self.applied_charge, "realised_charge": self.realised_charge,
+                "gross_applied_charge": self.gross_applied_charge,
                 "compliance_steps": self.compliance_steps, "limited_steps": self.limited_steps}
 
     def load_state_dict(self, d: dict) -> None:
         self.applied_charge = float(d["applied_charge"])
         self.realised_charge = float(d["realised_charge"])
+        self.gross_applied_charge = float(d["gross_applied_charge"])
         self.compliance_steps = int(d["compliance_steps"])
         self.limited_steps = int(d["limited_steps"])

@@ -1,11 +1,15 @@
-"""Output files, written atomically (temp file in the same folder, then rename) so a
-killed run never leaves a half-written result."""
+"""Output files.  Whole files are written atomically (temp file in the same folder, then
+rename), so a killed run never leaves a half-written one; time series grow row by row through
+:class:`SeriesWriter`, flushed per row, under a ``.partial.csv`` name until the run ends.  Files
+get the user's normal permissions (umask), JSON is strict (NaN and inf become null) and a CSV
+cell that has no value (NaN) is left empty."""
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,12 +26,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: colleagues could not read results
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text: str) -> None:
@@ -39,7 +50,24 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False,
+                                default=_json_default) + "\n")
+
+
+def strict_json(obj):
+    """``obj`` with every non-finite float (NaN, inf) replaced by None, numpy scalars and arrays
+    as Python values: what strict JSON parsers accept."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(o):
@@ -52,16 +80,67 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _cell(v):
+    if isinstance(v, float):
+        return f"{v + 0.0:.10g}" if math.isfinite(v) else ""  # + 0.0: no "-0"
+    return "" if v is None else v
+
+
+def _columns(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def write_csv(path, rows: Sequence[Mapping[str, object]]) -> None:
     """Tidy CSV: one row per record, column names carry units (``Time [s]``)."""
     if not rows:
         raise ValueError("write_csv: no rows to write")
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n", restval="")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: _cell(v) for k, v in r.items()})
     write_text(path, buf.getvalue())
+
+
+class SeriesWriter:
+    """A time series written as it grows: rows are appended to ``<stem>.partial.csv`` and
+    flushed one by one, so a crash or Ctrl-C keeps every row so far; :meth:`finish` renames the
+    file to ``<stem>.csv`` (the run ended).  The columns are those of the first row."""
+
+    def __init__(self, path, rows: Sequence[Mapping[str, object]] = ()):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.stem + ".partial.csv")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = None
+        self._writer = None
+        if rows:  # a resumed run: start from the rows it had
+            write_csv(self.partial, rows)
+            self._open(_columns(rows), header=False)
+
+    def _open(self, fields, header: bool) -> None:
+        self._fh = open(self.partial, "a" if not header else "w", newline="", encoding="utf-8")
+        os.chmod(self.partial, 0o666 & ~_umask())
+        self._writer = csv.DictWriter(self._fh, fieldnames=fields, lineterminator="\n", restval="",
+                                      extrasaction="ignore")
+        if header:
+            self._writer.writeheader()
+
+    def append(self, row: Mapping[str, object]) -> None:
+        if self._writer is None:
+            self._open(list(row), header=True)
+        self._writer.writerow({k: _cell(v) for k, v in row.items()})
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def finish(self) -> Path:
+        self.close()
+        if self.partial.exists():
+            os.replace(self.partial, self.path)
+        return self.path
 
 
 def read_csv(path) -> list[dict[str, str]]:

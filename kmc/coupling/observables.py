@@ -116,6 +116,20 @@ def deposit_observables(phase: np.ndarray, host_phase: np.ndarray, spacing: floa
     )
 
 
+def time_weighted_mean(rows, column: str, *, under_current: bool = True) -> float:
+    """Mean of ``column`` over time: each row stands for the macro-step it ends, weighted by that
+    step's length; rows without a value (NaN) are skipped.  ``under_current``: only the steps
+    with applied current (a pulse's open-circuit steps excluded).  NaN when nothing is left."""
+    num = den = 0.0
+    for prev, row in zip(rows, rows[1:]):
+        dt = row[col.TIME] - prev[col.TIME]
+        v = row[column]
+        if dt > 0 and np.isfinite(v) and (not under_current or row[col.CURRENT] != 0):
+            num += v * dt
+            den += dt
+    return num / den if den > 0 else float("nan")
+
+
 def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObservables:
     """Recompute the deposit observables from a saved ``.vti`` snapshot: the host is the
     snapshot's phase with lithium turned back into electrolyte (lithium only ever replaces

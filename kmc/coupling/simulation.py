@@ -27,8 +27,8 @@ from . import columns as col
 from .checkpoint import RunCheckpointer, restore_checkpoint
 from .config import SimulationConfig
 from .galvanostat import Galvanostat
-from .io import write_pvd, write_vti
-from .observables import REGION_NAMES, deposit_observables, region_map
+from .io import SeriesWriter, write_pvd, write_vti
+from .observables import REGION_NAMES, deposit_observables, region_map, time_weighted_mean
 from .salt import SaltBalance
 from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
@@ -52,6 +52,7 @@ class RunResult:
     summary: dict
     timing: dict
     snapshots: list = field(default_factory=list)
+    segments: list = field(default_factory=list)  # one record per protocol segment (segments.csv)
 
 
 class PlatingSimulation:
@@ -86,6 +87,8 @@ class PlatingSimulation:
         self.oxidations = 0
         self.region_reductions = np.zeros(8, np.int64)
         self.rows: list[dict] = []
+        self.segment_log: list[dict] = []  # one record per finished segment (segments.csv)
+        self._segment_start = None  # (time, applied, realised charge) where the current segment began
         self.solution = None
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
@@ -162,23 +165,25 @@ class PlatingSimulation:
             self.galvanostat.compliance_steps += 1
         return sol.phi_l, sol.phi_s, sol
 
-    def macro_step(self, segment: Segment, dt: float, final: bool = False, segment_left: float | None = None) -> dict:
+    def macro_step(self, segment: Segment, dt: float, final: bool = False, segment_left: float | None = None,
+                   book: bool = True) -> dict:
         """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current.
         ``final``: the segment's last step; ``segment_left`` [s]: time to the end of the run's
-        last plating segment (see :meth:`Galvanostat.reduction_cap`)."""
+        last plating segment (see :meth:`Galvanostat.reduction_cap`); ``book`` False: a step past
+        a capacity-terminated segment's nominal end that only pays the charge still owed."""
         t0 = _time.perf_counter()
         self.state.relabel()
         phase_now = self.state.phase.copy()
         gs = self.galvanostat
         applied = gs.applied_current(segment.current_density)  # A, SI sign
-        target = gs.target_current(applied, dt)
+        target = gs.target_current(applied, dt, book)
         # The separator carries the external (applied) current; the KMC's packet-by-packet
         # realisation of it is noise at the scale of a short macro-step.
         phi_top = self.salt.ohmic_drop(segment.current_density)
         phi_l, phi_s, sol = self._solve_fields(phase_now, target, phi_top)
         t1 = _time.perf_counter()
         cap = gs.reduction_cap(applied, target, dt, final=final, segment_left=segment_left,
-                               active_faces=int(sol.faces.n_faces) if sol is not None else 0)
+                               active_faces=int(sol.faces.n_faces) if sol is not None else 0, book=book)
         implicit = self.config.kmc.transport == "implicit"
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=self.salt.c_top,
                                   concentration=self.salt.field() if implicit else None, region=self.region,
@@ -186,7 +191,7 @@ class PlatingSimulation:
         t2 = _time.perf_counter()
         red, ox = int(res.counts["reductions"]), int(res.counts["oxidations"])
         realised = (ox - red) * self.packet_charge  # C, SI sign
-        gs.record_step(applied, dt, realised, capped=res.status == "max_reductions" and not final)
+        gs.record_step(applied, dt, realised, capped=res.status == "max_reductions" and not final, book=book)
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
@@ -273,7 +278,16 @@ class PlatingSimulation:
         ``refine_end``: shorten the steps toward the segment's end, so the charge it passes
         ends within about a packet of the applied charge (used for the last plating step).
         ``t_end``: the segment's end time when resuming it from a checkpoint."""
+        if t_end is None or self._segment_start is None:
+            self._segment_start = self._charge_marks()
         t_end = self.time + segment.duration if t_end is None else t_end
+        why = self._run_to(segment, t_end, on_step, refine_end)
+        if why == "duration" and segment.until_charge and segment.current_density < 0:
+            why = self._pay_owed_charge(segment, on_step)
+        self._log_segment(segment, why)
+        return why
+
+    def _run_to(self, segment: Segment, t_end: float, on_step, refine_end: bool) -> str:
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
                 return "fully stripped"
@@ -286,6 +300,41 @@ class PlatingSimulation:
                 return "cutoff"
         return "duration"
 
+    def _pay_owed_charge(self, segment: Segment, on_step) -> str:
+        """A capacity-terminated plating segment ends on the charge the KMC passed, not on the
+        clock: if the KMC is behind at the nominal end (packets outran by the fields, a slow
+        host), the current stays on, without adding applied charge, until it has caught up to
+        half a packet; at most half the segment's duration longer."""
+        gs = self.galvanostat
+        applied = gs.applied_current(segment.current_density)
+        limit = self.time + 0.5 * segment.duration
+        while gs.packets_owed(gs.owed_charge(applied, 0.0)) > 0:
+            if self.time >= limit:
+                return "charge shortfall"
+            dt = min(self.config.kmc.max_macro_step_s, max(1e-6, gs.owed_charge(applied, 0.0) / applied),
+                     limit - self.time)
+            row = self.macro_step(segment, dt, final=True, book=False)
+            if on_step is not None:
+                on_step(row)
+        return "charge"
+
+    def _charge_marks(self) -> tuple[float, float, float]:
+        return self.time, self.galvanostat.applied_charge, self.galvanostat.realised_charge
+
+    def _log_segment(self, segment: Segment, why: str) -> None:
+        """One row of segments.csv: what the segment applied and what the KMC passed."""
+        t0, applied0, realised0 = self._segment_start
+        applied = self.galvanostat.applied_charge - applied0
+        passed = self.galvanostat.realised_charge - realised0
+        self.segment_log.append({
+            col.SEGMENT: len(self.segment_log), col.STEP: segment.label,
+            col.CURRENT: -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0,
+            col.SEGMENT_START: t0, col.SEGMENT_DURATION: self.time - t0,
+            col.APPLIED_CAP: self.capacity(-applied), col.PASSED_CAP: self.capacity(-passed),
+            col.CHARGE_ERROR: 100.0 * abs(passed - applied) / abs(applied) if applied else float("nan"),
+            col.ENDED_BY: why})
+        self._segment_start = None
+
     def snapshot_fields(self) -> dict:
         phase = self.state.phase
         out = {"phase": phase, "dead_lithium": (phase == LITHIUM) & ~self.state.connected,
@@ -296,11 +345,14 @@ class PlatingSimulation:
 
     def run(self, segments: Sequence[Segment], *, label: str = "run", outdir: str | Path | None = None,
             snapshots: int | None = None, progress=None, checkpoint_dir: str | Path | None = None,
-            checkpoint_every_steps: int | None = None, resume: bool = False) -> RunResult:
+            checkpoint_every_steps: int | None = None, resume: bool = False,
+            series: str | Path | None = None) -> RunResult:
         """Run a protocol. ``progress`` is a callable(row) (e.g. a tqdm updater) or None.
-        Writes VTI snapshots and a PVD index into ``outdir`` when given.
-        ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps`` macro-steps and at the end
-        (kmc/coupling/checkpoint.py); ``resume``: continue bit-identically from the newest one there."""
+        Writes VTI snapshots and their PVD index into ``outdir`` as they are taken.
+        ``series``: a CSV path the time series is appended to row by row (``.partial.csv`` until
+        the run ends).  ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps``
+        macro-steps and at the end (kmc/coupling/checkpoint.py); ``resume``: continue
+        bit-identically from the newest one there."""
         n_snap = self.config.snapshots if snapshots is None else snapshots
         snaps = _Snapshots(self, outdir, label, n_snap, sum(s.duration for s in segments))
         ckpt = pos = None
@@ -312,35 +364,49 @@ class PlatingSimulation:
             snaps.load_state_dict(pos["extra"])
         else:
             snaps.write_start()
+        writer = SeriesWriter(series, rows=self.rows) if series is not None else None
         ends = [] if pos is None else list(pos["ends"])
         plating = [i for i, seg in enumerate(segments) if seg.current_density < 0]
         last_plating = plating[-1] if plating else -1
-        for i, seg in enumerate(segments):
-            if pos is not None and i < pos["segment_index"]:
-                continue
-            resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
-            t_end = pos["segment_t_end"] if resumed else self.time + seg.duration
-            why = self.run_segment(seg, on_step=lambda row: (progress(row) if progress else None,
-                                                            snaps.maybe_take(),
-                                                            ckpt and ckpt.after_step(i, seg, t_end, row, ends,
-                                                                                     snaps.state_dict())),
-                                   t_end=t_end, refine_end=i == last_plating or seg.current_density > 0)
-            ends.append(why)
-        snaps.finish()
-        if ckpt is not None:  # a finished run resumes to its result without recomputing
-            ckpt.save(len(segments), None, ends, snaps.state_dict())
+        try:
+            for i, seg in enumerate(segments):
+                if pos is not None and i < pos["segment_index"]:
+                    continue
+                resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
+                t_end = pos["segment_t_end"] if resumed else self.time + seg.duration
+
+                def on_step(row, i=i, seg=seg, t_end=t_end):
+                    if writer is not None:
+                        writer.append(row)
+                    if progress:
+                        progress(row)
+                    snaps.maybe_take()
+                    if ckpt:
+                        ckpt.after_step(i, seg, t_end, row, ends, snaps.state_dict())
+
+                ends.append(self.run_segment(seg, on_step=on_step, t_end=t_end,
+                                             refine_end=i == last_plating or seg.current_density > 0))
+            snaps.finish()
+            if ckpt is not None:  # a finished run resumes to its result without recomputing
+                ckpt.save(len(segments), None, ends, snaps.state_dict())
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None:
+            writer.finish()
         return self._result(label, ends, snaps.taken)
 
     def _result(self, label: str, ends: list[str], snapshots: list) -> RunResult:
         final = self.rows[-1]
         summary = {k: final[k] for k in final if k not in (col.STEP,)}
+        summary[col.MEAN_POTENTIAL] = time_weighted_mean(self.rows, col.POTENTIAL, under_current=True)
         summary[col.SEGMENTS_ENDED_BY] = ";".join(ends)
         summary[col.CHARGE_ERROR] = self.charge_error_percent()
         summary[col.COMPLIANCE_STEPS] = self.galvanostat.compliance_steps
         summary[col.CAPPED_STEPS] = self.galvanostat.limited_steps
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
-                         snapshots=snapshots)
+                         snapshots=snapshots, segments=list(self.segment_log))
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -351,7 +417,8 @@ class PlatingSimulation:
                 "galvanostat": self.galvanostat.state_dict(), "salt": self.salt.state_dict(),
                 "clock": {"time": self.time, "steps": self.steps, "reductions": self.reductions,
                           "oxidations": self.oxidations, "region_reductions": self.region_reductions.copy()},
-                "solution": self.solution, "rows": self.rows, "timing": dict(self.timing)}
+                "solution": self.solution, "rows": self.rows, "timing": dict(self.timing),
+                "segments": {"log": self.segment_log, "start": self._segment_start}}
 
     def load_state_dict(self, d: dict) -> None:
         self.state.load_state_dict(d["lattice"])
@@ -367,6 +434,9 @@ class PlatingSimulation:
         self.solution = d["solution"]
         self.rows = list(d["rows"])
         self.timing = dict(d["timing"])
+        self.segment_log = list(d["segments"]["log"])
+        start = d["segments"]["start"]
+        self._segment_start = None if start is None else tuple(float(v) for v in start)
 
 
 class _Snapshots:
@@ -380,6 +450,7 @@ class _Snapshots:
     def _write(self, name: str) -> None:
         write_vti(Path(self.outdir) / name, self.sim.snapshot_fields(), self.sim.h)
         self.taken.append((self.sim.time, name))
+        write_pvd(Path(self.outdir) / f"{self.label}.pvd", self.taken)  # the index follows every snapshot
 
     def write_start(self) -> None:
         if self.outdir is not None:
@@ -396,8 +467,6 @@ class _Snapshots:
     def finish(self) -> None:
         if self.times:
             self.maybe_take(force=True)
-        if self.outdir is not None:
-            write_pvd(Path(self.outdir) / f"{self.label}.pvd", self.taken)
 
     def state_dict(self) -> dict:
         """The bookkeeping a resumed run must continue from."""

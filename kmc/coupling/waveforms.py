@@ -24,6 +24,7 @@ class Segment:
     label: str  # 'plate', 'strip', 'rest', 'on', 'off', 'reverse'
     cutoff_potential: float | None = None  # V: stop a strip when the electrode potential exceeds it
     until_stripped: bool = False  # stop a strip when no connected lithium is left
+    until_charge: bool = False  # capacity-terminated: ends on the charge the model passed, not the clock
 
 
 def _positive(name: str, value: float) -> float:
@@ -36,7 +37,7 @@ def dc_plating(current_density_mA_cm2: float, capacity_mAh_cm2: float) -> list[S
     """Plate a capacity at constant current."""
     j = _positive("current_density_mA_cm2", current_density_mA_cm2) * MA_PER_CM2
     q = _positive("capacity_mAh_cm2", capacity_mAh_cm2) * MAH_PER_CM2
-    return [Segment(-j, q / j, "plate")]
+    return [Segment(-j, q / j, "plate", until_charge=True)]
 
 
 def pulse_plating(on_current_mA_cm2: float, on_time_s: float, off_time_s: float, capacity_mAh_cm2: float,
@@ -59,10 +60,11 @@ def pulse_plating(on_current_mA_cm2: float, on_time_s: float, off_time_s: float,
     q = 0.0
     while q_target - q > 1e-12 * q_target:
         t = min(t_on, (q_target - q) / j_on)
-        segs.append(Segment(-j_on, t, "on"))
         q += j_on * t
         if q >= q_target * (1 - 1e-12):
+            segs.append(Segment(-j_on, t, "on", until_charge=True))  # the pulse that completes the capacity
             break
+        segs.append(Segment(-j_on, t, "on"))
         if q_rev > 0:
             segs.append(Segment(j_rev, reverse_time_s, "reverse"))
             q -= q_rev
@@ -80,49 +82,75 @@ def average_current(segments: Iterable[Segment]) -> float:
 
 _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _CUR = _NUM + r"\s*mA\s*/\s*cm\^?2"
-_RE_PLATE = re.compile(rf"^(plate|strip)\s+at\s+{_CUR}\s*(.*)$", re.I)
-_RE_FOR_CAP = re.compile(rf"for\s+{_NUM}\s*mAh\s*/\s*cm\^?2", re.I)
-_RE_FOR_TIME = re.compile(rf"for\s+{_NUM}\s*(ms|s|sec|min|h)\b", re.I)
-_RE_REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*(ms|s|sec|min|h)\s*$", re.I)
-_RE_CUTOFF = re.compile(rf"until\s+(-?{_NUM[1:-1]})\s*(m?V)\s*cutoff", re.I)
-_RE_STRIPPED = re.compile(r"fully\s+stripped", re.I)
+_TIME_UNIT = r"(ms|s|sec|min|h)\b"
+_RE_REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*{_TIME_UNIT}$", re.I)
+_RE_VERB = re.compile(rf"^(plate|strip)\s+at\s+{_CUR}\s*", re.I)
+# the clauses a plate/strip step may carry, each matched at the start of what is left
+_CLAUSES = {
+    "capacity": re.compile(rf"^for\s+{_NUM}\s*mAh\s*/\s*cm\^?2\s*", re.I),
+    "duration": re.compile(rf"^for\s+{_NUM}\s*{_TIME_UNIT}\s*", re.I),
+    "cutoff": re.compile(rf"^until\s+(-?{_NUM[1:-1]})\s*(m?V)\s+cutoff\b\s*", re.I),
+    "stripped": re.compile(r"^(?:until|or)\s+fully\s+stripped\b\s*", re.I),
+    "or": re.compile(r"^or\s+", re.I),
+}
+_STEP_FORMS = ("'plate at X mA/cm^2 for Y mAh/cm^2' (or 'for T s'), 'rest for T s', "
+               "'strip at X mA/cm^2 [for Y mAh/cm^2 | for T s] [until V V cutoff] [or fully stripped]'")
 _MAX_OPEN_STRIP_S = 1e7  # a strip "until ..." needs some bound; 116 days is never reached in practice
+
+
+def _clauses(text: str, rest: str) -> dict:
+    """The clauses of a plate/strip step; any text that is not a clause is an error."""
+    found: dict = {}
+    while rest:
+        for name, rx in _CLAUSES.items():
+            m = rx.match(rest)
+            if m:
+                break
+        else:
+            raise ValueError(f"schedule step {text!r}: cannot read {rest!r}; expected {_STEP_FORMS}")
+        if name != "or":
+            if name in found or (name in ("capacity", "duration") and ({"capacity", "duration"} & set(found))):
+                raise ValueError(f"schedule step {text!r}: {m.group(0).strip()!r} repeats a clause")
+            found[name] = m
+        rest = rest[m.end():]
+    return found
 
 
 def parse_step(text: str) -> Segment:
     """Parse one schedule step, e.g. ``"plate at 2 mA/cm^2 for 0.5 mAh/cm^2"``,
-    ``"rest for 10 s"``, ``"strip at 1 mA/cm^2 until 0 V cutoff or fully stripped"``."""
-    s = " ".join(text.strip().split())
+    ``"rest for 10 s"``, ``"strip at 1 mA/cm^2 until 0 V cutoff or fully stripped"``.  Text
+    that is not part of the grammar is an error, never ignored."""
+    s = " ".join(str(text).strip().split())
     m = _RE_REST.match(s)
     if m:
         return Segment(0.0, _positive(f"rest duration in {text!r}", time_to_si(float(m.group(1)), m.group(2))), "rest")
-    m = _RE_PLATE.match(s)
+    m = _RE_VERB.match(s)
     if not m:
-        raise ValueError(f"cannot parse schedule step {text!r}: expected 'plate at X mA/cm^2 for Y mAh/cm^2', "
-                         "'rest for T s' or 'strip at X mA/cm^2 [for ...] [until V V cutoff] [or fully stripped]'")
+        raise ValueError(f"cannot parse schedule step {text!r}: expected {_STEP_FORMS}")
     verb, j = m.group(1).lower(), _positive(f"current density in {text!r}", float(m.group(2))) * MA_PER_CM2
-    rest = m.group(3)
+    found = _clauses(text, s[m.end():])
     duration = None
-    mc = _RE_FOR_CAP.search(rest)
-    mt = _RE_FOR_TIME.search(rest)
-    if mc:
-        duration = _positive(f"capacity in {text!r}", float(mc.group(1))) * MAH_PER_CM2 / j
-    elif mt:
-        duration = _positive(f"duration in {text!r}", time_to_si(float(mt.group(1)), mt.group(2)))
+    if "capacity" in found:
+        duration = _positive(f"capacity in {text!r}", float(found["capacity"].group(1))) * MAH_PER_CM2 / j
+    elif "duration" in found:
+        d = found["duration"]
+        duration = _positive(f"duration in {text!r}", time_to_si(float(d.group(1)), d.group(2)))
     cutoff = None
-    mcut = _RE_CUTOFF.search(rest)
-    if mcut:
-        cutoff = float(mcut.group(1)) * (1e-3 if mcut.group(2).lower() == "mv" else 1.0)
-    stripped = bool(_RE_STRIPPED.search(rest))
+    if "cutoff" in found:
+        c = found["cutoff"]
+        cutoff = float(c.group(1)) * (1e-3 if c.group(2).lower() == "mv" else 1.0)
+    stripped = "stripped" in found
+    by_charge = "capacity" in found
     if verb == "plate":
         if duration is None:
             raise ValueError(f"schedule step {text!r}: a plating step needs 'for X mAh/cm^2' or 'for T s'")
         if cutoff is not None or stripped:
             raise ValueError(f"schedule step {text!r}: cutoffs apply to strip steps only")
-        return Segment(-j, duration, "plate")
+        return Segment(-j, duration, "plate", until_charge=by_charge)
     if duration is None and cutoff is None and not stripped:
         raise ValueError(f"schedule step {text!r}: a strip step needs 'for ...', 'until V cutoff' or 'fully stripped'")
-    return Segment(j, duration if duration is not None else _MAX_OPEN_STRIP_S, "strip", cutoff, stripped)
+    return Segment(j, duration if duration is not None else _MAX_OPEN_STRIP_S, "strip", cutoff, stripped,
+                   until_charge=by_charge)
 
 
 def parse_schedule(steps: Iterable[str]) -> list[Segment]:

@@ -14,11 +14,17 @@ import numpy as np
 
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
-from ..coupling.io import write_json
+from ..coupling.io import write_csv, write_json
 from ..coupling.simulation import PlatingSimulation, RunResult
 from ..coupling.streams import provenance, root_sequence, study_streams
 from ..coupling.waveforms import Segment
 from ..hosts import Host
+
+
+# summary.csv: the final deposit, the cell potential and the charge error of each case
+SUMMARY_COLUMNS = [col.MAX_HEIGHT, col.MEAN_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.TIPS,
+                   col.LITHIUM_INSIDE, col.LITHIUM_ABOVE, col.DEAD_LITHIUM, col.PLATED_CAP, col.MEAN_POTENTIAL,
+                   col.CHARGE_ERROR]
 
 
 @dataclass
@@ -85,60 +91,100 @@ class Study:
     def provenance_extra(self, config: SimulationConfig, plan: StudyPlan) -> dict:
         return {"hosts": {k: v.summary() for k, v in plan.hosts.items()}}
 
+    def series_path(self, outdir: Path, case: Case) -> Path:
+        """Where a case's time series streams to while it runs."""
+        return outdir / "cases" / f"{case.slug}.csv"
+
     def write_outputs(self, config: SimulationConfig, plan: StudyPlan, results: dict[str, RunResult],
                       outdir: Path, echo) -> None:
         raise NotImplementedError
 
 
-def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, label: str, outdir=None, progress=None):
+class ChargeToleranceError(RuntimeError):
+    """A run ended with a charge error above the tolerance (its outputs are written)."""
+
+
+def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, label: str, outdir=None, progress=None,
+             series=None, checkpoint_dir=None, resume: bool = False):
     """One coupled run of a host under a protocol."""
     sim = PlatingSimulation(config, host, seed_sequence=seed_sequence)
-    return sim.run(segments, label=label, outdir=outdir, progress=progress)
+    return sim.run(segments, label=label, outdir=outdir, progress=progress, series=series,
+                   checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def _run_job(job):
-    config, case, snapdir = job
-    return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, snapdir)
+    config, case, outdir, series, resume = job
+    return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, outdir / "snapshots", None,
+                                series, outdir / "checkpoints" / case.slug, resume)
+
+
+def summary_row(result: RunResult, case: Case | None = None) -> dict:
+    """One line of summary.csv: the final deposit, the time-weighted cell potential under
+    current and the charge error."""
+    labels = {} if case is None else {"Host": case.host_label, "Protocol": case.protocol_label}
+    return {**labels, **{k: result.summary[k] for k in SUMMARY_COLUMNS}}
+
+
+def labelled_rows(results: dict[str, RunResult], cases: list[Case], what: str) -> list[dict]:
+    """Every case's rows (``what``: 'rows' for the time series, 'segments') with Host and
+    Protocol columns first."""
+    return [{"Host": c.host_label, "Protocol": c.protocol_label, **r} for c in cases
+            for r in getattr(results[c.label], what)]
+
+
+def _preflight(study: Study, config: SimulationConfig, plan: StudyPlan, workers: int, allow_coarse: bool) -> list:
+    from ..coupling.preflight import check_case, check_memory
+
+    warnings = []
+    for case in plan.cases:
+        warnings += check_case(config, case.host, case.segments, case.label, allow_coarse=allow_coarse)
+    check_memory(max(c.host.phase.size for c in plan.cases), min(workers, len(plan.cases)))
+    return warnings
+
+
+def _kernels_compiled() -> bool:
+    from ..engine.kernels import loop
+
+    cache = Path(loop.__file__).parent / "__pycache__"
+    return bool(loop.run_events.signatures) or any(cache.glob("loop.run_events-*.nbi"))
 
 
 def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, progress: bool = True,
-              workers: int | None = None, echo=print) -> dict[str, RunResult]:
-    """Plan, run every case (``workers`` processes; cases are independent, so running them in
-    parallel changes nothing in the results), write the study's outputs into ``outdir``."""
-    from tqdm.auto import tqdm
+              workers: int | None = None, echo=print, overwrite: bool = False, resume: bool = False,
+              allow_coarse: bool = False) -> dict[str, RunResult]:
+    """Plan the study, check it and its output folder (before anything is written), run every
+    case (``workers`` processes; cases are independent, so running them in parallel changes
+    nothing), then write the study's outputs.  Time series stream into the folder as the cases
+    run and checkpoints let ``resume`` continue an interrupted study.  A case whose charge error
+    exceeds the tolerance raises :class:`ChargeToleranceError` after everything is written."""
+    from ..coupling.outputs import OutputFolder
 
-    outdir = Path(outdir)
     t_start = time.perf_counter()
     plan = study.plan(config, root_sequence(config.seed))
-    write_json(outdir / "config.json", provenance(config, **study.provenance_extra(config, plan)))
-    durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
-    bar = tqdm(total=round(sum(durations.values()), 6), unit="s", desc=f"{study.name} (simulated time)",
-               disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
-    jobs = [(config, case, outdir / "snapshots") for case in plan.cases]
-    results: dict[str, RunResult] = {}
-    n_workers = max(1, min(workers if workers else (os.cpu_count() or 1), len(jobs)))
-    if n_workers == 1:
-        for config_, case, snapdir in jobs:
-            start = bar.n
-
-            def tick(row, start=start):  # the bar follows the case's simulated time
-                bar.update(start + row[col.TIME] - bar.n)
-
-            results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug, snapdir, tick)
-            bar.update(start + durations[case.label] - bar.n)
-    else:
-        from concurrent.futures import as_completed
-
-        from .parallel import process_pool
-
-        with process_pool(n_workers) as pool:
-            for fut in as_completed([pool.submit(_run_job, job) for job in jobs]):
-                label, results[label] = fut.result()
-                bar.set_postfix_str(label)
-                bar.update(durations[label])
-        results = {case.label: results[case.label] for case in plan.cases}
-    bar.close()
+    n_workers = max(1, min(workers if workers else (os.cpu_count() or 1), len(plan.cases)))
+    warnings = _preflight(study, config, plan, n_workers, allow_coarse)
+    folder = OutputFolder(outdir, config.digest(), overwrite=overwrite, resume=resume)
+    folder.check()
+    folder.prepare()
+    outdir = folder.path
+    write_json(outdir / "config.json", provenance(config, **study.provenance_extra(config, plan),
+                                                  **({"warnings": warnings} if warnings else {})))
+    for w in warnings:
+        echo(f"warning: {w}")
+    if not _kernels_compiled():
+        echo("compiling kernels (first run only, about a minute)...")
+    folder.status("running", cases=[c.label for c in plan.cases])
+    try:
+        results = _run_cases(study, config, plan, outdir, n_workers, progress, resume)
+    except KeyboardInterrupt:
+        folder.status("interrupted", reason="interrupted (Ctrl-C)", series=str(outdir),
+                      note="time series up to the last macro-step are in the .partial.csv files; --resume continues")
+        raise
+    except Exception as e:
+        folder.status("failed", reason=f"{type(e).__name__}: {e}")
+        raise
     study.write_outputs(config, plan, results, outdir, echo)
+    write_csv(outdir / "segments.csv", labelled_rows(results, plan.cases, "segments"))
     wall = time.perf_counter() - t_start
     timing = {"wall [s]": wall}
     for r in results.values():
@@ -147,4 +193,71 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     write_json(outdir / "timing.json", timing)
     echo(f"wall time {wall:.1f} s (continuum {timing['continuum [s]']:.1f} s, KMC {timing['kmc [s]']:.1f} s, "
          f"observables {timing['observables [s]']:.1f} s); outputs in {outdir}")
+    _finish(folder, results)
+    return results
+
+
+def _finish(folder, results: dict[str, RunResult]) -> None:
+    """status.json complete, or failed with the cases that missed the charge tolerance."""
+    import shutil
+
+    from ..coupling.galvanostat import CHARGE_TOLERANCE_PERCENT
+
+    missed = {k: r.summary[col.CHARGE_ERROR] for k, r in results.items()
+              if not r.summary[col.CHARGE_ERROR] <= CHARGE_TOLERANCE_PERCENT}
+    if missed:
+        reason = "charge error above the {:g} % tolerance: {}".format(
+            CHARGE_TOLERANCE_PERCENT, "; ".join(f"{k} {v:.2f} %" for k, v in missed.items()))
+        folder.status("failed", reason=reason)
+        raise ChargeToleranceError(f"{reason} (outputs written to {folder.path})")
+    shutil.rmtree(folder.path / "checkpoints", ignore_errors=True)  # complete: nothing to resume
+    folder.status("complete")
+
+
+def _run_cases(study, config, plan, outdir, n_workers, progress, resume) -> dict[str, RunResult]:
+    from tqdm.auto import tqdm
+
+    durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
+    bar = tqdm(total=round(sum(durations.values()), 6), unit="s", desc=f"{study.name} (simulated time)",
+               disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
+    jobs = [(config, case, outdir, study.series_path(outdir, case), resume) for case in plan.cases]
+    results: dict[str, RunResult] = {}
+    try:
+        if n_workers == 1:
+            for config_, case, out, series, res in jobs:
+                start = bar.n
+
+                def tick(row, start=start):  # the bar follows the case's simulated time
+                    bar.update(start + row[col.TIME] - bar.n)
+
+                results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug,
+                                               out / "snapshots", tick, series, out / "checkpoints" / case.slug, res)
+                bar.update(start + durations[case.label] - bar.n)
+        else:
+            results = _run_in_pool(jobs, n_workers, bar, durations)
+    finally:
+        bar.close()
+    return {case.label: results[case.label] for case in plan.cases}
+
+
+def _run_in_pool(jobs, n_workers, bar, durations) -> dict[str, RunResult]:
+    """Cases in worker processes; Ctrl-C ends them at once (not after their current case)."""
+    import multiprocessing
+    from concurrent.futures import as_completed
+
+    from .parallel import process_pool
+
+    results = {}
+    pool = process_pool(n_workers)
+    try:
+        for fut in as_completed([pool.submit(_run_job, job) for job in jobs]):
+            label, results[label] = fut.result()
+            bar.set_postfix_str(label)
+            bar.update(durations[label])
+    except BaseException:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results

@@ -114,9 +114,8 @@ def capacity_rows(rows: list[dict], summary: dict | None = None) -> list[dict]:
         rec.update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()
                     if k != STEP and _numeric(v)})
         if pct == 100 and summary is not None:
-            pots = [r[POTENTIAL] for r in rows if math.isfinite(r[POTENTIAL])]
-            rec["Mean cell potential [V]"] = float(np.mean(pots)) if pots else float("nan")
-            rec["Charge error [%]"] = float(summary["Charge error [%]"])
+            rec[col.MEAN_POTENTIAL] = float(summary[col.MEAN_POTENTIAL])
+            rec[col.CHARGE_ERROR] = float(summary[col.CHARGE_ERROR])
         out.append(rec)
     return out
 

@@ -16,7 +16,7 @@ from ..coupling.io import write_csv
 from ..coupling.simulation import RunResult
 from ..coupling.units import MA_PER_CM2
 from ..coupling.waveforms import dc_plating, pulse_plating
-from .base import Case, Study, StudyPlan
+from .base import Case, Study, StudyPlan, labelled_rows, summary_row
 
 # The study's current: 38 mA/cm^2 is 0.97 x the foil cell's 1D limiting current (25 um
 # separator at porosity 0.4 plus 28 um of free electrolyte: 39 mA/cm^2). Under DC the
@@ -34,9 +34,6 @@ FULL_OVERRIDES = [
 
 # The deposit observables that pulse and DC are compared on (single runs and ensembles).
 KEY_OBSERVABLES = [col.RMS_ROUGHNESS, col.MAX_HEIGHT, col.INTERFACE_AREA, col.TIPS, col.LITHIUM_ABOVE]
-
-SUMMARY_COLUMNS = [col.MAX_HEIGHT, col.MEAN_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.TIPS,
-                   col.LITHIUM_INSIDE, col.LITHIUM_ABOVE, col.DEAD_LITHIUM, col.PLATED_CAP]
 
 HELP = """\
 Plate the same capacity with DC and with pulsed current into a porous conductive host and
@@ -110,29 +107,11 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
     return run_study(PulseVsDC(), config, outdir, progress=progress, workers=workers, echo=echo)
 
 
-def mean_recorded_potential(rows) -> float:
-    """Plain mean of every finite recorded cell potential [V] (rows without a field solve
-    have none)."""
-    potentials = [row[col.POTENTIAL] for row in rows if np.isfinite(row[col.POTENTIAL])]
-    return float(np.mean(potentials)) if potentials else float("nan")
-
-
 def _write_outputs(config, results, cases: list[Case], outdir: Path) -> None:
     from .plots import plot_cross_sections, plot_height_maps, plot_series
 
-    rows = []
-    for case in cases:
-        for r in results[case.label].rows:
-            rows.append({"Host": case.host_label, "Protocol": case.protocol_label, **r})
-    write_csv(outdir / "timeseries.csv", rows)
-    summary = []
-    for case in cases:
-        r = results[case.label]
-        summary.append({"Host": case.host_label, "Protocol": case.protocol_label,
-                        **{k: r.summary[k] for k in SUMMARY_COLUMNS},
-                        col.MEAN_POTENTIAL: mean_recorded_potential(r.rows),
-                        col.CHARGE_ERROR: r.summary[col.CHARGE_ERROR]})
-    write_csv(outdir / "summary.csv", summary)
+    write_csv(outdir / "timeseries.csv", labelled_rows(results, cases, "rows"))
+    write_csv(outdir / "summary.csv", [summary_row(results[c.label], c) for c in cases])
     h = next(iter(results.values())).host.spacing
     plot_cross_sections(outdir / "cross_sections.png",
                         {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].connected)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..coupling import columns as col
 from ..coupling.io import write_csv
-from .base import Study
+from .base import Study, summary_row
 
 
 class SingleRun(Study):
@@ -21,11 +21,14 @@ class SingleRun(Study):
     def provenance_extra(self, config, plan):
         return {"host": next(iter(plan.hosts.values())).summary()}
 
+    def series_path(self, outdir: Path, case) -> Path:
+        return outdir / "timeseries.csv"
+
     def write_outputs(self, config, plan, results, outdir: Path, echo) -> None:
         from .plots import plot_cross_sections, plot_series
 
         result = next(iter(results.values()))
-        write_csv(outdir / "timeseries.csv", result.rows)
+        write_csv(outdir / "summary.csv", [summary_row(result)])
         plot_cross_sections(outdir / "cross_section.png", {"final": (result.final_phase, result.connected)},
                             result.host.spacing)
         plot_series(outdir / "series.png", {"run": result.rows}, col.TIME, [col.POTENTIAL, col.PLATED_CAP,

@@ -1,0 +1,76 @@
+"""Checks a run passes before anything is written: enough packets for the charge tolerance,
+room for the lithium it will plate, memory for the domain.  A failed check is a one-line
+:class:`ConfigError` naming what to change."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from continuum.constants import ELECTROLYTE
+
+from .config import ConfigError, SimulationConfig
+from .galvanostat import CHARGE_TOLERANCE_PERCENT, MIN_PACKETS
+from .units import MAH_PER_CM2
+
+# Dense lithium: 2061 mAh/cm^3, i.e. 1 mAh/cm^2 is 4.85 um of lithium.
+LITHIUM_MAH_PER_CM3 = 2061.0
+# The plated lithium, as a dense layer, may fill at most this share of the free electrolyte
+# height: deposits are rough, and one that reaches the top boundary leaves the model.
+FILL_LIMIT = 0.5
+# Memory per voxel of one coupled run [bytes]: KMC records and face tallies (~200), the potential
+# and concentration solves with their AMG hierarchies (~800), fields and copies (~300).
+BYTES_PER_VOXEL = 1300
+
+
+def plated_charge(segments) -> tuple[float, float]:
+    """(total charge plated, largest net plated charge at any time) of a protocol [C/m^2]."""
+    total = net = peak = 0.0
+    for s in segments:
+        q = -s.current_density * s.duration
+        if s.current_density < 0:
+            total += q
+            net += q
+        elif s.current_density > 0 and s.duration < 1e6:  # an open-ended strip removes at most what is there
+            net = max(0.0, net + q)
+        peak = max(peak, net)
+    return total, peak
+
+
+def check_case(config: SimulationConfig, host, segments, label: str, *, allow_coarse: bool = False) -> list[str]:
+    """ConfigError when the case cannot run as asked; the warnings to record otherwise."""
+    nx, ny, nz = host.phase.shape
+    h = host.spacing
+    footprint = nx * ny * h**2
+    warnings = []
+    total, peak = plated_charge(segments)
+    packet = config.physics.packet_charge(h)
+    n_packets = total * footprint / packet
+    if 0 < n_packets < MIN_PACKETS:
+        msg = (f"{label}: plates {n_packets:.0f} packets ({total / MAH_PER_CM2:g} mAh/cm^2 over {nx} x {ny} voxels "
+               f"of {h * 1e6:g} um): one packet is {100 / n_packets:.1f} % of the charge, coarser than the "
+               f"{CHARGE_TOLERANCE_PERCENT:g} % tolerance needs ({MIN_PACKETS} packets); raise "
+               "protocol.capacity_mAh_cm2 or host.nx/host.ny, or pass --allow-coarse")
+        if not allow_coarse:
+            raise ConfigError(msg)
+        warnings.append(msg)
+    free_um = np.count_nonzero(host.phase == ELECTROLYTE) * h**3 / footprint * 1e6
+    dense_um = peak / MAH_PER_CM2 / LITHIUM_MAH_PER_CM3 * 1e4  # cm -> um
+    if dense_um > FILL_LIMIT * free_um:
+        raise ConfigError(f"{label}: {peak / MAH_PER_CM2:g} mAh/cm^2 is {dense_um:.1f} um of dense lithium, more than "
+                          f"{FILL_LIMIT:.0%} of the {free_um:.1f} um of pore and reservoir height: lower "
+                          "protocol.capacity_mAh_cm2 or raise host.reservoir_layers")
+    return warnings
+
+
+def check_memory(n_voxels: int, concurrent: int) -> None:
+    """ConfigError when ``concurrent`` runs of ``n_voxels`` voxels cannot fit in memory."""
+    need = n_voxels * BYTES_PER_VOXEL * concurrent
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * have:
+        raise ConfigError(f"the domain needs about {need / 2**30:.1f} GiB ({n_voxels} voxels x {concurrent} runs at "
+                          f"~{BYTES_PER_VOXEL} B per voxel), more than 80 % of this machine's {have / 2**30:.1f} GiB: "
+                          "use fewer voxels, fewer --workers, or continuum.coarsen")
