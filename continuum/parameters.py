@@ -18,9 +18,10 @@ def _unit(u: str) -> dict:
 
 
 class StrictModel(BaseModel):
-    """Base for all configuration: unknown keys are errors, assignments re-validate."""
+    """Base for all configuration: unknown keys are errors, assignments re-validate, and values
+    are not coerced (``true`` is no current, ``1`` no switch, ``"2"`` no count)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, strict=True)
 
 
 class Electrolyte(StrictModel):
@@ -41,12 +42,18 @@ class Electrolyte(StrictModel):
 class Kinetics(StrictModel):
     """Butler-Volmer interface kinetics on lithium (docs/model.md, "Interface kinetics")."""
 
-    exchange_current_density: float = Field(10.0, gt=0, le=1e5, description="i0 at c_ref [A/m^2]",
-                                             json_schema_extra=_unit("A/m^2"))
+    exchange_current_density_mA_cm2: float = Field(1.0, gt=0, le=1e4, description="i0 at c_ref [mA/cm^2]",
+                                                   json_schema_extra=_unit("mA/cm^2"))
     alpha_a: float = Field(0.5, gt=0, lt=1, description="anodic transfer coefficient [-]",
                            json_schema_extra=_unit("1"))
     alpha_c: float = Field(0.5, gt=0, lt=1, description="cathodic transfer coefficient [-]",
                            json_schema_extra=_unit("1"))
+
+
+    @property
+    def exchange_current_density(self) -> float:
+        """i0 at c_ref [A/m^2] (SI inside; 1 mA/cm^2 = 10 A/m^2)."""
+        return self.exchange_current_density_mA_cm2 * 10.0
 
 
 class PhysicalParameters(StrictModel):

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .coupling.config import ConfigError, SimulationConfig, make_config
+from .coupling.config import ConfigError, SimulationConfig, format_config, make_config
 from .studies.base import ChargeToleranceError
 
 
@@ -28,6 +28,8 @@ def _folder(p: argparse.ArgumentParser) -> None:
                    help="continue the interrupted run of this configuration in --out from its checkpoints")
     p.add_argument("--allow-coarse", action="store_true",
                    help="run even when the protocol plates fewer than 100 packets (warned and recorded)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="checkpoint each case every STEPS macro-steps (default 25), for --resume")
 
 
 def _parallel(p: argparse.ArgumentParser) -> None:
@@ -68,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what each replica runs: the configured case (single), or a study")
     e.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint each run every STEPS macro-steps (resume mid-replica)")
-    c = sub.add_parser("config", help="print the default configuration (JSON) with every field")
+    c = sub.add_parser("config", help="every configuration field: its value (default or --set), unit and meaning")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--json", action="store_true", help="the configuration as JSON (a file `run` reads)")
     return ap
 
 
@@ -147,7 +150,7 @@ def _run_study_command(args) -> None:
     from .studies import get_study, run_study
 
     study = get_study(args.command)
-    _check_counts(args, ("replicas", "workers"))
+    _check_counts(args, ("replicas", "workers", "checkpoint_every"))
     config = _config(args, {}, study.overrides + (study.full_overrides if args.full else []))
     out = _out(args, study.name, config)
     if args.replicas > 1 or args.scheduler:
@@ -159,7 +162,8 @@ def _run_study_command(args) -> None:
                            scheduler=args.scheduler, progress=not args.no_progress)
     else:
         run_study(study, config, out, progress=not args.no_progress, workers=args.workers,
-                  overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse)
+                  overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse,
+                  checkpoint_every=args.checkpoint_every)
 
 
 def _run_ensemble_command(args) -> None:
@@ -184,15 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "config":
-            print(json.dumps(make_config({}, args.overrides).model_dump(mode="json"), indent=2))
+            config = make_config({}, args.overrides)
+            print(json.dumps(config.model_dump(mode="json"), indent=2) if args.json else format_config(config))
         elif args.command == "ensemble":
             _run_ensemble_command(args)
         elif args.command == "run":
             from .studies import get_study, run_study
 
             config = _config(args, _load(args.config))
+            _check_counts(args, ("checkpoint_every",))
             run_study(get_study("single"), config, _out(args, "run", config), progress=not args.no_progress,
-                      workers=1, overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse)
+                      workers=1, overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse,
+                      checkpoint_every=args.checkpoint_every)
         else:
             _run_study_command(args)
     except ConfigError as e:

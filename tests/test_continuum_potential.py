@@ -192,7 +192,7 @@ def _needle(r, U=1e-6):
 def needle_tip_ratio(r):
     # primary distribution: kinetic resistance RT/(F i0) ~ 3e-7 Ohm m^2 against an ohmic
     # resistance h_cell/kappa ~ 2e-3 Ohm m^2 (Wagner number ~ 1e-4)
-    prm = PhysicalParameters(kinetics=dict(exchange_current_density=1e5),
+    prm = PhysicalParameters(kinetics=dict(exchange_current_density_mA_cm2=1e4),
                              electrolyte=dict(measured_conductivity=0.01))
     ph, h, Hn = _needle(r)
     sol = PotentialSolver(ph, h, prm).solve(prm.c_ref, cell_potential=-0.01)

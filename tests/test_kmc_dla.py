@@ -52,7 +52,7 @@ def grow(shape, n_total, chunk, *, seed, implicit=False, eta=-1.0, i0=10.0, kill
     """Grow a deposit from the tip; returns (N, R_g) after each chunk."""
     nx, ny, nz = shape
     ph, center = seed_geometry(nx, ny, nz, tip=nz // 3)
-    p = params(exchange_current_density=i0)
+    p = params(exchange_current_density_mA_cm2=i0 / 10)
     st = LatticeState.from_arrays(ph, H)
     eng = KMCEngine(st, p, seed=seed, transport="implicit" if implicit else "explicit",
                     leaps=True)

@@ -13,7 +13,7 @@ from _kmc_helpers import H, advance_checked, params, slab
 
 
 def test_rate_constants_match_continuum_kinetics():
-    p = PhysicalParameters(kinetics=dict(exchange_current_density=7.0, alpha_a=0.3, alpha_c=0.7))
+    p = PhysicalParameters(kinetics=dict(exchange_current_density_mA_cm2=0.7, alpha_a=0.3, alpha_c=0.7))
     rc = RateConstants.from_parameters(p, H)
     vm = p.lithium_molar_volume
     eta = np.linspace(-0.2, 0.2, 9)
@@ -77,7 +77,7 @@ def test_incremental_rates_equal_fresh_recomputation(case):
     """After many phase changes in a call, every cached rate, rate group and site entry equals a
     from-scratch recomputation, and leap levels are never above the true ones."""
     rng = np.random.default_rng(7)
-    p = params(exchange_current_density=1e4)
+    p = params(exchange_current_density_mA_cm2=1e3)
     ph = slab(12, 10, 20, lithium_layers=3)
     ph[3:6, 3:6, 4:8] = LITHIUM
     ph[8, 8, 10] = LITHIUM  # dead island
@@ -109,7 +109,7 @@ def test_incremental_rates_equal_fresh_recomputation(case):
 def test_determinism_same_seed_same_result():
     ph = slab(16, 16, 24, lithium_layers=2)
     ph[4:8, 4:8, 3:9] = LITHIUM
-    p = params(exchange_current_density=3e3)
+    p = params(exchange_current_density_mA_cm2=300.0)
     rng = np.random.default_rng(3)
     phil = rng.normal(0, 0.005, ph.shape)
     phis = np.full(ph.shape, -0.02)
@@ -142,7 +142,7 @@ def test_max_events_and_stop_before_duration():
 def test_region_counts_add_up():
     ph = slab(10, 10, 12)
     st = LatticeState.from_arrays(ph, H)
-    eng = KMCEngine(st, params(exchange_current_density=1e4), seed=1, transport="implicit")
+    eng = KMCEngine(st, params(exchange_current_density_mA_cm2=1e3), seed=1, transport="implicit")
     region = np.zeros(ph.shape, np.uint8)
     region[:5] = 3
     z = np.zeros(ph.shape)

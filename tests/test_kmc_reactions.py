@@ -13,7 +13,7 @@ from _kmc_helpers import H, advance_checked, params, slab
 def test_detailed_balance_explicit_reservoir_at_cref():
     """Planar lithium, eta = 0, reservoir at c_ref: packets reach the Boltzmann density and
     reductions balance oxidations (their difference is a random walk of +-1 steps)."""
-    p = params(exchange_current_density=1e5)
+    p = params(exchange_current_density_mA_cm2=1e4)
     ph = slab(12, 12, 24, lithium_layers=4)
     st = LatticeState.from_arrays(ph, H, concentration=p.c_ref, seed=3)
     eng = KMCEngine(st, p, seed=5)
@@ -30,7 +30,7 @@ def test_detailed_balance_explicit_reservoir_at_cref():
 def test_detailed_balance_and_bv_ratio_implicit():
     """Implicit transport, c = c_ref: per active face, reduction/oxidation = exp(-f eta)
     (= 1 at eta = 0): counts agree within Poisson error."""
-    p = params(exchange_current_density=1e5)
+    p = params(exchange_current_density_mA_cm2=1e4)
     ph = slab(48, 48, 24, lithium_layers=12)
     for eta in (0.0, 0.01):
         st = LatticeState.from_arrays(ph, H)
@@ -53,7 +53,7 @@ def test_detailed_balance_and_bv_ratio_implicit():
 def test_lithiophilic_seeds_nucleate_first():
     """eta_nuc = 0 on 10 % seed sites, 0.04 V elsewhere: the seed share of the first nuclei is
     a r / (a r + 1 - a) with r = exp(alpha_c f 0.04) ~ 2.2, far above the area fraction a."""
-    p = params(exchange_current_density=1e4)
+    p = params(exchange_current_density_mA_cm2=1e3)
     n = 256
     ph = slab(n, n, 4)
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def test_lithiophilic_seeds_nucleate_first():
 def test_dead_island_never_reacts():
     """A lithium island cut from the collector is dead: not oxidised at strongly anodic eta,
     no reduction on it, while connected lithium strips."""
-    p = params(exchange_current_density=1e4)
+    p = params(exchange_current_density_mA_cm2=1e3)
     ph = slab(16, 16, 16, lithium_layers=2)
     ph[6:8, 6:8, 8:10] = LITHIUM
     for transport in ("explicit", "implicit"):
@@ -101,7 +101,7 @@ def test_dead_island_never_reacts():
 def test_lithium_cut_off_in_call_is_marked_dead_at_once():
     """Stripping the neck of a mushroom cuts its cap off: the local check marks the cap dead
     within the call, so it is never oxidised although its overpotential is anodic."""
-    p = params(exchange_current_density=1e4)
+    p = params(exchange_current_density_mA_cm2=1e3)
     ph = slab(16, 16, 20)
     ph[8, 8, 1:6] = LITHIUM  # neck
     ph[7:10, 7:10, 6:9] = LITHIUM  # cap, 27 voxels

@@ -23,7 +23,7 @@ class HostSpec(StrictModel):
     kind: str = Field("random_porous", description="host generator")
     nx: int = Field(24, ge=2, le=1024, description="lattice size in x [voxels]")
     ny: int = Field(24, ge=2, le=1024, description="lattice size in y [voxels]")
-    host_layers: int = Field(12, ge=0, le=1024, description="host thickness above the collector layer [voxels]")
+    host_layers: int = Field(12, ge=1, le=1024, description="host thickness above the collector layer [voxels]")
     reservoir_layers: int = Field(16, ge=2, le=1024, description="electrolyte layers above the host [voxels]")
     spacing_um: float = Field(1.0, gt=0.01, le=100.0, description="voxel edge h [um]")
     porosity: float = Field(0.6, gt=0.05, lt=0.98, description="target host porosity (bottom value of a gradient host) [-]")
@@ -34,7 +34,7 @@ class HostSpec(StrictModel):
     channels_are_holes: bool = Field(False, description="channel_array: holes in a block (True) or pillars (False)")
     image_path: Optional[str] = Field(None, description="voxel image (.npy/.tif), True = pore")
     seed_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of host surface voxels that are lithiophilic seeds [-]")
-    seed_weighting: Literal["uniform", "top", "bottom"] = "uniform"
+    seed_weighting: Literal["uniform", "top", "bottom"] = Field("uniform", description="where seeds concentrate along the height")
     seed_eta_nuc_V: float = Field(0.0, ge=0, le=0.5, description="nucleation overpotential on seeds [V]")
     bare_eta_nuc_V: float = Field(0.04, ge=0, le=0.5, description="nucleation overpotential on bare host [V]")
     dielectric_top_fraction: float = Field(0.0, ge=0, le=1, description="top fraction of the host coated with dielectric [-]")
@@ -86,7 +86,7 @@ class SeparatorSpec(StrictModel):
 
 
 class ProtocolSpec(StrictModel):
-    kind: Literal["dc", "pulse", "pulse_reverse", "schedule"] = "dc"
+    kind: Literal["dc", "pulse", "pulse_reverse", "schedule"] = Field("dc", description="current waveform: dc, pulse, pulse_reverse, or schedule (steps)")
     current_density_mA_cm2: float = Field(8.0, gt=0, le=1000, description="DC or pulse on-current [mA/cm^2]")
     capacity_mAh_cm2: float = Field(0.2, gt=0, le=100, description="capacity to plate [mAh/cm^2]")
     on_time_s: float = Field(1.0, gt=0, le=1e6, description="pulse on-time [s]")
@@ -131,6 +131,37 @@ class SimulationConfig(StrictModel):
     def digest(self) -> str:
         """Stable hash of the configuration (for checkpoints and ensemble bookkeeping)."""
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _unit(info) -> str:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "unit" in extra:
+        return "-" if extra["unit"] == "1" else extra["unit"]
+    d = info.description or ""
+    return d[d.rindex("[") + 1:d.rindex("]")] if "[" in d and d.rstrip().endswith("]") else ""
+
+
+def describe_config(model: StrictModel, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(field, value, unit, description) of every field, sections flattened with dots: what
+    ``python -m kmc config`` prints."""
+    out = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, StrictModel):
+            out += describe_config(value, key + ".")
+            continue
+        desc = (info.description or "").strip()
+        if desc.endswith("]") and "[" in desc:  # the unit has its own column
+            desc = desc[:desc.rindex("[")].rstrip()
+        out.append((key, json.dumps(value), _unit(info), desc))
+    return out
+
+
+def format_config(model: StrictModel) -> str:
+    rows = describe_config(model)
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{k:<{w[0]}}  {v:>{w[1]}}  {u:<{w[2]}}  {d}".rstrip() for k, v, u, d in rows)
 
 
 def _parse_value(text: str):

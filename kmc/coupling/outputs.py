@@ -42,6 +42,8 @@ class OutputFolder:
         if p.exists() and not p.is_dir():
             raise ConfigError(f"--out {p}: is a file, not a folder")
         probe = p if p.exists() else next((a for a in p.parents if a.exists()), Path("."))
+        if not probe.is_dir():
+            raise ConfigError(f"--out {p}: {probe} is a file, not a folder")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise ConfigError(f"--out {p}: {probe} is not writable")
         holds_run = p.is_dir() and any((p / f).exists() for f in ("config.json", "status.json"))

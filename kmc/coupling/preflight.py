@@ -43,6 +43,10 @@ def check_case(config: SimulationConfig, host, segments, label: str, *, allow_co
     h = host.spacing
     footprint = nx * ny * h**2
     warnings = []
+    k = config.continuum.coarsen
+    if k > 1 and (nx % k or ny % k or nz % k):
+        raise ConfigError(f"continuum.coarsen = {k} must divide the grid {nx} x {ny} x {nz} of {label} "
+                          f"(nz = 1 collector + host.host_layers + host.reservoir_layers)")
     total, peak = plated_charge(segments)
     packet = config.physics.packet_charge(h)
     n_packets = total * footprint / packet

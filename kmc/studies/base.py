@@ -105,17 +105,17 @@ class ChargeToleranceError(RuntimeError):
 
 
 def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, label: str, outdir=None, progress=None,
-             series=None, checkpoint_dir=None, resume: bool = False):
+             series=None, checkpoint_dir=None, resume: bool = False, checkpoint_every: int | None = None):
     """One coupled run of a host under a protocol."""
     sim = PlatingSimulation(config, host, seed_sequence=seed_sequence)
     return sim.run(segments, label=label, outdir=outdir, progress=progress, series=series,
-                   checkpoint_dir=checkpoint_dir, resume=resume)
+                   checkpoint_dir=checkpoint_dir, checkpoint_every_steps=checkpoint_every, resume=resume)
 
 
 def _run_job(job):
-    config, case, outdir, series, resume = job
+    config, case, outdir, series, resume, every = job
     return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, outdir / "snapshots", None,
-                                series, outdir / "checkpoints" / case.slug, resume)
+                                series, outdir / "checkpoints" / case.slug, resume, every)
 
 
 def summary_row(result: RunResult, case: Case | None = None) -> dict:
@@ -151,7 +151,7 @@ def _kernels_compiled() -> bool:
 
 def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, progress: bool = True,
               workers: int | None = None, echo=print, overwrite: bool = False, resume: bool = False,
-              allow_coarse: bool = False) -> dict[str, RunResult]:
+              allow_coarse: bool = False, checkpoint_every: int | None = None) -> dict[str, RunResult]:
     """Plan the study, check it and its output folder (before anything is written), run every
     case (``workers`` processes; cases are independent, so running them in parallel changes
     nothing), then write the study's outputs.  Time series stream into the folder as the cases
@@ -159,9 +159,14 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     exceeds the tolerance raises :class:`ChargeToleranceError` after everything is written."""
     from ..coupling.outputs import OutputFolder
 
+    from ..coupling.preflight import check_memory
+
     t_start = time.perf_counter()
+    n_workers = max(1, workers if workers else (os.cpu_count() or 1))
+    if config.host.kind != "image":  # before any host is built: a huge one would not fit to be checked
+        check_memory(int(np.prod(config.host.shape)), n_workers)
     plan = study.plan(config, root_sequence(config.seed))
-    n_workers = max(1, min(workers if workers else (os.cpu_count() or 1), len(plan.cases)))
+    n_workers = min(n_workers, len(plan.cases))
     warnings = _preflight(study, config, plan, n_workers, allow_coarse)
     folder = OutputFolder(outdir, config.digest(), overwrite=overwrite, resume=resume)
     folder.check()
@@ -175,7 +180,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
         echo("compiling kernels (first run only, about a minute)...")
     folder.status("running", cases=[c.label for c in plan.cases])
     try:
-        results = _run_cases(study, config, plan, outdir, n_workers, progress, resume)
+        results = _run_cases(study, config, plan, outdir, n_workers, progress, resume, checkpoint_every)
     except KeyboardInterrupt:
         folder.status("interrupted", reason="interrupted (Ctrl-C)", series=str(outdir),
                       note="time series up to the last macro-step are in the .partial.csv files; --resume continues")
@@ -214,24 +219,25 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
     folder.status("complete")
 
 
-def _run_cases(study, config, plan, outdir, n_workers, progress, resume) -> dict[str, RunResult]:
+def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
     durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
     bar = tqdm(total=round(sum(durations.values()), 6), unit="s", desc=f"{study.name} (simulated time)",
                disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
-    jobs = [(config, case, outdir, study.series_path(outdir, case), resume) for case in plan.cases]
+    jobs = [(config, case, outdir, study.series_path(outdir, case), resume, every) for case in plan.cases]
     results: dict[str, RunResult] = {}
     try:
         if n_workers == 1:
-            for config_, case, out, series, res in jobs:
+            for config_, case, out, series, res, every_ in jobs:
                 start = bar.n
 
                 def tick(row, start=start):  # the bar follows the case's simulated time
                     bar.update(start + row[col.TIME] - bar.n)
 
                 results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug,
-                                               out / "snapshots", tick, series, out / "checkpoints" / case.slug, res)
+                                               out / "snapshots", tick, series, out / "checkpoints" / case.slug, res,
+                                               every_)
                 bar.update(start + durations[case.label] - bar.n)
         else:
             results = _run_in_pool(jobs, n_workers, bar, durations)
