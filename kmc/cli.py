@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .coupling.config import ConfigError, SimulationConfig, format_config, make_config
 from .studies.base import ChargeToleranceError
+from .studies.ensemble import EnsembleIncomplete
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -158,8 +159,8 @@ def _run_study_command(args) -> None:
 
         _check_hosts(study.name, config)
         _check_scheduler(args.scheduler)
-        run_study_ensemble(study.name, config, out, replicas=args.replicas, workers=args.workers,
-                           scheduler=args.scheduler, progress=not args.no_progress)
+        _check_replicas(run_study_ensemble(study.name, config, out, replicas=args.replicas, workers=args.workers,
+                                           scheduler=args.scheduler, progress=not args.no_progress))
     else:
         run_study(study, config, out, progress=not args.no_progress, workers=args.workers,
                   overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse,
@@ -177,11 +178,21 @@ def _run_ensemble_command(args) -> None:
     kw = dict(workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
               checkpoint_every_steps=args.checkpoint_every)
     if args.cases != "single":
-        run_study_ensemble(args.cases, config, out, args.replicas, **kw)
+        res = run_study_ensemble(args.cases, config, out, args.replicas, **kw)
     else:
         res = run_ensemble(config, args.replicas, outdir=out, echo=print, **kw)
         if res.rows:
             print(format_comparison(res.statistics, []))
+    _check_replicas(res)
+
+
+def _check_replicas(res) -> None:
+    from .studies.ensemble import EnsembleIncomplete
+
+    if res.failures:
+        raise EnsembleIncomplete(f"{len(res.failures)} replica(s) failed: "
+                                 + "; ".join(f"{r}: {rec['error']}" for r, rec in sorted(res.failures.items()))
+                                 + f" (see {res.outdir / 'replicas'}/*.failed.json; a rerun retries them)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ChargeToleranceError as e:
+    except (ChargeToleranceError, EnsembleIncomplete) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

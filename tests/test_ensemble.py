@@ -187,6 +187,11 @@ def test_failing_replica_is_reported_and_others_complete(tmp_path):
     assert rec["entropy"] == np.random.SeedSequence(0).entropy
     assert {row["Replica"] for row in res.rows} == {0, 2}
     assert "n" in res.statistics[0] and all(s["n"] <= 2 for s in res.statistics)
+    from kmc.cli import _check_replicas  # the command exits 1 naming the failed replicas
+    from kmc.studies.ensemble import EnsembleIncomplete
+
+    with pytest.raises(EnsembleIncomplete, match="1 replica.*1: ValueError: injected failure"):
+        _check_replicas(res)
 
 
 def test_pulse_vs_dc_ensemble_statistics_and_cli(tmp_path, monkeypatch):

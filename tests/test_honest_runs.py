@@ -259,3 +259,25 @@ def test_a_capacity_segment_ends_on_the_charge_passed_not_on_the_clock(tmp_path)
     assert r.summary[col.SEGMENTS_ENDED_BY] == "charge"
     assert r.rows[-1][col.TIME] > cfg.protocol.segments()[0].duration  # past the nominal 90 s
     assert r.summary[col.CHARGE_ERROR] < 100 * 0.5 / n_packets
+
+
+def test_images_stored_as_0_255_load_with_their_hash_and_warnings(tmp_path):
+    from kmc.coupling.preflight import check_case
+
+    img = np.full((12, 12, 6), 255, np.uint8)  # 255 = pore
+    img[2:10, 2:10, 0:4] = 0  # a solid block on the collector ...
+    img[4:8, 4:8, 1:3] = 255  # ... with a sealed cavity inside
+    img[0, 0, 5] = 0  # a floating voxel
+    np.save(tmp_path / "img.npy", img)
+    cfg = make_config(overrides=["host.kind=image", f"host.image_path={tmp_path / 'img.npy'}",
+                                 "host.image_pore_value=255", "host.reservoir_layers=8"])
+    host = cfg.host.build(0)
+    import hashlib
+
+    assert host.summary()["image_sha256"] == hashlib.sha256((tmp_path / "img.npy").read_bytes()).hexdigest()
+    warns = check_case(cfg, host, cfg.protocol.segments(), "image", allow_coarse=True)
+    assert any("closed off" in w for w in warns) and any("floats" in w for w in warns)
+    flipped = make_config(overrides=["host.kind=image", f"host.image_path={tmp_path / 'img.npy'}",
+                                     "host.image_pore_value=255", "host.image_flip_z=true"]).host.build(0)
+    assert (flipped.phase[:, :, 1:7] != 0).sum(axis=(0, 1)).tolist() == \
+        (host.phase[:, :, 1:7] != 0).sum(axis=(0, 1)).tolist()[::-1]

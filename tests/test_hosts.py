@@ -12,19 +12,19 @@ from kmc.hosts import (ETA_NUC_BARE, Host, um_to_voxels, activity_gradient, buil
                        load_voxel_image, overlapping_spheres, planar_foil, porosity_gradient,
                        random_porous, register_host, unregister_host)
 
-H_M = 1e-6  # 1 um voxels
+H_UM = 1.0  # voxel edge [um] (1 um voxels)
 SHAPE = (32, 32, 24)  # host layers 1..19 with the default reservoir of 4
 
 
 def _all_generators(seed=7):
     return {
-        "foil": planar_foil(SHAPE, H_M, thickness=3),
-        "pillars": channel_array(SHAPE, H_M, pitch=8, radius=2.5, kind="pillars"),
-        "channels": channel_array(SHAPE, H_M, pitch=8, radius=2.5, kind="channels"),
-        "random_porous": random_porous(SHAPE, H_M, 0.5, 2.0, seed=seed),
-        "spheres": overlapping_spheres(SHAPE, H_M, 0.5, 3.0, seed=seed),
-        "fibres": fibre_mat(SHAPE, H_M, 0.6, 2.0, seed=seed),
-        "gradient": porosity_gradient(SHAPE, H_M, 0.8, 0.4, seed=seed),
+        "foil": planar_foil(SHAPE, H_UM, thickness=3),
+        "pillars": channel_array(SHAPE, H_UM, pitch=8, radius=2.5, kind="pillars"),
+        "channels": channel_array(SHAPE, H_UM, pitch=8, radius=2.5, kind="channels"),
+        "random_porous": random_porous(SHAPE, H_UM, 0.5, 2.0, seed=seed),
+        "spheres": overlapping_spheres(SHAPE, H_UM, 0.5, 3.0, seed=seed),
+        "fibres": fibre_mat(SHAPE, H_UM, 0.6, 2.0, seed=seed),
+        "gradient": porosity_gradient(SHAPE, H_UM, 0.8, 0.4, seed=seed),
     }
 
 
@@ -35,12 +35,12 @@ def generated():
 
 @pytest.fixture(scope="module")
 def porous():
-    return random_porous(SHAPE, H_M, 0.6, 2.0, seed=11)
+    return random_porous(SHAPE, H_UM, 0.6, 2.0, seed=11)
 
 
 # -- planar foil: summary by hand ------------------------------------------------------------
 def test_planar_foil_bare_collector_summary_exact():
-    foil = planar_foil((8, 6, 5), 2e-6)  # thickness 1 = just the collector layer
+    foil = planar_foil((8, 6, 5), 2.0)  # thickness 1 = just the collector layer
     s = foil.summary()
     assert foil.shape == (8, 6, 5)
     assert s["host_layers"] == 0 and s["host_height_um"] == 0.0
@@ -52,7 +52,7 @@ def test_planar_foil_bare_collector_summary_exact():
 
 
 def test_planar_foil_thick_summary_exact():
-    foil = planar_foil((8, 6, 7), 2e-6, thickness=3)  # collector + 2 solid layers
+    foil = planar_foil((8, 6, 7), 2.0, thickness=3)  # collector + 2 solid layers
     s = foil.summary()
     assert s["host_layers"] == 2
     assert s["host_height_um"] == pytest.approx(4.0)  # 2 layers x 2 um
@@ -65,8 +65,8 @@ def test_planar_foil_thick_summary_exact():
 
 
 def test_channel_array_geometry_is_periodic_and_exact():
-    p = channel_array(SHAPE, H_M, pitch=8, radius=2.5, height=10, kind="pillars")
-    c = channel_array(SHAPE, H_M, pitch=8, radius=2.5, height=10, kind="channels")
+    p = channel_array(SHAPE, H_UM, pitch=8, radius=2.5, height=10, kind="pillars")
+    c = channel_array(SHAPE, H_UM, pitch=8, radius=2.5, height=10, kind="channels")
     # pillars and channels are complements in the host layers
     assert np.array_equal(p.phase[:, :, 1:11] == HOST_CONDUCTIVE, c.phase[:, :, 1:11] == ELECTROLYTE)
     assert p.host_layers == 10 and np.all(p.phase[:, :, 11:] == ELECTROLYTE)
@@ -90,12 +90,12 @@ def test_every_generator_has_collector_and_reservoir(generated):
 @pytest.mark.parametrize("target", [0.4, 0.7])
 def test_porosity_targets(target):
     cases = {
-        "random_porous": random_porous(SHAPE, H_M, target, 2.0, seed=1),
-        "random_porous_drop": random_porous(SHAPE, H_M, target, 2.0, seed=1, disconnected="drop"),
-        "spheres": overlapping_spheres(SHAPE, H_M, target, 3.0, seed=2),
-        "sphere_pores": overlapping_spheres(SHAPE, H_M, target, 3.0, kind="pores", seed=2),
-        "spheres_drop": overlapping_spheres(SHAPE, H_M, target, 3.0, seed=2, disconnected="drop"),
-        "fibres": fibre_mat(SHAPE, H_M, target, 2.0, seed=3),
+        "random_porous": random_porous(SHAPE, H_UM, target, 2.0, seed=1),
+        "random_porous_drop": random_porous(SHAPE, H_UM, target, 2.0, seed=1, disconnected="drop"),
+        "spheres": overlapping_spheres(SHAPE, H_UM, target, 3.0, seed=2),
+        "sphere_pores": overlapping_spheres(SHAPE, H_UM, target, 3.0, kind="pores", seed=2),
+        "spheres_drop": overlapping_spheres(SHAPE, H_UM, target, 3.0, seed=2, disconnected="drop"),
+        "fibres": fibre_mat(SHAPE, H_UM, target, 2.0, seed=3),
     }
     for name, host in cases.items():
         assert abs(host.porosity - target) <= 0.02, (name, host.porosity)
@@ -104,7 +104,7 @@ def test_porosity_targets(target):
 
 
 def test_porosity_gradient_slices():
-    g = porosity_gradient(SHAPE, H_M, 0.8, 0.3, seed=4)
+    g = porosity_gradient(SHAPE, H_UM, 0.8, 0.3, seed=4)
     per_layer = np.mean(g.phase[:, :, 1:20] == ELECTROLYTE, axis=(0, 1))
     expected = np.linspace(0.8, 0.3, 19)
     assert np.max(np.abs(per_layer - expected)) <= 1.0 / (32 * 32)
@@ -126,18 +126,18 @@ def test_fibres_lie_roughly_in_plane():
     # an untilted fibre of radius 1.5 spans at most 4 layers: only crossings of fibres at
     # different heights make longer vertical solid runs; steep fibres make many
     for seed in (5, 6):
-        flat = fibre_mat(SHAPE, H_M, 0.85, 1.5, max_tilt_deg=0.0, seed=seed)
-        steep = fibre_mat(SHAPE, H_M, 0.85, 1.5, max_tilt_deg=80.0, seed=seed)
+        flat = fibre_mat(SHAPE, H_UM, 0.85, 1.5, max_tilt_deg=0.0, seed=seed)
+        steep = fibre_mat(SHAPE, H_UM, 0.85, 1.5, max_tilt_deg=80.0, seed=seed)
         f_flat = _long_z_run_fraction(flat.phase[:, :, 1:20] != ELECTROLYTE, 4)
         f_steep = _long_z_run_fraction(steep.phase[:, :, 1:20] != ELECTROLYTE, 4)
         assert f_flat < 0.15 and f_steep > 2 * f_flat, (f_flat, f_steep)
 
 
 @pytest.mark.parametrize("make", [
-    lambda: random_porous(SHAPE, H_M, 0.5, 2.0, seed=9),
-    lambda: porosity_gradient(SHAPE, H_M, 0.7, 0.4, 2.0, seed=9),
-    lambda: overlapping_spheres(SHAPE, H_M, 0.5, 3.0, seed=9),
-    lambda: fibre_mat(SHAPE, H_M, 0.6, 2.0, seed=9),
+    lambda: random_porous(SHAPE, H_UM, 0.5, 2.0, seed=9),
+    lambda: porosity_gradient(SHAPE, H_UM, 0.7, 0.4, 2.0, seed=9),
+    lambda: overlapping_spheres(SHAPE, H_UM, 0.5, 3.0, seed=9),
+    lambda: fibre_mat(SHAPE, H_UM, 0.6, 2.0, seed=9),
 ], ids=["random_porous", "gradient", "spheres", "fibres"])
 def test_structures_are_periodic_in_xy(make):
     solid = make().phase[:, :, 1:20] != ELECTROLYTE
@@ -154,10 +154,10 @@ def test_structures_are_periodic_in_xy(make):
 
 # -- reproducibility ------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [
-    lambda **k: random_porous(SHAPE, H_M, 0.5, 2.0, **k),
-    lambda **k: overlapping_spheres(SHAPE, H_M, 0.5, 3.0, **k),
-    lambda **k: fibre_mat(SHAPE, H_M, 0.6, 2.0, **k),
-    lambda **k: porosity_gradient(SHAPE, H_M, 0.8, 0.4, **k),
+    lambda **k: random_porous(SHAPE, H_UM, 0.5, 2.0, **k),
+    lambda **k: overlapping_spheres(SHAPE, H_UM, 0.5, 3.0, **k),
+    lambda **k: fibre_mat(SHAPE, H_UM, 0.6, 2.0, **k),
+    lambda **k: porosity_gradient(SHAPE, H_UM, 0.8, 0.4, **k),
 ], ids=["random_porous", "spheres", "fibres", "gradient"])
 def test_same_seed_same_host_different_seed_differs(make):
     a, b, c = make(seed=123), make(seed=123), make(seed=124)
@@ -176,15 +176,15 @@ def test_same_seed_same_host_different_seed_differs(make):
 def test_global_random_state_untouched():
     np.random.seed(0)
     before = np.random.get_state()[1].copy()
-    random_porous(SHAPE, H_M, 0.5, 2.0, seed=1)
-    overlapping_spheres(SHAPE, H_M, 0.5, 3.0, seed=1)
-    decorate_lithiophilic_seeds(planar_foil(SHAPE, H_M), 0.2, seed=1)
+    random_porous(SHAPE, H_UM, 0.5, 2.0, seed=1)
+    overlapping_spheres(SHAPE, H_UM, 0.5, 3.0, seed=1)
+    decorate_lithiophilic_seeds(planar_foil(SHAPE, H_UM), 0.2, seed=1)
     assert np.array_equal(np.random.get_state()[1], before)
 
 
 def test_rng_and_seed_together_rejected():
     with pytest.raises(ValueError, match="either rng or seed"):
-        random_porous(SHAPE, H_M, 0.5, seed=1, rng=np.random.default_rng(1))
+        random_porous(SHAPE, H_UM, 0.5, seed=1, rng=np.random.default_rng(1))
 
 
 # -- impossible requests and argument validation --------------------------------------------------
@@ -192,39 +192,39 @@ def test_rng_and_seed_together_rejected():
 def test_porosity_out_of_range(bad):
     for make in (random_porous, overlapping_spheres, fibre_mat):
         with pytest.raises(ValueError, match=rf"porosity={bad:g} is out of range: must be in \(0, 1\)"):
-            make(SHAPE, H_M, bad, 2.0, seed=0)
+            make(SHAPE, H_UM, bad, 2.0, seed=0)
     with pytest.raises(ValueError, match="porosity_top"):
-        porosity_gradient(SHAPE, H_M, 0.5, bad, seed=0)
+        porosity_gradient(SHAPE, H_UM, 0.5, bad, seed=0)
 
 
 def test_channel_radius_vs_pitch():
     with pytest.raises(ValueError, match=r"radius=5 is out of range: must be in \(0, 4\)"):
-        channel_array(SHAPE, H_M, pitch=8, radius=5)
+        channel_array(SHAPE, H_UM, pitch=8, radius=5)
     with pytest.raises(ValueError, match="radius=4"):
-        channel_array(SHAPE, H_M, pitch=8, radius=4.0)
+        channel_array(SHAPE, H_UM, pitch=8, radius=4.0)
     with pytest.raises(ValueError, match="touch"):  # r < p/2 but voxelised cylinders merge
-        channel_array(SHAPE, H_M, pitch=8, radius=3.9)
+        channel_array(SHAPE, H_UM, pitch=8, radius=3.9)
     with pytest.raises(ValueError, match="pitch=6.*divide"):
-        channel_array(SHAPE, H_M, pitch=6, radius=2)
+        channel_array(SHAPE, H_UM, pitch=6, radius=2)
 
 
 def test_other_argument_edges():
     with pytest.raises(ValueError, match="reservoir=23 is out of range"):
-        random_porous(SHAPE, H_M, 0.5, reservoir=23, seed=0)
-    with pytest.raises(ValueError, match="spacing"):
-        planar_foil(SHAPE, -1e-6)
+        random_porous(SHAPE, H_UM, 0.5, reservoir=23, seed=0)
+    with pytest.raises(ValueError, match="spacing_um=-1 is out of range"):
+        planar_foil(SHAPE, -1.0)
     with pytest.raises(ValueError, match="thickness=24 is out of range"):
-        planar_foil(SHAPE, H_M, thickness=24)
+        planar_foil(SHAPE, H_UM, thickness=24)
     with pytest.raises(ValueError, match="kind='tubes'"):
-        channel_array(SHAPE, H_M, pitch=8, radius=2, kind="tubes")
+        channel_array(SHAPE, H_UM, pitch=8, radius=2, kind="tubes")
     with pytest.raises(ValueError, match="feature_size"):
-        random_porous(SHAPE, H_M, 0.5, feature_size=0, seed=0)
+        random_porous(SHAPE, H_UM, 0.5, feature_size=0, seed=0)
     with pytest.raises(ValueError, match="weighting"):
-        decorate_lithiophilic_seeds(planar_foil(SHAPE, H_M), 0.1, weighting="middle", seed=0)
+        decorate_lithiophilic_seeds(planar_foil(SHAPE, H_UM), 0.1, weighting="middle", seed=0)
 
 
 def test_dielectric_lid_is_impossible():
-    foil = planar_foil(SHAPE, H_M)
+    foil = planar_foil(SHAPE, H_UM)
     lid = foil.copy()
     lid.phase[:, :, 10] = HOST_DIELECTRIC
     with pytest.raises(ValueError, match="impossible request.*no electrolyte \\(pore\\) path"):
@@ -235,7 +235,7 @@ def test_dielectric_lid_is_impossible():
 
 
 def test_pore_path_through_periodic_boundary():
-    host = planar_foil((8, 8, 16), H_M)
+    host = planar_foil((8, 8, 16), H_UM)
     host.phase[:, :, 9:12] = HOST_DIELECTRIC  # three-layer lid
     host.phase[0, 4, 11] = ELECTROLYTE  # hole in the top sheet at x = 0 ...
     host.phase[0, 4, 10] = ELECTROLYTE
@@ -248,7 +248,7 @@ def test_pore_path_through_periodic_boundary():
 
 
 def test_no_electrolyte_on_top_and_isolated_pores_rejected():
-    full = planar_foil(SHAPE, H_M)
+    full = planar_foil(SHAPE, H_UM)
     full.phase[:, :, -1] = HOST_DIELECTRIC
     with pytest.raises(ValueError, match="impossible request.*top layer"):
         full.validate()
@@ -256,11 +256,11 @@ def test_no_electrolyte_on_top_and_isolated_pores_rejected():
     block = np.zeros((8, 8, 8), dtype=bool)
     block[3:5, 3:5, 3:5] = True  # pore only inside
     with pytest.raises(ValueError, match="impossible request"):
-        load_voxel_image(block, H_M)  # no reservoir: top layer is solid
+        load_voxel_image(block, H_UM)  # no reservoir: top layer is solid
 
 
 def test_validate_rejects_malformed_hosts():
-    foil = planar_foil((6, 6, 6), H_M)
+    foil = planar_foil((6, 6, 6), H_UM)
     bad = foil.copy()
     bad.phase = bad.phase.astype(np.int32)
     with pytest.raises(ValueError, match="uint8"):
@@ -301,8 +301,37 @@ def test_host_constructor_defaults_and_units():
     h = Host(phase, 5e-7).validate()
     assert h.eta_nuc[0, 0, 1] == ETA_NUC_BARE and h.eta_nuc[0, 0, 2] == 0.0
     assert np.all(h.activity == 1.0) and not h.seed_mask.any()
+    assert h.spacing == 5e-7 and h.summary()["spacing_um"] == pytest.approx(0.5)  # Host.spacing is in m
     assert h.host_height == pytest.approx(5e-7) and h.porosity == 0.0
-    assert um_to_voxels(2.0, 5e-7) == pytest.approx(4.0)
+
+
+def test_spacing_is_in_micrometres():
+    assert um_to_voxels(2.0, 0.5) == 4.0
+    assert um_to_voxels(3.0, 1.0) == 3.0
+    foil = planar_foil(SHAPE, 0.5)
+    assert foil.spacing == 5e-7 and foil.summary()["spacing_um"] == pytest.approx(0.5)  # SI inside
+    arr = np.ones((6, 6, 5), dtype=bool)  # all pore: a bare collector is prepended
+    assert load_voxel_image(arr, 2.0).spacing == 2e-6
+    # a voxel edge written in metres is not a length in um: refused, naming spacing_um and its range
+    metres = r"spacing_um=1e-06 is out of range: must be in \[0\.001, 10000\].*not a voxel edge in micrometres"
+    with pytest.raises(ValueError, match=metres):
+        load_voxel_image(arr, 1e-6)
+    for build in (lambda s: planar_foil(SHAPE, s), lambda s: random_porous(SHAPE, s, 0.5, seed=0),
+                  lambda s: channel_array(SHAPE, s, pitch=8, radius=2.5),
+                  lambda s: overlapping_spheres(SHAPE, s, 0.5, 3.0, seed=0),
+                  lambda s: fibre_mat(SHAPE, s, 0.6, 2.0, seed=0),
+                  lambda s: porosity_gradient(SHAPE, s, 0.8, 0.4, seed=0),
+                  lambda s: um_to_voxels(2.0, s)):
+        with pytest.raises(ValueError, match=metres):
+            build(1e-6)
+    with pytest.raises(ValueError, match=r"spacing_um=0\.0005 is out of range"):
+        planar_foil(SHAPE, 5e-4)  # below 1 nm
+    with pytest.raises(ValueError, match=r"spacing_um=20000 is out of range: must be in \[0\.001, 10000\]"):
+        planar_foil(SHAPE, 2e4)
+    assert planar_foil(SHAPE, 1e-3).spacing == pytest.approx(1e-9)  # the bounds themselves are allowed
+    assert planar_foil(SHAPE, 1e4).spacing == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="spacing_um"):
+        planar_foil(SHAPE, spacing_um=float("nan"))
 
 
 def test_copy_is_deep(porous):
@@ -369,8 +398,8 @@ def test_coat_dielectric_only_in_range(porous):
 
 
 def test_coat_top_fraction_and_thickness():
-    foil = planar_foil(SHAPE, H_M)
-    pill = channel_array(SHAPE, H_M, pitch=8, radius=3.0, kind="pillars")  # host layers 1..19
+    foil = planar_foil(SHAPE, H_UM)
+    pill = channel_array(SHAPE, H_UM, pitch=8, radius=3.0, kind="pillars")  # host layers 1..19
     top = coat_dielectric(pill, top_fraction=1 / 3)  # ceil(19/3) = 7 layers: 13..19
     zs = np.nonzero(top.phase == HOST_DIELECTRIC)[2]
     assert zs.min() == 13 and zs.max() == 19
@@ -383,11 +412,11 @@ def test_coat_top_fraction_and_thickness():
         coat_dielectric(foil, 0, 5)
     # coating a thick foil's only surface leaves no conductor the electrolyte can reach
     with pytest.raises(ValueError, match="impossible request"):
-        coat_dielectric(planar_foil(SHAPE, H_M, thickness=3), 1, 3)
+        coat_dielectric(planar_foil(SHAPE, H_UM, thickness=3), 1, 3)
 
 
 def test_activity_gradient_linear():
-    pill = channel_array(SHAPE, H_M, pitch=8, radius=2.5, kind="pillars")
+    pill = channel_array(SHAPE, H_UM, pitch=8, radius=2.5, kind="pillars")
     g = activity_gradient(pill, 1.0, 3.0)  # host layers 0..19
     col = g.activity[3, 3, :]  # inside a pillar (axis at 3.5, 3.5)
     assert pill.phase[3, 3, 19] == HOST_CONDUCTIVE
@@ -409,14 +438,14 @@ def test_load_npy_round_trip(tmp_path, porous):
     img = _pore_image(porous)
     path = tmp_path / "img.npy"
     np.save(path, img)
-    h = load_voxel_image(path, H_M)
-    assert np.array_equal(h.phase, porous.phase) and h.spacing == H_M
+    h = load_voxel_image(path, H_UM)
+    assert np.array_equal(h.phase, porous.phase) and h.spacing == H_UM * 1e-6
     assert h.porosity == pytest.approx(porous.porosity)
-    flipped = load_voxel_image(img[:, :, ::-1], H_M, flip_z=True)
+    flipped = load_voxel_image(img[:, :, ::-1], H_UM, flip_z=True)
     assert np.array_equal(flipped.phase, porous.phase)
     # inverted convention, dielectric solid, extra reservoir
     np.save(path, (~img).astype(np.uint8))
-    d = load_voxel_image(path, H_M, pore_value=0, solid_phase=HOST_DIELECTRIC, reservoir=3)
+    d = load_voxel_image(path, H_UM, pore_value=0, solid_phase=HOST_DIELECTRIC, reservoir=3)
     assert d.shape == (32, 32, 27)
     assert np.all(d.phase[:, :, 0] == HOST_CONDUCTIVE) and np.all(d.phase[:, :, -3:] == ELECTROLYTE)
     assert np.array_equal(d.phase[:, :, 1:24] == HOST_DIELECTRIC, ~img)
@@ -426,14 +455,14 @@ def test_load_without_collector_and_errors(tmp_path):
     img = np.ones((6, 6, 6), dtype=bool)
     img[:, :, 0] = False  # solid bottom becomes the collector
     img[2:4, 2:4, 1:4] = False
-    h = load_voxel_image(img, H_M, add_collector=False)
+    h = load_voxel_image(img, H_UM, add_collector=False)
     assert h.shape == (6, 6, 6) and np.all(h.phase[:, :, 0] == HOST_CONDUCTIVE)
     with pytest.raises(ValueError, match="z=0 layer to be entirely solid"):
-        load_voxel_image(np.ones((6, 6, 6), dtype=bool), H_M, add_collector=False)
+        load_voxel_image(np.ones((6, 6, 6), dtype=bool), H_UM, add_collector=False)
     with pytest.raises(ValueError, match="pore_value=7 matches no voxel"):
-        load_voxel_image(img, H_M, pore_value=7)
+        load_voxel_image(img, H_UM, pore_value=7)
     with pytest.raises(ValueError, match="unsupported file type"):
-        load_voxel_image(tmp_path / "x.png", H_M)
+        load_voxel_image(tmp_path / "x.png", H_UM)
 
 
 def test_load_tiff_round_trip(tmp_path, porous):
@@ -441,7 +470,7 @@ def test_load_tiff_round_trip(tmp_path, porous):
     img = _pore_image(porous)
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, img.transpose(2, 1, 0).astype(np.uint8) * 255)  # pages along z
-    h = load_voxel_image(path, H_M, pore_value=255)
+    h = load_voxel_image(path, H_UM, pore_value=255)
     assert np.array_equal(h.phase, porous.phase)
 
 
@@ -455,7 +484,7 @@ def test_tiff_without_tifffile_says_how_to_fix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match="optional package 'tifffile'"):
-        load_voxel_image(tmp_path / "stack.tiff", H_M)
+        load_voxel_image(tmp_path / "stack.tiff", H_UM)
 
 
 def test_summary_is_consistent(generated):
@@ -483,19 +512,19 @@ def test_registry_lists_config_kinds_and_rejects_unknown():
     with pytest.raises(ConfigError, match=r"host\.kind: .*must be one of \['planar_foil'"):
         make_config(overrides=["host.kind=no_such_host"])
     with pytest.raises(ValueError, match="already registered"):
-        register_host("planar_foil")(lambda spec, spacing_m, seed: None)
+        register_host("planar_foil")(lambda spec, spacing_um, seed: None)
 
 
 def test_registered_kind_is_valid_config():
     @register_host("two_voxel_foil", needs_seed=False)
-    def _build(spec, spacing_m, seed):
+    def _build(spec, spacing_um, seed):
         """Foil two voxels thick (the collector and one layer)."""
-        return planar_foil(spec.shape, spacing_m, thickness=2, reservoir=spec.reservoir_layers)
+        return planar_foil(spec.shape, spacing_um, thickness=2, reservoir=spec.reservoir_layers)
 
     try:
         cfg = make_config(overrides=["host.kind=two_voxel_foil"])
         host = cfg.host.build(0)
-        assert np.array_equal(host.phase, planar_foil(cfg.host.shape, 1e-6, thickness=2).phase)
+        assert np.array_equal(host.phase, planar_foil(cfg.host.shape, cfg.host.spacing_um, thickness=2).phase)
         assert host.host_layers == 1
         # the spec's decorations apply to a registered kind too
         seeded = make_config(overrides=["host.kind=two_voxel_foil", "host.seed_fraction=0.2"]).host.build(0)

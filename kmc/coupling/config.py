@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -32,7 +32,11 @@ class HostSpec(StrictModel):
     pitch_um: float = Field(8.0, gt=0, le=1000.0, description="channel/pillar pitch [um]")
     radius_um: float = Field(2.0, gt=0, le=1000.0, description="channel/pillar/fibre radius [um]")
     channels_are_holes: bool = Field(False, description="channel_array: holes in a block (True) or pillars (False)")
-    image_path: Optional[str] = Field(None, description="voxel image (.npy/.tif), True = pore")
+    image_path: Optional[str] = Field(None, description="voxel image (.npy/.tif/.tiff) for host.kind = image")
+    image_pore_value: Union[bool, int, float] = Field(True, description="image value that marks pore (True for boolean images, e.g. 0 or 255 for 8-bit ones)")
+    image_axes: Optional[Literal["xyz", "xzy", "yxz", "yzx", "zxy", "zyx"]] = Field(
+        None, description="order of the image's axes (default xyz for .npy, zyx for TIFF stacks)")
+    image_flip_z: bool = Field(False, description="flip the image along z (its z = 0 must face the collector)")
     seed_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of host surface voxels that are lithiophilic seeds [-]")
     seed_weighting: Literal["uniform", "top", "bottom"] = Field("uniform", description="where seeds concentrate along the height")
     seed_eta_nuc_V: float = Field(0.0, ge=0, le=0.5, description="nucleation overpotential on seeds [V]")

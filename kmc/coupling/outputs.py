@@ -20,6 +20,18 @@ RUN_DIRS = ("snapshots", "cases", "checkpoints")
 RUN_GLOBS = ("*.png",)
 
 
+def check_writable(path) -> None:
+    """ConfigError unless ``path`` is (or can be made as) a folder this process can write."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"--out {p}: is a file, not a folder")
+    probe = p if p.exists() else next((a for a in p.parents if a.exists()), Path("."))
+    if not probe.is_dir():
+        raise ConfigError(f"--out {p}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {p}: {probe} is not writable")
+
+
 class OutputFolder:
     """``path`` for a run of the configuration with digest ``digest``."""
 
@@ -39,13 +51,7 @@ class OutputFolder:
     def check(self) -> None:
         """ConfigError (one line, nothing written) when the folder cannot take this run."""
         p = self.path
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"--out {p}: is a file, not a folder")
-        probe = p if p.exists() else next((a for a in p.parents if a.exists()), Path("."))
-        if not probe.is_dir():
-            raise ConfigError(f"--out {p}: {probe} is a file, not a folder")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise ConfigError(f"--out {p}: {probe} is not writable")
+        check_writable(p)
         holds_run = p.is_dir() and any((p / f).exists() for f in ("config.json", "status.json"))
         if self.resume:
             if not holds_run:

@@ -58,6 +58,13 @@ def check_case(config: SimulationConfig, host, segments, label: str, *, allow_co
         if not allow_coarse:
             raise ConfigError(msg)
         warnings.append(msg)
+    closed, floating = host.closed_pore_fraction, 1.0 - host.connected_conductor_fraction
+    if closed > 0:
+        warnings.append(f"{label}: {closed:.1%} of the pore space is closed off from the top; its electrolyte "
+                        "exchanges no salt with the reservoir and carries no net current")
+    if floating > 0:
+        warnings.append(f"{label}: {floating:.1%} of the conductive solid floats (no path to the collector); "
+                        "it stays inert until lithium connects it")
     free_um = np.count_nonzero(host.phase == ELECTROLYTE) * h**3 / footprint * 1e6
     dense_um = peak / MAH_PER_CM2 / LITHIUM_MAH_PER_CM3 * 1e4  # cm -> um
     if dense_um > FILL_LIMIT * free_um:

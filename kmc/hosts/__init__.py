@@ -13,8 +13,10 @@ Conventions
 * ``z = nz - 1`` faces the separator / bulk electrolyte. Generators leave ``reservoir``
   pure-electrolyte layers above the host (default :data:`DEFAULT_RESERVOIR`), so the host
   occupies layers ``1 .. nz - 1 - reservoir``.
-* ``spacing`` is the voxel edge in metres; every other geometric argument is in voxels
-  (convert micrometres with :func:`um_to_voxels`).
+* The builders take the voxel edge as ``spacing_um`` in micrometres (values below 1e-3 um,
+  e.g. a length in metres, are refused); ``Host.spacing`` stores it in metres (SI inside).
+  Every other geometric argument is in voxels (convert micrometres with
+  ``um_to_voxels(length_um, spacing_um)``).
 * Randomness comes only from an explicit ``rng`` (``numpy.random.Generator``) or ``seed``
   (int or ``SeedSequence``), never numpy's global state. With neither, a fresh
   ``SeedSequence`` is drawn and its entropy stored in ``host.metadata["seed_entropy"]``.

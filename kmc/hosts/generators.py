@@ -1,6 +1,11 @@
 """Host generators: deterministic (planar foil, channel/pillar arrays) and random (blurred
 noise, overlapping spheres, fibre mats, porosity gradients). Each returns a validated
-:class:`~kmc.hosts.host.Host`."""
+:class:`~kmc.hosts.host.Host`.
+
+Units: every generator takes the voxel edge as ``spacing_um`` [um] (stored as
+``Host.spacing`` in metres); every other geometric argument (thickness, pitch, radius,
+height, length, feature_size, reservoir) is in voxels -- convert micrometres with
+:func:`~kmc.hosts.host.um_to_voxels`."""
 from __future__ import annotations
 
 import math
@@ -14,7 +19,7 @@ from continuum.grid import collector_connected
 
 from ..engine.seeds import generator
 from .host import (DEFAULT_RESERVOIR, ETA_NUC_BARE, POROSITY_TOLERANCE, Host, SeedLike, Shape,
-                   _check_choice, _check_num, _check_spacing, _finish, _host_layer_count, _parse_shape)
+                   _check_choice, _check_num, _check_spacing_um, _finish, _host_layer_count, _parse_shape)
 
 _DISCONNECTED_MODES = ("keep", "drop")
 
@@ -51,15 +56,16 @@ def _porosity_miss(name: str, target: float, got: float, hint: str) -> ValueErro
 # ----------------------------------------------------------------------------------------
 # deterministic generators
 # ----------------------------------------------------------------------------------------
-def planar_foil(shape: Shape, spacing: float, thickness: int = 1, *, reservoir: Optional[int] = None,
+def planar_foil(shape: Shape, spacing_um: float, thickness: int = 1, *, reservoir: Optional[int] = None,
                 eta_nuc: float = ETA_NUC_BARE, name: str = "planar_foil") -> Host:
-    """Flat conductive foil of ``thickness`` voxels *including* the collector layer.
+    """Flat conductive foil of ``thickness`` [voxels] *including* the collector layer.
 
-    ``thickness=1`` is the bare collector (host_layers 0, porosity 1 by definition).
-    Everything above the foil is electrolyte; ``reservoir``, if given, is only checked to fit.
+    ``spacing_um`` is the voxel edge [um]. ``thickness=1`` is the bare collector
+    (host_layers 0, porosity 1 by definition). Everything above the foil is electrolyte;
+    ``reservoir`` [voxels], if given, is only checked to fit.
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     thickness = _check_num("thickness", thickness, 1, nz - 1, integer=True)
     if reservoir is not None:
         _check_num("reservoir", reservoir, 0, nz - thickness, integer=True)
@@ -69,7 +75,7 @@ def planar_foil(shape: Shape, spacing: float, thickness: int = 1, *, reservoir: 
     return _finish(phase, spacing, name, meta, eta_nuc)
 
 
-def channel_array(shape: Shape, spacing: float, pitch: int, radius: float,
+def channel_array(shape: Shape, spacing_um: float, pitch: int, radius: float,
                   height: Optional[int] = None, *, kind: str = "pillars",
                   reservoir: int = DEFAULT_RESERVOIR, eta_nuc: float = ETA_NUC_BARE,
                   name: Optional[str] = None) -> Host:
@@ -77,12 +83,13 @@ def channel_array(shape: Shape, spacing: float, pitch: int, radius: float,
 
     kind='pillars': solid cylinders of ``radius`` standing in electrolyte;
     kind='channels': cylindrical holes through a solid block, open at the top and reaching
-    the collector. ``pitch`` (voxels, integer) must divide nx and ny so the array is periodic;
-    ``radius`` (voxels) must be in (0, pitch/2); ``height`` (layers above the collector)
-    defaults to all layers below the reservoir.
+    the collector. ``spacing_um`` is the voxel edge [um]. ``pitch`` [voxels, integer] must
+    divide nx and ny so the array is periodic; ``radius`` [voxels] must be in (0, pitch/2);
+    ``height`` [voxels: layers above the collector] defaults to all layers below the
+    ``reservoir`` [voxels].
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     _check_choice("kind", kind, ("pillars", "channels"))
     H = _host_layer_count(nz, reservoir)
     pitch = _check_num("pitch", pitch, 2, min(nx, ny), integer=True)
@@ -119,20 +126,21 @@ def _blurred_noise(rng, dims, feature_size) -> np.ndarray:
     return ndimage.gaussian_filter(noise, sigma=feature_size, mode=("wrap", "wrap", "reflect"))
 
 
-def random_porous(shape: Shape, spacing: float, porosity: float, feature_size: float = 2.0, *,
+def random_porous(shape: Shape, spacing_um: float, porosity: float, feature_size: float = 2.0, *,
                   reservoir: int = DEFAULT_RESERVOIR, disconnected: str = "keep",
                   rng: Optional[np.random.Generator] = None, seed: SeedLike = None,
                   eta_nuc: float = ETA_NUC_BARE, name: str = "random_porous") -> Host:
     """Gaussian-blurred white noise thresholded at the quantile that gives ``porosity``.
 
-    ``feature_size`` is the Gaussian sigma in voxels (pores and ligaments ~2-3 sigma wide).
+    ``spacing_um`` is the voxel edge [um]; ``feature_size`` is the Gaussian sigma [voxels]
+    (pores and ligaments ~2-3 sigma wide); ``reservoir`` [voxels] electrolyte layers on top.
     ``disconnected='keep'`` leaves solid clusters not touching the collector in place as
     floating conductors (they take no part in reactions; the connected fraction is in
     ``metadata`` and ``summary()``); ``'drop'`` turns them into electrolyte and re-thresholds
     until the porosity is back within :data:`POROSITY_TOLERANCE`.
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     porosity = _check_num("porosity", porosity, 0.0, 1.0, lo_open=True, hi_open=True)
     feature_size = _check_num("feature_size", feature_size, 0.0, lo_open=True)
     _check_choice("disconnected", disconnected, _DISCONNECTED_MODES)
@@ -230,20 +238,21 @@ def _object_host(kind_solid: bool, porosity: float, disconnected: str, shape3, H
     return phase, N
 
 
-def overlapping_spheres(shape: Shape, spacing: float, porosity: float, radius: float, *,
+def overlapping_spheres(shape: Shape, spacing_um: float, porosity: float, radius: float, *,
                         kind: str = "solid", reservoir: int = DEFAULT_RESERVOIR,
                         disconnected: str = "keep", rng: Optional[np.random.Generator] = None,
                         seed: SeedLike = None, eta_nuc: float = ETA_NUC_BARE,
                         name: Optional[str] = None) -> Host:
-    """Boolean model of overlapping spheres of ``radius`` (voxels) with uniform random centres.
+    """Boolean model of overlapping spheres of ``radius`` [voxels] with uniform random centres.
 
-    kind='solid': solid spheres in electrolyte (sintered particles); kind='pores': spherical
-    pores in a solid matrix (foam). Centres are spread over the host region widened by one
+    ``spacing_um`` is the voxel edge [um]; ``reservoir`` [voxels]. kind='solid': solid
+    spheres in electrolyte (sintered particles); kind='pores': spherical pores in a solid
+    matrix (foam). Centres are spread over the host region widened by one
     radius above and below, so the porosity is uniform in z (spheres are cut at the collector
     and at the host top). The sphere count is fitted to ``porosity``.
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     porosity = _check_num("porosity", porosity, 0.0, 1.0, lo_open=True, hi_open=True)
     _check_choice("kind", kind, ("solid", "pores"))
     _check_choice("disconnected", disconnected, _DISCONNECTED_MODES)
@@ -280,20 +289,21 @@ def overlapping_spheres(shape: Shape, spacing: float, porosity: float, radius: f
     return _finish(phase, spacing, name or f"overlapping_spheres_{kind}", meta, eta_nuc)
 
 
-def fibre_mat(shape: Shape, spacing: float, porosity: float, radius: float, *,
+def fibre_mat(shape: Shape, spacing_um: float, porosity: float, radius: float, *,
               length: Optional[float] = None, max_tilt_deg: float = 5.0,
               reservoir: int = DEFAULT_RESERVOIR, disconnected: str = "keep",
               rng: Optional[np.random.Generator] = None, seed: SeedLike = None,
               eta_nuc: float = ETA_NUC_BARE, name: str = "fibre_mat") -> Host:
-    """Random straight fibres (cylinders of ``radius`` voxels) lying roughly in the xy-plane.
+    """Random straight fibres (cylinders of ``radius`` [voxels]) lying roughly in the xy-plane.
 
-    Each fibre has a uniform random centre, in-plane angle uniform in [0, 2 pi) and tilt out
-    of the plane uniform in [-max_tilt_deg, max_tilt_deg]; ``length`` (voxels) defaults to
-    min(nx, ny) and may not exceed it (fibres wrap periodically in x, y). The fibre count is
+    ``spacing_um`` is the voxel edge [um]; ``reservoir`` [voxels]. Each fibre has a uniform
+    random centre, in-plane angle uniform in [0, 2 pi) and tilt out of the plane uniform in
+    [-max_tilt_deg, max_tilt_deg]; ``length`` [voxels] defaults to min(nx, ny) and may not
+    exceed it (fibres wrap periodically in x, y). The fibre count is
     fitted to ``porosity``. Fibres cut by the collector or the host top are truncated.
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     porosity = _check_num("porosity", porosity, 0.0, 1.0, lo_open=True, hi_open=True)
     _check_choice("disconnected", disconnected, _DISCONNECTED_MODES)
     H = _host_layer_count(nz, reservoir)
@@ -337,7 +347,7 @@ def fibre_mat(shape: Shape, spacing: float, porosity: float, radius: float, *,
     return _finish(phase, spacing, name, meta, eta_nuc)
 
 
-def porosity_gradient(shape: Shape, spacing: float, porosity_bottom: float, porosity_top: float,
+def porosity_gradient(shape: Shape, spacing_um: float, porosity_bottom: float, porosity_top: float,
                       feature_size: float = 2.0, *, reservoir: int = DEFAULT_RESERVOIR,
                       rng: Optional[np.random.Generator] = None, seed: SeedLike = None,
                       eta_nuc: float = ETA_NUC_BARE, name: str = "porosity_gradient") -> Host:
@@ -345,10 +355,11 @@ def porosity_gradient(shape: Shape, spacing: float, porosity_bottom: float, poro
 
     Each host layer z = 1..H is thresholded at its own quantile so that its porosity is
     porosity_bottom + (porosity_top - porosity_bottom) * (z - 1) / (H - 1) (to 1/(nx ny)).
-    Floating solid clusters are kept (see :func:`random_porous`).
+    ``spacing_um`` is the voxel edge [um]; ``feature_size`` is the Gaussian sigma [voxels];
+    ``reservoir`` [voxels]. Floating solid clusters are kept (see :func:`random_porous`).
     """
     nx, ny, nz = _parse_shape(shape)
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     pb = _check_num("porosity_bottom", porosity_bottom, 0.0, 1.0, lo_open=True, hi_open=True)
     pt = _check_num("porosity_top", porosity_top, 0.0, 1.0, lo_open=True, hi_open=True)
     feature_size = _check_num("feature_size", feature_size, 0.0, lo_open=True)

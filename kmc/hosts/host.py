@@ -92,8 +92,32 @@ def _parse_shape(shape: Shape) -> tuple[int, int, int]:
     return nx, ny, nz
 
 
+#: Allowed voxel edge for the public API, in micrometres (1 nm .. 1 cm). The lower bound is
+#: what catches a metre value (1e-6 for 1 um) passed where micrometres are expected.
+SPACING_UM_RANGE = (1e-3, 1e4)
+
+
 def _check_spacing(spacing: Any) -> float:
+    """Voxel edge in metres (the unit of :attr:`Host.spacing`; SI inside)."""
     return _check_num("spacing", spacing, 0.0, 1.0, lo_open=True)  # metres
+
+
+def _check_spacing_um(spacing_um: Any) -> float:
+    """Voxel edge in micrometres, as the public host API takes it; returned in um.
+
+    Raises ValueError naming ``spacing_um`` and its allowed range; a value below 1e-3 um
+    (e.g. 1e-6, i.e. 1 um written in metres) is refused as not a length in um.
+    """
+    lo, hi = SPACING_UM_RANGE
+    v = _check_num("spacing_um", spacing_um)  # type and finiteness
+    if not lo <= v <= hi:
+        hint = ""
+        if 0 < v < lo:
+            hint = (f"; {_fmt(v)} is not a voxel edge in micrometres (a length in metres? "
+                    "1 um voxels are spacing_um=1.0)")
+        raise ValueError(f"spacing_um={_fmt(v)} is out of range: must be in [{_fmt(lo)}, {_fmt(hi)}] "
+                         f"(voxel edge in micrometres){hint}")
+    return v
 
 
 def _host_layer_count(nz: int, reservoir: Any) -> int:
@@ -102,10 +126,14 @@ def _host_layer_count(nz: int, reservoir: Any) -> int:
     return nz - 1 - reservoir
 
 
-def um_to_voxels(length_um: float, spacing: float) -> float:
-    """Length in micrometres -> (fractional) number of voxels of edge ``spacing`` [m]."""
+def um_to_voxels(length_um: float, spacing_um: float) -> float:
+    """Length in micrometres -> (fractional) number of voxels of edge ``spacing_um`` [um].
+
+    ``um_to_voxels(2.0, 0.5) == 4.0``.
+    """
     _check_num("length_um", length_um, 0.0)
-    return float(length_um) * 1e-6 / _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # SI inside
+    return float(length_um) * 1e-6 / spacing
 
 
 # ----------------------------------------------------------------------------------------
@@ -154,7 +182,9 @@ class Host:
     """A voxelised host skeleton with per-voxel site properties.
 
     phase        uint8 (nx, ny, nz): phase codes of :mod:`continuum.constants`.
-    spacing      voxel edge [m].
+    spacing      voxel edge [m] -- metres here (SI inside), unlike the builders
+                 (:mod:`.generators`, :func:`~kmc.hosts.images.load_voxel_image`), which take
+                 ``spacing_um`` in micrometres; :meth:`summary` reports ``spacing_um``.
     eta_nuc      float64 per voxel: nucleation overpotential [V]; meaningful on conductive host
                  voxels (ignored on dielectric ones, which carry no electrons; lithium always
                  uses 0). Default: :data:`ETA_NUC_BARE` on host voxels, 0 elsewhere.
@@ -268,6 +298,7 @@ class Host:
             "dielectric_fraction": n_diel / n_host if n_host else 0.0,
             "connected_conductor_fraction": self.connected_conductor_fraction,
             "closed_pore_fraction": self.closed_pore_fraction,
+            **({"image_sha256": self.metadata["sha256"]} if "sha256" in self.metadata else {}),
         }
 
     # -- checks ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Hosts from segmented 3-D images (numpy arrays, .npy, .tif/.tiff)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -8,10 +9,10 @@ import numpy as np
 
 from continuum.constants import HOST_CONDUCTIVE, HOST_DIELECTRIC
 
-from .host import _HOST_PHASES, ETA_NUC_BARE, Host, _check_num, _check_spacing, _finish
+from .host import _HOST_PHASES, ETA_NUC_BARE, Host, _check_num, _check_spacing_um, _finish
 
 
-def load_voxel_image(source: Union[str, Path, np.ndarray], spacing: float, *, pore_value: Any = True,
+def load_voxel_image(source: Union[str, Path, np.ndarray], spacing_um: float, *, pore_value: Any = True,
                      add_collector: bool = True, reservoir: int = 0,
                      solid_phase: int = HOST_CONDUCTIVE, axes: Optional[str] = None,
                      flip_z: bool = False, eta_nuc: float = ETA_NUC_BARE,
@@ -23,9 +24,11 @@ def load_voxel_image(source: Union[str, Path, np.ndarray], spacing: float, *, po
     (default 'xyz' for arrays and .npy, 'zyx' for TIFF stacks, whose pages run along z);
     image z = 0 faces the collector unless ``flip_z``. With ``add_collector`` a collector layer
     is prepended; otherwise the image's own z = 0 layer must be all solid and becomes the
-    (conductive) collector. ``reservoir`` electrolyte layers are appended on top.
+    (conductive) collector. ``reservoir`` [voxels] electrolyte layers are appended on top.
+    ``spacing_um`` is the voxel edge [um] (``Host.spacing`` holds it in metres); a value
+    below 1e-3 um (a length in metres, say) is refused.
     """
-    spacing = _check_spacing(spacing)
+    spacing = _check_spacing_um(spacing_um) * 1e-6  # [m]: SI inside
     if solid_phase not in _HOST_PHASES:
         raise ValueError(f"solid_phase={solid_phase!r} is not allowed: must be HOST_CONDUCTIVE "
                          f"({HOST_CONDUCTIVE}) or HOST_DIELECTRIC ({HOST_DIELECTRIC})")
@@ -33,6 +36,7 @@ def load_voxel_image(source: Union[str, Path, np.ndarray], spacing: float, *, po
     is_tiff = False
     if isinstance(source, np.ndarray):
         img, label = source, "array"
+        digest = hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest()
     else:
         path = Path(source)
         suffix = path.suffix.lower()
@@ -50,6 +54,7 @@ def load_voxel_image(source: Union[str, Path, np.ndarray], spacing: float, *, po
         else:
             raise ValueError(f"source={label!r}: unsupported file type {suffix!r}; "
                              "use .npy, .tif or .tiff, or pass a numpy array")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()  # the file as read: provenance
     img = np.asarray(img)
     if img.ndim != 3:
         raise ValueError(f"image from {label} must be 3-D, got shape {img.shape}")
@@ -83,6 +88,6 @@ def load_voxel_image(source: Union[str, Path, np.ndarray], spacing: float, *, po
     meta = {"generator": "load_voxel_image", "source": label, "image_shape": [int(s) for s in img.shape],
             "axes": axes, "flip_z": bool(flip_z), "pore_value": repr(pore_value),
             "add_collector": bool(add_collector), "reservoir": reservoir,
-            "solid_phase": int(solid_phase)}
+            "solid_phase": int(solid_phase), "sha256": digest}
     return _finish(phase, spacing, name or (Path(label).stem if label != "array" else "voxel_image"),
                    meta, eta_nuc)

@@ -1,8 +1,9 @@
 """Registry of host kinds: the configuration's ``host.kind`` names one of these builders.
 
-A builder has the signature ``builder(spec, spacing_m, seed) -> Host``: ``spec`` carries the
+A builder has the signature ``builder(spec, spacing_um, seed) -> Host``: ``spec`` carries the
 fields of the configuration's host section (:class:`kmc.coupling.config.HostSpec`),
-``spacing_m`` is the voxel edge [m] and ``seed`` an int or ``numpy.random.SeedSequence``.
+``spacing_um`` is the voxel edge [um] (``spec.spacing_um``, passed on as is to the generators,
+which take ``spacing_um`` too) and ``seed`` an int or ``numpy.random.SeedSequence``.
 :func:`build_host` applies the decorations the spec asks for (seeds, dielectric coat) after
 the builder, so a builder makes the bare skeleton only. A new host kind is one builder
 function plus one ``@register_host("name")``.
@@ -39,7 +40,11 @@ _REGISTRY: dict[str, HostKind] = {}
 
 def register_host(kind: str, *, needs_seed: bool = True,
                   description: str = "") -> Callable[[HostBuilder], HostBuilder]:
-    """Decorator registering ``builder(spec, spacing_m, seed) -> Host`` as host kind ``kind``.
+    """Decorator registering ``builder(spec, spacing_um, seed) -> Host`` as host kind ``kind``.
+
+    ``spacing_um`` is the voxel edge in micrometres (the configuration's ``host.spacing_um``);
+    hand it to the generators / :func:`~kmc.hosts.images.load_voxel_image` unchanged, and
+    convert lengths in um to voxels with ``um_to_voxels(length_um, spacing_um)``.
 
     ``needs_seed`` defaults to True so that a random builder is never taken for a
     deterministic one; ``description`` defaults to the first line of the builder's docstring.
@@ -82,7 +87,7 @@ def build_host(spec: Any, seed: Any) -> Host:
     The same ``seed`` object goes to the builder and to the seed decoration.
     """
     builder = get_host_kind(spec.kind).builder
-    host = builder(spec, spec.spacing_um * 1e-6, seed)
+    host = builder(spec, spec.spacing_um, seed)
     if spec.seed_fraction > 0:
         host = decorate_lithiophilic_seeds(host, spec.seed_fraction, eta_nuc_seed=spec.seed_eta_nuc_V,
                                            weighting=spec.seed_weighting, seed=seed)
@@ -99,52 +104,53 @@ def _common(spec) -> dict:
 
 
 @register_host("planar_foil", needs_seed=False)
-def _planar_foil(spec, spacing_m, seed) -> Host:
+def _planar_foil(spec, spacing_um, seed) -> Host:
     """Bare current collector: a flat foil one voxel thick."""
-    return planar_foil(spec.shape, spacing_m, thickness=1, reservoir=spec.reservoir_layers,
+    return planar_foil(spec.shape, spacing_um, thickness=1, reservoir=spec.reservoir_layers,
                        eta_nuc=spec.bare_eta_nuc_V)
 
 
 @register_host("random_porous")
-def _random_porous(spec, spacing_m, seed) -> Host:
+def _random_porous(spec, spacing_um, seed) -> Host:
     """Blurred noise thresholded to ``porosity`` (feature size ``feature_size_um``)."""
-    return random_porous(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.feature_size_um, spacing_m),
+    return random_porous(spec.shape, spacing_um, spec.porosity, um_to_voxels(spec.feature_size_um, spacing_um),
                          seed=seed, **_common(spec))
 
 
 @register_host("channel_array", needs_seed=False)
-def _channel_array(spec, spacing_m, seed) -> Host:
+def _channel_array(spec, spacing_um, seed) -> Host:
     """Square array of pillars (or holes, ``channels_are_holes``) of ``radius_um`` at ``pitch_um``."""
-    return channel_array(spec.shape, spacing_m, int(round(um_to_voxels(spec.pitch_um, spacing_m))),
-                         um_to_voxels(spec.radius_um, spacing_m),
+    return channel_array(spec.shape, spacing_um, int(round(um_to_voxels(spec.pitch_um, spacing_um))),
+                         um_to_voxels(spec.radius_um, spacing_um),
                          kind="channels" if spec.channels_are_holes else "pillars", **_common(spec))
 
 
 @register_host("fibre_mat")
-def _fibre_mat(spec, spacing_m, seed) -> Host:
+def _fibre_mat(spec, spacing_um, seed) -> Host:
     """Random in-plane fibres of ``radius_um`` fitted to ``porosity``."""
-    return fibre_mat(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.radius_um, spacing_m),
+    return fibre_mat(spec.shape, spacing_um, spec.porosity, um_to_voxels(spec.radius_um, spacing_um),
                      seed=seed, **_common(spec))
 
 
 @register_host("overlapping_spheres")
-def _overlapping_spheres(spec, spacing_m, seed) -> Host:
+def _overlapping_spheres(spec, spacing_um, seed) -> Host:
     """Overlapping solid spheres of ``radius_um`` fitted to ``porosity``."""
-    return overlapping_spheres(spec.shape, spacing_m, spec.porosity, um_to_voxels(spec.radius_um, spacing_m),
+    return overlapping_spheres(spec.shape, spacing_um, spec.porosity, um_to_voxels(spec.radius_um, spacing_um),
                                seed=seed, **_common(spec))
 
 
 @register_host("porosity_gradient")
-def _porosity_gradient(spec, spacing_m, seed) -> Host:
+def _porosity_gradient(spec, spacing_um, seed) -> Host:
     """Blurred noise with porosity linear in z from ``porosity`` to ``porosity_top``."""
-    return porosity_gradient(spec.shape, spacing_m, spec.porosity, spec.porosity_top,
-                             um_to_voxels(spec.feature_size_um, spacing_m), seed=seed, **_common(spec))
+    return porosity_gradient(spec.shape, spacing_um, spec.porosity, spec.porosity_top,
+                             um_to_voxels(spec.feature_size_um, spacing_um), seed=seed, **_common(spec))
 
 
 @register_host("image", needs_seed=False)
-def _image(spec, spacing_m, seed) -> Host:
+def _image(spec, spacing_um, seed) -> Host:
     """Segmented voxel image at ``image_path`` (.npy/.tif, True = pore)."""
     if not spec.image_path:
         raise ValueError("host.image_path is required when host.kind is 'image'")
-    return load_voxel_image(spec.image_path, spacing_m, reservoir=spec.reservoir_layers,
-                            eta_nuc=spec.bare_eta_nuc_V)
+    return load_voxel_image(spec.image_path, spacing_um, reservoir=spec.reservoir_layers,
+                            eta_nuc=spec.bare_eta_nuc_V, pore_value=spec.image_pore_value, axes=spec.image_axes,
+                            flip_z=spec.image_flip_z)

@@ -232,8 +232,9 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
             for config_, case, out, series, res, every_ in jobs:
                 start = bar.n
 
-                def tick(row, start=start):  # the bar follows the case's simulated time
+                def tick(row, start=start, label=case.label):  # the bar follows the case's simulated time
                     bar.update(start + row[col.TIME] - bar.n)
+                    bar.set_postfix_str(f"{label}: {row[col.PLATED_CAP]:.3f} mAh/cm^2 plated", refresh=False)
 
                 results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug,
                                                out / "snapshots", tick, series, out / "checkpoints" / case.slug, res,

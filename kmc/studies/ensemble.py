@@ -54,6 +54,10 @@ class EnsembleError(ConfigError):
     """An ensemble that cannot run as asked (foreign output folder, missing Dask, bad counts)."""
 
 
+class EnsembleIncomplete(RuntimeError):
+    """Some replicas failed: the others are written; the command exits non-zero naming them."""
+
+
 class EnsembleWarning(UserWarning):
     """A replica failed; the others go on."""
 
@@ -299,6 +303,9 @@ def _read_done(path: Path, digest: str, kind: str):
 
 
 def _guard_outdir(outdir: Path, config: SimulationConfig, kind: str, replicas: int) -> None:
+    from ..coupling.outputs import check_writable
+
+    check_writable(outdir)
     manifest = outdir / "ensemble.json"
     if manifest.is_file():
         old = json.loads(manifest.read_text())
