@@ -146,6 +146,12 @@ def test_small_runs_end_within_the_charge_tolerance(tmp_path, extra):
     assert r.summary[col.CHARGE_ERROR] < CHARGE_TOLERANCE_PERCENT
     segs = read_csv(tmp_path / "out" / "segments.csv")
     assert len(segs) == len(cfg.protocol.segments())
+    if cfg.protocol.kind == "schedule":  # plate, rest, strip, plate: two cycles, CE of the first < 1
+        cycles = read_csv(tmp_path / "out" / "cycles.csv")
+        assert len(cycles) == 2
+        plated, stripped = float(cycles[0][col.CYCLE_PLATED]), float(cycles[0][col.CYCLE_STRIPPED])
+        assert plated == pytest.approx(0.1, rel=0.01) and 0 < stripped < plated
+        assert float(cycles[0][col.COULOMBIC_EFFICIENCY]) == pytest.approx(stripped / plated)
     assert json.loads((tmp_path / "out" / "status.json").read_text())["state"] == "complete"
 
 

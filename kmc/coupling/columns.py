@@ -39,6 +39,13 @@ SEGMENT_DURATION = "Duration [s]"
 PASSED_CAP = "Passed capacity [mAh.cm-2]"  # net charge the KMC passed, > 0 plating
 ENDED_BY = "Ended by"  # duration, charge, charge shortfall, cutoff, fully stripped
 
+# -- cycles (cycles.csv: one row per plate/strip cycle) ------------------------------------------
+CYCLE = "Cycle [-]"
+CYCLE_PLATED = "Plated [mAh.cm-2]"
+CYCLE_STRIPPED = "Stripped [mAh.cm-2]"
+CYCLE_NET = "Net plated [mAh.cm-2]"
+COULOMBIC_EFFICIENCY = "Coulombic efficiency [-]"  # stripped / plated within the cycle
+
 # -- run summary ----------------------------------------------------------------------------
 SEGMENTS_ENDED_BY = "Segments ended by"
 CHARGE_ERROR = "Charge error [%]"

@@ -130,6 +130,34 @@ def time_weighted_mean(rows, column: str, *, under_current: bool = True) -> floa
     return num / den if den > 0 else float("nan")
 
 
+def cycle_balance(segments: list[dict]) -> list[dict]:
+    """Plated, stripped and net capacity and Coulombic efficiency (stripped / plated) per
+    plate/strip cycle from a run's segment records (segments.csv); a cycle starts at a plating
+    segment that follows a stripping one.  CE is empty for a cycle that plated nothing."""
+    cycles: list[dict] = []
+    stripped_last = True
+    for seg in segments:
+        passed = seg[col.PASSED_CAP]
+        current = seg[col.CURRENT]
+        if current > 0 and stripped_last:  # plating after stripping (or the first): a new cycle
+            cycles.append({col.CYCLE: len(cycles), col.CYCLE_PLATED: 0.0, col.CYCLE_STRIPPED: 0.0})
+            stripped_last = False
+        elif current < 0:
+            stripped_last = True
+        if not cycles:
+            cycles.append({col.CYCLE: 0, col.CYCLE_PLATED: 0.0, col.CYCLE_STRIPPED: 0.0})
+        c = cycles[-1]
+        if passed > 0:
+            c[col.CYCLE_PLATED] += passed
+        else:
+            c[col.CYCLE_STRIPPED] -= passed
+    for c in cycles:
+        c[col.CYCLE_NET] = c[col.CYCLE_PLATED] - c[col.CYCLE_STRIPPED]
+        c[col.COULOMBIC_EFFICIENCY] = c[col.CYCLE_STRIPPED] / c[col.CYCLE_PLATED] if c[col.CYCLE_PLATED] > 0 \
+            else float("nan")
+    return cycles
+
+
 def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObservables:
     """Recompute the deposit observables from a saved ``.vti`` snapshot: the host is the
     snapshot's phase with lithium turned back into electrolyte (lithium only ever replaces

@@ -15,7 +15,7 @@ from .io import write_json
 
 # What a run writes: --overwrite removes these (and nothing else) from a folder it reuses.
 RUN_FILES = ("config.json", "status.json", "timeseries.csv", "timeseries.partial.csv", "summary.csv",
-             "segments.csv", "timing.json", "host.json")
+             "segments.csv", "cycles.csv", "timing.json", "host.json")
 RUN_DIRS = ("snapshots", "cases", "checkpoints")
 RUN_GLOBS = ("*.png",)
 

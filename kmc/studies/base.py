@@ -15,6 +15,7 @@ import numpy as np
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv, write_json
+from ..coupling.observables import cycle_balance
 from ..coupling.simulation import PlatingSimulation, RunResult
 from ..coupling.streams import provenance, root_sequence, study_streams
 from ..coupling.waveforms import Segment
@@ -190,6 +191,11 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
         raise
     study.write_outputs(config, plan, results, outdir, echo)
     write_csv(outdir / "segments.csv", labelled_rows(results, plan.cases, "segments"))
+    cycles = [{"Host": c.host_label, "Protocol": c.protocol_label, **row} for c in plan.cases
+              if any(seg[col.CURRENT] < 0 for seg in results[c.label].segments)
+              for row in cycle_balance(results[c.label].segments)]
+    if cycles:  # runs that strip: plated, stripped and Coulombic efficiency per cycle
+        write_csv(outdir / "cycles.csv", cycles)
     wall = time.perf_counter() - t_start
     timing = {"wall [s]": wall}
     for r in results.values():
