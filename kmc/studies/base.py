@@ -134,12 +134,15 @@ def labelled_rows(results: dict[str, RunResult], cases: list[Case], what: str) -
 
 
 def _preflight(study: Study, config: SimulationConfig, plan: StudyPlan, workers: int, allow_coarse: bool) -> list:
-    from ..coupling.preflight import check_case, check_memory
+    from ..coupling.preflight import check_case, check_memory, estimate_seconds
 
     warnings = []
     for case in plan.cases:
         warnings += check_case(config, case.host, case.segments, case.label, allow_coarse=allow_coarse)
     check_memory(max(c.host.phase.size for c in plan.cases), min(workers, len(plan.cases)))
+    total = sum(estimate_seconds(config, c.host, c.segments) for c in plan.cases) / workers
+    if total > 600:  # worth saying before a long wait
+        warnings.append(f"rough estimate: {total / 60:.0f} min of wall time on {workers} laptop core(s)")
     return warnings
 
 
