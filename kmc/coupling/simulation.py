@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from continuum.coarse_grid import make_potential_solver
 from continuum.constants import ELECTROLYTE, LITHIUM
@@ -147,9 +148,10 @@ class PlatingSimulation:
         cs = self.config.continuum
         solver = make_potential_solver(phase, self.h, self.params, self.state.eta_nuc, self.state.activity,
                                        coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance)
+        # Warm start from the last solution even where the deposit changed the geometry (new
+        # electrolyte voxels start at phi_top): its potentials are still near the answer.
         prev = self.solution
-        initial = prev if (prev is not None and prev.phi_l.shape == phase.shape
-                           and np.array_equal(np.isfinite(prev.phi_l), phase == ELECTROLYTE)) else None
+        initial = prev if (prev is not None and prev.phi_l.shape == phase.shape) else None
         c_solve, c_top = self.salt.field_for_potential(), self.salt.c_top
         try:
             sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
@@ -353,6 +355,12 @@ class PlatingSimulation:
         the run ends).  ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps``
         macro-steps and at the end (kmc/coupling/checkpoint.py); ``resume``: continue
         bit-identically from the newest one there."""
+        with threadpool_limits(limits=1):  # BLAS threads on these small dense pieces only contend
+            return self._run(segments, label, outdir, snapshots, progress, checkpoint_dir, checkpoint_every_steps,
+                             resume, series)
+
+    def _run(self, segments, label, outdir, snapshots, progress, checkpoint_dir, checkpoint_every_steps,
+             resume, series) -> RunResult:
         n_snap = self.config.snapshots if snapshots is None else snapshots
         snaps = _Snapshots(self, outdir, label, n_snap, sum(s.duration for s in segments))
         ckpt = pos = None
