@@ -35,6 +35,9 @@ from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment
 
+# The end refinement of the step length acts in a segment's last this many regular steps.
+END_REFINEMENT_STEPS = 4
+
 # Old names of the time-series columns (scripts import them from here).
 TIME, STEP, CURRENT, POTENTIAL = col.TIME, col.STEP, col.CURRENT, col.POTENTIAL
 OVERPOTENTIAL, APPLIED_CAP, PLATED_CAP, STRIPPED_CAP = col.OVERPOTENTIAL, col.APPLIED_CAP, col.PLATED_CAP, col.STRIPPED_CAP
@@ -265,10 +268,14 @@ class PlatingSimulation:
                           self.state.phase.shape[0] * self.state.phase.shape[1])
             dt = min(dt, k.interface_change_fraction * n_faces * self.packet_charge / (j * self.footprint))
             if refine_end:
-                # The charge error left at the end is the Poisson noise of the last step
-                # (earlier steps are corrected by later ones): shrink steps toward the end.
-                left = j * self.footprint * remaining / self.packet_charge
-                dt = min(dt, max(3.0, math.sqrt(left)) * self.packet_charge / (j * self.footprint))
+                # The charge error left at the end is the Poisson noise of the last steps (earlier
+                # steps are corrected by later ones): shrink steps to sqrt(packets left), but only
+                # in the segment's last few regular steps (from the first step it made the step
+                # count grow as 2 sqrt(packets)).
+                per_packet = self.packet_charge / (j * self.footprint)  # s per packet
+                left = remaining / per_packet
+                if left < END_REFINEMENT_STEPS * dt / per_packet:
+                    dt = min(dt, max(3.0, math.sqrt(left)) * per_packet)
         # avoid a sliver step at the end of a segment
         if remaining - dt < 0.25 * dt:
             dt = remaining
