@@ -35,8 +35,9 @@ from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment
 
-# The end refinement of the step length acts in a segment's last this many regular steps.
-END_REFINEMENT_STEPS = 4
+# The end refinement of the step length acts in a segment's last this many regular steps
+# (the last step's reduction cap and the charge-terminated end bound the error, not it).
+END_REFINEMENT_STEPS = 1
 
 # Old names of the time-series columns (scripts import them from here).
 TIME, STEP, CURRENT, POTENTIAL = col.TIME, col.STEP, col.CURRENT, col.POTENTIAL
@@ -270,7 +271,7 @@ class PlatingSimulation:
             if refine_end:
                 # The charge error left at the end is the Poisson noise of the last steps (earlier
                 # steps are corrected by later ones): shrink steps to sqrt(packets left), but only
-                # in the segment's last few regular steps (from the first step it made the step
+                # in the segment's last regular step (from the first step it made the step
                 # count grow as 2 sqrt(packets)).
                 per_packet = self.packet_charge / (j * self.footprint)  # s per packet
                 left = remaining / per_packet
