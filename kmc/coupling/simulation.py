@@ -314,10 +314,12 @@ class PlatingSimulation:
         """A capacity-terminated plating segment ends on the charge the KMC passed, not on the
         clock: if the KMC is behind at the nominal end (packets outran by the fields, a slow
         host), the current stays on, without adding applied charge, until it has caught up to
-        half a packet; at most half the segment's duration longer."""
+        half a packet; at most half the segment's duration or twice the debt's time longer."""
         gs = self.galvanostat
         applied = gs.applied_current(segment.current_density)
-        limit = self.time + 0.5 * segment.duration
+        # time enough to pay the debt twice over at the applied current (a short last pulse
+        # can inherit the debt of the pulses before it), and at least half the segment
+        limit = self.time + max(0.5 * segment.duration, 2.0 * gs.owed_charge(applied, 0.0) / applied)
         while gs.packets_owed(gs.owed_charge(applied, 0.0)) > 0:
             if self.time >= limit:
                 return "charge shortfall"
