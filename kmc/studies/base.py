@@ -231,8 +231,14 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
 def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    # float totals make tqdm warn about clamping at exactly 100 %: a cosmetic line on the terminal
+    warnings.filterwarnings("ignore", category=TqdmWarning)
     durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
-    bar = tqdm(total=round(sum(durations.values()), 6), unit="s", desc=f"{study.name} (simulated time)",
+    bar = tqdm(total=sum(durations.values()), unit="s", desc=f"{study.name} (simulated time)",
                disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
     jobs = [(config, case, outdir, study.series_path(outdir, case), resume, every) for case in plan.cases]
     results: dict[str, RunResult] = {}
@@ -242,18 +248,24 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
                 start = bar.n
 
                 def tick(row, start=start, label=case.label):  # the bar follows the case's simulated time
-                    bar.update(start + row[col.TIME] - bar.n)
+                    _advance(bar, start + min(row[col.TIME], durations[label]))  # a charge-terminated end may run over
                     bar.set_postfix_str(f"{label}: {row[col.PLATED_CAP]:.3f} mAh/cm^2 plated", refresh=False)
 
                 results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug,
                                                out / "snapshots", tick, series, out / "checkpoints" / case.slug, res,
                                                every_)
-                bar.update(start + durations[case.label] - bar.n)
+                _advance(bar, start + durations[case.label])
         else:
             results = _run_in_pool(jobs, n_workers, bar, durations)
     finally:
         bar.close()
     return {case.label: results[case.label] for case in plan.cases}
+
+
+def _advance(bar, value: float) -> None:
+    """Set the bar to ``value`` (simulated seconds), never past its total."""
+    bar.n = min(bar.total, value)
+    bar.refresh()
 
 
 def _run_in_pool(jobs, n_workers, bar, durations) -> dict[str, RunResult]:
@@ -269,7 +281,7 @@ def _run_in_pool(jobs, n_workers, bar, durations) -> dict[str, RunResult]:
         for fut in as_completed([pool.submit(_run_job, job) for job in jobs]):
             label, results[label] = fut.result()
             bar.set_postfix_str(label)
-            bar.update(durations[label])
+            _advance(bar, bar.n + durations[label])
     except BaseException:
         for child in multiprocessing.active_children():
             child.terminate()
