@@ -4,10 +4,11 @@ Equations (docs/model.md, "Continuum fields"), finite volumes on the voxel grid,
 
 * electrolyte: ``div(kappa(c) grad phi_l) = -F div((D+ - D-) grad c)``, i.e. the ionic current
   ``i_l = -kappa grad phi_l - F (D+ - D-) grad c`` is divergence free.  Face conductance
-  ``h * kappa_face`` with kappa_face the **harmonic** mean of kappa(c) of the two voxels (the
-  exact series conductance of two half cells with piecewise-constant kappa; it also lets a
-  depleted voxel choke the current through it, as it should).  The diffusion current
-  ``F (D+ - D-) h (c_p - c_q)`` enters as a known source.
+  ``h * kappa_face`` with kappa_face the **logarithmic** mean of kappa(c) of the two voxels
+  (``_log_mean``: with kappa proportional to c it makes the diffusion potential exact at zero
+  current for any concentration ratio across a face, and a depleted voxel still chokes the
+  current through it).  The diffusion current ``F (D+ - D-) h (c_p - c_q)`` enters as a known
+  source.
 * top boundary (separator side): Dirichlet ``phi_l = phi_top`` half a voxel above the top layer
   (conductance ``2 h kappa``); optional ``c_top`` for the diffusion current over that half cell.
 * conductors: equipotential ``phi_s = V`` on every collector-connected conductor (fast path),

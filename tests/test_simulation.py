@@ -192,7 +192,7 @@ def test_pulses_past_the_transport_limit_do_not_run_away():
     the applied one and the packet count stays bounded."""
     cfg = make_config({}, ["protocol.current_density_mA_cm2=40", "protocol.capacity_mAh_cm2=0.09"])
     res = _study_foil_equal_average(cfg)
-    c_top = np.array([r["Concentration at host top [mol.m-3]"] for r in res.rows])
+    c_top = np.array([r["Concentration at domain top [mol.m-3]"] for r in res.rows])
     assert c_top.min() == 0.0 and np.all(c_top >= 0)  # the limit was reached, never passed
     for r in res.rows:
         assert r[PLATED_CAP] <= 1.1 * r["Applied capacity [mAh.cm-2]"] + 0.005, r

@@ -11,7 +11,7 @@ OVERPOTENTIAL = "Mean plating overpotential [mV]"
 APPLIED_CAP = "Applied capacity [mAh.cm-2]"
 PLATED_CAP = "Plated capacity [mAh.cm-2]"
 STRIPPED_CAP = "Stripped capacity [mAh.cm-2]"
-C_TOP = "Concentration at host top [mol.m-3]"
+C_TOP = "Concentration at domain top [mol.m-3]"  # the separator side of the top face
 C_NEAR = "Concentration near deposit [mol.m-3]"
 PACKETS = "Packets in transit [-]"
 
