@@ -534,3 +534,24 @@ def test_registered_kind_is_valid_config():
     assert host_kinds() == CONFIG_KINDS
     with pytest.raises(ConfigError, match="must be one of"):
         make_config(overrides=["host.kind=two_voxel_foil"])
+
+
+def test_seed_decoration_draws_from_its_own_stream(monkeypatch):
+    """The skeleton and the lithiophilic seeds must not be placed by the same random numbers."""
+    from kmc.hosts import registry
+
+    seen = {}
+    real = registry.decorate_lithiophilic_seeds
+
+    def spy(host, fraction, **kw):
+        seen["seed"] = kw["seed"]
+        return real(host, fraction, **kw)
+
+    monkeypatch.setattr(registry, "decorate_lithiophilic_seeds", spy)
+    root = np.random.SeedSequence(7)
+    make_config(overrides=["host.seed_fraction=0.1"]).host.build(root)
+    assert not np.array_equal(seen["seed"].generate_state(4), root.generate_state(4))
+    again = {}
+    monkeypatch.setattr(registry, "decorate_lithiophilic_seeds", lambda h, f, **kw: again.setdefault("s", kw["seed"]) and h)
+    make_config(overrides=["host.seed_fraction=0.1"]).host.build(np.random.SeedSequence(7))
+    assert np.array_equal(again["s"].generate_state(4), seen["seed"].generate_state(4))  # and reproducibly so

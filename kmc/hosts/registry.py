@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
+from ..engine.seeds import seed_sequence
 from .decorations import coat_dielectric, decorate_lithiophilic_seeds
 from .generators import (channel_array, fibre_mat, overlapping_spheres, planar_foil,
                          porosity_gradient, random_porous)
@@ -84,13 +87,17 @@ def get_host_kind(kind: str) -> HostKind:
 def build_host(spec: Any, seed: Any) -> Host:
     """Build ``spec.kind`` from ``spec``, then seed / coat it as the spec asks, and validate.
 
-    The same ``seed`` object goes to the builder and to the seed decoration.
+    The builder draws from ``seed``; the seed decoration from a fixed child of it (spawn key
+    + (1,)), so its draws are independent of the skeleton's (the same stream for both would
+    place seeds by the very numbers that shaped the host).
     """
     builder = get_host_kind(spec.kind).builder
     host = builder(spec, spec.spacing_um, seed)
     if spec.seed_fraction > 0:
+        root = seed_sequence(seed)
+        decoration = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (1,))
         host = decorate_lithiophilic_seeds(host, spec.seed_fraction, eta_nuc_seed=spec.seed_eta_nuc_V,
-                                           weighting=spec.seed_weighting, seed=seed)
+                                           weighting=spec.seed_weighting, seed=decoration)
     if spec.dielectric_top_fraction > 0:
         host = coat_dielectric(host, top_fraction=spec.dielectric_top_fraction)
     return host.validate()
