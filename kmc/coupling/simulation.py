@@ -240,7 +240,7 @@ class PlatingSimulation:
         row = {
             col.TIME: self.time,
             col.STEP: segment.label,
-            col.CURRENT: -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0,
+            col.CURRENT: _applied_mA_cm2(segment),
             col.POTENTIAL: float(sol.cell_potential) if sol is not None else float("nan"),
             col.OVERPOTENTIAL: self._plating_overpotential_mV(sol),
             col.APPLIED_CAP: self.capacity(-self.galvanostat.applied_charge),
@@ -340,7 +340,7 @@ class PlatingSimulation:
         passed = self.galvanostat.realised_charge - realised0
         self.segment_log.append({
             col.SEGMENT: len(self.segment_log), col.STEP: segment.label,
-            col.CURRENT: -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0,
+            col.CURRENT: _applied_mA_cm2(segment),
             col.SEGMENT_START: t0, col.SEGMENT_DURATION: self.time - t0,
             col.APPLIED_CAP: self.capacity(-applied), col.PASSED_CAP: self.capacity(-passed),
             col.CHARGE_ERROR: 100.0 * abs(passed - applied) / abs(applied) if applied else float("nan"),
@@ -455,6 +455,11 @@ class PlatingSimulation:
         self.segment_log = list(d["segments"]["log"])
         start = d["segments"]["start"]
         self._segment_start = None if start is None else tuple(float(v) for v in start)
+
+
+def _applied_mA_cm2(segment: Segment) -> float:
+    """The segment's current density as the output columns write it [mA/cm^2, > 0 plating]."""
+    return -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0
 
 
 class _Snapshots:

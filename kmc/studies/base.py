@@ -113,10 +113,10 @@ def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, labe
                    checkpoint_dir=checkpoint_dir, checkpoint_every_steps=checkpoint_every, resume=resume)
 
 
-def _run_job(job):
+def _run_job(job, progress=None):
     config, case, outdir, series, resume, every = job
-    return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, outdir / "snapshots", None,
-                                series, outdir / "checkpoints" / case.slug, resume, every)
+    return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, outdir / "snapshots",
+                                progress, series, outdir / "checkpoints" / case.slug, resume, every)
 
 
 def summary_row(result: RunResult, case: Case | None = None) -> dict:
@@ -231,12 +231,6 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
 def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
-    import warnings
-
-    from tqdm import TqdmWarning
-
-    # float totals make tqdm warn about clamping at exactly 100 %: a cosmetic line on the terminal
-    warnings.filterwarnings("ignore", category=TqdmWarning)
     durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
     bar = tqdm(total=sum(durations.values()), unit="s", desc=f"{study.name} (simulated time)",
                disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
@@ -244,16 +238,14 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
     results: dict[str, RunResult] = {}
     try:
         if n_workers == 1:
-            for config_, case, out, series, res, every_ in jobs:
+            for job, case in zip(jobs, plan.cases):
                 start = bar.n
 
                 def tick(row, start=start, label=case.label):  # the bar follows the case's simulated time
                     _advance(bar, start + min(row[col.TIME], durations[label]))  # a charge-terminated end may run over
                     bar.set_postfix_str(f"{label}: {row[col.PLATED_CAP]:.3f} mAh/cm^2 plated", refresh=False)
 
-                results[case.label] = run_case(config_, case.host, case.segments, case.seed, case.slug,
-                                               out / "snapshots", tick, series, out / "checkpoints" / case.slug, res,
-                                               every_)
+                results[case.label] = _run_job(job, tick)[1]
                 _advance(bar, start + durations[case.label])
         else:
             results = _run_in_pool(jobs, n_workers, bar, durations)

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from ..coupling import columns as col
-from ..coupling.columns import APPLIED_CAP, POTENTIAL, STEP
+from ..coupling.columns import APPLIED_CAP, STEP
 from ..coupling.config import ConfigError, SimulationConfig
 from ..coupling.io import write_csv, write_json
 from ..coupling.streams import provenance, replica_sequence

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
@@ -88,9 +87,6 @@ class PulseVsDC(Study):
 
     def protocols(self, config):
         return protocols(config)
-
-    def provenance_extra(self, config, plan):
-        return {"hosts": {k: v.summary() for k, v in plan.hosts.items()}}
 
     def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
         _write_outputs(config, results, plan.cases, outdir)
