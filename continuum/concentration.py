@@ -18,6 +18,7 @@ import numpy as np
 from .constants import ELECTROLYTE, FARADAY
 from .faces import InterfaceFaces
 from .fv import SPDSolver, SymmetricPattern, _default_direct_max, voxel_links
+from .multigrid import VoxelMultigrid
 from .parameters import PhysicalParameters
 
 
@@ -46,14 +47,19 @@ class ConcentrationSolver:
         node = np.full(phase.size, -1, dtype=np.int64)
         node[self.elec_flat] = np.arange(n)
         self.node = node
-        p, q = voxel_links(phase == ELECTROLYTE)
+        p, q, slots = voxel_links(phase == ELECTROLYTE, with_slots=True)
         self.p, self.q = node[p], node[q]
         self.top = node[self.elec_flat[self.elec_flat % nz == nz - 1]]
         D = params.electrolyte.salt_diffusivity
         self.G = np.full(self.p.size, D * self.h)  # D h^2 / h per face
         self.G_top = 2.0 * D * self.h  # half-cell distance to the Dirichlet value
-        self.pattern = SymmetricPattern(n, self.p, self.q)
         self.linear = SPDSolver(linear_solver, direct_max=_default_direct_max(phase.shape, direct_max))
+        self._mg = self.pattern = None
+        if self.linear.effective_method(n) == "gmg":  # the grid operator is the matrix
+            self._mg = VoxelMultigrid(self.shape, self.elec_flat)
+            self._mg_slots = slots
+        else:
+            self.pattern = SymmetricPattern(n, self.p, self.q)
         self._K = None
         self._dt = None
         self.last_top_inflow = 0.0
@@ -88,10 +94,15 @@ class ConcentrationSolver:
         ce = flat[self.elec_flat]
         ct = self.params.electrolyte.concentration if c_top is None else float(c_top)
         vol = self.h**3
-        if self._K is None or dt != self._dt:
-            diag = np.full(self.n, vol / dt)
-            diag[self.top] += self.G_top
-            self._K = self.pattern.assemble(self.G, diag)
+        if dt != self._dt:
+            if self._mg is not None:
+                top = np.zeros(self.n)
+                top[self.top] = self.G_top
+                self._mg.set_operator(self._mg_slots, self.G, np.full(self.n, vol / dt), top)
+            else:
+                diag = np.full(self.n, vol / dt)
+                diag[self.top] += self.G_top
+                self._K = self.pattern.assemble(self.G, diag)
             self._dt = dt
         src = self.source(faces, face_current_density)
         if voxel_source is not None:
@@ -103,7 +114,7 @@ class ConcentrationSolver:
         rhs = src - np.bincount(self.p, weights=flux, minlength=self.n) + np.bincount(
             self.q, weights=flux, minlength=self.n)
         rhs[self.top] += self.G_top * (ct - ce[self.top])
-        (dc,) = self.linear.solve(self._K, [rhs], rtol=self.rtol, cache_key=("c", dt))
+        (dc,) = self.linear.solve(self._K, [rhs], rtol=self.rtol, cache_key=("c", dt), multigrid=self._mg)
         cn = ce + dc
         self.last_top_inflow = float(self.G_top * np.sum(ct - cn[self.top]))
         self.last_source = float(src.sum())

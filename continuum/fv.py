@@ -11,16 +11,17 @@ import scipy.sparse.linalg as spla
 from .faces import neighbour_index
 
 
-def voxel_links(mask: np.ndarray):
+def voxel_links(mask: np.ndarray, with_slots: bool = False):
     """Face-sharing pairs (p, q) of voxels both in ``mask``, each face once (+x, +y, +z).
 
     Flat C-order indices.  Periodic in x and y; an axis of length 1 has no faces along it
     (a voxel is not its own neighbour).  With length 2 the two periodic faces both appear,
-    as they should: the two voxels share two faces.
+    as they should: the two voxels share two faces.  ``with_slots``: also each face's slot
+    ``axis * N + p`` (p is on the low side), the multigrid's face numbering.
     """
     shape = mask.shape
     m = mask.ravel()
-    ps, qs = [], []
+    ps, qs, slots = [], [], []
     for axis, d in enumerate((0, 2, 4)):
         if axis < 2 and shape[axis] == 1:
             continue
@@ -30,6 +31,9 @@ def voxel_links(mask: np.ndarray):
         p = np.flatnonzero(ok)
         ps.append(p)
         qs.append(nbv[p])
+        slots.append(axis * m.size + p)
+    if with_slots:
+        return np.concatenate(ps), np.concatenate(qs), np.concatenate(slots)
     return np.concatenate(ps), np.concatenate(qs)
 
 
@@ -80,9 +84,11 @@ def _default_direct_max(shape, direct_max=None) -> int:
 class SPDSolver:
     """Solves K x = b for the SPD systems of the continuum solvers.
 
-    ``method``: 'direct' (sparse LU, for small systems), 'amg' (pyamg smoothed-aggregation
-    preconditioned CG), 'jacobi' (Jacobi-preconditioned CG; a baseline), 'auto' (direct up to
-    ``direct_max`` unknowns, else amg).
+    ``method``: 'direct' (sparse LU, for small systems), 'gmg' (CG preconditioned by the
+    voxel-grid multigrid of ``continuum.multigrid``, which the caller builds and passes to
+    :meth:`solve`), 'amg' (pyamg smoothed-aggregation preconditioned CG), 'jacobi'
+    (Jacobi-preconditioned CG; a baseline), 'auto' (direct up to ``direct_max`` unknowns,
+    else gmg).
 
     Why the AMG hierarchy is kept: building it (strength graph, aggregation, smoothed
     prolongators, Galerkin products) costs several CG solves, and between Newton iterations,
@@ -97,7 +103,7 @@ class SPDSolver:
 
     def __init__(self, method: str = "auto", direct_max: int = 20000, rebuild_factor: float = 2.5,
                  maxiter: int = 5000):
-        if method not in ("auto", "direct", "amg", "jacobi"):
+        if method not in ("auto", "direct", "gmg", "amg", "jacobi"):
             raise ValueError(f"unknown linear solver {method!r}")
         self.method = method
         self.direct_max = direct_max
@@ -113,7 +119,7 @@ class SPDSolver:
 
     def effective_method(self, n: int) -> str:
         if self.method == "auto":
-            return "direct" if n <= self.direct_max else "amg"
+            return "direct" if n <= self.direct_max else "gmg"
         return self.method
 
     def _build_amg(self, K):
@@ -143,15 +149,19 @@ class SPDSolver:
         self.stats["iterations"] += count[0]
         return x, info, count[0]
 
-    def solve(self, K: sp.csr_matrix, rhs, x0=None, rtol: float = 1e-10, cache_key=None):
+    def solve(self, K: sp.csr_matrix, rhs, x0=None, rtol: float = 1e-10, cache_key=None, multigrid=None):
         """Solve K x = b for each b in ``rhs`` (a list of vectors, all with this K).
 
         ``x0``: list of initial guesses (or None).  ``cache_key``: with the direct method, a
         factorization made under the same key is reused (the caller promises K is unchanged).
+        ``multigrid``: the ``VoxelMultigrid`` for 'gmg': its fine level is the operator (K may
+        be None) and its cycle the preconditioner.
         Returns the list of solutions.
         """
-        n = K.shape[0]
+        n = K.shape[0] if K is not None else multigrid.n
         method = self.effective_method(n)
+        if method == "gmg" and multigrid is None and self.method == "auto":
+            method = "amg"  # a caller without a voxel grid (no multigrid to give)
         x0 = [None] * len(rhs) if x0 is None else x0
         self.stats["solves"] += len(rhs)
         if method == "direct":
@@ -165,7 +175,12 @@ class SPDSolver:
                 x += self._lu.solve(b - K @ x)  # one refinement step: exact balances to round-off
                 out.append(x)
             return out
-        if method == "jacobi":
+        if method == "gmg":
+            if multigrid is None:
+                raise ValueError("linear solver 'gmg' needs the caller's multigrid preconditioner")
+            M = multigrid.preconditioner()
+            K = multigrid.operator()
+        elif method == "jacobi":
             dinv = 1.0 / K.diagonal()
             M = spla.LinearOperator(K.shape, matvec=lambda x: dinv * x, dtype=np.float64)
         else:

@@ -41,6 +41,7 @@ from scipy.sparse.csgraph import connected_components
 from .constants import ELECTROLYTE, FARADAY
 from .faces import InterfaceFaces, interface_faces
 from .fv import SPDSolver, SymmetricPattern, _default_direct_max, voxel_links
+from .multigrid import VoxelMultigrid, face_slots
 from .grid import collector_connected
 from .kinetics import butler_volmer
 from .parameters import PhysicalParameters
@@ -103,16 +104,20 @@ class PotentialSolver:
     Parameters: ``phase`` uint8 [x, y, z]; ``spacing`` h [m]; ``params``; ``eta_nuc`` [V] and
     ``activity`` per-voxel arrays (or scalars / None); ``conductivity`` [S/m] per-voxel
     electronic conductivity of conductors (None: equipotential conductors); ``coarsen`` must
-    be 1 here (``continuum.coarse_grid.CoarsePotentialSolver`` solves on a coarsened grid).  Keyword options: ``linear_solver`` ('auto', 'amg',
-    'direct', 'jacobi'), ``direct_max`` (largest system solved directly under 'auto'),
-    ``rtol`` (relative nonlinear tolerance on charge balance), ``max_iterations``, ``max_step``
-    (largest change of a face overpotential per Newton step, V).
+    be 1 here (``continuum.coarse_grid.CoarsePotentialSolver`` solves on a coarsened grid).
+    Keyword options: ``linear_solver`` ('auto', 'gmg', 'amg', 'direct', 'jacobi'),
+    ``direct_max`` (largest system solved directly under 'auto'), ``rtol`` (relative
+    nonlinear tolerance on charge balance), ``eta_tolerance`` [V] (None: Newton stops on the
+    residual alone; else it stops once a Newton step moved no face overpotential by more than
+    this and the charge balance meets ``rtol``: the accuracy the KMC's rates need, reached in
+    far fewer linear iterations), ``max_iterations``, ``max_step`` (largest change of a face
+    overpotential per Newton step, V).
     """
 
     def __init__(self, phase, spacing: float, params: PhysicalParameters, eta_nuc=None, activity=None,
                  conductivity=None, coarsen: int = 1, *, linear_solver: str = "auto",
-                 direct_max: int | None = None, rtol: float = 1e-10, max_iterations: int = 60,
-                 max_step: float = 0.1, c_floor_fraction: float = 1e-6):
+                 direct_max: int | None = None, rtol: float = 1e-10, eta_tolerance: float | None = None,
+                 max_iterations: int = 60, max_step: float = 0.1, c_floor_fraction: float = 1e-6):
         if coarsen != 1:
             raise ValueError("PotentialSolver works on the grid it is given: for coarsen > 1 use "
                              "continuum.coarse_grid.CoarsePotentialSolver (or make_potential_solver)")
@@ -124,6 +129,9 @@ class PotentialSolver:
         self.h = float(spacing)
         self.params = params
         self.rtol = rtol
+        if eta_tolerance is not None and not eta_tolerance > 0:
+            raise ValueError(f"eta_tolerance={eta_tolerance!r} is out of range: must be > 0 V (or None)")
+        self.eta_tolerance = eta_tolerance
         self.max_iterations = max_iterations
         self.max_step = max_step
         self.c_floor = c_floor_fraction * params.c_ref
@@ -133,8 +141,15 @@ class PotentialSolver:
 
         self._number_nodes(conductivity)
         lp, lq = self._reacting_faces()
-        self.pattern = SymmetricPattern(self.n, lp, lq)
         self.pins = self._pin_floating_pockets(lp, lq)
+        self._mg = self.pattern = None
+        if self.linear.effective_method(self.n) == "gmg":  # the grid operator is the matrix
+            rf = self._rf.subset(~self.bv_v)
+            bv_slots = face_slots(self.shape, rf.electrolyte_index, rf.conductor_index, rf.direction)
+            self._mg = VoxelMultigrid(self.shape, np.concatenate([self.elec_flat, self.cond_flat]))
+            self._mg_slots = np.concatenate([self._ee_slots, self._cc_slots, bv_slots])
+        else:
+            self.pattern = SymmetricPattern(self.n, lp, lq)
 
         self.area = self.h**2
         self._w_prev = None  # last sensitivity d(phi)/dV solve: initial guess for the next
@@ -166,11 +181,12 @@ class PotentialSolver:
             n = ne + self.cond_flat.size
             node[self.cond_flat] = ne + np.arange(self.cond_flat.size)
             node[collector] = n
-            p, q = voxel_links(self.connected)
+            p, q, slots = voxel_links(self.connected, with_slots=True)
             npn, nqn = node[p], node[q]
             Gs = self.h * _harmonic(sigma[p], sigma[q])
             both = (npn < n) & (nqn < n)
             self.cc_p, self.cc_q, self.G_cc = npn[both], nqn[both], Gs[both]
+            self._cc_slots = slots[both]
             onev = (npn < n) ^ (nqn < n)
             self.cv_p = np.where(npn[onev] < n, npn[onev], nqn[onev])
             self.G_cv = Gs[onev]
@@ -178,12 +194,12 @@ class PotentialSolver:
             self.cond_flat = np.zeros(0, dtype=np.int64)
             n = ne
             node[conn] = n
-            self.cc_p = self.cc_q = self.cv_p = np.zeros(0, dtype=np.int64)
+            self.cc_p = self.cc_q = self.cv_p = self._cc_slots = np.zeros(0, dtype=np.int64)
             self.G_cc = self.G_cv = np.zeros(0)
         self.n = n
         self.node = node
 
-        p, q = voxel_links(phase == ELECTROLYTE)
+        p, q, self._ee_slots = voxel_links(phase == ELECTROLYTE, with_slots=True)
         self.ee_p, self.ee_q = node[p], node[q]
         self.top = node[self.elec_flat[zcoord[self.elec_flat] == nz - 1]]
 
@@ -241,9 +257,10 @@ class PotentialSolver:
         G_top = 2.0 * h * _log_mean(kap[self.top], prm.conductivity(ct))
         kref = prm.conductivity(prm.c_ref)
         n = self.n
-        diag_fixed = (np.bincount(self.top, weights=G_top, minlength=n)
-                      + np.bincount(self.pins, weights=np.full(self.pins.size, h * kref), minlength=n)
+        diag_top = np.bincount(self.top, weights=G_top, minlength=n)
+        diag_other = (np.bincount(self.pins, weights=np.full(self.pins.size, h * kref), minlength=n)
                       + np.bincount(self.cv_p, weights=self.G_cv, minlength=n))
+        diag_fixed = diag_top + diag_other
         dp = FARADAY * (prm.cation_diffusivity - prm.anion_diffusivity) * h
         s_ee = dp * (ce[self.ee_p] - ce[self.ee_q])
         s_top = 2.0 * dp * (ce[self.top] - ct)
@@ -251,6 +268,7 @@ class PotentialSolver:
                - np.bincount(self.ee_q, weights=s_ee, minlength=n)
                + np.bincount(self.top, weights=s_top, minlength=n))
         return dict(ce=ce, c_face=ce[self.bv_e], G_ee=G_ee, G_top=G_top, diag_fixed=diag_fixed,
+                    diag_top=diag_top, diag_other=diag_other,
                     src=src, s_top=s_top, phi_top=phi_top,
                     G_lin=np.concatenate([G_ee, self.G_cc]))
 
@@ -287,8 +305,9 @@ class PotentialSolver:
         n = self.n
         g = self.area * di
         gv = g[self.bv_v]
-        K = self.pattern.assemble(np.concatenate([pre["G_lin"], g[~self.bv_v]]),
-                                  pre["diag_fixed"] + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n))
+        K = None if self.pattern is None else self.pattern.assemble(
+            np.concatenate([pre["G_lin"], g[~self.bv_v]]),
+            pre["diag_fixed"] + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n))
         cvec = -(np.bincount(self.cv_p, weights=self.G_cv, minlength=n)
                  + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n))
         # row of the charge-balance equation: d(sum A i)/du and d(sum A i)/dV
@@ -296,6 +315,16 @@ class PotentialSolver:
                 - np.bincount(self.bv_e, weights=g, minlength=n))
         d = gv.sum()
         return K, cvec, rvec, d
+
+    def _set_multigrid(self, pre, di, hierarchy: bool):
+        """This Jacobian as the multigrid's fine operator; its coarse levels are built on the
+        first Newton step only (later steps change only the weak Butler-Volmer conductances,
+        so the old hierarchy still preconditions well)."""
+        g = self.area * di
+        gv = g[self.bv_v]
+        self._mg.set_operator(self._mg_slots, np.concatenate([pre["G_lin"], g[~self.bv_v]]),
+                              pre["diag_other"] + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=self.n),
+                              pre["diag_top"], hierarchy=hierarchy)
 
     def _initial_V(self, u, pre, I_app):
         """Cold-start V for galvanostatic control: the V that carries I_app with phi_l frozen."""
@@ -380,6 +409,7 @@ class PotentialSolver:
         converged = False
         it = 0
         res = np.inf
+        last_deta = np.inf  # largest face-overpotential change of the last Newton step
         for it in range(1, self.max_iterations + 1):
             R, F, eta, i, di = self._residual(u, V, pre, I_app)
             Iscale = max(abs(I_app) if galv else 0.0, self.area * np.abs(i).sum(),
@@ -388,28 +418,39 @@ class PotentialSolver:
             ferr = 0.0 if not galv else abs(F) / max(abs(I_app), floor)
             # round-off floor of R: link currents are differences of G*phi terms
             noise = 64 * np.finfo(float).eps * float(gsum @ np.abs(u)) / Iscale
-            if res <= max(self.rtol, noise) and ferr <= self.rtol:
+            if ferr <= self.rtol and (res <= max(self.rtol, noise) or last_deta <= (self.eta_tolerance or 0.0)):
                 converged = True
                 it -= 1
                 break
             K, cvec, rvec, d = self._jacobian(pre, di)
+            if self._mg is not None:
+                self._set_multigrid(pre, di, hierarchy=it == 1)
             # inexact Newton: solve the correction only as far as the residual needs (a warm
             # start near the answer then costs a few CG iterations, not a full solve)
             # (loose while the nonlinear error dominates, tight enough to finish once close)
+            # On the eta criterion a step's linear error is a small fraction of a step that is
+            # itself below the tolerance; the charge balance is exact to linear order whatever
+            # the accuracy of a and w (dV solves the linearised balance with them).
             r_now = max(res, ferr)
-            eta_lin = 1e-3 if r_now > 1e-3 else float(np.clip(0.05 * self.rtol / r_now, 1e-11, 1e-3))
+            if self.eta_tolerance is not None:
+                eta_lin = w_lin = 1e-2
+            else:
+                eta_lin = 1e-3 if r_now > 1e-3 else float(np.clip(0.05 * self.rtol / r_now, 1e-11, 1e-3))
+                w_lin = 1e-7
+            mg = self._mg
             if galv:
                 key = ("newton", self._calls, it)  # one LU per Newton step on the direct path
-                (a,) = self.linear.solve(K, [-R], rtol=eta_lin, cache_key=key)
-                (w,) = self.linear.solve(K, [cvec], x0=[w], rtol=1e-7, cache_key=key)
+                (a,) = self.linear.solve(K, [-R], rtol=eta_lin, cache_key=key, multigrid=mg)
+                (w,) = self.linear.solve(K, [cvec], x0=[w], rtol=w_lin, cache_key=key, multigrid=mg)
                 dV = (-F - rvec @ a) / (d - rvec @ w)
                 du = a - w * dV
             else:
-                (du,) = self.linear.solve(K, [-R], rtol=eta_lin)
+                (du,) = self.linear.solve(K, [-R], rtol=eta_lin, multigrid=mg)
                 dV = 0.0
             xq = np.where(self.bv_v, dV, du[np.minimum(self.bv_q, n - 1)] if n else dV)
             deta = np.abs(xq - du[self.bv_e]).max() if len(self._rf) else 0.0
             scale = min(1.0, self.max_step / deta) if deta > 0 else 1.0
+            last_deta = scale * deta
             u += scale * du
             V += scale * dV
             step = scale * max(np.abs(du).max() if n else 0.0, abs(dV))

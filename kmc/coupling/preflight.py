@@ -7,14 +7,12 @@ import os
 
 import numpy as np
 
-from continuum.constants import ELECTROLYTE
+from continuum.constants import ELECTROLYTE, LITHIUM_MAH_PER_CM3
 
 from .config import ConfigError, SimulationConfig
 from .galvanostat import CHARGE_TOLERANCE_PERCENT, MIN_PACKETS
 from .units import MAH_PER_CM2
 
-# Dense lithium: 2061 mAh/cm^3, i.e. 1 mAh/cm^2 is 4.85 um of lithium.
-LITHIUM_MAH_PER_CM3 = 2061.0
 # The plated lithium, as a dense layer, may fill at most this share of the free electrolyte
 # height: deposits are rough, and one that reaches the top boundary leaves the model.
 FILL_LIMIT = 0.5

@@ -29,7 +29,7 @@ from .checkpoint import RunCheckpointer, restore_checkpoint
 from .config import SimulationConfig
 from .galvanostat import Galvanostat
 from .io import SeriesWriter, write_pvd, write_vti
-from .observables import REGION_NAMES, deposit_observables, region_map, time_weighted_mean
+from .observables import REGION_NAMES, DeadLithiumLedger, deposit_observables, region_map, time_weighted_mean
 from .salt import SaltBalance
 from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
@@ -81,6 +81,7 @@ class PlatingSimulation:
         self.engine = KMCEngine(self.state, self.params, transport=k.transport, leaps=k.leaps,
                                 occupancy_cap=k.occupancy_cap, seed=engine_ss, face_counts=True)
         self.region = region_map(host.phase)
+        self.dead_ledger = DeadLithiumLedger(self.state.phase, self.state.connected)
         self.salt = SaltBalance(host.phase, self.h, self.params, config.separator, config.continuum)
         self.packet_charge = self.params.packet_charge(self.h)
         self.galvanostat = Galvanostat(self.footprint, self.packet_charge,
@@ -93,7 +94,7 @@ class PlatingSimulation:
         self.region_reductions = np.zeros(8, np.int64)
         self.rows: list[dict] = []
         self.segment_log: list[dict] = []  # one record per finished segment (segments.csv)
-        self._segment_start = None  # (time, applied, realised charge) where the current segment began
+        self._segment_start = None  # (time, applied, realised charge, dead formed, reconnected) at the segment start
         self.solution = None
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
@@ -151,7 +152,8 @@ class PlatingSimulation:
             return (*self._floating_fields(phi_top), None)
         cs = self.config.continuum
         solver = make_potential_solver(phase, self.h, self.params, self.state.eta_nuc, self.state.activity,
-                                       coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance)
+                                       coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance,
+                                       eta_tolerance=cs.overpotential_tolerance_mV * 1e-3)
         # Warm start from the last solution even where the deposit changed the geometry (new
         # electrolyte voxels start at phi_top): its potentials are still near the answer.
         prev = self.solution
@@ -190,14 +192,23 @@ class PlatingSimulation:
         t1 = _time.perf_counter()
         cap = gs.reduction_cap(applied, target, dt, final=final, segment_left=segment_left,
                                active_faces=int(sol.faces.n_faces) if sol is not None else 0, book=book)
+        ox_cap = gs.oxidation_cap(applied, target, dt, final=final, book=book)
         implicit = self.config.kmc.transport == "implicit"
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=self.salt.c_top,
                                   concentration=self.salt.field() if implicit else None, region=self.region,
-                                  max_reductions=cap)
+                                  max_reductions=cap, max_oxidations=ox_cap)
         t2 = _time.perf_counter()
         red, ox = int(res.counts["reductions"]), int(res.counts["oxidations"])
         realised = (ox - red) * self.packet_charge  # C, SI sign
-        gs.record_step(applied, dt, realised, capped=res.status == "max_reductions" and not final, book=book)
+        # The true connectivity after the call (the in-call check leaves pieces beyond its budget
+        # to a relabel, and only a relabel sees dead lithium that a new deposit reconnected), and
+        # the lithium that turned dead or live again in this step.
+        self.state.relabel()
+        self.dead_ledger.update(self.state.phase, self.state.connected)
+        exhausted = (applied > 0 and book and self._segment_start is not None
+                     and not self._has_lithium_to_strip())
+        gs.record_step(applied, dt, realised, capped=res.status in ("max_reductions", "max_oxidations") and not final,
+                       book=book, exhausted_since=self._segment_start[1:3] if exhausted else None)
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
@@ -250,6 +261,8 @@ class PlatingSimulation:
             col.C_NEAR: self._near_deposit_concentration(),
             col.PACKETS: int(self.state.n_packets),
             **obs.as_row(),
+            col.DEAD_FORMED: self.capacity(self.dead_ledger.formed * self.packet_charge),
+            col.DEAD_RECONNECTED: self.capacity(self.dead_ledger.reconnected * self.packet_charge),
         }
         for i, name in enumerate(REGION_NAMES):
             row[col.reductions_share(name)] = float(self.region_reductions[i] / total_red)
@@ -292,7 +305,7 @@ class PlatingSimulation:
             self._segment_start = self._charge_marks()
         t_end = self.time + segment.duration if t_end is None else t_end
         why = self._run_to(segment, t_end, on_step, refine_end)
-        if why == "duration" and segment.until_charge and segment.current_density < 0:
+        if why == "duration" and segment.until_charge and segment.current_density != 0:
             why = self._pay_owed_charge(segment, on_step)
         self._log_segment(segment, why)
         return why
@@ -300,7 +313,7 @@ class PlatingSimulation:
     def _run_to(self, segment: Segment, t_end: float, on_step, refine_end: bool) -> str:
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
-                return "fully stripped"
+                return self._exhausted_reason(segment)
             dt = self.step_length(segment, t_end - self.time, refine_end)
             row = self.macro_step(segment, dt, final=dt >= t_end - self.time,
                                   segment_left=t_end - self.time if refine_end else None)
@@ -310,17 +323,33 @@ class PlatingSimulation:
                 return "cutoff"
         return "duration"
 
+    @staticmethod
+    def _exhausted_reason(segment: Segment) -> str:
+        """Why a stripping segment with no connected lithium left at the electrolyte ends: its
+        'fully stripped' condition; else its cutoff (with nothing to oxidise the electrode's
+        potential under anodic current has no bound, so it passes any cutoff); else 'lithium
+        exhausted' (the segment asked for more than the electrode could give)."""
+        if segment.until_stripped:
+            return "fully stripped"
+        if segment.cutoff_potential is not None:
+            return "cutoff"
+        return "lithium exhausted"
+
     def _pay_owed_charge(self, segment: Segment, on_step) -> str:
-        """A capacity-terminated plating segment ends on the charge the KMC passed, not on the
-        clock: if the KMC is behind at the nominal end (packets outran by the fields, a slow
-        host), the current stays on, without adding applied charge, until it has caught up to
-        half a packet; at most half the segment's duration or twice the debt's time longer."""
+        """A capacity-terminated segment (plating or stripping) ends on the charge the KMC
+        passed, not on the clock: if the KMC is behind at the nominal end (packets outran by
+        the fields, a slow host), the current stays on, without adding applied charge, until it
+        has caught up to half a packet; at most half the segment's duration or twice the debt's
+        time longer.  A strip that runs out of lithium meanwhile ends as :meth:`_exhausted_reason`."""
         gs = self.galvanostat
         applied = gs.applied_current(segment.current_density)
+        anodic = applied > 0
         # time enough to pay the debt twice over at the applied current (a short last pulse
         # can inherit the debt of the pulses before it), and at least half the segment
         limit = self.time + max(0.5 * segment.duration, 2.0 * gs.owed_charge(applied, 0.0) / applied)
-        while gs.packets_owed(gs.owed_charge(applied, 0.0)) > 0:
+        while gs.packets_owed(gs.owed_charge(applied, 0.0), anodic) > 0:
+            if anodic and not self._has_lithium_to_strip():
+                return self._exhausted_reason(segment)
             if self.time >= limit:
                 return "charge shortfall"
             dt = min(self.config.kmc.max_macro_step_s, max(1e-6, gs.owed_charge(applied, 0.0) / applied),
@@ -330,21 +359,30 @@ class PlatingSimulation:
                 on_step(row)
         return "charge"
 
-    def _charge_marks(self) -> tuple[float, float, float]:
-        return self.time, self.galvanostat.applied_charge, self.galvanostat.realised_charge
+    def _charge_marks(self) -> tuple[float, ...]:
+        led = self.dead_ledger
+        return (self.time, self.galvanostat.applied_charge, self.galvanostat.realised_charge,
+                float(led.formed), float(led.reconnected))
 
     def _log_segment(self, segment: Segment, why: str) -> None:
-        """One row of segments.csv: what the segment applied and what the KMC passed."""
-        t0, applied0, realised0 = self._segment_start
+        """One row of segments.csv: what the segment applied and what the KMC passed, the dead
+        lithium it formed and reconnected, and the lithium (all, dead) at its end."""
+        t0, applied0, realised0, *dead0 = self._segment_start
+        formed0, reconnected0 = dead0 if dead0 else (self.dead_ledger.formed, self.dead_ledger.reconnected)
         applied = self.galvanostat.applied_charge - applied0
         passed = self.galvanostat.realised_charge - realised0
+        q = self.packet_charge
+        last = self.rows[-1]
         self.segment_log.append({
             col.SEGMENT: len(self.segment_log), col.STEP: segment.label,
             col.CURRENT: _applied_mA_cm2(segment),
             col.SEGMENT_START: t0, col.SEGMENT_DURATION: self.time - t0,
             col.APPLIED_CAP: self.capacity(-applied), col.PASSED_CAP: self.capacity(-passed),
             col.CHARGE_ERROR: 100.0 * abs(passed - applied) / abs(applied) if applied else float("nan"),
-            col.ENDED_BY: why})
+            col.ENDED_BY: why,
+            col.DEAD_FORMED: self.capacity((self.dead_ledger.formed - formed0) * q),
+            col.DEAD_RECONNECTED: self.capacity((self.dead_ledger.reconnected - reconnected0) * q),
+            col.LITHIUM: last[col.LITHIUM], col.DEAD_LITHIUM: last[col.DEAD_LITHIUM]})
         self._segment_start = None
 
     def snapshot_fields(self) -> dict:
@@ -422,6 +460,7 @@ class PlatingSimulation:
         summary[col.CHARGE_ERROR] = self.charge_error_percent()
         summary[col.COMPLIANCE_STEPS] = self.galvanostat.compliance_steps
         summary[col.CAPPED_STEPS] = self.galvanostat.limited_steps
+        summary[col.EXHAUSTED_STEPS] = self.galvanostat.exhausted_steps
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
                          snapshots=snapshots, segments=list(self.segment_log))
@@ -434,7 +473,8 @@ class PlatingSimulation:
         return {"lattice": self.state.state_dict(), "engine": self.engine.state_dict(),
                 "galvanostat": self.galvanostat.state_dict(), "salt": self.salt.state_dict(),
                 "clock": {"time": self.time, "steps": self.steps, "reductions": self.reductions,
-                          "oxidations": self.oxidations, "region_reductions": self.region_reductions.copy()},
+                          "oxidations": self.oxidations, "region_reductions": self.region_reductions.copy(),
+                          "dead_formed": self.dead_ledger.formed, "dead_reconnected": self.dead_ledger.reconnected},
                 "solution": self.solution, "rows": self.rows, "timing": dict(self.timing),
                 "segments": {"log": self.segment_log, "start": self._segment_start}}
 
@@ -449,6 +489,9 @@ class PlatingSimulation:
         self.reductions = int(clock["reductions"])
         self.oxidations = int(clock["oxidations"])
         self.region_reductions = np.array(clock["region_reductions"], dtype=np.int64)
+        self.dead_ledger = DeadLithiumLedger(self.state.phase, self.state.connected)
+        self.dead_ledger.formed = int(clock.get("dead_formed", 0))
+        self.dead_ledger.reconnected = int(clock.get("dead_reconnected", 0))
         self.solution = d["solution"]
         self.rows = list(d["rows"])
         self.timing = dict(d["timing"])

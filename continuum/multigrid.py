@@ -1,0 +1,177 @@
+"""Geometric multigrid on the voxel grid: the preconditioner of the continuum's CG solves.
+
+The solvers' systems are weighted graph Laplacians on voxels (face conductances between
+unknown voxels, a diagonal for links to fixed potentials and storage, a Dirichlet top).  On
+the structured grid these are a 7-point stencil with a conductance per face, so the
+hierarchy needs no algebraic setup: each level halves every axis longer than one (the last
+cell of an odd axis keeps one child), coarse face conductances follow the fine paths in
+series (``mg_kernels.coarse_faces``: coefficient-aware, a wall inside a coarse cell stays
+a wall), diagonals add up.  Piecewise-constant transfers, symmetric Gauss-Seidel (forward
+before, backward after the coarse correction) and an exact coarsest solve make one V-cycle
+a symmetric positive definite preconditioner for any such operator.
+
+Building a hierarchy is a few passes over the grid (milliseconds per million voxels), so a
+new geometry (a deposit grew) or new coefficients (a Newton step) cost nothing to speak of;
+what pyamg's smoothed aggregation spends seconds on at 128^3 is not needed here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from . import mg_kernels as K
+
+
+def face_slots(shape, a: np.ndarray, b: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Face slot ``axis * N + low voxel`` of the faces between voxels a and b (flat indices),
+    ``direction`` 0..5 (+x, -x, +y, -y, +z, -z) pointing from a to b."""
+    direction = np.asarray(direction, dtype=np.int64)
+    low = np.where(direction % 2 == 0, a, b)
+    return (direction // 2) * int(np.prod(shape)) + low
+
+
+class _Level:
+    def __init__(self, gx, gy, gz, d, dtop):
+        self.gx, self.gy, self.gz, self.d, self.dtop = gx, gy, gz, d, dtop
+        self.shape = d.shape
+        self.dtot = np.empty(self.shape)
+        K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot)
+        self.x = np.zeros(self.shape)
+        self.factors = None  # to the next level
+
+    def coarsen(self) -> "_Level":
+        f = tuple(2 if n > 1 else 1 for n in self.shape)
+        nc = tuple((n + fi - 1) // fi for n, fi in zip(self.shape, f))
+        fx, fy, fz = f
+        gx, gy, gz = np.zeros(nc), np.zeros(nc), np.zeros(nc)
+        K.coarse_faces(self.gx, fx, fy, fz, True, gx)
+        K.coarse_faces(self.gy.transpose(1, 0, 2), fy, fx, fz, True, gy.transpose(1, 0, 2))
+        K.coarse_faces(self.gz.transpose(2, 0, 1), fz, fx, fy, False, gz.transpose(2, 0, 1))
+        d = np.empty(nc)
+        K.sum_children(self.d, fx, fy, fz, d)
+        dtop = np.empty(nc[:2])
+        K.coarse_top(self.gz, self.dtop, fx, fy, fz, dtop)
+        self.factors = f
+        return _Level(gx, gy, gz, d, dtop)
+
+    def matrix(self):
+        """This level as a CSR matrix over its unknown cells (and their flat indices)."""
+        shape = self.shape
+        N = int(np.prod(shape))
+        act = np.flatnonzero(self.dtot.ravel() > 0)
+        idx = np.full(N, -1, dtype=np.int64)
+        idx[act] = np.arange(act.size)
+        flat = np.arange(N).reshape(shape)
+        own = np.arange(act.size)
+        rows, cols, vals = [own], [own], [self.dtot.ravel()[act]]
+        for axis, g in enumerate((self.gx, self.gy, self.gz)):
+            nb = np.roll(flat, -1, axis=axis).ravel()
+            w = g.ravel()
+            sel = np.flatnonzero(w > 0)
+            a, b = idx[sel], idx[nb[sel]]
+            rows += [a, b]
+            cols += [b, a]
+            vals += [-w[sel], -w[sel]]
+        A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(act.size, act.size))
+        return A, act
+
+
+class VoxelMultigrid:
+    """A V-cycle preconditioner for a system on the unknowns ``node_voxel`` (flat voxel index
+    of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
+    conductances; :meth:`preconditioner` is the LinearOperator for CG."""
+
+    def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 1500, sweeps: int = 1):
+        self.shape = tuple(int(s) for s in shape)
+        self.N = int(np.prod(self.shape))
+        self.node_voxel = np.asarray(node_voxel, dtype=np.int64)
+        self.n = self.node_voxel.size
+        self.coarse_max = int(coarse_max)
+        self.sweeps = int(sweeps)
+        self.levels: list[_Level] = []
+        self._lu = None
+        self._coarse_cells = None
+        self.stats = {"builds": 0, "cycles": 0}
+
+    def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
+                     top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
+        """Operator ``sum_links G (e_p - e_q)(e_p - e_q)^T + diag(diagonal + top_conductance)``.
+
+        ``slots``: the links' face slots (``fv.voxel_links(..., with_slots=True)``,
+        :func:`face_slots`); ``conductance`` per link; ``diagonal`` and ``top_conductance`` (a
+        Dirichlet link above the top layer, nonzero on top-layer unknowns only) per unknown.
+        ``hierarchy`` False: replace the fine operator only and keep the coarse levels (a
+        Newton step that changed only the weak interface conductances): :meth:`matvec` is
+        then exact and the preconditioner slightly stale."""
+        N, shape = self.N, self.shape
+        g = np.bincount(slots, weights=conductance, minlength=3 * N).reshape((3,) + shape)
+        d = np.zeros(N)
+        d[self.node_voxel] = diagonal
+        dtop = np.zeros(shape[:2])
+        if top_conductance is not None:
+            vox = self.node_voxel
+            on = np.flatnonzero(top_conductance)
+            if np.any(vox[on] % shape[2] != shape[2] - 1):
+                raise ValueError("top_conductance on an unknown outside the top layer")
+            dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
+        fine = _Level(g[0], g[1], g[2], d.reshape(shape), dtop)
+        if not hierarchy and self.levels:
+            fine.factors = self.levels[0].factors
+            self.levels[0] = fine
+            return
+        levels = [fine]
+        while levels[-1].d.size > self.coarse_max and max(levels[-1].shape) > 1:
+            levels.append(levels[-1].coarsen())
+        self.levels = levels
+        A, self._coarse_cells = levels[-1].matrix()
+        self._lu = spla.splu(A) if A.shape[0] else None
+        self.stats["builds"] += 1
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """The fine operator on a vector over the unknowns."""
+        L = self.levels[0]
+        xg = np.zeros(self.N)
+        xg[self.node_voxel] = x
+        out = np.empty(L.shape)
+        K.apply_operator(xg.reshape(L.shape), L.gx, L.gy, L.gz, L.dtot, out)
+        return out.ravel()[self.node_voxel]
+
+    def operator(self) -> spla.LinearOperator:
+        return spla.LinearOperator((self.n, self.n), matvec=self.matvec, dtype=np.float64)
+
+    def vcycle(self, b: np.ndarray) -> np.ndarray:
+        """One cycle from x = 0 on the fine-grid right-hand side ``b`` (grid shape)."""
+        self.levels[0].x[:] = 0.0
+        self._cycle(0, b)
+        self.stats["cycles"] += 1
+        return self.levels[0].x
+
+    def _cycle(self, lvl: int, b: np.ndarray):
+        """Improve ``levels[lvl].x`` for A x = b: smooth, correct from the next level, smooth
+        back."""
+        L = self.levels[lvl]
+        if lvl == len(self.levels) - 1:
+            if self._lu is not None:
+                L.x.ravel()[self._coarse_cells] = self._lu.solve(b.ravel()[self._coarse_cells])
+            return
+        nxt = self.levels[lvl + 1]
+        for _ in range(self.sweeps):
+            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dtot, False)
+        rc = np.empty(nxt.shape)
+        K.restrict_residual(L.x, b, L.gx, L.gy, L.gz, L.dtot, *L.factors, rc)
+        nxt.x[:] = 0.0
+        self._cycle(lvl + 1, rc)
+        K.prolong_add(L.x, nxt.x, L.dtot, *L.factors)
+        for _ in range(self.sweeps):
+            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dtot, True)
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        """The preconditioner on a vector over the unknowns."""
+        b = np.zeros(self.N)
+        b[self.node_voxel] = r
+        return self.vcycle(b.reshape(self.shape)).ravel()[self.node_voxel].copy()
+
+    def preconditioner(self) -> spla.LinearOperator:
+        return spla.LinearOperator((self.n, self.n), matvec=self.apply, dtype=np.float64)
