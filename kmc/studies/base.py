@@ -15,11 +15,12 @@ import numpy as np
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv, write_json
-from ..coupling.observables import cycle_balance
+from ..coupling.observables import cycle_balance, is_stripping_segment
 from ..coupling.simulation import PlatingSimulation, RunResult
 from ..coupling.streams import provenance, root_sequence, study_streams
 from ..coupling.waveforms import Segment
 from ..hosts import Host
+from ..hosts.analysis import host_analysis
 
 
 # summary.csv: the final deposit, the cell potential and the charge error of each case
@@ -178,6 +179,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     outdir = folder.path
     write_json(outdir / "config.json", provenance(config, **study.provenance_extra(config, plan),
                                                   **({"warnings": warnings} if warnings else {})))
+    write_json(outdir / "host.json", {label: host_analysis(h) for label, h in plan.hosts.items()})
     for w in warnings:
         echo(f"warning: {w}")
     if not _kernels_compiled():
@@ -195,9 +197,9 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     study.write_outputs(config, plan, results, outdir, echo)
     write_csv(outdir / "segments.csv", labelled_rows(results, plan.cases, "segments"))
     cycles = [{"Host": c.host_label, "Protocol": c.protocol_label, **row} for c in plan.cases
-              if any(seg[col.CURRENT] < 0 for seg in results[c.label].segments)
+              if any(is_stripping_segment(seg) for seg in results[c.label].segments)
               for row in cycle_balance(results[c.label].segments)]
-    if cycles:  # runs that strip: plated, stripped and Coulombic efficiency per cycle
+    if cycles:  # runs that strip: plated, stripped, Coulombic efficiency, dead lithium per cycle
         write_csv(outdir / "cycles.csv", cycles)
     wall = time.perf_counter() - t_start
     timing = {"wall [s]": wall}
