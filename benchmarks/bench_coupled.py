@@ -1,14 +1,23 @@
-"""Cost of a coupled run against its size: porous conductive host, DC at 8 mA/cm^2,
-24 um host + 24 um reservoir, 0.05 mAh/cm^2, footprints 24 and 48 um (96 um with --large).
+"""Cost of coupled runs against their size, and of the pulse-vs-DC study.
 
-    python benchmarks/bench_coupled.py                       # this checkout
-    python benchmarks/bench_coupled.py --compare-to ../old   # and another checkout, side by side
+    python benchmarks/bench_coupled.py                       # scaling table, 24 and 48 um
+    python benchmarks/bench_coupled.py --large               # and 96 um (minutes)
+    python benchmarks/bench_coupled.py --host-scale          # 1 mAh/cm^2 into 64 x 64 x 96 um
+    python benchmarks/bench_coupled.py --studies             # quick and full pulse_vs_dc
+    python benchmarks/bench_coupled.py --compare-to ../old   # each case also in another checkout
 
-Each case is one `python -m kmc run` in a fresh process (single-threaded BLAS, Numba cache
-warmed by a first tiny run). Printed per case: voxels, macro-steps (time-series rows - 1), wall
-time of the process [s], seconds per macro-step, and the growth factor from the previous
-footprint (a footprint twice as large has 4x the voxels; cost that grows about as the voxels
-is <= 4.5x).  With --compare-to, the other checkout's wall time and the ratio (this / other).
+Scaling table: porous conductive host, DC at 8 mA/cm^2, 24 um host + 24 um reservoir,
+0.05 mAh/cm^2, footprints 24, 48 (96) um, 1 um voxels.  Host scale: a 96 um deep random
+porous host (porosity 0.6, 3 um features) under a 16 um reservoir, 64 x 64 um footprint,
+DC 1 mA/cm^2 to 1 mAh/cm^2.
+
+Each case is one `python -m kmc` process (single-threaded BLAS, Numba cache warmed by a first
+tiny run, so compilation is not counted).  Printed per case: voxels, macro-steps (time-series
+rows - 1), wall time of the process [s] (imports and output writing included), seconds per
+macro-step, the share of the run's own time (timing.json: wall of the runs) spent in the
+continuum solves, the KMC and the observables, and the growth factor from the previous
+footprint (4x the voxels; cost that grows as the voxels is <= 4.5x).  With --compare-to, the
+other checkout's wall time and the ratio (this / other), run alternately in the same session.
 """
 from __future__ import annotations
 
@@ -23,60 +32,109 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV1 = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _config(footprint_um: int) -> dict:
+def scaling_config(footprint_um: int) -> dict:
     return {"host": {"kind": "random_porous", "nx": footprint_um, "ny": footprint_um, "host_layers": 24,
                      "reservoir_layers": 24},
             "protocol": {"kind": "dc", "current_density_mA_cm2": 8.0, "capacity_mAh_cm2": 0.05},
             "snapshots": 0}
 
 
-def run_case(checkout: Path, footprint_um: int, workdir: Path) -> tuple[float, int]:
-    """(wall seconds, macro-steps) of one run in ``checkout``."""
-    cfg = workdir / f"c{footprint_um}.json"
-    cfg.write_text(json.dumps(_config(footprint_um)))
-    out = workdir / f"out-{checkout.name}-{footprint_um}"
-    env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+HOST_SCALE = {"host": {"kind": "random_porous", "nx": 64, "ny": 64, "host_layers": 96, "reservoir_layers": 16,
+                       "porosity": 0.6, "porosity_top": 0.6, "feature_size_um": 3.0},
+              "protocol": {"kind": "dc", "current_density_mA_cm2": 1.0, "capacity_mAh_cm2": 1.0},
+              "snapshots": 0}
+
+
+def _python(checkout: Path, args: list, workdir: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(checkout), **ENV1}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "kmc", "run", str(cfg), "--out", str(out), "--no-progress"],
-                   cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
+    subprocess.run([sys.executable, "-m", "kmc", *args, "--no-progress"], cwd=checkout, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def run_config(checkout: Path, cfg: dict, name: str, workdir: Path) -> dict:
+    """Wall, macro-steps and timing.json of one `python -m kmc run`."""
+    path = workdir / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    out = workdir / f"out-{checkout.name}-{name}"
+    wall = _python(checkout, ["run", str(path), "--out", str(out), "--overwrite"], workdir)
     with open(out / "timeseries.csv", newline="") as fh:
         steps = sum(1 for _ in csv.DictReader(fh)) - 1
-    return wall, steps
+    timing = json.loads((out / "timing.json").read_text())
+    return {"wall": wall, "steps": steps, "timing": timing}
+
+
+def shares(timing: dict) -> str:
+    total = max(timing.get("wall [s]", 0.0), 1e-12)
+    parts = [("continuum", "continuum [s]"), ("kmc", "kmc [s]"), ("observables", "observables [s]")]
+    return " ".join(f"{label} {100 * timing.get(key, 0.0) / total:3.0f}%" for label, key in parts)
+
+
+def warm(checkouts, work: Path) -> None:
+    for c in checkouts:  # compile the kernels once per checkout
+        run_config(c, {"host": {"nx": 12, "ny": 12, "host_layers": 4, "reservoir_layers": 8},
+                       "protocol": {"capacity_mAh_cm2": 0.2}, "snapshots": 0}, "warm", work)
+
+
+def scaling(checkouts, sizes, work: Path) -> None:
+    print("Scaling: porous host, DC 8 mA/cm^2, 0.05 mAh/cm^2, 24 um host + 24 um reservoir")
+    print(f"{'footprint':>10} {'voxels':>9} {'steps':>6} {'wall [s]':>9} {'s/step':>7} {'growth':>7}  share of run time"
+          + ("   | other: steps  wall [s]  this/other" if len(checkouts) > 1 else ""), flush=True)
+    prev = None
+    for n in sizes:
+        r = run_config(checkouts[0], scaling_config(n), f"s{n}", work)
+        vox = n * n * (1 + 24 + 24)
+        line = (f"{n:>7} um {vox:>9} {r['steps']:>6} {r['wall']:>9.1f} {r['wall'] / r['steps']:>7.2f} "
+                f"{(r['wall'] / prev if prev else float('nan')):>7.2f}  {shares(r['timing'])}")
+        if len(checkouts) > 1:
+            o = run_config(checkouts[1], scaling_config(n), f"s{n}", work)
+            line += f"   | {o['steps']:>12} {o['wall']:>9.1f} {r['wall'] / o['wall']:>11.2f}"
+        print(line, flush=True)
+        prev = r["wall"]
+
+
+def host_scale(checkouts, work: Path) -> None:
+    print("Host scale: 1 mAh/cm^2 at 1 mA/cm^2 into a 64 x 64 x 96 um porous host (+16 um reservoir)")
+    for c in checkouts:
+        r = run_config(c, HOST_SCALE, "host_scale", work)
+        print(f"  {c.name}: {r['steps']} macro-steps, wall {r['wall']:.0f} s ({r['wall'] / 60:.1f} min), "
+              f"{r['wall'] / r['steps']:.2f} s/step, {shares(r['timing'])}", flush=True)
+
+
+def studies(checkouts, work: Path) -> None:
+    print("pulse_vs_dc study (2 workers): wall of the whole command, and its timing.json")
+    for flag in ([], ["--full"]):
+        for c in checkouts:
+            out = work / f"pvd-{c.name}-{'full' if flag else 'quick'}"
+            wall = _python(c, ["pulse_vs_dc", *flag, "--out", str(out), "--overwrite"], work)
+            t = json.loads((out / "timing.json").read_text())
+            print(f"  {c.name} {'--full' if flag else 'quick '}: wall {wall:.1f} s "
+                  f"(cases' own time: continuum {t.get('continuum [s]', 0):.1f} s, KMC {t.get('kmc [s]', 0):.1f} s)",
+                  flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare-to", type=Path, default=None, help="another checkout of the project")
     ap.add_argument("--large", action="store_true", help="also the 96 um footprint (minutes)")
+    ap.add_argument("--host-scale", action="store_true", help="the 1 mAh/cm^2 64 x 64 x 96 um run (minutes)")
+    ap.add_argument("--studies", action="store_true", help="quick and full pulse_vs_dc")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
     args = ap.parse_args()
-    sizes = (24, 48, 96) if args.large else (24, 48)
     checkouts = [ROOT] + ([args.compare_to.resolve()] if args.compare_to else [])
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        for c in checkouts:  # compile the kernels once per checkout
-            cfg = work / "warm.json"
-            cfg.write_text(json.dumps({"host": {"nx": 12, "ny": 12, "host_layers": 4, "reservoir_layers": 8},
-                                       "protocol": {"capacity_mAh_cm2": 0.2}, "snapshots": 0}))
-            subprocess.run([sys.executable, "-m", "kmc", "run", str(cfg), "--out", str(work / f"warm-{c.name}"),
-                            "--no-progress"], cwd=c, env={**os.environ, "PYTHONPATH": str(c)}, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        print(f"{'footprint':>10} {'voxels':>9} {'steps':>6} {'wall [s]':>9} {'s/step':>7} {'growth':>7}"
-              + ("  other: steps  wall [s]  this/other" if args.compare_to else ""))
-        prev = None
-        for n in sizes:
-            wall, steps = run_case(ROOT, n, work)
-            vox = n * n * (1 + 24 + 24)
-            line = (f"{n:>7} um {vox:>9} {steps:>6} {wall:>9.1f} {wall / steps:>7.2f} "
-                    f"{(wall / prev if prev else float('nan')):>7.2f}")
-            if args.compare_to:
-                w2, s2 = run_case(checkouts[1], n, work)
-                line += f"  {s2:>12} {w2:>9.1f} {wall / w2:>11.2f}"
-            print(line, flush=True)
-            prev = wall
+        warm(checkouts, work)
+        if not args.no_scaling:
+            scaling(checkouts, (24, 48, 96) if args.large else (24, 48), work)
+        if args.host_scale:
+            host_scale(checkouts, work)
+        if args.studies:
+            studies(checkouts, work)
 
 
 if __name__ == "__main__":

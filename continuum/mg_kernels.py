@@ -5,6 +5,9 @@ A level is a cell-centred grid [x, y, z], periodic in x and y, with face conduct
 k+1, zero on the top layer), a diagonal term ``d`` (links to fixed potentials, storage), a
 Dirichlet conductance ``dtop[i, j]`` above the top layer, and ``dtot``, the operator's
 diagonal.  ``dtot == 0`` marks a cell that is not an unknown.
+
+The 7-point stencil is written out in each sweep on purpose: a shared helper, even with
+``inline="always"``, made the Gauss-Seidel sweep 2x slower at 128^3.
 """
 from __future__ import annotations
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import brentq
 from scipy.sparse.csgraph import connected_components
 
 from .constants import ELECTROLYTE, FARADAY
@@ -342,6 +341,8 @@ class PotentialSolver:
         lo, hi = -0.05, 0.05
         for _ in range(12):
             if total(lo) < 0 < total(hi):
+                from scipy.optimize import brentq  # here: scipy.optimize costs 0.35 s to import
+
                 return brentq(total, lo, hi, xtol=1e-12)
             lo, hi = 2 * lo, 2 * hi
         raise ValueError(f"cannot bracket the cell potential for current {I_app:g} A")

@@ -32,25 +32,54 @@ RMS_ROUGHNESS = "RMS roughness [um]"
 INTERFACE_AREA = "Interface area [um2.um-2]"
 TIPS = "Tips [-]"
 
+# -- lithium inventory (cumulative since the start of the run, packets as capacity) -------------
+# Lithium cut off from the collector between two macro-steps (relabelled after every KMC call),
+# and dead lithium that a new deposit touched and so connected again.  Dead lithium never
+# reacts, so at every row: Dead lithium = formed - reconnected (host lithium at the start: none).
+DEAD_FORMED = "Dead lithium formed [mAh.cm-2]"
+DEAD_RECONNECTED = "Dead lithium reconnected [mAh.cm-2]"
+
 # -- segments (segments.csv: one row per protocol segment) ------------------------------------
 SEGMENT = "Segment [-]"
 SEGMENT_START = "Start [s]"
 SEGMENT_DURATION = "Duration [s]"
 PASSED_CAP = "Passed capacity [mAh.cm-2]"  # net charge the KMC passed, > 0 plating
-ENDED_BY = "Ended by"  # duration, charge, charge shortfall, cutoff, fully stripped
+# duration, charge, charge shortfall, cutoff, fully stripped, lithium exhausted (a strip that ran
+# out of lithium to strip without 'or fully stripped' or a cutoff)
+ENDED_BY = "Ended by"
 
 # -- cycles (cycles.csv: one row per plate/strip cycle) ------------------------------------------
 CYCLE = "Cycle [-]"
 CYCLE_PLATED = "Plated [mAh.cm-2]"
 CYCLE_STRIPPED = "Stripped [mAh.cm-2]"
-CYCLE_NET = "Net plated [mAh.cm-2]"
+CYCLE_OPEN_CIRCUIT = "Open-circuit net plated [mAh.cm-2]"  # rests, pulse off-times: exchange noise
+CYCLE_NET = "Net plated [mAh.cm-2]"  # plated - stripped + open circuit: the cycle's change of lithium
 COULOMBIC_EFFICIENCY = "Coulombic efficiency [-]"  # stripped / plated within the cycle
+CYCLE_DEAD_END = "Dead lithium at cycle end [mAh.cm-2]"  # cumulative inactive (isolated) lithium
+CYCLE_LITHIUM_END = "Lithium at cycle end [mAh.cm-2]"  # all lithium left: dead plus live
+CUMULATIVE_LOSS = "Cumulative loss [mAh.cm-2]"  # sum over cycles of plated - stripped
+STRIP_ENDED_BY = "Strip ended by"  # why the cycle's last stripping segment ended
+MEAN_CE = "Mean Coulombic efficiency [-]"  # over a run's cycles (summary)
+
+
+def cycle_ce(k: int) -> str:
+    """Summary column: the Coulombic efficiency of cycle k (from 1)."""
+    return f"Coulombic efficiency cycle {k} [-]"
+
+
+def cycle_dead(k: int) -> str:
+    """Summary column: dead lithium at the end of cycle k (from 1)."""
+    return f"Dead lithium after cycle {k} [mAh.cm-2]"
 
 # -- run summary ----------------------------------------------------------------------------
 SEGMENTS_ENDED_BY = "Segments ended by"
 CHARGE_ERROR = "Charge error [%]"
 COMPLIANCE_STEPS = "Compliance-limited steps [-]"
 CAPPED_STEPS = "Charge-capped steps [-]"
+EXHAUSTED_STRIPS = "Strips that ran out [-]"  # stripping segments ended by running out of lithium
+# the anodic charge such strips still owed when the lithium ran out, written off the applied
+# charge (Galvanostat.end_exhausted_strip); also per segment in segments.csv
+WRITTEN_OFF = "Written off at strip end [mAh.cm-2]"
 MEAN_POTENTIAL = "Mean cell potential under current [V]"  # time-weighted over the steps with current
 
 # -- ensembles ---------------------------------------------------------------------------------

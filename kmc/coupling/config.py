@@ -12,7 +12,7 @@ from continuum.parameters import PhysicalParameters, StrictModel, describe_valid
 
 from ..hosts import Host
 from ..hosts.registry import build_host, get_host_kind
-from .waveforms import Segment, dc_plating, parse_schedule, pulse_plating
+from .waveforms import Segment, cycling, dc_plating, parse_schedule, pulse_plating
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,8 @@ class HostSpec(StrictModel):
     seed_eta_nuc_V: float = Field(0.0, ge=0, le=0.5, description="nucleation overpotential on seeds [V]")
     bare_eta_nuc_V: float = Field(0.04, ge=0, le=0.5, description="nucleation overpotential on bare host [V]")
     dielectric_top_fraction: float = Field(0.0, ge=0, le=1, description="top fraction of the host coated with dielectric [-]")
+    activity_bottom: float = Field(1.0, ge=0, le=100, description="host surface activity factor at the collector, linear in z to activity_top [-]")
+    activity_top: float = Field(1.0, ge=0, le=100, description="host surface activity factor at the host top [-]")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -70,6 +72,11 @@ class KMCSettings(StrictModel):
     max_macro_step_s: float = Field(5.0, gt=0, le=1e5, description="upper bound on the macro-step dt_M [s]")
     interface_change_fraction: float = Field(0.02, gt=0, le=1, description="dt_M keeps reductions per step below this fraction of interface faces [-]")
     concentration_smoothing_voxels: int = Field(2, ge=0, le=20, description="half-width of the box that averages packets into the recorded near-deposit concentration [voxels]")
+    # Coordination-dependent kinetics (docs/model.md, "Coordination"): a voxel with n lithium/host
+    # neighbours reacts as if its overpotential were shifted by (3 - n) 2 gamma V_m / (F h). At
+    # 1 um voxels a physical gamma (~0.5 J/m^2) shifts it by 0.13 mV per bond (< 1 % in rate):
+    # off by default; it matters for voxels below ~50 nm or as an exploratory knob.
+    interface_energy_J_m2: float = Field(0.0, ge=0, le=1000, description="lithium/electrolyte interface energy gamma for coordination-dependent plating and stripping; 0 = off [J/m^2]")
 
 
 class ContinuumSettings(StrictModel):
@@ -102,11 +109,18 @@ class ProtocolSpec(StrictModel):
     reverse_current_mA_cm2: float = Field(0.0, ge=0, le=1000, description="pulse-reverse anodic current [mA/cm^2]")
     reverse_time_s: float = Field(0.0, ge=0, le=1e6, description="pulse-reverse anodic time [s]")
     steps: list[str] = Field(default_factory=list, description="schedule steps, e.g. 'plate at 2 mA/cm^2 for 0.5 mAh/cm^2'")
+    cycles: int = Field(0, ge=0, le=1000, description="plate/strip cycles: 0 plates once; N plates the capacity and strips until fully stripped, N times")
+    strip_current_density_mA_cm2: Optional[float] = Field(None, gt=0, le=1000, description="stripping current of the cycles; None: the plating (on-)current [mA/cm^2]")
+    strip_cutoff_V: Optional[float] = Field(None, gt=0, le=10, description="a strip also ends when the cell potential exceeds this; None: only when fully stripped [V]")
+    rest_s: float = Field(0.0, ge=0, le=1e6, description="open circuit after each plating and each strip of the cycles [s]")
 
     @model_validator(mode="after")
     def _check(self):
         if self.kind == "schedule":
             parse_schedule(self.steps)  # raises ValueError naming the bad step
+            if self.cycles:
+                raise ValueError("protocol.cycles applies to dc, pulse and pulse_reverse: a schedule lists its own "
+                                 "plate and strip steps")
         if self.kind == "pulse_reverse" and (self.reverse_current_mA_cm2 <= 0 or self.reverse_time_s <= 0):
             raise ValueError("pulse_reverse needs reverse_current_mA_cm2 > 0 and reverse_time_s > 0")
         return self
@@ -117,13 +131,23 @@ class ProtocolSpec(StrictModel):
         return self.on_time_s / (self.on_time_s + self.off_time_s)
 
     def segments(self) -> list[Segment]:
-        if self.kind == "dc":
-            return dc_plating(self.current_density_mA_cm2, self.capacity_mAh_cm2)
         if self.kind == "schedule":
             return parse_schedule(self.steps)
-        rev = self.kind == "pulse_reverse"
-        return pulse_plating(self.current_density_mA_cm2, self.on_time_s, self.off_time_s, self.capacity_mAh_cm2,
-                             self.reverse_current_mA_cm2 if rev else 0.0, self.reverse_time_s if rev else 0.0)
+        if self.kind == "dc":
+            plating = dc_plating(self.current_density_mA_cm2, self.capacity_mAh_cm2)
+        else:
+            rev = self.kind == "pulse_reverse"
+            plating = pulse_plating(self.current_density_mA_cm2, self.on_time_s, self.off_time_s,
+                                    self.capacity_mAh_cm2, self.reverse_current_mA_cm2 if rev else 0.0,
+                                    self.reverse_time_s if rev else 0.0)
+        return self.cycled(plating)
+
+    def cycled(self, plating: list[Segment]) -> list[Segment]:
+        """``plating`` as it is (cycles = 0), or ``cycles`` plate/strip cycles of it."""
+        if not self.cycles:
+            return plating
+        strip = self.strip_current_density_mA_cm2 or self.current_density_mA_cm2
+        return cycling(plating, self.cycles, strip, self.strip_cutoff_V, self.rest_s)
 
 
 class SimulationConfig(StrictModel):

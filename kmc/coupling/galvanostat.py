@@ -36,7 +36,9 @@ class Galvanostat:
         self.realised_charge = 0.0  # C realised by the model, SI sign
         self.gross_applied_charge = 0.0  # C, |applied| summed over time: what errors are relative to
         self.compliance_steps = 0  # steps held at the compliance potential
-        self.limited_steps = 0  # steps whose model reached the reduction cap
+        self.limited_steps = 0  # steps whose model reached the reduction (or oxidation) cap
+        self.exhausted_strips = 0  # stripping segments that ran out of lithium
+        self.written_off_charge = 0.0  # C the model owed when a strip ran out (end_exhausted_strip)
 
     def applied_current(self, current_density: float) -> float:
         """Applied current [A] for a current density [A/m^2] over the footprint."""
@@ -53,10 +55,10 @@ class Galvanostat:
         owed = self.owed_charge(applied, dt, book)
         return float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
 
-    def packets_owed(self, charge: float) -> int:
-        """Whole packets still to plate for an owed charge [C, SI sign: negative = plating
-        owed], rounded to the nearest packet; 0 when nothing is owed."""
-        return max(0, math.ceil(-charge / self.packet_charge - 0.5))
+    def packets_owed(self, charge: float, anodic: bool = False) -> int:
+        """Whole packets still to plate (``anodic``: to strip) for an owed charge [C, SI sign:
+        negative = plating owed], rounded to the nearest packet; 0 when nothing is owed."""
+        return max(0, math.ceil((charge if anodic else -charge) / self.packet_charge - 0.5))
 
     def reduction_cap(self, applied: float, target: float, dt: float, *, final: bool,
                       segment_left: float | None, active_faces: int, book: bool = True) -> int | None:
@@ -86,15 +88,45 @@ class Galvanostat:
             return math.ceil(5.0 * math.sqrt(gross) + 5.0)
         return None
 
+    def oxidation_cap(self, applied: float, target: float, dt: float, *, final: bool,
+                      book: bool = True) -> int | None:
+        """Most net oxidations (oxidations minus reductions) a stripping step may realise; None:
+        no cap.  The mirror of :meth:`reduction_cap`: in the segment's last step the model stops
+        at the packet that completes the applied charge (a capacity-terminated strip then ends
+        on its capacity, not past it); any other step with an anodic target at the target plus
+        5 sigma of its Poisson noise."""
+        if final and applied > 0:
+            return self.packets_owed(self.owed_charge(applied, dt, book), anodic=True)
+        if target > 0:
+            n = target * dt / self.packet_charge
+            return math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
+        return None
+
     def record_step(self, applied: float, dt: float, realised: float, capped: bool, book: bool = True) -> None:
-        """Book a step: ``realised`` [C, SI sign] the model passed; ``capped``: it stopped at the
-        reduction cap before the step's end."""
+        """Book a step: ``realised`` [C, SI sign] the model passed; ``capped``: it stopped at a
+        reduction or oxidation cap before the step's end."""
         self.realised_charge += realised
         if book:
             self.applied_charge += applied * dt
             self.gross_applied_charge += abs(applied * dt)
         if capped:
             self.limited_steps += 1
+
+    def end_exhausted_strip(self, applied0: float, realised0: float) -> float:
+        """A stripping segment that ran out of lithium ends with the charge it passed: with
+        nothing left to oxidise the electrode potential runs away and a galvanostat stops the
+        current (its cutoff), so the anodic charge the model still owed from this segment
+        (applied since ``applied0`` beyond what it passed since ``realised0``, at most what the
+        run owes) can never be passed.  It is written off the applied charge, not carried into
+        the next plating (which would plate less to pay it).  Returns the charge written off [C,
+        >= 0]; the step length keeps it within a packet or two (PlatingSimulation.step_length)."""
+        seg_owed = (self.applied_charge - applied0) - (self.realised_charge - realised0)
+        off = max(0.0, min(seg_owed, self.applied_charge - self.realised_charge))
+        self.applied_charge -= off
+        self.gross_applied_charge -= off
+        self.written_off_charge += off
+        self.exhausted_strips += 1
+        return off
 
     def charge_error_percent(self) -> float:
         """|realised - applied| relative to the gross applied charge [%]: for plating alone the
@@ -107,7 +139,8 @@ class Galvanostat:
     def state_dict(self) -> dict:
         return {"applied_charge": self.applied_charge, "realised_charge": self.realised_charge,
                 "gross_applied_charge": self.gross_applied_charge,
-                "compliance_steps": self.compliance_steps, "limited_steps": self.limited_steps}
+                "compliance_steps": self.compliance_steps, "limited_steps": self.limited_steps,
+                "exhausted_strips": self.exhausted_strips, "written_off_charge": self.written_off_charge}
 
     def load_state_dict(self, d: dict) -> None:
         self.applied_charge = float(d["applied_charge"])
@@ -115,3 +148,5 @@ class Galvanostat:
         self.gross_applied_charge = float(d["gross_applied_charge"])
         self.compliance_steps = int(d["compliance_steps"])
         self.limited_steps = int(d["limited_steps"])
+        self.exhausted_strips = int(d.get("exhausted_strips", 0))
+        self.written_off_charge = float(d.get("written_off_charge", 0.0))

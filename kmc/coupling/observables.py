@@ -130,32 +130,120 @@ def time_weighted_mean(rows, column: str, *, under_current: bool = True) -> floa
     return num / den if den > 0 else float("nan")
 
 
-def cycle_balance(segments: list[dict]) -> list[dict]:
-    """Plated, stripped and net capacity and Coulombic efficiency (stripped / plated) per
-    plate/strip cycle from a run's segment records (segments.csv); a cycle starts at a plating
-    segment that follows a stripping one.  CE is empty for a cycle that plated nothing."""
-    cycles: list[dict] = []
-    stripped_last = True
+class DeadLithiumLedger:
+    """Counts lithium voxels (packets) that turn dead or live again between consecutive
+    states of a lattice, each state labelled by a full relabel (``connected``).
+
+    ``formed``: lithium that was live (or new) and is dead now: a dissolved neck cut it off.
+    ``reconnected``: dead lithium that is live now: a new deposit touched it and linked it to
+    the collector again.  Dead lithium never reacts, so between two states the dead count
+    changes by exactly ``formed - reconnected``; a dead voxel that stopped being lithium breaks
+    the model and raises."""
+
+    def __init__(self, phase: np.ndarray, connected: np.ndarray):
+        self.dead = (phase == LITHIUM) & ~connected
+        self.formed = 0
+        self.reconnected = 0
+
+    def update(self, phase: np.ndarray, connected: np.ndarray) -> tuple[int, int]:
+        """Book the transitions to a new state; returns (formed, reconnected) in this update."""
+        li = phase == LITHIUM
+        dead = li & ~connected
+        if np.any(self.dead & ~li):
+            raise RuntimeError("dead lithium changed phase: dead lithium must never react")
+        formed = int(np.count_nonzero(dead & ~self.dead))
+        reconnected = int(np.count_nonzero(self.dead & ~dead))
+        self.formed += formed
+        self.reconnected += reconnected
+        self.dead = dead
+        return formed, reconnected
+
+
+def is_stripping_segment(seg: dict) -> bool:
+    """A segment of a cycle's stripping phase: anodic current (output sign: negative) and not a
+    pulse-reverse pulse, which belongs to the plating it interrupts."""
+    return seg[col.CURRENT] < 0 and seg.get(col.STEP) != "reverse"
+
+
+def segment_cycles(segments: list[dict]) -> list[int]:
+    """The cycle (1, 2, ...) of each segment record (see :func:`cycle_balance`)."""
+    out: list[int] = []
+    stripping = False
     for seg in segments:
-        passed = seg[col.PASSED_CAP]
-        current = seg[col.CURRENT]
-        if current > 0 and stripped_last:  # plating after stripping (or the first): a new cycle
-            cycles.append({col.CYCLE: len(cycles), col.CYCLE_PLATED: 0.0, col.CYCLE_STRIPPED: 0.0})
-            stripped_last = False
-        elif current < 0:
-            stripped_last = True
-        if not cycles:
-            cycles.append({col.CYCLE: 0, col.CYCLE_PLATED: 0.0, col.CYCLE_STRIPPED: 0.0})
-        c = cycles[-1]
-        if passed > 0:
-            c[col.CYCLE_PLATED] += passed
+        if not out or (seg[col.CURRENT] > 0 and stripping):
+            out.append(out[-1] + 1 if out else 1)
+            stripping = False
         else:
-            c[col.CYCLE_STRIPPED] -= passed
+            out.append(out[-1])
+        stripping = stripping or is_stripping_segment(seg)
+    return out
+
+
+def cycle_balance(segments: list[dict]) -> list[dict]:
+    """Per plate/strip cycle, from a run's segment records (segments.csv): plated, stripped and
+    net capacity, Coulombic efficiency (stripped / plated), dead lithium formed and reconnected,
+    dead and all lithium at the cycle's end, the cumulative loss and why its strip ended.
+
+    A cycle is a plating phase (its plating segments with their rests, pulse off-times and
+    pulse-reverse pulses) followed by a stripping phase (the stripping segments, see
+    :func:`is_stripping_segment`, and the rests after them); a cycle starts at a plating
+    segment that follows a stripping phase (or the first segment); cycles count from 1.
+    Plated: the net charge the model passed in the plating phase's segments with current
+    (pulse-reverse pulses subtract);
+    stripped: in the stripping segments; the net of the open-circuit segments (exchange noise:
+    no external charge flows) has its own column.  So net plated = plated - stripped + open
+    circuit is exactly the change of the cycle's lithium.  CE (stripped / plated) is NaN for a
+    cycle that plated nothing; the strip's end is empty for a cycle without one."""
+    cycles: list[dict] = []
+    stripping = False
+    for seg, k in zip(segments, segment_cycles(segments)):
+        if k > len(cycles):
+            cycles.append({col.CYCLE: k, col.CYCLE_PLATED: 0.0, col.CYCLE_STRIPPED: 0.0,
+                           col.CYCLE_OPEN_CIRCUIT: 0.0, col.DEAD_FORMED: 0.0, col.DEAD_RECONNECTED: 0.0,
+                           col.STRIP_ENDED_BY: ""})
+            stripping = False
+        if is_stripping_segment(seg):
+            stripping = True
+            cycles[-1][col.STRIP_ENDED_BY] = seg[col.ENDED_BY]
+        c = cycles[-1]
+        if seg[col.CURRENT] == 0:
+            c[col.CYCLE_OPEN_CIRCUIT] += seg[col.PASSED_CAP]
+        elif stripping:
+            c[col.CYCLE_STRIPPED] -= seg[col.PASSED_CAP]
+        else:
+            c[col.CYCLE_PLATED] += seg[col.PASSED_CAP]
+        for key in (col.DEAD_FORMED, col.DEAD_RECONNECTED):
+            c[key] += seg.get(key, float("nan"))
+        c[col.CYCLE_DEAD_END] = seg.get(col.DEAD_LITHIUM, float("nan"))
+        c[col.CYCLE_LITHIUM_END] = seg.get(col.LITHIUM, float("nan"))
+    loss = 0.0
     for c in cycles:
-        c[col.CYCLE_NET] = c[col.CYCLE_PLATED] - c[col.CYCLE_STRIPPED]
+        c[col.CYCLE_NET] = c[col.CYCLE_PLATED] - c[col.CYCLE_STRIPPED] + c[col.CYCLE_OPEN_CIRCUIT]
         c[col.COULOMBIC_EFFICIENCY] = c[col.CYCLE_STRIPPED] / c[col.CYCLE_PLATED] if c[col.CYCLE_PLATED] > 0 \
             else float("nan")
-    return cycles
+        loss += c[col.CYCLE_NET]
+        c[col.CUMULATIVE_LOSS] = loss
+    order = [col.CYCLE, col.CYCLE_PLATED, col.CYCLE_STRIPPED, col.CYCLE_OPEN_CIRCUIT, col.CYCLE_NET,
+             col.COULOMBIC_EFFICIENCY,
+             col.DEAD_FORMED, col.DEAD_RECONNECTED, col.CYCLE_DEAD_END, col.CYCLE_LITHIUM_END, col.CUMULATIVE_LOSS,
+             col.STRIP_ENDED_BY]
+    return [{k: c[k] for k in order} for c in cycles]
+
+
+def cycle_summary(cycles: list[dict]) -> dict:
+    """Scalars of a run's cycles for its summary (and so for ensemble statistics): the
+    Coulombic efficiency and the dead lithium after each cycle, their mean CE, the cumulative
+    loss.  Empty for a run without a strip."""
+    if not cycles or not any(c[col.STRIP_ENDED_BY] for c in cycles):
+        return {}
+    out = {}
+    for c in cycles:
+        out[col.cycle_ce(c[col.CYCLE])] = c[col.COULOMBIC_EFFICIENCY]
+        out[col.cycle_dead(c[col.CYCLE])] = c[col.CYCLE_DEAD_END]
+    ce = [c[col.COULOMBIC_EFFICIENCY] for c in cycles if np.isfinite(c[col.COULOMBIC_EFFICIENCY])]
+    out[col.MEAN_CE] = float(np.mean(ce)) if ce else float("nan")
+    out[col.CUMULATIVE_LOSS] = cycles[-1][col.CUMULATIVE_LOSS]
+    return out
 
 
 def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObservables:
@@ -168,3 +256,12 @@ def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObs
     phase = cells["phase"].astype(np.uint8)
     host = np.where(phase == LITHIUM, ELECTROLYTE, phase).astype(np.uint8)
     return deposit_observables(phase, host, spacing, molar_volume)
+
+
+def lithium_fill_profile(phase: np.ndarray, host_phase: np.ndarray) -> np.ndarray:
+    """Per layer z: the fraction of the layer's pore space (every voxel that is not host) that
+    lithium fills; 0 where a layer has no pore space (the collector layer)."""
+    solid = (host_phase == HOST_CONDUCTIVE) | (host_phase == HOST_DIELECTRIC)
+    pore = (~solid).sum(axis=(0, 1))
+    li = (phase == LITHIUM).sum(axis=(0, 1))
+    return np.where(pore > 0, li / np.maximum(pore, 1), 0.0)

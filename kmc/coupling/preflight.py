@@ -29,8 +29,8 @@ def plated_charge(segments) -> tuple[float, float]:
         if s.current_density < 0:
             total += q
             net += q
-        elif s.current_density > 0 and s.duration < 1e6:  # an open-ended strip removes at most what is there
-            net = max(0.0, net + q)
+        elif s.current_density > 0:  # a strip removes at most what is there; an open-ended one all of
+            net = 0.0 if s.duration >= 1e6 else max(0.0, net + q)  # it (what turns dead is not counted)
         peak = max(peak, net)
     return total, peak
 
@@ -87,9 +87,17 @@ def estimate_steps(config: SimulationConfig, host, segments) -> int:
     q = config.physics.packet_charge(host.spacing)
     k = config.kmc
     steps = 0.0
+    net = 0.0  # plated so far [C/m^2]: what an open-ended strip ("until fully stripped") removes
     for s in segments:
         j = abs(s.current_density)
-        duration = min(s.duration, 3600.0) if s.duration >= 1e6 else s.duration
+        if s.current_density < 0:
+            net += j * s.duration
+        duration = s.duration
+        if s.duration >= 1e6:
+            duration = min(net / j, 3600.0) if s.current_density > 0 else min(s.duration, 3600.0)
+            net = 0.0
+        elif s.current_density > 0:
+            net = max(0.0, net - j * s.duration)
         dt = k.max_macro_step_s if j == 0 else min(k.max_macro_step_s, k.interface_change_fraction * nx * ny * q / (j * area))
         steps += max(1.0, duration / dt)
         if j > 0 and s.until_charge:

@@ -29,15 +29,18 @@ from .checkpoint import RunCheckpointer, restore_checkpoint
 from .config import SimulationConfig
 from .galvanostat import Galvanostat
 from .io import SeriesWriter, write_pvd, write_vti
-from .observables import REGION_NAMES, DeadLithiumLedger, deposit_observables, region_map, time_weighted_mean
+from .observables import (REGION_NAMES, DeadLithiumLedger, cycle_balance, cycle_summary, deposit_observables,
+                          region_map, time_weighted_mean)
 from .salt import SaltBalance
 from .streams import root_sequence, simulation_streams
 from .units import MA_PER_CM2, MAH_PER_CM2
-from .waveforms import Segment
+from .waveforms import Segment, expected_duration
 
 # The end refinement of the step length acts in a segment's last this many regular steps
 # (the last step's reduction cap and the charge-terminated end bound the error, not it).
 END_REFINEMENT_STEPS = 1
+# A stripping step asks for at most this fraction of the live lithium (docs/model.md, "Step length").
+STRIP_STEP_LIVE_FRACTION = 0.25
 
 # Old names of the time-series columns (scripts import them from here).
 TIME, STEP, CURRENT, POTENTIAL = col.TIME, col.STEP, col.CURRENT, col.POTENTIAL
@@ -79,7 +82,8 @@ class PlatingSimulation:
         self.state = LatticeState.from_host(host, concentration=c0 if explicit else 0.0, seed=lattice_ss,
                                             molar_volume=self.params.lithium_molar_volume)
         self.engine = KMCEngine(self.state, self.params, transport=k.transport, leaps=k.leaps,
-                                occupancy_cap=k.occupancy_cap, seed=engine_ss, face_counts=True)
+                                occupancy_cap=k.occupancy_cap, seed=engine_ss, face_counts=True,
+                                interface_energy=k.interface_energy_J_m2)
         self.region = region_map(host.phase)
         self.dead_ledger = DeadLithiumLedger(self.state.phase, self.state.connected)
         self.salt = SaltBalance(host.phase, self.h, self.params, config.separator, config.continuum)
@@ -94,7 +98,8 @@ class PlatingSimulation:
         self.region_reductions = np.zeros(8, np.int64)
         self.rows: list[dict] = []
         self.segment_log: list[dict] = []  # one record per finished segment (segments.csv)
-        self._segment_start = None  # (time, applied, realised charge, dead formed, reconnected) at the segment start
+        self._segment_start = None  # (time, applied, realised charge, dead formed, reconnected) at its start
+        self._written_off = 0.0  # C written off when the current strip ran out (Galvanostat.end_exhausted_strip)
         self.solution = None
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
@@ -205,10 +210,8 @@ class PlatingSimulation:
         # the lithium that turned dead or live again in this step.
         self.state.relabel()
         self.dead_ledger.update(self.state.phase, self.state.connected)
-        exhausted = (applied > 0 and book and self._segment_start is not None
-                     and not self._has_lithium_to_strip())
         gs.record_step(applied, dt, realised, capped=res.status in ("max_reductions", "max_oxidations") and not final,
-                       book=book, exhausted_since=self._segment_start[1:3] if exhausted else None)
+                       book=book)
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
@@ -290,6 +293,12 @@ class PlatingSimulation:
                 left = remaining / per_packet
                 if left < END_REFINEMENT_STEPS * dt / per_packet:
                     dt = min(dt, max(3.0, math.sqrt(left)) * per_packet)
+            if segment.current_density > 0:
+                # A strip never asks a step for more than a quarter of the live lithium (at least
+                # one packet): the fields are frozen over a step, and a step that dissolves much
+                # of what is left falls behind; as the electrode runs out the steps shrink with it.
+                live = int(np.count_nonzero((self.state.phase == LITHIUM) & self.state.connected))
+                dt = min(dt, max(1.0, STRIP_STEP_LIVE_FRACTION * live) * self.packet_charge / (j * self.footprint))
         # avoid a sliver step at the end of a segment
         if remaining - dt < 0.25 * dt:
             dt = remaining
@@ -303,6 +312,7 @@ class PlatingSimulation:
         ``t_end``: the segment's end time when resuming it from a checkpoint."""
         if t_end is None or self._segment_start is None:
             self._segment_start = self._charge_marks()
+        self._written_off = 0.0
         t_end = self.time + segment.duration if t_end is None else t_end
         why = self._run_to(segment, t_end, on_step, refine_end)
         if why == "duration" and segment.until_charge and segment.current_density != 0:
@@ -313,7 +323,7 @@ class PlatingSimulation:
     def _run_to(self, segment: Segment, t_end: float, on_step, refine_end: bool) -> str:
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
-                return self._exhausted_reason(segment)
+                return self._end_exhausted(segment)
             dt = self.step_length(segment, t_end - self.time, refine_end)
             row = self.macro_step(segment, dt, final=dt >= t_end - self.time,
                                   segment_left=t_end - self.time if refine_end else None)
@@ -323,12 +333,14 @@ class PlatingSimulation:
                 return "cutoff"
         return "duration"
 
-    @staticmethod
-    def _exhausted_reason(segment: Segment) -> str:
-        """Why a stripping segment with no connected lithium left at the electrolyte ends: its
-        'fully stripped' condition; else its cutoff (with nothing to oxidise the electrode's
-        potential under anodic current has no bound, so it passes any cutoff); else 'lithium
-        exhausted' (the segment asked for more than the electrode could give)."""
+    def _end_exhausted(self, segment: Segment) -> str:
+        """End a stripping segment with no connected lithium left at the electrolyte: the
+        charge it still owed is written off (:meth:`Galvanostat.end_exhausted_strip`).  Returns
+        why it ended: its 'fully stripped' condition; else its cutoff (with nothing to oxidise
+        the electrode's potential under anodic current has no bound, so it passes any cutoff);
+        else 'lithium exhausted' (the segment asked for more than the electrode could give)."""
+        if self._segment_start is not None:
+            self._written_off += self.galvanostat.end_exhausted_strip(*self._segment_start[1:3])
         if segment.until_stripped:
             return "fully stripped"
         if segment.cutoff_potential is not None:
@@ -349,7 +361,7 @@ class PlatingSimulation:
         limit = self.time + max(0.5 * segment.duration, 2.0 * gs.owed_charge(applied, 0.0) / applied)
         while gs.packets_owed(gs.owed_charge(applied, 0.0), anodic) > 0:
             if anodic and not self._has_lithium_to_strip():
-                return self._exhausted_reason(segment)
+                return self._end_exhausted(segment)
             if self.time >= limit:
                 return "charge shortfall"
             dt = min(self.config.kmc.max_macro_step_s, max(1e-6, gs.owed_charge(applied, 0.0) / applied),
@@ -382,7 +394,8 @@ class PlatingSimulation:
             col.ENDED_BY: why,
             col.DEAD_FORMED: self.capacity((self.dead_ledger.formed - formed0) * q),
             col.DEAD_RECONNECTED: self.capacity((self.dead_ledger.reconnected - reconnected0) * q),
-            col.LITHIUM: last[col.LITHIUM], col.DEAD_LITHIUM: last[col.DEAD_LITHIUM]})
+            col.LITHIUM: last[col.LITHIUM], col.DEAD_LITHIUM: last[col.DEAD_LITHIUM],
+            col.WRITTEN_OFF: self.capacity(self._written_off)})
         self._segment_start = None
 
     def snapshot_fields(self) -> dict:
@@ -410,7 +423,7 @@ class PlatingSimulation:
     def _run(self, segments, label, outdir, snapshots, progress, checkpoint_dir, checkpoint_every_steps,
              resume, series) -> RunResult:
         n_snap = self.config.snapshots if snapshots is None else snapshots
-        snaps = _Snapshots(self, outdir, label, n_snap, sum(s.duration for s in segments))
+        snaps = _Snapshots(self, outdir, label, n_snap, expected_duration(segments))
         ckpt = pos = None
         if checkpoint_dir is not None:
             ckpt = RunCheckpointer(self, checkpoint_dir, label=label, every_steps=checkpoint_every_steps,
@@ -460,7 +473,9 @@ class PlatingSimulation:
         summary[col.CHARGE_ERROR] = self.charge_error_percent()
         summary[col.COMPLIANCE_STEPS] = self.galvanostat.compliance_steps
         summary[col.CAPPED_STEPS] = self.galvanostat.limited_steps
-        summary[col.EXHAUSTED_STEPS] = self.galvanostat.exhausted_steps
+        summary[col.EXHAUSTED_STRIPS] = self.galvanostat.exhausted_strips
+        summary[col.WRITTEN_OFF] = self.capacity(self.galvanostat.written_off_charge)
+        summary.update(cycle_summary(cycle_balance(self.segment_log)))  # runs that strip: CE per cycle
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
                          snapshots=snapshots, segments=list(self.segment_log))

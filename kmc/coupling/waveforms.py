@@ -73,6 +73,38 @@ def pulse_plating(on_current_mA_cm2: float, on_time_s: float, off_time_s: float,
     return segs
 
 
+def cycling(plating: list[Segment], cycles: int, strip_current_mA_cm2: float, cutoff_V: float | None = None,
+            rest_s: float = 0.0) -> list[Segment]:
+    """``cycles`` plate/strip cycles: the ``plating`` segments, then a strip at
+    ``strip_current_mA_cm2`` until fully stripped (or, with ``cutoff_V``, until the cell
+    potential exceeds it, whichever comes first), each followed by ``rest_s`` of open circuit
+    when it is > 0 (a Coulombic-efficiency test of a cycler)."""
+    if int(cycles) != cycles or cycles < 1:
+        raise ValueError(f"cycles={cycles!r} is out of range: must be an integer >= 1")
+    j = _positive("strip_current_mA_cm2", strip_current_mA_cm2) * MA_PER_CM2
+    if rest_s < 0:
+        raise ValueError(f"rest_s={rest_s!r} is out of range: must be >= 0")
+    rest = [Segment(0.0, float(rest_s), "rest")] if rest_s > 0 else []
+    strip = Segment(j, _MAX_OPEN_STRIP_S, "strip", cutoff_V, until_stripped=True)
+    return [seg for _ in range(int(cycles)) for seg in (*plating, *rest, strip, *rest)]
+
+
+def expected_duration(segments: Iterable[Segment]) -> float:
+    """The protocol's length [s] for progress bars and snapshot times: an open-ended strip
+    ('until ... cutoff', 'fully stripped', bounded at 1e7 s) counts as the time to strip what
+    the protocol has plated by then (net) at its current."""
+    total = net = 0.0
+    for s in segments:
+        q = -s.current_density * s.duration  # C/m^2, plating positive
+        if s.current_density > 0 and s.duration >= _MAX_OPEN_STRIP_S:
+            total += net / s.current_density
+            net = 0.0
+            continue
+        total += s.duration
+        net = max(0.0, net + q)
+    return total
+
+
 def average_current(segments: Iterable[Segment]) -> float:
     """Time-averaged current density (A/m^2, SI sign)."""
     segs = list(segments)

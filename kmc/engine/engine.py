@@ -102,7 +102,7 @@ class AdvanceResult:
 
 
 _STATUS = {K.ST_DONE: "duration", K.ST_MAXEV: "max_events", K.ST_NOEVENTS: "no_events",
-           K.ST_MAXRED: "max_reductions", K.ST_OVERFLOW: "rate_overflow",
+           K.ST_MAXRED: "max_reductions", K.ST_MAXOX: "max_oxidations", K.ST_OVERFLOW: "rate_overflow",
            K.ST_RELFAIL: "release_failed"}
 
 
@@ -133,13 +133,17 @@ class KMCEngine:
     k_red c V_m per face from a given concentration field).  leaps: True (up to 16-hop leaps),
     False, or the largest leap length (a power of two).  occupancy_cap: max packets per voxel
     or None.  surface_diffusion: :class:`SurfaceDiffusion` (or dict) or None (off).
+    interface_energy: gamma of the lithium/electrolyte interface [J/m^2]; > 0 makes reduction and
+    oxidation depend on the coordination of the voxel they create or remove
+    (:func:`kmc.engine.rates.coordination_shift`); 0 (default): off.
     seed: int, SeedSequence or None; each advance draws one integer from it for Numba.
     """
 
     def __init__(self, state: LatticeState, params: PhysicalParameters, *,
                  transport: str = "explicit", leaps=True, occupancy_cap: Optional[int] = None,
                  surface_diffusion=None, seed=None, dead_check: bool = True,
-                 dead_check_budget: int = 4096, relabel: bool = True, face_counts: bool = False):
+                 dead_check_budget: int = 4096, relabel: bool = True, face_counts: bool = False,
+                 interface_energy: float = 0.0):
         if not isinstance(state, LatticeState):
             raise ValueError("state: must be a LatticeState")
         if not isinstance(params, PhysicalParameters):
@@ -175,7 +179,8 @@ class KMCEngine:
         self.dead_check_budget = int(dead_check_budget)
         self.relabel = bool(relabel)
         self.face_counts = bool(face_counts)
-        self.rates = RateConstants.from_parameters(params, state.spacing, self.surface_diffusion)
+        self.rates = RateConstants.from_parameters(params, state.spacing, self.surface_diffusion,
+                                                   interface_energy=float(interface_energy))
         self._seed_seq = seed_sequence(seed)
         self._work = None
         self.time = 0.0
@@ -264,7 +269,7 @@ class KMCEngine:
 
     # -- the call ------------------------------------------------------------------------
     def advance(self, duration, *, phi_l, phi_s, phi_top=0.0, c_top=None, concentration=None,
-                region=None, max_events=None, max_reductions=None,
+                region=None, max_events=None, max_reductions=None, max_oxidations=None,
                 release: Optional[Release] = None) -> AdvanceResult:
         """Advance the lattice by ``duration`` seconds of KMC time with frozen fields.
 
@@ -274,10 +279,11 @@ class KMCEngine:
         [mol/m^3] (implicit); region: uint8 ids 0..7 for per-region counts; max_events: stop
         after this many executed events; max_reductions: stop once reductions minus oxidations
         reach it (a galvanostat's charge counter; the DLA driver with release); then duration
-        may be inf.  The call stops before the first event past ``duration``.
+        may be inf; max_oxidations: stop once oxidations minus reductions reach it (the same
+        counter while stripping).  The call stops before the first event past ``duration``.
         """
         t0 = time.perf_counter()
-        duration = self._check_limits(duration, max_events, max_reductions, release)
+        duration = self._check_limits(duration, max_events, max_reductions, release, max_oxidations)
         st = self.state
         if self.relabel:
             st.relabel()
@@ -298,8 +304,9 @@ class KMCEngine:
                              "fields (overpotential) and parameters")
         max_ev = np.iinfo(np.int64).max if max_events is None else int(max_events)
         max_red = -1 if max_reductions is None else int(max_reductions)
+        max_ox = -1 if max_oxidations is None else int(max_oxidations)
         while True:
-            status = K.run_events(ctx, duration, max_ev, max_red, self._next_kernel_seed())
+            status = K.run_events(ctx, duration, max_ev, max_red, max_ox, self._next_kernel_seed())
             if status != K.ST_GROW:
                 break
             n = int(ctx.packet_start[K.NG])
@@ -313,19 +320,21 @@ class KMCEngine:
         self._last_ctx = ctx
         return self._finish_call(ctx, status, time.perf_counter() - t0)
 
-    def _check_limits(self, duration, max_events, max_reductions, release) -> float:
+    def _check_limits(self, duration, max_events, max_reductions, release, max_oxidations=None) -> float:
         try:
             duration = float(duration)
         except (TypeError, ValueError):
             raise ValueError(f"duration = {duration!r}: must be a number of seconds") from None
         if math.isnan(duration) or duration <= 0:
             raise ValueError(f"duration = {duration!r}: must be > 0")
-        if math.isinf(duration) and max_events is None and max_reductions is None:
-            raise ValueError("duration: inf needs max_events or max_reductions")
+        if math.isinf(duration) and max_events is None and max_reductions is None and max_oxidations is None:
+            raise ValueError("duration: inf needs max_events, max_reductions or max_oxidations")
         if max_events is not None and (int(max_events) != max_events or max_events < 0):
             raise ValueError(f"max_events = {max_events!r}: must be a non-negative integer")
         if max_reductions is not None and (int(max_reductions) != max_reductions or max_reductions < 0):
             raise ValueError(f"max_reductions = {max_reductions!r}: must be a non-negative integer")
+        if max_oxidations is not None and (int(max_oxidations) != max_oxidations or max_oxidations < 0):
+            raise ValueError(f"max_oxidations = {max_oxidations!r}: must be a non-negative integer")
         if release is not None and self.transport != "explicit":
             raise ValueError("release: needs transport='explicit'")
         return duration
@@ -359,6 +368,7 @@ class KMCEngine:
         prm[K.P_UTOP] = 1.0  # U is referenced to phi_top
         prm[K.P_SDNU] = rc.surface_nu
         prm[K.P_SDEB] = rc.surface_bond_over_kt
+        prm[K.P_COORD] = rc.coordination_shift
         if release is not None:
             c = tuple(float(a) for a in release.center)
             if len(c) != 3:

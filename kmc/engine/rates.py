@@ -16,9 +16,13 @@ removal      packet in the top layer hops out to the reservoir (same law with ph
 insertion    reservoir -> top-layer electrolyte voxel, ``(D+/h^2) c_top V_m exp(-f (phi_i - phi_top)/2)``
              (with removal this is detailed balance against a reservoir at c_top)
 reduction    packet next to a connected conductor, per shared face,
-             ``k_red = i0 a / (F h c_ref) exp(-alpha_c f (eta + eta_nuc))``, ``eta = phi_s - phi_l``
+             ``k_red = i0 a / (F h c_ref) exp(-alpha_c f (eta + d(n) + eta_nuc))``, ``eta = phi_s - phi_l``
              (in implicit transport: per face at rate ``k_red c V_m``)
-oxidation    connected lithium voxel, per electrolyte face, ``k_ox = i0 V_m / (F h) exp(alpha_a f eta)``
+oxidation    connected lithium voxel, per electrolyte face, ``k_ox = i0 V_m / (F h) exp(alpha_a f (eta + d(n)))``
+             ``d(n) = (3 - n) delta``: the coordination shift (Gibbs-Thomson on the lattice) of
+             the lithium voxel that the event removes or creates, n its lithium/host face
+             neighbours, ``delta = 2 gamma V_m / (F h)``; 0 unless an interface energy gamma is
+             given (:func:`coordination_shift`)
 surface hop  connected lithium voxel -> electrolyte face neighbour that stays bonded to a
              connected conductor, ``nu_s exp(-n_b E_b / (k_B T))``
 leap         n hops in one event far from every reactive/blocked voxel, rate k_hop_total / n
@@ -79,6 +83,25 @@ def oxidation_rate(k_ox0, activity, alpha_a_f, eta):
     return k_ox0 * activity * np.exp(np.minimum(np.maximum(alpha_a_f * eta, -MAX_EXPONENT), MAX_EXPONENT))
 
 
+#: Lithium/host face neighbours of a kink voxel of a simple cubic crystal: removing or adding it
+#: leaves the interface area unchanged, so it reacts at the flat electrode's equilibrium.
+KINK_BONDS = 3
+
+
+def coordination_shift(bonds, shift_per_bond):
+    """Overpotential shift [V] of the reaction that removes (oxidation) or creates (reduction)
+    a lithium voxel with ``bonds`` lithium/host face neighbours: ``(3 - bonds) shift_per_bond``.
+
+    Removing a voxel with n solid neighbours changes the lithium/electrolyte interface by
+    ``(2 n - 6)`` faces, i.e. its free energy by ``gamma h^2 (2 n - 6)`` per packet of
+    ``h^3 / V_m`` mol; per mole of electrons that is an overpotential shift ``gamma V_m (6 - 2 n)
+    / (F h) = (3 - n) shift_per_bond`` with ``shift_per_bond = 2 gamma V_m / (F h)``.  A tip
+    (n = 1) dissolves as if 2 delta more anodic, a voxel in a flat face (n = 5) as if 2 delta
+    less; the same shift in the cathodic branch keeps detailed balance (k_ox / k_red =
+    exp(f (eta + d)) for every configuration)."""
+    return (KINK_BONDS - bonds) * shift_per_bond
+
+
 def surface_hop_rate(nu_s, bonds, bond_energy_over_kt):
     """Per-target surface-hop rate [1/s] of a lithium voxel with ``bonds`` lithium/host
     neighbours."""
@@ -100,12 +123,18 @@ class RateConstants:
     packet_charge: float  # F h^3 / V_m [C]
     surface_nu: float = 0.0
     surface_bond_over_kt: float = 0.0
+    coordination_shift: float = 0.0  # delta = 2 gamma V_m / (F h) [V per lithium/host bond]; 0 = off
 
     @classmethod
     def from_parameters(cls, params: PhysicalParameters, spacing: float,
-                        surface_diffusion: SurfaceDiffusion | None = None) -> "RateConstants":
+                        surface_diffusion: SurfaceDiffusion | None = None,
+                        interface_energy: float = 0.0) -> "RateConstants":
+        """``interface_energy``: gamma of the lithium/electrolyte interface [J/m^2] for the
+        coordination shift (:func:`coordination_shift`); 0 switches it off."""
         if not (spacing > 0 and math.isfinite(spacing)):
             raise ValueError(f"spacing = {spacing!r}: must be a positive length in metres")
+        if not (interface_energy >= 0 and math.isfinite(interface_energy)):
+            raise ValueError(f"interface_energy = {interface_energy!r}: must be a finite value >= 0 [J/m^2]")
         kin = params.kinetics
         f = params.f
         i0 = kin.exchange_current_density
@@ -124,6 +153,7 @@ class RateConstants:
             packet_charge=params.packet_charge(spacing),
             surface_nu=sd.attempt_frequency if sd.enabled else 0.0,
             surface_bond_over_kt=sd.bond_energy / kt_ev,
+            coordination_shift=2.0 * interface_energy * vm / (FARADAY * spacing),
         )
 
     # -- reference (vectorised) rates, used by tests and for diagnostics -----------------
@@ -135,11 +165,15 @@ class RateConstants:
         occupancy is ``c_top V_m exp(-f (phi_l - phi_top))`` (Boltzmann)."""
         return self.hop * c_top * self.molar_volume * hop_factor(phi_top, phi_l_top, self.f)
 
-    def reduction(self, eta, eta_nuc=0.0, activity=1.0):
-        return reduction_rate(self.k_red0, activity, self.alpha_c_f, eta, eta_nuc)
+    def reduction(self, eta, eta_nuc=0.0, activity=1.0, bonds=KINK_BONDS):
+        """Per packet and face; ``bonds``: lithium/host neighbours of the voxel it fills."""
+        return reduction_rate(self.k_red0, activity, self.alpha_c_f,
+                              eta + coordination_shift(bonds, self.coordination_shift), eta_nuc)
 
-    def oxidation(self, eta, activity=1.0):
-        return oxidation_rate(self.k_ox0, activity, self.alpha_a_f, eta)
+    def oxidation(self, eta, activity=1.0, bonds=KINK_BONDS):
+        """Per face; ``bonds``: lithium/host neighbours of the oxidising voxel."""
+        return oxidation_rate(self.k_ox0, activity, self.alpha_a_f,
+                              eta + coordination_shift(bonds, self.coordination_shift))
 
     def implicit_reduction(self, eta, c, eta_nuc=0.0, activity=1.0):
         """Implicit transport: expected packets in the voxel (c V_m) times k_red."""

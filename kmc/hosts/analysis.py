@@ -54,7 +54,6 @@ import itertools
 import math
 from typing import Optional
 
-import networkx as nx
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
@@ -309,7 +308,7 @@ def host_analysis(host: Host) -> dict:
 # ----------------------------------------------------------------------------------------
 # deposit topology
 # ----------------------------------------------------------------------------------------
-def growth_tree(li: np.ndarray, roots: np.ndarray) -> nx.DiGraph:
+def growth_tree(li: np.ndarray, roots: np.ndarray) -> "nx.DiGraph":
     """Split tree of the lithium voxels ``li`` grown from ``roots`` (both bool arrays).
 
     ``d(v)`` is the geodesic distance through lithium (face steps, periodic x, y) from the
@@ -327,6 +326,8 @@ def growth_tree(li: np.ndarray, roots: np.ndarray) -> nx.DiGraph:
                             unweighted=True, min_only=True)
     dist = np.where(np.isfinite(dist), dist, -1).astype(np.int64)  # unreached: not in the tree
     a, b = node[p], node[q]
+    import networkx as nx  # here: importing it costs every process 0.25 s
+
     tree, prev = nx.DiGraph(), None
     for d in range(int(dist.max()) + 1 if n else 0):
         ahead = dist >= d
@@ -346,7 +347,7 @@ def growth_tree(li: np.ndarray, roots: np.ndarray) -> nx.DiGraph:
     return tree
 
 
-def _branch_points(tree: nx.DiGraph, min_length: int) -> int:
+def _branch_points(tree: "nx.DiGraph", min_length: int) -> int:
     """Nodes above the root shell with two or more children that each reach ``min_length``
     shells beyond the node (shorter ones are surface bumps)."""
     count = 0

@@ -117,6 +117,24 @@ def channel_array(shape: Shape, spacing_um: float, pitch: int, radius: float,
     return _finish(phase, spacing, name or f"channel_array_{kind}", meta, eta_nuc)
 
 
+def channel_radius(porosity: float, pitch: int, kind: str = "channels", tolerance: float = 0.03) -> float:
+    """The ``radius`` [voxels] for :func:`channel_array` whose voxelised cylinders give the
+    host ``porosity`` closest to the target at this ``pitch`` (a disc holds the voxel centres
+    within the radius, so only some porosities exist); ValueError when none is within
+    ``tolerance`` (a larger pitch resolves finer steps)."""
+    c = np.arange(pitch) - (pitch - 1) / 2
+    r2 = np.add.outer(c**2, c**2)
+    edge = min(r2[0, :].min(), r2[:, 0].min())  # cylinders may not touch their neighbours
+    levels = np.unique(r2[r2 < edge])
+    disc_fraction = np.array([(r2 <= v).sum() for v in levels]) / pitch**2
+    got = disc_fraction if kind == "channels" else 1.0 - disc_fraction
+    best = int(np.argmin(np.abs(got - porosity)))
+    if abs(got[best] - porosity) > tolerance:
+        raise ValueError(f"porosity={porosity:g} with {kind} at pitch={pitch}: the nearest voxelised value is "
+                         f"{got[best]:.3f}; use another pitch")
+    return float(np.sqrt(levels[best]) + 1e-9)
+
+
 # ----------------------------------------------------------------------------------------
 # random generators
 # ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine.seeds import seed_sequence
-from .decorations import coat_dielectric, decorate_lithiophilic_seeds
+from .decorations import activity_gradient, coat_dielectric, decorate_lithiophilic_seeds
 from .generators import (channel_array, fibre_mat, overlapping_spheres, planar_foil,
                          porosity_gradient, random_porous)
 from .host import Host, um_to_voxels
@@ -100,6 +100,9 @@ def build_host(spec: Any, seed: Any) -> Host:
                                            weighting=spec.seed_weighting, seed=decoration)
     if spec.dielectric_top_fraction > 0:
         host = coat_dielectric(host, top_fraction=spec.dielectric_top_fraction)
+    bottom, top = getattr(spec, "activity_bottom", 1.0), getattr(spec, "activity_top", 1.0)
+    if (bottom, top) != (1.0, 1.0):
+        host = activity_gradient(host, bottom, top)
     return host.validate()
 
 

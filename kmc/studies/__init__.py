@@ -4,8 +4,11 @@ below is what the CLI, ``python -m kmc ensemble --cases`` and the ensemble read.
 from __future__ import annotations
 
 from .base import Case, Study, StudyPlan, run_case, run_study
+from .cycling import Cycling
+from .gradient_hosts import GradientHosts
 from .pulse_vs_dc import PulseVsDC
 from .single import SingleRun
+from .top_deposition import TopDeposition
 
 STUDIES: dict[str, Study] = {}
 
@@ -26,5 +29,8 @@ def get_study(name: str) -> Study:
 
 register_study(SingleRun())
 register_study(PulseVsDC())
+register_study(Cycling())
+register_study(TopDeposition())
+register_study(GradientHosts())
 
 __all__ = ["Case", "Study", "StudyPlan", "STUDIES", "get_study", "register_study", "run_case", "run_study"]

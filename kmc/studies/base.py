@@ -18,7 +18,7 @@ from ..coupling.io import write_csv, write_json
 from ..coupling.observables import cycle_balance, is_stripping_segment
 from ..coupling.simulation import PlatingSimulation, RunResult
 from ..coupling.streams import provenance, root_sequence, study_streams
-from ..coupling.waveforms import Segment
+from ..coupling.waveforms import Segment, expected_duration
 from ..hosts import Host
 from ..hosts.analysis import host_analysis
 
@@ -38,6 +38,10 @@ class Case:
     host: Host
     segments: list[Segment]
     seed: np.random.SeedSequence
+    config: SimulationConfig | None = None  # the case's own physics (a study varying it); None: the study's
+
+    def config_for(self, study_config: SimulationConfig) -> SimulationConfig:
+        return study_config if self.config is None else self.config
 
     @property
     def label(self) -> str:
@@ -116,7 +120,7 @@ def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, labe
 
 def _run_job(job, progress=None):
     config, case, outdir, series, resume, every = job
-    return case.label, run_case(config, case.host, case.segments, case.seed, case.slug, outdir / "snapshots",
+    return case.label, run_case(case.config_for(config), case.host, case.segments, case.seed, case.slug, outdir / "snapshots",
                                 progress, series, outdir / "checkpoints" / case.slug, resume, every)
 
 
@@ -233,7 +237,7 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
 def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
-    durations = {case.label: sum(seg.duration for seg in case.segments) for case in plan.cases}
+    durations = {case.label: expected_duration(case.segments) for case in plan.cases}
     bar = tqdm(total=sum(durations.values()), unit="s", desc=f"{study.name} (simulated time)",
                disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
     jobs = [(config, case, outdir, study.series_path(outdir, case), resume, every) for case in plan.cases]

@@ -72,7 +72,7 @@ def study_cases(name: str):
         run = run or run_case
         plan = get_study(name).plan(config, ss)
         return [({"Case": c.label, "Host": c.host_label, "Protocol": c.protocol_label},
-                 run(config, c.host, c.segments, c.seed, c.slug)) for c in plan.cases]
+                 run(c.config_for(config), c.host, c.segments, c.seed, c.slug)) for c in plan.cases]
     cases.__qualname__ = cases.__name__ = f"{name}_cases"
     return cases
 
@@ -120,6 +120,8 @@ def capacity_rows(rows: list[dict], summary: dict | None = None) -> list[dict]:
         if pct == 100 and summary is not None:
             rec[col.MEAN_POTENTIAL] = float(summary[col.MEAN_POTENTIAL])
             rec[col.CHARGE_ERROR] = float(summary[col.CHARGE_ERROR])
+            # the run's other end-only scalars (a cycling run's CE per cycle, mean CE, loss)
+            rec.update({k: float(v) for k, v in summary.items() if k not in rec and _numeric(v)})
         out.append(rec)
     return out
 
@@ -460,7 +462,7 @@ def _write_tables(result: EnsembleResult) -> None:
         write_csv(result.outdir / "statistics.csv", result.statistics)
 
 
-# -- pulse vs DC -----------------------------------------------------------------------------------
+# -- comparison with the reference protocol ---------------------------------------------------------
 def format_comparison(stats_rows: list[dict], comparison: list[dict], observables=KEY_OBSERVABLES) -> str:
     lines = ["final deposits: mean [95 % CI] over replicas"]
     final = [s for s in stats_rows if s[CHECKPOINT_COL] == 100 and s["Observable"] in observables]
@@ -470,7 +472,7 @@ def format_comparison(stats_rows: list[dict], comparison: list[dict], observable
                  for k, v in vals.items()]
         lines.append(f"  {case} (n={next(iter(vals.values()))['n']}): " + "; ".join(cells))
     if comparison:
-        lines.append("pulse / DC, ratio of means [95 % CI], Welch p:")
+        lines.append(f"each protocol / {comparison[0]['Reference']} on the same host, ratio of means [95 % CI], Welch p:")
         for c in comparison:
             lines.append(f"  {c['Host']} | {c['Protocol']}: {c['Observable']} {c['Ratio of means']:.3g} "
                          f"[{c['Ratio CI95 low']:.3g}, {c['Ratio CI95 high']:.3g}], p = {c['p (Welch t)']:.3g}"

@@ -16,8 +16,9 @@ from .layout import (C_BLOCKED, C_CREATED, C_DISPLACED, C_INS, C_KILLED, C_NUC, 
                      I_NZ, I_RELEASE, P_CX, P_CY, P_CZ, P_KILL, P_MARGIN, P_RMAX, PX, PY, PZ, VOX, WX, WY, coords,
                      is_conductor, neighbour, step)
 from .leaps import lower_leap_levels
-from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SURFACE_HOP, face_reduction_rate,
-                         refresh_electrolyte_neighbours, refresh_sites_around, refresh_voxel, site_channels)
+from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SURFACE_HOP, coordination_eta,
+                         face_reduction_rate, refresh_electrolyte_neighbours, refresh_sites_around, refresh_voxel,
+                         site_channels)
 from .selection import add_packet, delete_packet, list_length, relocate_packet
 
 
@@ -182,11 +183,12 @@ def reduce_packet(ctx, k, g, v, y):
     x, y0, z = coords(v, ny, nz)
     chosen = -1
     last = -1
+    shift = coordination_eta(v, x, y0, z, phase, ctx.prm, nx, ny, nz)
     for d in range(6):
         c = neighbour(v, x, y0, z, d, nx, ny, nz)
         if c >= 0 and is_conductor(phase[c]) and conn[c]:
             last = c
-            r = face_reduction_rate(c, v, ctx.phi_s, ctx.phi_l, ctx.eta_nuc, ctx.activity, ctx.prm)
+            r = face_reduction_rate(c, v, ctx.phi_s, ctx.phi_l, ctx.eta_nuc, ctx.activity, ctx.prm, shift)
             if y < r:
                 chosen = c
                 break

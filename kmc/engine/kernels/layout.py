@@ -30,7 +30,8 @@ N_FIELDS = 8
 # ---- float parameters prm[] (P_T, P_RMAX are written by the kernels) ------------------------
 P_HOP, P_KRED0, P_KOX0, P_AAF, P_ACF, P_VM, P_INS0, P_UTOP = 0, 1, 2, 3, 4, 5, 6, 7
 P_SDNU, P_SDEB, P_CX, P_CY, P_CZ, P_MARGIN, P_KILL, P_RMAX, P_T = 8, 9, 10, 11, 12, 13, 14, 15, 16
-N_PRM = 17
+P_COORD = 17  # coordination shift delta [V per lithium/host bond] (rates.coordination_shift); 0 = off
+N_PRM = 18
 
 # ---- int parameters ip[] (I_NEXTID, I_STAMP are written by the kernels) ---------------------
 I_NX, I_NY, I_NZ, I_IMPLICIT, I_KMAX, I_CAP, I_SD, I_RELEASE, I_DEADCHK, I_BUDGET = range(10)
@@ -49,7 +50,7 @@ COUNTER_NAMES = ("hops", "leaps", "leap_hops", "insertions", "removals_top", "re
                  "blocked_reductions")
 
 # ---- status codes of run_events -----------------------------------------------------------
-ST_DONE, ST_MAXEV, ST_GROW, ST_NOEVENTS, ST_MAXRED, ST_OVERFLOW, ST_RELFAIL = range(7)
+ST_DONE, ST_MAXEV, ST_GROW, ST_NOEVENTS, ST_MAXRED, ST_OVERFLOW, ST_RELFAIL, ST_MAXOX = range(8)
 
 # Manhattan-distance <= 2 offsets (first 7 are distance <= 1): sites whose rates a phase
 # change can touch (surface-hop targets look two faces away).

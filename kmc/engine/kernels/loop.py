@@ -1,8 +1,8 @@
 """The KMC event loop and its per-call setup (docs/kernels.md).
 
 The engine calls :func:`setup_call` once per ``advance`` and :func:`run_events` per chunk (a
-chunk ends at the duration, at ``max_events``, at ``max_reductions`` or when the packet store
-must grow).  Time advances by Exp(sum of all group bounds) per attempt, null or not, so the
+chunk ends at the duration, at ``max_events``, at ``max_reductions``, at ``max_oxidations`` or
+when the packet store must grow).  Time advances by Exp(sum of all group bounds) per attempt, null or not, so the
 event law is exact.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from continuum.constants import ELECTROLYTE
 from .effects import kill_if_far, reduce_packet, release_walker, site_event
 from .layout import (C_BLOCKED, C_EVENTS, C_HOP, C_LEAP, C_LEAP_HOPS, C_NULL, C_OVERFLOW, C_OX, C_RED, C_REM,
                      I_CAP, I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, I_RELEASE, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T,
-                     P_UTOP, PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
+                     P_UTOP, PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXOX, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
                      ST_RELFAIL, VOX, WX, WY, neighbour, neighbour_u, prefetch, step, u_at)
 from .leaps import leap, leap_levels
 from .rate_cache import packet_rate_bound, site_rate
@@ -147,10 +147,11 @@ def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
 
 
 @nb.njit(cache=True)
-def run_events(ctx, t_end, max_events, max_reductions, seed):
+def run_events(ctx, t_end, max_events, max_reductions, max_oxidations, seed):
     """Execute events until the next one would pass t_end (not executed), or max_events
-    events have run, or max_reductions net reductions (minus oxidations), or the packet store
-    needs to grow.  Returns a status code; the clock is ctx.prm[P_T]."""
+    events have run, or max_reductions net reductions (minus oxidations), or max_oxidations
+    net oxidations (minus reductions; < 0: no limit), or the packet store needs to grow.
+    Returns a status code; the clock is ctx.prm[P_T]."""
     np.random.seed(seed)
     P = ctx.packets
     pstart = ctx.packet_start
@@ -188,6 +189,9 @@ def run_events(ctx, t_end, max_events, max_reductions, seed):
             break
         if max_reductions >= 0 and cnt[C_RED] - cnt[C_OX] >= max_reductions:
             status = ST_MAXRED
+            break
+        if max_oxidations >= 0 and cnt[C_OX] - cnt[C_RED] >= max_oxidations:
+            status = ST_MAXOX
             break
         if pstart[NG] + 8 > cap_p:
             status = ST_GROW

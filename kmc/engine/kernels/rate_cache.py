@@ -11,28 +11,47 @@ import numpy as np
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
 
 from .. import rates as _rates
-from .layout import (I_IMPLICIT, I_NX, I_NY, I_NZ, I_SD, NXT, OFFSETS, P_ACF, P_AAF, P_HOP, P_INS0, P_KOX0,
-                     P_KRED0, P_SDEB, P_SDNU, P_UTOP, P_VM, coords, is_conductor, neighbour, neighbour_u)
+from .layout import (I_IMPLICIT, I_NX, I_NY, I_NZ, I_SD, NXT, OFFSETS, P_ACF, P_AAF, P_COORD, P_HOP, P_INS0,
+                     P_KOX0, P_KRED0, P_SDEB, P_SDNU, P_UTOP, P_VM, coords, is_conductor, neighbour, neighbour_u)
 from .selection import list_length, packet_leaf, rate_group, regroup_packet, set_site_group
 
 _reduction_rate = nb.njit(cache=True)(_rates.reduction_rate)
 _oxidation_rate = nb.njit(cache=True)(_rates.oxidation_rate)
 _surface_hop_rate = nb.njit(cache=True)(_rates.surface_hop_rate)
+_coordination_shift = nb.njit(cache=True)(_rates.coordination_shift)
 
 # what a site channel does (site_channels)
 SITE_NONE, SITE_OXIDATION, SITE_SURFACE_HOP, SITE_REDUCTION, SITE_INSERTION = range(5)
 
 
 @nb.njit(cache=True)
-def face_reduction_rate(c, e, PHIS, PHIL, ETA, ACT, prm):
-    """Per-packet reduction rate on the face between conductor c and electrolyte voxel e."""
-    return _reduction_rate(prm[P_KRED0], ACT[c], prm[P_ACF], PHIS[c] - PHIL[e], ETA[c])
+def face_reduction_rate(c, e, PHIS, PHIL, ETA, ACT, prm, shift):
+    """Per-packet reduction rate on the face between conductor c and electrolyte voxel e;
+    ``shift``: the coordination shift of the voxel it would fill (:func:`coordination_eta`)."""
+    return _reduction_rate(prm[P_KRED0], ACT[c], prm[P_ACF], PHIS[c] - PHIL[e] + shift, ETA[c])
 
 
 @nb.njit(cache=True)
-def face_oxidation_rate(l, e, PHIS, PHIL, prm):
-    """Oxidation rate of lithium voxel l through its face to electrolyte voxel e (a = 1)."""
-    return _oxidation_rate(prm[P_KOX0], 1.0, prm[P_AAF], PHIS[l] - PHIL[e])
+def face_oxidation_rate(l, e, PHIS, PHIL, prm, shift):
+    """Oxidation rate of lithium voxel l through its face to electrolyte voxel e (a = 1);
+    ``shift``: l's coordination shift (:func:`coordination_eta`)."""
+    return _oxidation_rate(prm[P_KOX0], 1.0, prm[P_AAF], PHIS[l] - PHIL[e] + shift)
+
+
+@nb.njit(cache=True)
+def coordination_eta(v, x, y, z, phase, prm, nx, ny, nz):
+    """Coordination shift [V] of the lithium voxel v is or would become: its face neighbours
+    that are not electrolyte (lithium, live or dead, and host) are its bonds; the reservoir
+    above the top layer is electrolyte.  0 when the shift is off (one compare, no lookups)."""
+    delta = prm[P_COORD]
+    if delta == 0.0:
+        return 0.0
+    bonds = 0
+    for d in range(6):
+        w = neighbour(v, x, y, z, d, nx, ny, nz)
+        if w >= 0 and phase[w] != ELECTROLYTE:
+            bonds += 1
+    return _coordination_shift(bonds, delta)
 
 
 # ---- packets -------------------------------------------------------------------------------
@@ -50,6 +69,7 @@ def packet_rate_bound(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, n
     K = 0.0
     kmax = 0.0
     R = 0.0
+    shift = coordination_eta(v, x, y, z, phase, prm, nx, ny, nz)
     for d in range(6):
         w, uw = neighbour_u(U, v, x, y, z, d, nx, ny, nz, utop)
         K += inv * uw
@@ -58,7 +78,7 @@ def packet_rate_bound(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, n
         if w >= 0:
             p = phase[w]
             if (p == HOST_CONDUCTIVE or p == LITHIUM) and conn[w]:
-                R += face_reduction_rate(w, v, PHIS, PHIL, ETA, ACT, prm)
+                R += face_reduction_rate(w, v, PHIS, PHIL, ETA, ACT, prm, shift)
     R32 = np.float32(R)
     RV[v] = R32
     lk = np.int64(L[v])
@@ -134,13 +154,14 @@ def site_channels(v, y, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
     if p == LITHIUM:
         if not conn[v]:
             return SITE_NONE, -1, 0.0
+        shift = coordination_eta(v, x, y0, z, phase, prm, nx, ny, nz)
         bonds = 0
         for d in range(6):
             w = neighbour(v, x, y0, z, d, nx, ny, nz)
             if w < 0:
                 continue
             if phase[w] == ELECTROLYTE:
-                r = face_oxidation_rate(v, w, PHIS, PHIL, prm)
+                r = face_oxidation_rate(v, w, PHIS, PHIL, prm, shift)
                 if y < r:
                     return SITE_OXIDATION, w, y
                 y -= r
@@ -160,10 +181,11 @@ def site_channels(v, y, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
         if ip[I_IMPLICIT] != 0:
             cv = CONC[v] * prm[P_VM]
             if cv > 0.0:
+                shift = coordination_eta(v, x, y0, z, phase, prm, nx, ny, nz)
                 for d in range(6):
                     c = neighbour(v, x, y0, z, d, nx, ny, nz)
                     if c >= 0 and is_conductor(phase[c]) and conn[c]:
-                        r = face_reduction_rate(c, v, PHIS, PHIL, ETA, ACT, prm) * cv
+                        r = face_reduction_rate(c, v, PHIS, PHIL, ETA, ACT, prm, shift) * cv
                         if y < r:
                             return SITE_REDUCTION, c, y
                         y -= r

@@ -1,0 +1,169 @@
+"""Gradient and vertical-channel hosts against a random porous host of equal porosity:
+``python -m kmc gradient_hosts``.
+
+Three hosts of one footprint, thickness and mean porosity: random porous (uniform), a
+porosity gradient (porosity + 0.2 at the collector falling linearly to porosity - 0.2 at the
+top: open at the bottom, dense at the top) and vertical channels (square array of
+cylindrical holes, radius fitted to the porosity).  Each is plated at one current up to its
+pore capacity; the question is which fills from the bottom up and up to what capacity
+before lithium grows above the host (published gradient hosts fill bottom-up to 3-8
+mAh/cm^2; the pore capacity is the upper bound).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from continuum.constants import LITHIUM
+
+from ..coupling import columns as col
+from ..coupling.config import SimulationConfig
+from ..coupling.io import write_csv
+from ..coupling.observables import host_top_index, lithium_fill_profile
+from ..coupling.simulation import RunResult
+from ..coupling.waveforms import dc_plating
+from ..hosts.analysis import host_analysis
+from ..hosts.generators import channel_radius
+from ..hosts.host import um_to_voxels
+from .base import Case, Study, StudyPlan, labelled_rows, summary_row
+from .top_deposition import first_growth_above
+
+STUDY_OVERRIDES = [
+    "host.nx=24", "host.ny=24", "host.host_layers=24", "host.reservoir_layers=24", "host.porosity=0.6",
+    "host.feature_size_um=3", "host.pitch_um=12", "kmc.transport=implicit",
+    "protocol.current_density_mA_cm2=10", "protocol.capacity_mAh_cm2=2.5", "snapshots=4",
+]
+FULL_OVERRIDES = ["host.nx=48", "host.ny=48", "host.host_layers=48", "host.reservoir_layers=48",
+                  "protocol.capacity_mAh_cm2=5"]
+GRADIENT = 0.2  # porosity step from the mean to the collector and to the top
+HOSTS = ("Random porous", "Porosity gradient", "Vertical channels")
+
+KEY_OBSERVABLES = [col.LITHIUM_INSIDE, col.LITHIUM_ABOVE, col.MEAN_HEIGHT, col.MAX_HEIGHT]
+FIRST_ABOVE = "Capacity at first growth above host [mAh.cm-2]"
+PORE_CAPACITY = "Pore capacity [mAh.cm-2]"
+FILL_HEIGHT = "Lithium centre height in host [-]"  # mean height of the lithium inside the host / host height
+
+HELP = """\
+Plate a random porous host, a porosity-gradient host (open at the collector, dense at the
+top) and a vertical-channel host of the same mean porosity up to their pore capacity, and
+compare how they fill: lithium per layer, the height of the lithium inside the host against
+capacity, and the capacity at which lithium first grows above the host.
+
+Examples:
+  python -m kmc gradient_hosts
+  python -m kmc gradient_hosts --replicas 8
+  python -m kmc gradient_hosts --set host.porosity=0.7
+"""
+
+
+def host_specs(config: SimulationConfig) -> dict:
+    """The three host specifications at the configured mean porosity."""
+    h = config.host
+    p = h.porosity
+    if not (0.05 < p - GRADIENT and p + GRADIENT < 0.98):
+        raise ValueError(f"host.porosity={p}: the gradient host needs {0.05 + GRADIENT:.2f} < porosity < "
+                         f"{0.98 - GRADIENT:.2f}")
+    pitch = int(round(um_to_voxels(h.pitch_um, h.spacing_um)))
+    radius = channel_radius(p, pitch) * h.spacing_um  # the voxelised porosity nearest p
+    return {
+        "Random porous": h.model_copy(update={"kind": "random_porous"}),
+        "Porosity gradient": h.model_copy(update={"kind": "porosity_gradient", "porosity": p + GRADIENT,
+                                                  "porosity_top": p - GRADIENT}),
+        "Vertical channels": h.model_copy(update={"kind": "channel_array", "channels_are_holes": True,
+                                                  "radius_um": radius}),
+    }
+
+
+class GradientHosts(Study):
+    name = "gradient_hosts"
+    help = "porosity-gradient and vertical-channel hosts against random porous ones"
+    description = HELP
+    overrides = STUDY_OVERRIDES
+    full_overrides = FULL_OVERRIDES
+    key_observables = KEY_OBSERVABLES
+
+    def host_labels(self, config):
+        return list(HOSTS)
+
+    def hosts(self, config, seed):
+        from ..coupling.config import ConfigError
+
+        try:
+            specs = host_specs(config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return {label: spec.build(seed) for label, spec in specs.items()}
+
+    def protocols(self, config):
+        p = config.protocol
+        return {"DC": dc_plating(p.current_density_mA_cm2, p.capacity_mAh_cm2)}
+
+    def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
+        rows = [fill_row(results[c.label], c) for c in plan.cases]
+        write_csv(outdir / "timeseries.csv", labelled_rows(results, plan.cases, "rows"))
+        write_csv(outdir / "summary.csv", rows)
+        _plots(results, plan.cases, outdir)
+        echo(format_table(rows))
+
+
+def fill_height(phase: np.ndarray, host_phase: np.ndarray) -> float:
+    """Mean height of the lithium inside the host over the host height (0 at the collector, 1
+    at the host top; 0.5 for a uniform fill; NaN with no lithium inside)."""
+    top = host_top_index(host_phase)
+    li = (phase[:, :, 1:top] == LITHIUM).sum(axis=(0, 1)).astype(float)
+    if top <= 1 or li.sum() == 0:
+        return float("nan")
+    z = np.arange(1, top) - 0.5
+    return float((li * z).sum() / li.sum() / (top - 1))
+
+
+def fill_row(result: RunResult, case: Case) -> dict:
+    row = summary_row(result, case)
+    row[PORE_CAPACITY] = host_analysis(result.host)["pore_capacity_mAh_cm2"]
+    row[FIRST_ABOVE] = first_growth_above(result.rows)
+    row[FILL_HEIGHT] = fill_height(result.final_phase, result.host.phase)
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["Host fill (this run):"]
+    for r in rows:
+        first = r[FIRST_ABOVE]
+        lines.append(f"  {r['Host']:18s} pore capacity {r[PORE_CAPACITY]:.2f} mAh/cm^2; lithium inside "
+                     f"{r[col.LITHIUM_INSIDE]:.3f}, above {r[col.LITHIUM_ABOVE]:.3f} mAh/cm^2; centre of the "
+                     f"lithium inside at {r[FILL_HEIGHT]:.2f} of the host height; first growth above the host at "
+                     + ("never" if not np.isfinite(first) else f"{first:.2f} mAh/cm^2"))
+    return "\n".join(lines)
+
+
+def _plots(results, cases, outdir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_cross_sections
+
+    h = next(iter(results.values())).host.spacing
+    plot_cross_sections(outdir / "cross_sections.png",
+                        {c.host_label: (results[c.label].final_phase, results[c.label].connected) for c in cases},
+                        h, title="Lithium after plating (x-z section through the middle)")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for c in cases:
+        r = results[c.label]
+        fill = lithium_fill_profile(r.final_phase, r.host.phase)
+        ax1.plot(fill, (np.arange(fill.size) + 0.5) * h * 1e6, label=c.host_label)
+        cap = [row[col.PLATED_CAP] for row in r.rows]
+        inside = [row[col.LITHIUM_INSIDE] / row[col.LITHIUM] if row[col.LITHIUM] > 0 else np.nan for row in r.rows]
+        ax2.plot(cap, inside, label=c.host_label)
+    ax1.axhline(host_top_index(next(iter(results.values())).host.phase) * h * 1e6, color="k", lw=0.8, ls="--")
+    ax1.set_xlabel("lithium fill of the pore space per layer [-]")
+    ax1.set_ylabel("height above collector [um] (dashed: host top)")
+    ax2.set_xlabel("plated capacity [mAh/cm^2]")
+    ax2.set_ylabel("fraction of the lithium inside the host [-]")
+    ax2.set_ylim(0, 1.02)
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / "fill.png", dpi=120)
+    plt.close(fig)
