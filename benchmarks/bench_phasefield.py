@@ -13,7 +13,9 @@ galvanostat, error control), the deposit (max and mean height, interface area) a
 conservation errors.
 
 Run:  python benchmarks/bench_phasefield.py [--quick] [--png final.png] [--n 200] [--t-end 400]
-      --quick: 100 x 100 voxels to t = 10 s (about a minute on 2 cores).
+      --quick: 100 x 100 voxels to t = 10 s (about a minute on 2 cores).  The full case takes
+      about two hours on 2 cores (17 s per simulated second measured to t = 20 s; figures and
+      the reasons in docs/phasefield.md, "Speed").
 """
 from __future__ import annotations
 

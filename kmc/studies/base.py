@@ -106,6 +106,19 @@ class Study:
         raise NotImplementedError
 
 
+class HostVersusFoil(Study):
+    """A study of the configured host against a planar foil of the same footprint and reservoir."""
+
+    def host_labels(self, config):
+        return ["Porous host", "Planar foil"]
+
+    def hosts(self, config, seed):
+        foil = config.host.model_copy(update={"kind": "planar_foil", "seed_fraction": 0.0,
+                                              "dielectric_top_fraction": 0.0, "activity_bottom": 1.0,
+                                              "activity_top": 1.0})
+        return {"Porous host": config.host.build(seed), "Planar foil": foil.build(seed)}
+
+
 class ChargeToleranceError(RuntimeError):
     """A run ended with a charge error above the tolerance (its outputs are written)."""
 

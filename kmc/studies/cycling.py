@@ -17,7 +17,7 @@ from ..coupling.io import write_csv
 from ..coupling.observables import cycle_balance, segment_cycles
 from ..coupling.simulation import RunResult
 from ..coupling.waveforms import dc_plating, pulse_plating
-from .base import Case, Study, StudyPlan, labelled_rows, summary_row
+from .base import Case, HostVersusFoil, StudyPlan, labelled_rows, summary_row
 
 # Quick default: five cycles of 0.2 mAh/cm^2 (248 packets per plating) on a 16 x 16 um
 # footprint, 8 um of host under 12 um of electrolyte, plated at 20 mA/cm^2 (half the foil
@@ -73,7 +73,7 @@ def protocols(config: SimulationConfig) -> dict:
     return out
 
 
-class Cycling(Study):
+class Cycling(HostVersusFoil):
     name = "cycling"
     help = "plate/strip cycles: Coulombic efficiency and dead lithium per cycle, porous host vs foil, DC vs pulse"
     description = HELP
@@ -81,15 +81,6 @@ class Cycling(Study):
     full_overrides = FULL_OVERRIDES
     key_observables = KEY_OBSERVABLES
     reference_protocol = "DC"
-
-    def host_labels(self, config):
-        return ["Porous host", "Planar foil"]
-
-    def hosts(self, config, seed):
-        """The configured host and a planar foil of the same footprint and reservoir."""
-        foil = config.host.model_copy(update={"kind": "planar_foil", "seed_fraction": 0.0,
-                                              "dielectric_top_fraction": 0.0})
-        return {"Porous host": config.host.build(seed), "Planar foil": foil.build(seed)}
 
     def protocols(self, config):
         if config.protocol.cycles < 1:

@@ -20,7 +20,7 @@ from continuum.constants import LITHIUM
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv
-from ..coupling.observables import host_top_index, lithium_fill_profile
+from ..coupling.observables import host_top_index
 from ..coupling.simulation import RunResult
 from ..coupling.waveforms import dc_plating
 from ..hosts.analysis import host_analysis
@@ -138,32 +138,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _plots(results, cases, outdir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plots import plot_cross_sections
+    from .plots import plot_cross_sections, plot_fill
 
     h = next(iter(results.values())).host.spacing
     plot_cross_sections(outdir / "cross_sections.png",
                         {c.host_label: (results[c.label].final_phase, results[c.label].connected) for c in cases},
                         h, title="Lithium after plating (x-z section through the middle)")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for c in cases:
-        r = results[c.label]
-        fill = lithium_fill_profile(r.final_phase, r.host.phase)
-        ax1.plot(fill, (np.arange(fill.size) + 0.5) * h * 1e6, label=c.host_label)
-        cap = [row[col.PLATED_CAP] for row in r.rows]
-        inside = [row[col.LITHIUM_INSIDE] / row[col.LITHIUM] if row[col.LITHIUM] > 0 else np.nan for row in r.rows]
-        ax2.plot(cap, inside, label=c.host_label)
-    ax1.axhline(host_top_index(next(iter(results.values())).host.phase) * h * 1e6, color="k", lw=0.8, ls="--")
-    ax1.set_xlabel("lithium fill of the pore space per layer [-]")
-    ax1.set_ylabel("height above collector [um] (dashed: host top)")
-    ax2.set_xlabel("plated capacity [mAh/cm^2]")
-    ax2.set_ylabel("fraction of the lithium inside the host [-]")
-    ax2.set_ylim(0, 1.02)
-    ax1.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(outdir / "fill.png", dpi=120)
-    plt.close(fig)
+    plot_fill(outdir / "fill.png", {c.host_label: results[c.label] for c in cases}, col.PLATED_CAP)

@@ -87,3 +87,28 @@ def plot_series(path, series: Mapping[str, Sequence[Mapping[str, float]]], x: st
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     _save(fig, path)
+
+
+def plot_fill(path, runs: Mapping[str, object], x: str) -> None:
+    """Where the lithium went: per run (label -> RunResult) the lithium fill of the pore space
+    per layer at the end, and the fraction of the lithium inside the host against column ``x``
+    (time or plated capacity)."""
+    from ..coupling import columns as col
+    from ..coupling.observables import host_top_index, lithium_fill_profile
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    h_um = next(iter(runs.values())).host.spacing * 1e6
+    for label, r in runs.items():
+        fill = lithium_fill_profile(r.final_phase, r.host.phase)
+        ax1.plot(fill, (np.arange(fill.size) + 0.5) * h_um, label=label)
+        inside = [row[col.LITHIUM_INSIDE] / row[col.LITHIUM] if row[col.LITHIUM] > 0 else np.nan for row in r.rows]
+        ax2.plot([row[x] for row in r.rows], inside, label=label)
+    ax1.axhline(host_top_index(next(iter(runs.values())).host.phase) * h_um, color="k", lw=0.8, ls="--")
+    ax1.set_xlabel("lithium fill of the pore space per layer [-]")
+    ax1.set_ylabel("height above collector [um] (dashed: host top)")
+    ax2.set_xlabel(x)
+    ax2.set_ylabel("fraction of the lithium inside the host [-]")
+    ax2.set_ylim(0, 1.02)
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

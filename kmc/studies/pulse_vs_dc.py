@@ -15,7 +15,7 @@ from ..coupling.io import write_csv
 from ..coupling.simulation import RunResult
 from ..coupling.units import MA_PER_CM2
 from ..coupling.waveforms import dc_plating, pulse_plating
-from .base import Case, Study, StudyPlan, labelled_rows, summary_row
+from .base import Case, HostVersusFoil, StudyPlan, labelled_rows, summary_row
 
 # The study's current: 38 mA/cm^2 is 0.97 x the foil cell's 1D limiting current (25 um
 # separator at porosity 0.4 plus 28 um of free electrolyte: 39 mA/cm^2). Under DC the
@@ -67,7 +67,7 @@ def protocols(config: SimulationConfig) -> dict:
     }
 
 
-class PulseVsDC(Study):
+class PulseVsDC(HostVersusFoil):
     name = "pulse_vs_dc"
     help = "compare pulsed and DC plating in a porous host and a foil"
     description = HELP
@@ -75,15 +75,6 @@ class PulseVsDC(Study):
     full_overrides = FULL_OVERRIDES
     key_observables = KEY_OBSERVABLES
     reference_protocol = "DC"
-
-    def host_labels(self, config):
-        return ["Porous host", "Planar foil"]
-
-    def hosts(self, config, seed):
-        """The configured host and a planar foil of the same footprint and reservoir."""
-        foil = config.host.model_copy(update={"kind": "planar_foil", "seed_fraction": 0.0,
-                                              "dielectric_top_fraction": 0.0})
-        return {"Porous host": config.host.build(seed), "Planar foil": foil.build(seed)}
 
     def protocols(self, config):
         return protocols(config)
