@@ -13,9 +13,9 @@ galvanostat, error control), the deposit (max and mean height, interface area) a
 conservation errors.
 
 Run:  python benchmarks/bench_phasefield.py [--quick] [--png final.png] [--n 200] [--t-end 400]
-      --quick: 100 x 100 voxels to t = 10 s (about a minute on 2 cores).  The full case takes
-      about two hours on 2 cores (17 s per simulated second measured to t = 20 s; figures and
-      the reasons in docs/phasefield.md, "Speed").
+      --quick: 100 x 100 voxels to t = 10 s (about half a minute on 2 cores).  The full case
+      takes about an hour on 2 cores (10 s per simulated second measured to t = 20 s; figures
+      and the reasons in docs/phasefield.md, "Speed").
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def save_png(s, path, V):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="100 x 100 voxels to t = 10 s")
+    ap.add_argument("--quick", action="store_true", help="100 x 100 voxels to t = 10 s (about 30 s)")
     ap.add_argument("--n", type=int, default=None, help="voxels per side (default 200; quick 100)")
     ap.add_argument("--t-end", type=float, default=None, help="end time [s] (default 400; quick 10)")
     ap.add_argument("--potential", type=float, default=-0.45, help="cell potential [V] (Hong: -0.45)")

@@ -72,16 +72,16 @@ def check_case(config: SimulationConfig, host, segments, label: str, *, allow_co
     return warnings
 
 
-# Wall time of one macro-step per voxel on one laptop core [s]: the field solves dominate;
-# measured 0.46 / 1.74 / 8.4 s per step at 22 k / 88 k / 352 k voxels (issue 11's table, porous
-# DC): about 2.2e-5 s per voxel.
-SECONDS_PER_VOXEL_STEP = 2.2e-5
+# Wall time of one macro-step per voxel on one laptop core [s], fields and KMC together:
+# measured 4.5e-6 (quick pulse_vs_dc, 16.7 k voxels, 202 steps in 15.3 s) and 8e-6 (--full,
+# 113 k voxels, 431 steps in 394 s) with the voxel-grid multigrid; the larger is used.
+SECONDS_PER_VOXEL_STEP = 8e-6
 
 
 def estimate_steps(config: SimulationConfig, host, segments) -> int:
     """Rough number of macro-steps of a protocol under the step-length rule (docs/model.md,
     "Step length"): each segment's duration over its bounded step, plus the end refinement
-    of about 2 sqrt(packets) steps of a capacity-terminated segment."""
+    of a capacity-terminated segment's last step (a few steps)."""
     nx, ny, _ = host.phase.shape
     area = nx * ny * host.spacing**2
     q = config.physics.packet_charge(host.spacing)
@@ -101,7 +101,7 @@ def estimate_steps(config: SimulationConfig, host, segments) -> int:
         dt = k.max_macro_step_s if j == 0 else min(k.max_macro_step_s, k.interface_change_fraction * nx * ny * q / (j * area))
         steps += max(1.0, duration / dt)
         if j > 0 and s.until_charge:
-            steps += 2.0 * np.sqrt(j * area * duration / q)
+            steps += 3.0
     return int(steps)
 
 
