@@ -1,0 +1,76 @@
+"""Unknown numbering, links and boundary lists of a phase-field geometry: which voxels carry
+xi and c (free: electrolyte and lithium), which carry phi (free and conductive host), the
+host contacts with their site kinetics, the collector and top layers."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from ..faces import neighbour_index
+from ..fv import SymmetricPattern, voxel_links
+
+
+def _site_array(value, default, shape, name):
+    if value is None:
+        return np.full(shape, float(default))
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(shape, float(arr))
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {arr.shape}, the grid is {tuple(shape)}")
+    return arr
+
+
+class Geometry:
+    """Unknown numbering, links and boundary lists of one host geometry."""
+
+    def __init__(self, phase, spacing, params, eta_nuc, activity):
+        if phase.ndim != 3:
+            raise ValueError(f"phase must be a 3D array [x, y, z] (2D: shape (nx, 1, nz)), got {phase.ndim}D")
+        bad = ~np.isin(phase, (ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM))
+        if bad.any():
+            raise ValueError(f"phase has unknown codes {sorted(set(phase[bad].tolist()))}")
+        shape = phase.shape
+        nz = shape[2]
+        free = (phase == ELECTROLYTE) | (phase == LITHIUM)
+        cond = phase == HOST_CONDUCTIVE
+        if not free.any():
+            raise ValueError("phase has no free (electrolyte or lithium) voxel")
+        self.shape, self.h = shape, spacing
+        self.free = np.flatnonzero(free)  # xi and c unknowns
+        self.n = self.free.size
+        node = np.full(phase.size, -1, dtype=np.int64)
+        node[self.free] = np.arange(self.n)
+        a, b, self.slots = voxel_links(free, with_slots=True)
+        self.a, self.b = node[a], node[b]
+        self.pattern = SymmetricPattern(self.n, self.a, self.b)
+        # free voxels touching conductive host: xi = 1 there, and the host's site kinetics
+        en = _site_array(eta_nuc, 0.0, shape, "eta_nuc").ravel()
+        act = _site_array(activity, 1.0, shape, "activity").ravel()
+        if np.any(act < 0) or not np.all(np.isfinite(act)) or not np.all(np.isfinite(en)):
+            raise ValueError("activity must be finite and >= 0, eta_nuc finite")
+        n_host = np.zeros(phase.size)
+        mult = np.zeros(phase.size)
+        for d in range(6):
+            nb, valid = neighbour_index(shape, d)
+            nbv = np.where(valid, nb, 0).ravel()
+            hit = free.ravel() & valid.ravel() & cond.ravel()[nbv]
+            n_host += hit
+            mult += np.where(hit, act[nbv] * np.exp(-params.alpha_c * params.f * en[nbv]), 0.0)
+        self.n_host = n_host[self.free]
+        self.cathodic_factor = np.where(self.n_host > 0, mult[self.free] / np.maximum(self.n_host, 1), 1.0)
+        # potential unknowns: free and conductive host (dielectric carries no current)
+        pm = free | cond
+        self.pidx = np.flatnonzero(pm)
+        self.np_ = self.pidx.size
+        pnode = np.full(phase.size, -1, dtype=np.int64)
+        pnode[self.pidx] = np.arange(self.np_)
+        a, b, self.pslots = voxel_links(pm, with_slots=True)
+        self.pa, self.pb = pnode[a], pnode[b]
+        self.ppattern = SymmetricPattern(self.np_, self.pa, self.pb)
+        self.pfree = pnode[self.free]
+        self.pbot = np.flatnonzero(self.pidx % nz == 0)
+        top_free = self.free[self.free % nz == nz - 1]
+        self.ptop = pnode[top_free]
+        self.ctop = node[top_free]
+        self.footprint = shape[0] * shape[1] * spacing**2

@@ -1,0 +1,609 @@
+"""Phase-field solver: order parameter xi, Li+ concentration c and potential phi on a voxel grid.
+
+Equations (../shared/MODEL.md section 9; docs/phasefield.md has the discretisation, the scheme
+and why):
+
+    dxi/dt = -L_sigma (g'(xi) - kappa lap xi) - L_eta h'(xi) [exp(alpha_a f eta) - m (c/c0) exp(-alpha_c f eta)]
+    dc/dt  = div(D_eff (grad c + f c grad phi)) - c_s dxi/dt
+    div(sigma_eff grad phi) = F c_s dxi/dt,        eta = phi
+
+with g = W xi^2 (1 - xi)^2, h = xi^3 (6 xi^2 - 15 xi + 10), D_eff and sigma_eff interpolated by
+h, m = 1 except on free voxels touching a conductive host (there the host's activity and
+eta_nuc: m = mean over host faces of ``a exp(-alpha_c f eta_nuc)``).  phi is measured against a
+lithium reference at c0; phi = V (cell potential) on the collector face z = 0, phi = phi_top
+and c = c_top half a voxel above the top layer (or a closed top).
+
+One step of length dt: implicit Euler for (xi, c) together with phi lagged by one step
+(`_coupled_step`: block Gauss-Seidel Newton iterations, c first through a Schur diagonal that
+holds the stiff reaction-depletion-transport loop, then xi with its exact Jacobian, Anderson
+mixing; the galvanostat's cell potential is a scalar root inside each iteration); the
+optional Langevin noise, added to xi and taken from c in place; then phi with the realised
+source.  A local error estimate (increments against their extrapolation, the lag of eta, the
+iterations' residual) accepts the step or retries it shorter.  Every balance is kept in
+increment form, so lithium and charge are conserved to the linear solves' tolerance.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+from ..constants import FARADAY, HOST_CONDUCTIVE, LITHIUM
+from ..multigrid import VoxelMultigrid
+from .fields import lithium_mask, order_parameter_from_mask
+from .geometry import Geometry
+from .numerics import (DH_MAX, Anderson, LinearSolver, bernoulli, bernoulli_sym, clipped_exp, d2h, dh,
+                       interpolation)
+from .parameters import HONG2018, PhaseFieldParameters
+
+
+@dataclass(frozen=True)
+class Potentiostatic:
+    """Cell potential V [V] of the collector against the lithium reference at c0."""
+
+    potential: float
+
+
+@dataclass(frozen=True)
+class Galvanostatic:
+    """Faradaic current density [A/m^2] over the footprint (nx ny h^2); > 0 anodic (stripping)."""
+
+    current_density: float
+
+
+class _Transport:
+    """The c system of one step (see `PhaseFieldSolver._transport`).  Direct and AMG solve it
+    in v = exp(f phi / 2) c (symmetric, off-diagonals D (x/2)/sinh(x/2) / h^2); the voxel-grid
+    multigrid in the Slotboom variable u = exp(f phi) c, where it is a weighted graph
+    Laplacian with positive diagonal: links (D/h^2) B(x_pq) exp(-f phi_p) (symmetric in p, q),
+    storage exp(-f phi) / dt, the top link B(x_top) exp(-f phi)."""
+
+    def __init__(self, solver, M, Ghat, diag, r0, s, Bt, Btm, Bab):
+        self.solver, self.M, self.Ghat, self.diag, self.r0, self.s = solver, M, Ghat, diag, r0, s
+        self.Bt, self.Btm, self.Bab = Bt, Btm, Bab
+        self.key = solver._key()
+        self.mdiag = M.diagonal()
+        self.dominant = diag.min() / self.mdiag.max() > 0.02  # I/dt dominates: Jacobi-CG
+        self.schur = None  # (extra diagonal, matrix, key) of the last Schur system
+
+    def apply(self, dc):
+        """M dc (unscaled)."""
+        return (self.M @ (self.s * dc)) / self.s
+
+    def solve(self, rhs, extra=None):
+        """dc with (M + diag(extra)) dc = rhs; with ``extra`` (an iteration's correction) to a
+        looser tolerance."""
+        lin, mg = self.solver._lin["c"], self.solver._mg_c
+        if mg is not None:
+            return self._solve_multigrid(lin, mg, rhs, extra)
+        if extra is None:
+            return lin.solve(self.M, self.s * rhs, self.key, dominant=self.dominant) / self.s
+        if self.schur is None or self.schur[0] is not extra:
+            K = self.solver.geo.pattern.assemble(self.Ghat, self.diag + extra)
+            self.schur = (extra, K, self.solver._key())
+        return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=1e-7, dominant=self.dominant,
+                         kind="schur") / self.s
+
+    def _solve_multigrid(self, lin, mg, rhs, extra):
+        g, dt = self.solver.geo, self.solver._dt
+        w = 1.0 / self.s**2  # exp(-f (phi - phi0)): c = w u
+        key = (self.key, id(extra))
+        if self.solver._mg_c_key != key:
+            storage = w / dt if extra is None else w * (1.0 / dt + extra)
+            top = np.zeros(g.n)
+            if self.solver.top_reservoir and g.ctop.size:
+                top[g.ctop] = self.Bt * w[g.ctop]
+            mg.set_operator(g.slots, self.Bab * w[g.a], storage, top)
+            self.solver._mg_c_key = key
+        du = lin.solve(None, rhs, key, rtol=1e-11 if extra is None else 1e-7, multigrid=mg)
+        return w * du
+
+    def inflow(self, c_new):
+        """Li+ entering through the top [mol/s] for the end-of-step c."""
+        g = self.solver.geo
+        if not (self.solver.top_reservoir and g.ctop.size):
+            return 0.0
+        return -float(np.sum(self.Bt * c_new[g.ctop] - self.Btm)) * g.h**3
+
+
+class PhaseFieldSolver:
+    """The phase-field model on one host geometry; SI throughout.
+
+    ``phase``: project phase codes on the grid ``(nx, ny, nz)`` (2D: ny = 1).  ``xi`` (full grid)
+    defaults to the equilibrium profile around the LITHIUM voxels and the conductive host;
+    ``c`` to c0 (1 - h(xi)).  ``eta_nuc`` [V] and ``activity`` are per-voxel arrays read on
+    conductive host voxels.  ``top_reservoir``: Dirichlet c_top, phi_top half a voxel above the
+    top layer (default) or a closed, insulating top.  ``rng``: seed or numpy Generator of the
+    Langevin noise (used when ``params.noise_amplitude > 0``).  ``linear_solver``: 'auto'
+    (LU up to ``direct_max`` unknowns, 4000 by default, a million for columns; above, CG with
+    the voxel-grid multigrid for c and phi, Jacobi or AMG for xi), 'direct', 'amg' or
+    'jacobi'.  Tolerances: per-step local error of xi (absolute), of c (relative to c0), and of
+    eta at the interface [V]; steps start at ``dt_initial`` and stay below ``dt_max`` [s].
+    """
+
+    def __init__(self, phase, spacing: float, params: PhaseFieldParameters = HONG2018, *, xi=None, c=None,
+                 eta_nuc=None, activity=None, top_reservoir: bool = True, top_concentration=None,
+                 top_potential: float = 0.0, cell_potential: float = 0.0, rng=0,
+                 linear_solver: str = "auto", direct_max: int | None = None, dt_initial: float = 1e-4,
+                 dt_max: float = 10.0, tol_xi: float = 2e-3, tol_c: float = 2e-2, tol_eta: float = 2e-3):
+        if not isinstance(params, PhaseFieldParameters):
+            raise TypeError("params must be a PhaseFieldParameters")
+        if not spacing > 0:
+            raise ValueError(f"spacing = {spacing!r} is out of range: must be > 0 [m]")
+        for name, v in (("dt_initial", dt_initial), ("dt_max", dt_max), ("tol_xi", tol_xi),
+                        ("tol_c", tol_c), ("tol_eta", tol_eta)):
+            if not v > 0:
+                raise ValueError(f"{name} = {v!r} is out of range: must be > 0")
+        phase = np.ascontiguousarray(phase, dtype=np.uint8)
+        self.params, self.phase, self.spacing = params, phase, float(spacing)
+        self.geo = g = Geometry(phase, self.spacing, params, eta_nuc, activity)
+        self.top_reservoir = bool(top_reservoir)
+        self.top_concentration = (params.bulk_concentration if top_concentration is None
+                                  else float(top_concentration))
+        self.top_potential = float(top_potential)
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        # direct LU for columns and small grids, as the project's solvers do (continuum/fv.py)
+        dmax = direct_max if direct_max is not None else (10**6 if phase.shape[0] * phase.shape[1] <= 16 else 4000)
+        self._lin = {k: LinearSolver(linear_solver, n, dmax)
+                     for k, n in (("xi", g.n), ("c", g.n), ("phi", g.np_))}
+        # phi's operator is a weighted graph Laplacian on voxels with contrast 1e6: the project's
+        # coefficient-aware geometric multigrid (continuum/multigrid.py) preconditions it
+        self._mg = self._mg_c = None
+        if not self._lin["phi"].direct and linear_solver == "auto":
+            self._mg = VoxelMultigrid(phase.shape, g.pidx)
+            self._mg_key = None
+        if not self._lin["c"].direct and linear_solver == "auto":  # c in the Slotboom variable
+            self._mg_c = VoxelMultigrid(phase.shape, g.free)
+            self._mg_c_key = None
+        self.dt_max, self._dt_next = float(dt_max), float(dt_initial)
+        self.tol = {"xi": float(tol_xi), "c": float(tol_c), "eta": float(tol_eta)}
+        if xi is None:
+            xi = order_parameter_from_mask(phase, phase == LITHIUM, self.spacing, params)
+        xi = np.asarray(xi, dtype=np.float64)
+        if xi.shape != phase.shape:
+            raise ValueError(f"xi has shape {xi.shape}, the grid is {phase.shape}")
+        self.xi = xi.ravel()[g.free].copy()
+        if c is None:
+            self.c = params.bulk_concentration * (1.0 - interpolation(self.xi))
+        else:
+            self.c = np.broadcast_to(np.asarray(c, dtype=np.float64), phase.shape).ravel()[g.free].copy()
+        self.t = 0.0
+        self.cell_potential = float(cell_potential)
+        self.charge = 0.0  # Faradaic charge passed [C], > 0 anodic
+        self.top_inflow = 0.0  # Li+ that entered through the top [mol]
+        self.boundary_charge = 0.0  # charge into the potential problem through its boundaries [C]
+        self.boundary_gross = 0.0  # the same, absolute values of collector and top summed [C]
+        self.current_density = 0.0  # Faradaic, last step [A/m^2]
+        self.steps = 0
+        self.rejected = 0
+        self.iterations = 0  # (xi, c) iterations, summed over steps
+        self.timing = {"order parameter": 0.0, "galvanostat": 0.0, "potential": 0.0,
+                       "concentration": 0.0, "error control": 0.0}
+        self._hist = None  # (dt, dxi, dc) of the last accepted step, for the error estimate
+        self._control = None
+        self._keys = 0  # numbers assembled matrices, so a cached factorisation is never reused wrongly
+        self._psi = None
+        self._source = np.zeros(g.n)  # F c_s dxi/dt of the last step [A/m^3], for re-solving phi
+        self._psys = self._potential_system(self.xi)
+        self.phi, _ = self._solve_potential(self._psys, np.zeros(g.np_), self.cell_potential, self._source)
+        self._initial = (self.lithium_amount(), self.ion_amount())
+
+    def set_top(self, *, potential: float | None = None, concentration: float | None = None):
+        """Change the top boundary's potential [V] or Li+ concentration [mol/m^3] (e.g. from a
+        separator model) between calls to `advance`; phi is re-solved at once."""
+        if concentration is not None:
+            if not concentration >= 0:
+                raise ValueError(f"top concentration = {concentration!r} is out of range: "
+                                 "must be >= 0 [mol/m^3]")
+            self.top_concentration = float(concentration)
+        if potential is not None and float(potential) != self.top_potential:
+            self.top_potential = float(potential)
+            self.phi, _ = self._solve_potential(self._psys, self.phi, self.cell_potential, self._source)
+
+    # -- potential ----------------------------------------------------------------------
+    def _key(self):
+        self._keys += 1
+        return self._keys
+
+    def _potential_system(self, xi):
+        """Matrix and boundary conductances of the potential problem for order parameter xi."""
+        g, p = self.geo, self.params
+        xf = np.ones(g.np_)
+        xf[g.pfree] = xi
+        hf = interpolation(0.5 * (xf[g.pa] + xf[g.pb]))
+        G = (p.conductivity_solid * hf + p.conductivity_electrolyte * (1.0 - hf)) / g.h**2
+        hv = interpolation(xf)
+        sig = p.conductivity_solid * hv + p.conductivity_electrolyte * (1.0 - hv)
+        gbot = 2.0 * sig[g.pbot] / g.h**2
+        gtop = 2.0 * sig[g.ptop] / g.h**2 if self.top_reservoir else np.zeros(g.ptop.size)
+        diag = np.zeros(g.np_)
+        diag[g.pbot] += gbot
+        diag[g.ptop] += gtop
+        return g.ppattern.assemble(G, diag), G, gbot, gtop, self._key()
+
+    def _solve_potential(self, psys, phi0, V, source, top=None):
+        """phi with the current system for collector potential V and source F c_s dxi/dt
+        [A/m^3] on free voxels; returns (phi, charge inflow rate through boundaries [A])."""
+        g = self.geo
+        K, G, gbot, gtop, key = psys
+        top = self.top_potential if top is None else top
+        res = np.zeros(g.np_)
+        res[g.pfree] -= source
+        flux = G * (phi0[g.pa] - phi0[g.pb])
+        res -= np.bincount(g.pa, weights=flux, minlength=g.np_)
+        res += np.bincount(g.pb, weights=flux, minlength=g.np_)
+        res[g.pbot] += gbot * (V - phi0[g.pbot])
+        res[g.ptop] += gtop * (top - phi0[g.ptop])
+        # Tolerance on the residual itself: 1e-9 of the Faradaic source and 1e-13 of the
+        # boundary driving.  The collector-to-top current can be 1e3 times the Faradaic one;
+        # the charge balance of the two boundaries is as good as the residual's sum.
+        drive = np.linalg.norm(gbot * V) + np.linalg.norm(gtop * top)
+        target = 1e-9 * np.linalg.norm(source) + 1e-13 * drive
+        rnorm = np.linalg.norm(res)
+        rtol = float(np.clip(target / rnorm, 1e-12, 1e-6)) if rnorm > 0 else 1e-12
+        mg = None
+        if self._mg is not None:
+            if self._mg_key != key:  # a few passes over the grid: cheap to redo
+                top_g = np.zeros(g.np_)
+                top_g[g.ptop] = gtop
+                bot = np.zeros(g.np_)
+                bot[g.pbot] = gbot
+                self._mg.set_operator(g.pslots, G, bot, top_g)
+                self._mg_key = key
+            mg = self._mg
+        dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg)
+        phi = phi0 + dphi
+        i_bot, i_top = np.sum(gbot * (V - phi[g.pbot])) * g.h**3, np.sum(gtop * (top - phi[g.ptop])) * g.h**3
+        return phi, (i_bot + i_top, abs(i_bot) + abs(i_top))
+
+    def _unit_response(self):
+        """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source)."""
+        if self._psi is None:
+            start = np.zeros(self.geo.np_)
+            self._psi, _ = self._solve_potential(self._psys, start, 1.0, np.zeros(self.geo.n), top=0.0)
+        return self._psi
+
+    # -- order parameter ------------------------------------------------------------------
+    def _allen_cahn(self, xi):
+        """-L_sigma (g'(xi) - kappa lap xi) on free voxels [1/s]; host contacts hold xi = 1,
+        dielectric and domain faces carry no flux."""
+        g, p = self.geo, self.params
+        k = p.interface_mobility * p.gradient_coefficient / g.h**2
+        flux = k * (xi[g.a] - xi[g.b])
+        lap = np.bincount(g.b, weights=flux, minlength=g.n) - np.bincount(g.a, weights=flux, minlength=g.n)
+        lap += k * g.n_host * (1.0 - xi)
+        return lap - p.interface_mobility * 2.0 * p.barrier_height * xi * (1.0 - xi) * (1.0 - 2.0 * xi)
+
+    def _reaction(self, xi, c, eta, act):
+        """On the voxels ``act`` (eta given there): R = L_eta h'(xi) [...] (dxi/dt gets -R),
+        dR/dxi, and B = -dR/dc.  The cathodic branch sees c+ = (c + sqrt(c^2 + e^2)) / 2,
+        e = 1e-3 c0: a smooth positive part, because c in this model can go negative where
+        the Allen-Cahn part converts faster than transport brings Li+ (docs/phasefield.md)."""
+        p = self.params
+        x = xi[act]
+        ea = clipped_exp(p.alpha_a * p.f * eta)
+        ec = clipped_exp(-p.alpha_c * p.f * eta) * self.geo.cathodic_factor[act]
+        cc, e = c[act], 1e-3 * p.bulk_concentration
+        root = np.sqrt(cc * cc + e * e)
+        bracket = ea - 0.5 * (cc + root) / p.bulk_concentration * ec
+        L = p.kinetic_coefficient
+        slope = 0.5 * (1.0 + cc / root)
+        return L * dh(x) * bracket, L * d2h(x) * bracket, L * dh(x) * ec * slope / p.bulk_concentration
+
+    def _jacobian(self, xi, c, eta, act, dt):
+        """J = I/dt + L_sigma (kappa L + g''(xi)) + dR/dxi, the xi-Jacobian of the implicit
+        Euler residual at fixed c.  The Allen-Cahn part is exact: near a stable front it is
+        positive semi-definite with a zero eigenvalue on the front's translation, so the
+        iterations converge along that mode in one go whatever dt (a stabilised or clipped
+        g'' would give it an eigenvalue lambda and a contraction of only lambda dt /
+        (1 + lambda dt) per iteration)."""
+        g, p = self.geo, self.params
+        k = p.interface_mobility * p.gradient_coefficient / g.h**2
+        extra = p.interface_mobility * 2.0 * p.barrier_height * (1.0 - 6.0 * xi + 6.0 * xi * xi)
+        extra[act] += self._reaction(xi, c, eta, act)[1]
+        diag = 1.0 / dt + k * g.n_host + extra
+        return g.pattern.assemble(np.full(g.a.size, k), diag), self._key(), diag
+
+    def _noise(self, xi, dt):
+        """Langevin increment on the interface: amplitude sqrt(tau dt) U(-1/2, 1/2) 4 xi (1 - xi),
+        tau = noise_time, so a step of tau draws Hong's per-step noise and the variance per unit
+        time does not depend on dt."""
+        p = self.params
+        if p.noise_amplitude == 0.0:
+            return np.zeros(self.geo.n)
+        u = self.rng.random(self.geo.n) - 0.5
+        return p.noise_amplitude * np.sqrt(p.noise_time * dt) * u * np.maximum(4.0 * xi * (1.0 - xi), 0.0)
+
+    def _bracket(self, fun, V0, limit=10.0):
+        lo, hi, step = V0 - 0.01, V0 + 0.01, 0.02
+        while fun(lo) > 0.0:
+            lo -= step
+            step *= 2.0
+            if lo < -limit:
+                raise RuntimeError(f"galvanostat: no cell potential above {-limit} V carries the "
+                                   "applied current")
+        step = 0.02
+        while fun(hi) < 0.0:
+            hi += step
+            step *= 2.0
+            if hi > limit:
+                raise RuntimeError(f"galvanostat: no cell potential below {limit} V carries the applied "
+                                   "current (nothing left to strip?)")
+        return lo, hi
+
+    def _cell_potential(self, w, goal, R_of, act):
+        """Galvanostat: V with w.R(V) = goal, where sum(dxi) = ... - w.R(V) must equal the
+        target; R grows monotonically with V (psi >= 0) and w = J^-1 1 >= 0 (J an SPD matrix
+        with non-positive off-diagonals), so this is a bracketed scalar root."""
+        wa = w[act]
+
+        def excess(V):
+            return wa @ R_of(V) - goal
+
+        return brentq(excess, *self._bracket(excess, self.cell_potential), xtol=1e-13, rtol=1e-15, maxiter=200)
+
+    # -- concentration --------------------------------------------------------------------
+    def _transport(self, xi, phi, c, dt):
+        """Implicit-Euler operator for c over one step: Scharfetter-Gummel link fluxes (exact
+        for the Boltzmann equilibrium c ~ exp(-f phi)) with phi of the step's start, Dirichlet
+        c_top at the top.  With c = exp(-f phi/2) v the matrix is symmetric (off-diagonal
+        D (x/2)/sinh(x/2) / h^2, x = f dphi) and goes to the SPD solver.  Returns an object
+        with ``solve(rhs, extra)`` for (M + diag(extra)) dc = rhs, ``apply(dc)`` = M dc,
+        ``r0``: the flux divergence at ``c`` (so the Li+ balance of dc is exact to the solver's
+        tolerance), and ``inflow(c_new)``: Li+ entering through the top [mol/s]."""
+        g, p = self.geo, self.params
+        f = p.f
+        hf = interpolation(0.5 * (xi[g.a] + xi[g.b]))
+        k = (p.diffusivity_solid * hf + p.diffusivity_electrolyte * (1.0 - hf)) / g.h**2
+        x = f * (phi[g.b] - phi[g.a])
+        Bab, Bba = k * bernoulli(x), k * bernoulli(-x)
+        Ghat = k * bernoulli_sym(x)
+        flux = Bab * c[g.a] - Bba * c[g.b]  # a -> b
+        res = np.bincount(g.b, weights=flux, minlength=g.n) - np.bincount(g.a, weights=flux, minlength=g.n)
+        diag = (1.0 / dt + np.bincount(g.a, weights=Bab - Ghat, minlength=g.n)
+                + np.bincount(g.b, weights=Bba - Ghat, minlength=g.n))
+        Bt = Btm = 0.0
+        if self.top_reservoir and g.ctop.size:
+            ht = interpolation(xi[g.ctop])
+            kt = 2.0 * (p.diffusivity_solid * ht + p.diffusivity_electrolyte * (1.0 - ht)) / g.h**2
+            xt = f * (self.top_potential - phi[g.ctop])
+            Bt, Btm = kt * bernoulli(xt), kt * bernoulli(-xt) * self.top_concentration
+            res[g.ctop] -= Bt * c[g.ctop] - Btm
+            diag[g.ctop] += Bt
+        self._dt = dt
+        return _Transport(self, g.pattern.assemble(Ghat, diag), Ghat, diag, res,
+                          np.exp(np.clip(0.5 * f * (phi - 0.5 * (phi.max() + phi.min())), -300.0, 300.0)),
+                          Bt, Btm, Bab)
+
+    # -- stepping -------------------------------------------------------------------------
+    def _residuals(self, xi, dxi, c_start, dc, eta0, psi, dV, dt, tr):
+        """G (xi equation, 1/s) and H (c equation, mol/(m^3 s)) at the iterate (dxi, dc),
+        with R and B on the active voxels ak of xi + dxi."""
+        x = xi + dxi
+        ak = np.flatnonzero(dh(x) > 1e-14)
+        R, _, B = self._reaction(x, c_start + dc, eta0[ak] + dV * psi[ak], ak)
+        G = dxi / dt - self._allen_cahn(x)
+        G[ak] += R
+        H = tr.apply(dc) - tr.r0 + self.params.solid_concentration * dxi / dt
+        return G, H, R, B, ak, x
+
+    def _coupled_step(self, control, dt, noise):
+        """Implicit Euler for (xi, c) together, phi lagged: find dxi, dc with
+        ``G = dxi/dt - F_ac(xi + dxi) + R(xi + dxi, c + dc, V) = 0`` and
+        ``H = M dc - r0 + c_s dxi/dt = 0`` (c's implicit transport with the sink c_s dxi/dt).
+
+        Block Gauss-Seidel Newton iterations, c first: with J's diagonal standing in for J,
+        eliminating the xi correction gives ``(M + c_s theta B) Dc = -H + c_s theta G``,
+        theta = 1 / (dt J_pp) -- one SPD solve that holds the stiff loop of reaction,
+        depletion and transport exactly; then ``J Dxi = -G + B Dc`` with the exact xi-Jacobian
+        (the galvanostat's V is the root that makes sum(dxi) pass the applied charge).
+        Anderson mixing accelerates; stop when the next correction, estimated from the
+        residuals, is below half the tolerance and 1 % of the increment (at most 6
+        iterations).  A last solve makes dc exactly the transport of the final sink.  Returns
+        (V, dxi, dc, eta on act, act, transport, estimated remaining correction / tol)."""
+        p, g = self.params, self.geo
+        clock = time.perf_counter()
+        xi, c_start = self.xi, self.c - p.solid_concentration * noise  # noise's Li+ leaves its voxel
+        tr = self._transport(xi, self.phi[g.pfree], c_start, dt)
+        clock = self._tick("concentration", clock)
+        galvanostatic = isinstance(control, Galvanostatic)
+        Vn = self.cell_potential
+        V = Vn if galvanostatic else float(control.potential)
+        psi = self._unit_response()[g.pfree] if V != Vn or galvanostatic else np.zeros(g.n)
+        eta0, cs = self.phi[g.pfree], p.solid_concentration
+        target = (-control.current_density * g.footprint * dt / (FARADAY * cs * g.h**3)
+                  - noise.sum()) if galvanostatic else None
+        act = np.flatnonzero(dh(xi) > 1e-14)
+        J, key, Jd = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
+        # the Schur diagonal c_s theta B, taken at the step's start for all iterations (one
+        # matrix per step; the iterations correct for its drift)
+        extra = np.zeros(g.n)
+        B0 = self._reaction(xi, c_start, eta0[act] + (V - Vn) * psi[act], act)[2]
+        extra[act] = cs * B0 / np.maximum(dt * Jd[act], 1.0)
+        dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
+        w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
+        clock = self._tick("order parameter", clock)
+        dxi, dc = np.zeros(g.n), np.zeros(g.n)
+        mixer = Anderson(depth=3)
+        G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
+        for it in range(6):
+            Dc = tr.solve(-H + cs * G / np.maximum(dt * Jd, 1.0), extra)
+            clock = self._tick("concentration", clock)
+            rhs = -G
+            rhs[ak] += R + B * Dc[ak]  # the reaction goes back in at the root's V below
+
+            def reaction(v, ak=ak, x=x, c=c_start + dc):
+                return self._reaction(x, c, eta0[ak] + (v - Vn) * psi[ak], ak)[0]
+
+            if galvanostatic:
+                V = self._cell_potential(w, w @ rhs - (target - dxi.sum()), reaction, ak)
+                clock = self._tick("galvanostat", clock)
+            rhs[ak] -= reaction(V)
+            # galvanostatic: sum(dxi) is the charge passed, as exact as this solve
+            Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else 1e-7, dominant=dominant)
+            new = mixer.next(np.concatenate([dxi, dc]), np.concatenate([Dx, Dc]))
+            dxi, dc = new[:g.n], new[g.n:]
+            G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
+            clock = self._tick("order parameter", clock)
+            # the next correction: at most dt |G| (J >= I/dt near a stable front), plus what the
+            # c residual changes through B (c's correction ~ H / M_pp).  Stop below half the
+            # tolerance (the step's error estimate keeps the other half) and below 1 % of the
+            # step's own increment (else a slow front's small steps would carry a bias)
+            corr = dt * (np.max(np.abs(G), initial=0.0) + np.max(B * np.abs(H[ak]) / tr.mdiag[ak], initial=0.0))
+            change = corr / min(self.tol["xi"], 0.02 * np.max(np.abs(dxi), initial=0.0) + 1e-300)
+            if change < 0.5:
+                break
+        dc = tr.solve(tr.r0 - cs * dxi / dt)
+        self._tick("concentration", clock)
+        self.iterations += it + 1
+        return V, dxi, dc, eta0[ak] + (V - Vn) * psi[ak], ak, tr, corr / self.tol["xi"]
+
+    def _attempt(self, control, dt):
+        """One step of length dt; commits it and returns (True, dt factor) when its error
+        estimate is within tolerance, else (False, dt factor) and leaves the state alone."""
+        p, g = self.params, self.geo
+        xi = self.xi
+        noise = self._noise(xi, dt)
+        try:
+            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise)
+            clock = time.perf_counter()
+            xi_new = xi + dxi + noise
+            c_new = self.c - p.solid_concentration * noise + dc
+            psys = self._potential_system(xi_new)
+            source = FARADAY * p.solid_concentration * (dxi + noise) / dt
+            phi_new, charge_in = self._solve_potential(psys, self.phi, V, source)
+        except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
+            self.rejected += 1
+            return False, 0.25
+        clock = self._tick("potential", clock)
+        err = max(coupling, self._error(dt, dxi, dc, xi_new[act], eta, phi_new[g.pfree][act]))
+        factor = float(np.clip(0.9 / np.sqrt(max(err, 1e-12)), 0.2, 2.0))
+        self._tick("error control", clock)
+        if err > 1.0:
+            self.rejected += 1
+            return False, min(factor, 0.5)
+        self.xi, self.c, self.phi, self.cell_potential = xi_new, c_new, phi_new, V
+        self._psys, self._psi, self._source = psys, None, source
+        dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
+        self.charge += dq
+        self.current_density = dq / dt / g.footprint
+        self.top_inflow += transport.inflow(c_new) * dt
+        self.boundary_charge += charge_in[0] * dt
+        self.boundary_gross += charge_in[1] * dt
+        self.t += dt
+        self.steps += 1
+        self._hist = (dt, dxi, dc)
+        return True, factor
+
+    def _tick(self, part, since):
+        now = time.perf_counter()
+        self.timing[part] += now - since
+        return now
+
+    def _error(self, dt, dxi, dc, xi_act, eta_used, eta_new):
+        """Error of the step over the tolerance (accept when <= 1): the first-order local
+        error of xi (max over voxels) and of c (root mean square: the Li+ the noise trades
+        voxel by voxel is uncorrelated and averages out, a diffusion layer's transient does
+        not) from their increments against the previous step's, the lag of eta at the
+        interface (phi^n used for phi^{n+1}), and a cap of 0.25 on any xi increment."""
+        p, tol = self.params, self.tol
+        w = dh(xi_act) / DH_MAX
+        parts = [np.max(w * np.abs(eta_new - eta_used), initial=0.0) / tol["eta"],
+                 np.max(np.abs(dxi), initial=0.0) / 0.25]
+        if self._hist is None:  # first step after a start or a control change
+            parts += [np.max(np.abs(dxi), initial=0.0) / 0.05,
+                      np.sqrt(np.mean(dc**2)) / (0.25 * p.bulk_concentration)]
+        else:
+            dtp, dxp, dcp = self._hist
+            r, wt = dt / dtp, dt / (dt + dtp)
+            parts += [np.max(np.abs(dxi - r * dxp), initial=0.0) * wt / tol["xi"],
+                      np.sqrt(np.mean((dc - r * dcp) ** 2)) * wt / (tol["c"] * p.bulk_concentration)]
+        return float(max(parts))
+
+    def advance(self, duration: float, control) -> "PhaseFieldSolver":
+        """Advance by ``duration`` [s] under ``control`` (Potentiostatic or Galvanostatic) with
+        adaptive steps; the last step ends exactly at t + duration."""
+        if not isinstance(control, (Potentiostatic, Galvanostatic)):
+            raise TypeError("control must be Potentiostatic or Galvanostatic")
+        if not duration >= 0:
+            raise ValueError(f"duration = {duration!r} is out of range: must be >= 0 [s]")
+        if control != self._control:
+            self._hist = None  # the time derivative jumps at a control change
+            self._control = control
+        t_end = self.t + duration
+        while t_end - self.t > 1e-12 * max(t_end, 1.0):
+            remaining = t_end - self.t
+            dt = min(self._dt_next, self.dt_max)
+            truncated = dt >= remaining
+            if truncated:
+                dt = remaining
+            elif dt > remaining / 2:
+                dt = remaining / 2  # no sliver of a last step
+            accepted, factor = self._attempt(control, dt)
+            if accepted and truncated and factor >= 1.0:
+                continue  # a step cut short by the end keeps the step length that was allowed
+            self._dt_next = dt * factor
+            if self._dt_next < 1e-14:
+                raise RuntimeError(f"phase-field step shrank below 1e-14 s at t = {self.t:.6g} s")
+        return self
+
+    # -- observables ----------------------------------------------------------------------
+    def _full(self, values, index, fill):
+        out = np.full(self.phase.size, fill, dtype=np.float64)
+        out[index] = values
+        return out.reshape(self.phase.shape)
+
+    @property
+    def order_parameter(self) -> np.ndarray:
+        """xi on the grid: 1 on conductive host, 0 on dielectric host."""
+        out = self._full(self.xi, self.geo.free, 0.0)
+        out[self.phase == HOST_CONDUCTIVE] = 1.0
+        return out
+
+    @property
+    def concentration(self) -> np.ndarray:
+        """Li+ concentration [mol/m^3] on free voxels, NaN on hosts."""
+        return self._full(self.c, self.geo.free, np.nan)
+
+    @property
+    def potential(self) -> np.ndarray:
+        """phi [V] (= eta, against the lithium reference at c0), NaN on dielectric."""
+        return self._full(self.phi, self.geo.pidx, np.nan)
+
+    @property
+    def footprint_area(self) -> float:
+        return self.geo.footprint
+
+    def lithium_mask(self, threshold: float = 0.5) -> np.ndarray:
+        """Thresholded lithium (free voxels with xi > threshold)."""
+        return lithium_mask(self.order_parameter, self.phase, threshold)
+
+    def lithium_volume(self, threshold: float = 0.5) -> float:
+        """Volume of the thresholded lithium [m^3]."""
+        return float(np.count_nonzero(self.lithium_mask(threshold))) * self.spacing**3
+
+    def lithium_amount(self) -> float:
+        """Lithium metal [mol]: c_s h^3 sum(xi) over free voxels."""
+        return float(self.xi.sum()) * self.spacing**3 * self.params.solid_concentration
+
+    def ion_amount(self) -> float:
+        """Li+ in the free voxels [mol]."""
+        return float(self.c.sum()) * self.spacing**3
+
+    def balance(self) -> dict:
+        """Conservation errors since the start: lithium (metal + ions - initial - top inflow)
+        [mol], Faradaic charge against the metal deposited [C], and the potential problem's
+        boundary charge against the Faradaic charge [C] (exact to the potential solve's
+        tolerance, which is relative to the collector and top currents, ``boundary_gross``)."""
+        li0, ion0 = self._initial
+        li = self.lithium_amount()
+        return {"lithium": li + self.ion_amount() - li0 - ion0 - self.top_inflow,
+                "charge": self.charge + FARADAY * (li - li0),
+                "boundary": self.boundary_charge + self.charge}
+
+    def timing_shares(self) -> dict:
+        """Share of the stepping wall time per part."""
+        total = sum(self.timing.values()) or 1.0
+        return {k: v / total for k, v in self.timing.items()}

@@ -1,0 +1,261 @@
+"""Phase-field model (continuum.phasefield) against the closed-form rungs of ../shared/MODEL.md
+section 9 (issue 12): Nernst equilibrium at zero current, the equilibrium profile and interface
+energy, the flat-front velocity and Tafel slope, conservation of lithium and charge, and
+dendritic versus smooth growth with Hong & Viswanathan's constants (slow)."""
+import math
+
+import numpy as np
+import pytest
+
+from continuum import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC
+from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldParameters, PhaseFieldSolver,
+                                  Potentiostatic, height_map, interpolation, planar_electrode)
+
+QUIET = HONG2018.replace(noise_amplitude=0.0)
+# reaction-limited: Li+ diffuses so fast that c = c0 at the front whatever it consumes
+FAST_IONS = QUIET.replace(diffusivity_electrolyte=1e-6, diffusivity_solid=1e-6)
+
+
+def test_defaults_are_hong2018s_constants():
+    """The SI defaults, mapped back with Hong's scales (1 um, 1 s, 1 V, 1 S/m, 2.5e6 J/m^3),
+    give the numbers of their input file (0.5 %: their nF/RT and ft2 are rounded)."""
+    hong = {"kappa_op": 0.3, "L": 6.25, "Ls": 0.001, "B": 2.4, "S1": 1e6, "S2": 1.19, "AA": 38.69,
+            "M0": 317.9, "ft2": 0.0074, "noise": 0.04}
+    ours = HONG2018.hong2018_normalised()
+    for k, v in hong.items():
+        assert ours[k] == pytest.approx(v, rel=5e-3), k
+    assert HONG2018.interface_energy == pytest.approx(0.5, rel=1e-12)  # J/m^2
+    assert HONG2018.exchange_current_density == pytest.approx(11.13, rel=1e-3)  # A/m^2
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("gradient_coefficient", -1.0, "> 0.0"), ("alpha_c", 1.0, "< 1.0"), ("kinetic_coefficient", -1e-3, ">= 0.0"),
+    ("temperature", float("nan"), "> 150.0"), ("noise_amplitude", True, "real number")])
+def test_bad_parameters_name_the_field_and_the_allowed_range(field, value, allowed):
+    with pytest.raises(ValueError) as err:
+        PhaseFieldParameters(**{field: value})
+    assert field in str(err.value) and allowed in str(err.value)
+
+
+def _column(params, h, length, front, **kw):
+    """1D column (1, 1, n): lithium up to ``front``, electrolyte above.  No host layer: a
+    conductive host holds xi = 1 at its face and attracts a front a few interface widths away
+    (a wetting force ~ L_sigma W exp(-z / sqrt(kappa/2W))), which would bias these rungs."""
+    n = int(round(length / h))
+    phase, xi = planar_electrode((1, 1, n), h, params, front, collector=False)
+    return PhaseFieldSolver(phase, h, params, xi=xi, **kw)
+
+
+@pytest.mark.parametrize("c_bulk, alphas", [(0.5, (0.5, 0.5)), (2.0, (0.3, 0.7))])
+def test_nernst_equilibrium_at_zero_current(c_bulk, alphas):
+    """Closed cell (no reservoir, insulating top) of electrolyte at c_b over 5 um of lithium; the
+    galvanostat holds the Faradaic current at zero.  At equilibrium phi is uniform, c is uniform
+    and the cell potential is the Nernst potential ln(c/c0) / ((alpha_a + alpha_c) f) of that c.
+    The start is out of equilibrium (Li+ absent from the metal, V = 0), so the solver has to find
+    it.  Closed form: c_eq = mean initial c (no net reaction, no flux out).  Tolerance 2e-6 V."""
+    prm = QUIET.replace(alpha_a=alphas[0], alpha_c=alphas[1], diffusivity_solid=1e-10)  # quick to equilibrate
+    h = 0.1e-6
+    n = 100
+    phase, xi = planar_electrode((1, 1, n), h, prm, 5e-6, collector=False)
+    c0 = prm.bulk_concentration * c_bulk * (1.0 - interpolation(xi))
+    s = PhaseFieldSolver(phase, h, prm, xi=xi, c=c0, top_reservoir=False)
+    c_eq = c0.mean()
+    amount = s.lithium_amount()
+    s.advance(30.0, Galvanostatic(0.0))
+    v_nernst = math.log(c_eq / prm.bulk_concentration) / ((prm.alpha_a + prm.alpha_c) * prm.f)
+    assert s.cell_potential == pytest.approx(v_nernst, abs=2e-6)
+    assert np.ptp(s.c) < 1e-6 * c_eq and np.ptp(s.phi) < 1e-9
+    assert abs(s.lithium_amount() - amount) < 1e-9 * amount  # the front did not move
+
+
+def test_zero_flux_ion_profile_is_boltzmann():
+    """The ions' Nernst equilibrium: with the order parameter frozen (no reaction, no
+    interface motion) and Hong's boundary conditions (collector at V = -50 mV, reservoir c_b and
+    phi = 0 at the top), the Nernst-Planck flux vanishes in the steady state and
+    c = c_b exp(-f phi) in every free voxel, metal included.  The Scharfetter-Gummel fluxes make
+    this exact: 1e-9."""
+    prm = QUIET.replace(conductivity_electrolyte=0.5, diffusivity_solid=1e-10, interface_mobility=1e-30,
+                        kinetic_coefficient=0.0)
+    s = _column(prm, 0.1e-6, 10e-6, 5e-6, top_concentration=700.0)
+    s.advance(50.0, Potentiostatic(-0.05))
+    ratio = s.c * np.exp(prm.f * s.phi[s.geo.pfree]) / 700.0
+    assert np.ptp(s.phi) > 0.04  # the field is there
+    assert np.abs(ratio - 1.0).max() < 1e-9
+
+
+def test_equilibrium_profile_and_interface_energy():
+    """A sharp lithium/electrolyte step relaxes (no reaction) to the logistic profile
+    1 / (1 + exp(z / sqrt(kappa / 2W))) (max deviation 0.005) with the excess free energy
+    gamma = sqrt(2 kappa W) / 6 = 0.5 J/m^2 (within 2 %)."""
+    prm = QUIET.replace(kinetic_coefficient=0.0)
+    h, n = 0.04e-6, 250
+    phase, _ = planar_electrode((1, 1, n), h, prm, 5e-6)
+    z = (np.arange(n) + 0.5) * h
+    xi0 = (z < 5e-6).astype(float).reshape(1, 1, n)
+    s = PhaseFieldSolver(phase, h, prm, xi=xi0, top_reservoir=False)
+    s.advance(3.0, Potentiostatic(0.0))
+    xi = s.order_parameter[0, 0]
+    k = np.searchsorted(-xi, -0.5)  # first voxel below one half
+    z_half = z[k - 1] + (xi[k - 1] - 0.5) / (xi[k - 1] - xi[k]) * h
+    logistic = 1.0 / (1.0 + np.exp((z - z_half) / prm.profile_length))
+    assert np.abs(xi[1:] - logistic[1:]).max() < 5e-3
+    grad = np.diff(xi) / h
+    energy = (prm.barrier_height * np.sum(xi**2 * (1 - xi) ** 2) * h
+              + 0.5 * prm.gradient_coefficient * np.sum(grad**2) * h)
+    assert energy == pytest.approx(prm.interface_energy, rel=0.02)
+    assert energy == pytest.approx(0.5, rel=0.02)
+
+
+def _front_velocity(eta, h=0.1e-6):
+    """Flat front at uniform overpotential: phi = eta everywhere (top held at eta too, so no
+    current flows through the electrolyte) and c = c0 (fast ions).  Relax at eta = 0, then
+    measure the growth rate of the lithium per footprint over a window of at least 0.2 um or
+    300 s."""
+    prm = FAST_IONS
+    s = _column(prm, h, 10e-6, 5e-6)
+    s.advance(2.0, Potentiostatic(0.0))
+    s.set_top(potential=eta)
+    v_th = prm.front_velocity(eta)
+    start, t0 = s.lithium_amount(), s.t
+    s.advance(min(0.2e-6 / abs(v_th), 300.0), Potentiostatic(eta))
+    return (s.lithium_amount() - start) / prm.solid_concentration / h**2 / (s.t - t0), v_th
+
+
+@pytest.mark.parametrize("eta", [-0.2, -0.1, -0.05, -0.01, 0.01, 0.05])
+def test_flat_front_moves_at_the_butler_volmer_velocity(eta):
+    """v = -V_m i_BV(eta) / F with i0 = 6 F L_eta sqrt(kappa/2W) / V_m: within 2 % over
+    |eta| = 10-200 mV, plating and stripping."""
+    v, v_th = _front_velocity(eta)
+    assert v == pytest.approx(v_th, rel=0.02)
+
+
+def test_tafel_slope_of_the_flat_front():
+    """Between -100 and -200 mV the front's current gives the Tafel slope ln(10) / (alpha_c f)
+    = 119 mV/decade at 300 K (118 at 298 K) within 2 %."""
+    (v1, _), (v2, _) = _front_velocity(-0.1), _front_velocity(-0.2)
+    slope = 0.1 / math.log10(v2 / v1)
+    assert slope == pytest.approx(math.log(10) / (FAST_IONS.alpha_c * FAST_IONS.f), rel=0.02)
+
+
+def test_galvanostatic_flat_front():
+    """Under an applied current density the front advances at V_m |i| / F (to 1e-9: the
+    galvanostat solves for V each step), and at the front (xi = 1/2) the local eta = phi and c
+    satisfy the Butler-Volmer law for that current (1 %).  (With Hong's boundary conditions
+    the electrolyte carries the collector-to-top current, and the cations gather at the
+    negative electrode: c there is c0 exp(-f phi), not c0.)"""
+    prm = FAST_IONS
+    h, i_app = 0.1e-6, -30.0
+    s = _column(prm, h, 10e-6, 5e-6)
+    s.advance(1.0, Potentiostatic(0.0))
+    start = s.lithium_amount()
+    s.advance(20.0, Galvanostatic(i_app))
+    v = (s.lithium_amount() - start) / prm.solid_concentration / h**2 / 20.0
+    assert v == pytest.approx(-prm.molar_volume * i_app / FARADAY, rel=1e-9)
+    k = np.argmin(np.abs(s.xi - 0.5))
+    eta, ratio = s.phi[s.geo.pfree][k], s.c[k] / prm.bulk_concentration
+    assert ratio > 1.2  # the gathering is real and large
+    assert prm.butler_volmer(eta, ratio) == pytest.approx(i_app, rel=0.01)
+
+
+def _host_cell(shape, h, prm, linear_solver="auto", direct_max=None):
+    """Collector, a conductive pillar with a lithiophobic tip, a dielectric block, a thin
+    lithium film; per-voxel eta_nuc and activity."""
+    phase, xi = planar_electrode(shape, h, prm, 1.5 * h)
+    nx, ny, nz = shape
+    phase[nx // 4, :, 1:nz // 2] = HOST_CONDUCTIVE
+    phase[3 * nx // 4:, :, 2:4] = HOST_DIELECTRIC
+    xi[phase == HOST_CONDUCTIVE] = 1.0
+    xi[phase == HOST_DIELECTRIC] = 0.0
+    eta_nuc = np.where(phase == HOST_CONDUCTIVE, 0.02, 0.0)
+    eta_nuc[nx // 4, :, nz // 2 - 1] = 0.05
+    activity = np.where(phase == HOST_CONDUCTIVE, 0.5, 1.0)
+    return PhaseFieldSolver(phase, h, prm, xi=xi, eta_nuc=eta_nuc, activity=activity, rng=7,
+                            linear_solver=linear_solver, direct_max=direct_max)
+
+
+@pytest.mark.parametrize("shape, linear_solver, direct_max", [
+    ((16, 1, 24), "auto", None), ((16, 1, 24), "amg", None), ((16, 1, 24), "auto", 0),
+    ((6, 6, 12), "auto", None), ((6, 6, 12), "auto", 0)])
+def test_lithium_and_charge_are_conserved(shape, linear_solver, direct_max):
+    """Galvanostatic plating with Langevin noise, a potentiostatic hold, galvanostatic stripping,
+    on a host with conductive and dielectric parts, in 2D and 3D, with direct solves, AMG, and
+    (direct_max = 0) the iterative path of large grids (voxel-grid multigrid for c and phi):
+    lithium (metal + Li+ - what entered through the top) and charge (Faradaic = F x metal
+    deposited = applied) are conserved to 1e-6 of the lithium and charge moved; the potential
+    problem's collector and top currents balance the Faradaic one to 1e-6 of their own size
+    (with Hong's boundaries they carry a current through the electrolyte 10-1000 times the
+    Faradaic one; with the direct solver the balance holds to 1e-6 of the Faradaic charge too)."""
+    prm = HONG2018
+    h = 0.5e-6
+    s = _host_cell(shape, h, prm, linear_solver, direct_max)
+    metal0 = s.lithium_amount()
+    s.advance(1.0, Galvanostatic(-20.0))
+    applied = -20.0 * s.footprint_area * 1.0
+    assert s.charge == pytest.approx(applied, rel=1e-6)
+    s.advance(0.5, Potentiostatic(-0.05))
+    s.advance(0.5, Galvanostatic(10.0))
+    moved = abs(s.lithium_amount() - metal0) + abs(applied) / FARADAY
+    bal = s.balance()
+    assert abs(bal["lithium"]) < 1e-6 * moved
+    assert abs(bal["charge"]) < 1e-6 * abs(applied)
+    assert abs(bal["boundary"]) < 1e-6 * s.boundary_gross
+    if s._lin["phi"].direct:
+        assert abs(bal["boundary"]) < 1e-6 * abs(applied)
+    assert np.all(s.order_parameter[s.phase == HOST_CONDUCTIVE] == 1.0)
+    assert np.all(s.order_parameter[s.phase == HOST_DIELECTRIC] == 0.0)
+    assert np.all(np.isnan(s.concentration[s.phase != 0][s.phase[s.phase != 0] != 3]))
+
+
+def test_noise_is_reproducible_from_its_seed():
+    """The Langevin noise comes from the seeded Generator: the same seed gives the same state
+    to the last bit, another seed a different one; without noise the seed does not matter."""
+    h = 0.5e-6
+
+    def run(prm, seed):
+        phase, xi = planar_electrode((12, 1, 16), h, prm, 3e-6)
+        s = PhaseFieldSolver(phase, h, prm, xi=xi, rng=np.random.default_rng(seed))
+        return s.advance(0.5, Potentiostatic(-0.1)).order_parameter
+
+    assert np.array_equal(run(HONG2018, 1), run(HONG2018, 1))
+    assert not np.array_equal(run(HONG2018, 1), run(HONG2018, 2))
+    assert np.array_equal(run(QUIET, 1), run(QUIET, 2))
+
+
+def test_observables_of_a_planar_front():
+    """Thresholded lithium of a flat front at 3 um over the collector layer (h = 0.5 um):
+    5 voxels per column above the collector; the collector is not lithium; the lithium amount
+    is c_s sum(xi) h^3 over free voxels (the tails of the profile count)."""
+    h = 0.5e-6
+    phase, xi = planar_electrode((4, 2, 12), h, QUIET, 3e-6)
+    s = PhaseFieldSolver(phase, h, QUIET, xi=xi)
+    mask = s.lithium_mask()
+    assert not mask[:, :, 0].any() and mask[:, :, 1:6].all() and not mask[:, :, 6:].any()
+    assert s.lithium_volume() == pytest.approx(4 * 2 * 5 * h**3)
+    assert np.all(height_map(mask, h) == pytest.approx(3e-6))
+    assert s.lithium_amount() == pytest.approx(QUIET.solid_concentration * xi[:, :, 1:].sum() * h**3)
+
+
+@pytest.mark.slow
+def test_dendrite_at_large_overpotential_smooth_growth_at_small():
+    """Hong & Viswanathan's constants (noise off), a flat lithium front at 4 um with a half-disc
+    seed of 2 um in a 24 x 36 um cell (h = 0.5 um), potentiostatic, run until the deposit's
+    mean thickness (lithium volume / footprint) has doubled to 8 um.  The seed's lead is its
+    top minus that mean thickness.  At -0.45 V growth is limited by the Li+ that migration
+    brings, which converges on the seed's tip: the lead at least doubles (measured 3.7x, and the
+    tip splits into a mushroom).  At -0.2 V the reaction limits growth, evenly along the front:
+    the seed is absorbed, its lead falls below its initial value (measured 0.4x)."""
+    h, shape = 0.5e-6, (48, 1, 72)
+    grew = {}
+    for V, chunk in ((-0.45, 0.25), (-0.2, 2.0)):
+        phase, xi = planar_electrode(shape, h, QUIET, 4e-6, seed_radius=2e-6)
+        s = PhaseFieldSolver(phase, h, QUIET, xi=xi)
+        lead = []
+        while True:
+            mean = s.lithium_volume() / s.footprint_area + h  # + the collector layer
+            lead.append(height_map(s.lithium_mask(), h).max() - mean)
+            if mean >= 8e-6:
+                break
+            s.advance(chunk, Potentiostatic(V))
+        grew[V] = lead[-1] / lead[0]
+    assert grew[-0.45] > 2.0, grew
+    assert grew[-0.2] < 1.0, grew
