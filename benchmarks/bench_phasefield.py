@@ -25,7 +25,6 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # sparse work: threads only contend
 
-import numpy as np  # noqa: E402
 
 from continuum.phasefield import (HONG2018, PhaseFieldSolver, Potentiostatic, height_map,  # noqa: E402
                                   interface_area, planar_electrode)
