@@ -3,7 +3,8 @@
     python benchmarks/bench_coupled.py                       # scaling table, 24 and 48 um
     python benchmarks/bench_coupled.py --large               # and 96 um (minutes)
     python benchmarks/bench_coupled.py --host-scale          # 1 mAh/cm^2 into 64 x 64 x 96 um
-    python benchmarks/bench_coupled.py --studies             # quick and full pulse_vs_dc
+    python benchmarks/bench_coupled.py --no-scaling --studies pulse_vs_dc --full   # quick and full
+    python benchmarks/bench_coupled.py --no-scaling --studies top_deposition gradient_hosts cycling
     python benchmarks/bench_coupled.py --compare-to ../old   # each case also in another checkout
 
 Scaling table: porous conductive host, DC at 8 mA/cm^2, 24 um host + 24 um reservoir,
@@ -105,16 +106,17 @@ def host_scale(checkouts, work: Path) -> None:
               f"{r['wall'] / r['steps']:.2f} s/step, {shares(r['timing'])}", flush=True)
 
 
-def studies(checkouts, work: Path) -> None:
-    print("pulse_vs_dc study (2 workers): wall of the whole command, and its timing.json")
-    for flag in ([], ["--full"]):
-        for c in checkouts:
-            out = work / f"pvd-{c.name}-{'full' if flag else 'quick'}"
-            wall = _python(c, ["pulse_vs_dc", *flag, "--out", str(out), "--overwrite"], work)
-            t = json.loads((out / "timing.json").read_text())
-            print(f"  {c.name} {'--full' if flag else 'quick '}: wall {wall:.1f} s "
-                  f"(cases' own time: continuum {t.get('continuum [s]', 0):.1f} s, KMC {t.get('kmc [s]', 0):.1f} s)",
-                  flush=True)
+def studies(checkouts, names, full: bool, work: Path) -> None:
+    print("studies (2 workers): wall of the whole command, and the cases' own time from timing.json")
+    for name in names:
+        for flag in ([], ["--full"]) if full else ([],):
+            for c in checkouts:
+                out = work / f"{name}-{c.name}-{'full' if flag else 'quick'}"
+                wall = _python(c, [name, *flag, "--out", str(out), "--overwrite"], work)
+                t = json.loads((out / "timing.json").read_text())
+                print(f"  {name} {'--full' if flag else 'quick '} ({c.name}): wall {wall:.1f} s "
+                      f"(cases' own time: continuum {t.get('continuum [s]', 0):.1f} s, KMC {t.get('kmc [s]', 0):.1f} s)",
+                      flush=True)
 
 
 def main() -> None:
@@ -122,7 +124,9 @@ def main() -> None:
     ap.add_argument("--compare-to", type=Path, default=None, help="another checkout of the project")
     ap.add_argument("--large", action="store_true", help="also the 96 um footprint (minutes)")
     ap.add_argument("--host-scale", action="store_true", help="the 1 mAh/cm^2 64 x 64 x 96 um run (minutes)")
-    ap.add_argument("--studies", action="store_true", help="quick and full pulse_vs_dc")
+    ap.add_argument("--studies", nargs="*", default=None, metavar="NAME",
+                    help="time these studies' quick defaults (no name: pulse_vs_dc)")
+    ap.add_argument("--full", action="store_true", help="with --studies: also each study's --full")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
     args = ap.parse_args()
     checkouts = [ROOT] + ([args.compare_to.resolve()] if args.compare_to else [])
@@ -133,8 +137,8 @@ def main() -> None:
             scaling(checkouts, (24, 48, 96) if args.large else (24, 48), work)
         if args.host_scale:
             host_scale(checkouts, work)
-        if args.studies:
-            studies(checkouts, work)
+        if args.studies is not None:
+            studies(checkouts, args.studies or ["pulse_vs_dc"], args.full, work)
 
 
 if __name__ == "__main__":
