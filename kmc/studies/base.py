@@ -133,8 +133,9 @@ def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, labe
 
 def _run_job(job, progress=None):
     config, case, outdir, series, resume, every = job
-    return case.label, run_case(case.config_for(config), case.host, case.segments, case.seed, case.slug, outdir / "snapshots",
-                                progress, series, outdir / "checkpoints" / case.slug, resume, every)
+    return case.label, run_case(case.config_for(config), case.host, case.segments, case.seed, case.slug,
+                                outdir / "snapshots", progress, series, outdir / "checkpoints" / case.slug, resume,
+                                every)
 
 
 def summary_row(result: RunResult, case: Case | None = None) -> dict:

@@ -472,7 +472,8 @@ def format_comparison(stats_rows: list[dict], comparison: list[dict], observable
                  for k, v in vals.items()]
         lines.append(f"  {case} (n={next(iter(vals.values()))['n']}): " + "; ".join(cells))
     if comparison:
-        lines.append(f"each protocol / {comparison[0]['Reference']} on the same host, ratio of means [95 % CI], Welch p:")
+        lines.append(f"each protocol / {comparison[0]['Reference']} on the same host, "
+                     "ratio of means [95 % CI], Welch p:")
         for c in comparison:
             lines.append(f"  {c['Host']} | {c['Protocol']}: {c['Observable']} {c['Ratio of means']:.3g} "
                          f"[{c['Ratio CI95 low']:.3g}, {c['Ratio CI95 high']:.3g}], p = {c['p (Welch t)']:.3g}"

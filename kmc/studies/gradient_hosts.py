@@ -103,7 +103,10 @@ class GradientHosts(Study):
         rows = [fill_row(results[c.label], c) for c in plan.cases]
         write_csv(outdir / "timeseries.csv", labelled_rows(results, plan.cases, "rows"))
         write_csv(outdir / "summary.csv", rows)
-        _plots(results, plan.cases, outdir)
+        from .plots import plot_where_lithium_went  # matplotlib: only when writing figures
+
+        runs = {c.host_label: results[c.label] for c in plan.cases}
+        plot_where_lithium_went(outdir, runs, "fill.png", col.PLATED_CAP)
         echo(format_table(rows))
 
 
@@ -137,11 +140,3 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plots(results, cases, outdir: Path) -> None:
-    from .plots import plot_cross_sections, plot_fill
-
-    h = next(iter(results.values())).host.spacing
-    plot_cross_sections(outdir / "cross_sections.png",
-                        {c.host_label: (results[c.label].final_phase, results[c.label].connected) for c in cases},
-                        h, title="Lithium after plating (x-z section through the middle)")
-    plot_fill(outdir / "fill.png", {c.host_label: results[c.label] for c in cases}, col.PLATED_CAP)

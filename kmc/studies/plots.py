@@ -89,6 +89,15 @@ def plot_series(path, series: Mapping[str, Sequence[Mapping[str, float]]], x: st
     _save(fig, path)
 
 
+def plot_where_lithium_went(outdir, runs: Mapping[str, object], fill_name: str, x: str) -> None:
+    """``cross_sections.png`` and the fill figure ``fill_name`` (:func:`plot_fill`) of runs
+    (label -> RunResult) that plated into hosts."""
+    h = next(iter(runs.values())).host.spacing
+    plot_cross_sections(outdir / "cross_sections.png", {k: (r.final_phase, r.connected) for k, r in runs.items()}, h,
+                        title="Lithium after plating (x-z section through the middle)")
+    plot_fill(outdir / fill_name, runs, x)
+
+
 def plot_fill(path, runs: Mapping[str, object], x: str) -> None:
     """Where the lithium went: per run (label -> RunResult) the lithium fill of the pore space
     per layer at the end, and the fraction of the lithium inside the host against column ``x``

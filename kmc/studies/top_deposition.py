@@ -113,7 +113,10 @@ class TopDeposition(Study):
         write_csv(outdir / "timeseries.csv", labelled_rows(results, plan.cases, "rows"))
         write_csv(outdir / "summary.csv", rows)
         write_csv(outdir / "depth_profile.csv", depth_rows(results, plan.cases))
-        _plots(results, plan.cases, outdir)
+        from .plots import plot_where_lithium_went  # matplotlib: only when writing figures
+
+        runs = {c.protocol_label: results[c.label] for c in plan.cases}
+        plot_where_lithium_went(outdir, runs, "depth_profile.png", col.TIME)
         echo(format_ranking(rows))
 
 
@@ -166,14 +169,6 @@ def format_ranking(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plots(results, cases, outdir: Path) -> None:
-    from .plots import plot_cross_sections, plot_fill
-
-    h = next(iter(results.values())).host.spacing
-    plot_cross_sections(outdir / "cross_sections.png",
-                        {c.protocol_label: (results[c.label].final_phase, results[c.label].connected) for c in cases},
-                        h, title="Lithium after plating (x-z section through the middle)")
-    plot_fill(outdir / "depth_profile.png", {c.protocol_label: results[c.label] for c in cases}, col.TIME)
 
 
 def run_top_deposition(config: SimulationConfig, outdir: str | Path, *, progress: bool = True,
