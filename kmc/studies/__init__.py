@@ -6,6 +6,7 @@ from __future__ import annotations
 from .base import Case, Study, StudyPlan, run_case, run_study
 from .cycling import Cycling
 from .gradient_hosts import GradientHosts
+from .lithiophilic import Lithiophilic
 from .pulse_vs_dc import PulseVsDC
 from .single import SingleRun
 from .top_deposition import TopDeposition
@@ -32,5 +33,6 @@ register_study(PulseVsDC())
 register_study(Cycling())
 register_study(TopDeposition())
 register_study(GradientHosts())
+register_study(Lithiophilic())
 
 __all__ = ["Case", "Study", "StudyPlan", "STUDIES", "get_study", "register_study", "run_case", "run_study"]
