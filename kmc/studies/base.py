@@ -119,6 +119,26 @@ class HostVersusFoil(Study):
         return {"Porous host": config.host.build(seed), "Planar foil": foil.build(seed)}
 
 
+class HostComparison(Study):
+    """Hosts (``host_variants``: label -> config.host updates, built from one hosts stream)
+    compared under the configured DC plating."""
+
+    host_variants: dict[str, dict] = {}
+
+    def host_labels(self, config):
+        return list(self.host_variants)
+
+    def hosts(self, config, seed):
+        return {label: config.host.model_copy(update=update).build(seed)
+                for label, update in self.host_variants.items()}
+
+    def protocols(self, config):
+        from ..coupling.waveforms import dc_plating
+
+        p = config.protocol
+        return {"DC": dc_plating(p.current_density_mA_cm2, p.capacity_mAh_cm2)}
+
+
 class ChargeToleranceError(RuntimeError):
     """A run ended with a charge error above the tolerance (its outputs are written)."""
 

@@ -22,11 +22,10 @@ from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv
 from ..coupling.observables import host_top_index
 from ..coupling.simulation import RunResult
-from ..coupling.waveforms import dc_plating
 from ..hosts.analysis import host_analysis
 from ..hosts.generators import channel_radius
 from ..hosts.host import um_to_voxels
-from .base import Case, Study, StudyPlan, labelled_rows, summary_row
+from .base import Case, HostComparison, StudyPlan, labelled_rows, summary_row
 from .top_deposition import first_growth_above
 
 STUDY_OVERRIDES = [
@@ -75,16 +74,14 @@ def host_specs(config: SimulationConfig) -> dict:
     }
 
 
-class GradientHosts(Study):
+class GradientHosts(HostComparison):
     name = "gradient_hosts"
     help = "porosity-gradient and vertical-channel hosts against random porous ones"
     description = HELP
     overrides = STUDY_OVERRIDES
     full_overrides = FULL_OVERRIDES
     key_observables = KEY_OBSERVABLES
-
-    def host_labels(self, config):
-        return list(HOSTS)
+    host_variants = dict.fromkeys(HOSTS)  # labels; the specifications depend on the config
 
     def hosts(self, config, seed):
         from ..coupling.config import ConfigError
@@ -95,9 +92,6 @@ class GradientHosts(Study):
             raise ConfigError(str(e)) from None
         return {label: spec.build(seed) for label, spec in specs.items()}
 
-    def protocols(self, config):
-        p = config.protocol
-        return {"DC": dc_plating(p.current_density_mA_cm2, p.capacity_mAh_cm2)}
 
     def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
         rows = [fill_row(results[c.label], c) for c in plan.cases]

@@ -21,9 +21,8 @@ from ..coupling import columns as col
 from ..coupling.io import write_csv
 from ..coupling.observables import REGION_NAMES
 from ..coupling.simulation import RunResult
-from ..coupling.waveforms import dc_plating
 from ..hosts.analysis import deposit_topology
-from .base import Case, Study, StudyPlan, labelled_rows, summary_row
+from .base import Case, HostComparison, StudyPlan, labelled_rows, summary_row
 
 STUDY_OVERRIDES = ["host.nx=24", "host.ny=24", "host.host_layers=16", "host.reservoir_layers=16",
                    "kmc.transport=implicit", "protocol.current_density_mA_cm2=2", "protocol.capacity_mAh_cm2=0.2",
@@ -57,25 +56,14 @@ Examples:
 """
 
 
-class Lithiophilic(Study):
+class Lithiophilic(HostComparison):
     name = "lithiophilic"
     help = "lithiophilic seeds (uniform, bottom, top) and a double-gradient host against a bare host"
     description = HELP
     overrides = STUDY_OVERRIDES
     full_overrides = FULL_OVERRIDES
     key_observables = KEY_OBSERVABLES
-
-    def host_labels(self, config):
-        return list(HOSTS)
-
-    def hosts(self, config, seed):
-        """One skeleton: every variant is built from the same hosts stream (the seeds draw
-        from their own child stream of it)."""
-        return {label: config.host.model_copy(update=update).build(seed) for label, update in HOSTS.items()}
-
-    def protocols(self, config):
-        p = config.protocol
-        return {"DC": dc_plating(p.current_density_mA_cm2, p.capacity_mAh_cm2)}
+    host_variants = HOSTS  # one skeleton: the seeds draw from their own child stream of it
 
     def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
         rows = [seed_row(results[c.label], c) for c in plan.cases]
