@@ -12,7 +12,6 @@ The 7-point stencil is written out in each sweep on purpose: a shared helper, ev
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 
 @numba.njit(cache=True)

@@ -93,7 +93,6 @@ class VoxelMultigrid:
         self.levels: list[_Level] = []
         self._lu = None
         self._coarse_cells = None
-        self.stats = {"builds": 0, "cycles": 0}
 
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
@@ -127,7 +126,6 @@ class VoxelMultigrid:
         self.levels = levels
         A, self._coarse_cells = levels[-1].matrix()
         self._lu = spla.splu(A) if A.shape[0] else None
-        self.stats["builds"] += 1
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """The fine operator on a vector over the unknowns."""
@@ -145,7 +143,6 @@ class VoxelMultigrid:
         """One cycle from x = 0 on the fine-grid right-hand side ``b`` (grid shape)."""
         self.levels[0].x[:] = 0.0
         self._cycle(0, b)
-        self.stats["cycles"] += 1
         return self.levels[0].x
 
     def _cycle(self, lvl: int, b: np.ndarray):

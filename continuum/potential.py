@@ -300,30 +300,27 @@ class PotentialSolver:
         F = None if I_app is None else Ai.sum() - I_app
         return R, F, eta, i, di
 
-    def _jacobian(self, pre, di):
+    def _jacobian(self, pre, di, first_step: bool):
+        """The Newton matrix (K; None on the gmg path, where it becomes the multigrid's fine
+        operator, the coarse levels built on the first Newton step only: later steps change
+        only the weak Butler-Volmer conductances), the Schur vectors and d."""
         n = self.n
         g = self.area * di
         gv = g[self.bv_v]
-        K = None if self.pattern is None else self.pattern.assemble(
-            np.concatenate([pre["G_lin"], g[~self.bv_v]]),
-            pre["diag_fixed"] + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n))
-        cvec = -(np.bincount(self.cv_p, weights=self.G_cv, minlength=n)
-                 + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n))
+        links = np.concatenate([pre["G_lin"], g[~self.bv_v]])
+        diag_v = np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=n)  # BV links to the V node
+        K = None
+        if self._mg is not None:
+            self._mg.set_operator(self._mg_slots, links, pre["diag_other"] + diag_v, pre["diag_top"],
+                                  hierarchy=first_step)
+        else:
+            K = self.pattern.assemble(links, pre["diag_fixed"] + diag_v)
+        cvec = -(np.bincount(self.cv_p, weights=self.G_cv, minlength=n) + diag_v)
         # row of the charge-balance equation: d(sum A i)/du and d(sum A i)/dV
         rvec = (np.bincount(self.bvc_q, weights=g[~self.bv_v], minlength=n)
                 - np.bincount(self.bv_e, weights=g, minlength=n))
         d = gv.sum()
         return K, cvec, rvec, d
-
-    def _set_multigrid(self, pre, di, hierarchy: bool):
-        """This Jacobian as the multigrid's fine operator; its coarse levels are built on the
-        first Newton step only (later steps change only the weak Butler-Volmer conductances,
-        so the old hierarchy still preconditions well)."""
-        g = self.area * di
-        gv = g[self.bv_v]
-        self._mg.set_operator(self._mg_slots, np.concatenate([pre["G_lin"], g[~self.bv_v]]),
-                              pre["diag_other"] + np.bincount(self.bv_e[self.bv_v], weights=gv, minlength=self.n),
-                              pre["diag_top"], hierarchy=hierarchy)
 
     def _initial_V(self, u, pre, I_app):
         """Cold-start V for galvanostatic control: the V that carries I_app with phi_l frozen."""
@@ -423,9 +420,7 @@ class PotentialSolver:
                 converged = True
                 it -= 1
                 break
-            K, cvec, rvec, d = self._jacobian(pre, di)
-            if self._mg is not None:
-                self._set_multigrid(pre, di, hierarchy=it == 1)
+            K, cvec, rvec, d = self._jacobian(pre, di, first_step=it == 1)
             # inexact Newton: solve the correction only as far as the residual needs (a warm
             # start near the answer then costs a few CG iterations, not a full solve)
             # (loose while the nonlinear error dominates, tight enough to finish once close)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -62,6 +62,9 @@ from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, L
 from continuum.grid import collector_connected, count_faces
 
 from .host import Host, _check_spacing_um, _periodic_label
+
+if TYPE_CHECKING:  # networkx is imported where the growth tree is built (0.25 s per process)
+    import networkx as nx
 
 #: Default shortest branch (in shells beyond its junction) that :func:`deposit_topology` counts.
 MIN_BRANCH_LENGTH = 2
@@ -255,6 +258,22 @@ def _transport(pore_region: np.ndarray, h_um: float) -> dict:
     return out
 
 
+def _host_region(phase: np.ndarray):
+    """(host mask, H = highest host layer above the collector, pore mask of layers 1..H)."""
+    host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
+    layers = np.flatnonzero(host[:, :, 1:].any(axis=(0, 1)))
+    H = int(layers[-1]) + 1 if layers.size else 0
+    return host, H, ~host[:, :, 1:H + 1]
+
+
+def pore_capacity(phase: np.ndarray, spacing_um: float) -> float:
+    """Lithium that fills the host region's pores [mAh/cm^2]: porosity x host height x
+    2061 mAh/cm^3 (0 for a bare collector); the ``pore_capacity_mAh_cm2`` of
+    :func:`analyse_phase` without its graph work."""
+    _, H, region = _host_region(np.asarray(phase))
+    return float(region.mean()) * H * _check_spacing_um(spacing_um) * 1e-4 * LITHIUM_MAH_PER_CM3 if H else 0.0
+
+
 def analyse_phase(phase: np.ndarray, spacing_um: float, *, name: Optional[str] = None) -> dict:
     """Host descriptors of a phase array (codes of :mod:`continuum.constants`) with voxel edge
     ``spacing_um`` [um], as a JSON-ready dict (lengths in um, areas in um^2; None where a value
@@ -266,11 +285,8 @@ def analyse_phase(phase: np.ndarray, spacing_um: float, *, name: Optional[str] =
         raise ValueError(f"phase must be 3-D (nx, ny, nz) with nz >= 2, got shape {phase.shape}")
     h = _check_spacing_um(spacing_um)
     nx_, ny_, nz_ = phase.shape
-    host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
-    layers = np.flatnonzero(host[:, :, 1:].any(axis=(0, 1)))
-    H = int(layers[-1]) + 1 if layers.size else 0
+    host, H, region = _host_region(phase)
     pore = ~host
-    region = pore[:, :, 1:H + 1]
     per_layer = region.mean(axis=(0, 1)) if H else np.zeros(0)
     porosity = float(region.mean()) if H else 1.0
     faces, pores = _surface(phase, pore, H), _pores(pore, H)
@@ -285,7 +301,7 @@ def analyse_phase(phase: np.ndarray, spacing_um: float, *, name: Optional[str] =
         "pore_volume_um3": n_pore * h ** 3,
         "SV_per_um": faces["active"] / (n_pore * h) if n_pore else None,
         "SV_inside_per_um": faces["active_inside"] / (n_pore * h) if n_pore else None,
-        "pore_capacity_mAh_cm2": porosity * H * h * 1e-4 * LITHIUM_MAH_PER_CM3,
+        "pore_capacity_mAh_cm2": pore_capacity(phase, h),
         "open_pore_capacity_mAh_cm2": n_open / footprint * h * 1e-4 * LITHIUM_MAH_PER_CM3,
         "open_pore_volume_fraction": n_open / n_pore if n_pore else None,
         "closed_pore_count": pores["n_closed"],

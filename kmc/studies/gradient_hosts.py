@@ -22,7 +22,7 @@ from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv
 from ..coupling.observables import host_top_index
 from ..coupling.simulation import RunResult
-from ..hosts.analysis import host_analysis
+from ..hosts.analysis import pore_capacity
 from ..hosts.generators import channel_radius
 from ..hosts.host import um_to_voxels
 from .base import Case, HostComparison, StudyPlan, labelled_rows, summary_row
@@ -117,7 +117,7 @@ def fill_height(phase: np.ndarray, host_phase: np.ndarray) -> float:
 
 def fill_row(result: RunResult, case: Case) -> dict:
     row = summary_row(result, case)
-    row[PORE_CAPACITY] = host_analysis(result.host)["pore_capacity_mAh_cm2"]
+    row[PORE_CAPACITY] = pore_capacity(result.host.phase, result.host.spacing * 1e6)
     row[FIRST_ABOVE] = first_growth_above(result.rows)
     row[FILL_HEIGHT] = fill_height(result.final_phase, result.host.phase)
     return row

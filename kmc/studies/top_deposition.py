@@ -23,7 +23,7 @@ from ..coupling.io import write_csv
 from ..coupling.observables import lithium_fill_profile
 from ..coupling.simulation import RunResult
 from ..coupling.waveforms import dc_plating
-from ..hosts.analysis import host_analysis
+from ..hosts.analysis import pore_capacity
 from .base import Case, Study, StudyPlan, labelled_rows, summary_row
 
 STUDY_OVERRIDES = [
@@ -133,10 +133,9 @@ def first_growth_above(rows: list[dict], threshold_fraction: float = 0.01) -> fl
 def remedy_row(result: RunResult, case: Case) -> dict:
     """summary.csv row: the final deposit plus the top-deposition measures."""
     row = summary_row(result, case)
-    host = host_analysis(result.host)
     li = row[col.LITHIUM_INSIDE] + row[col.LITHIUM_ABOVE]
     row[INSIDE_FRACTION] = row[col.LITHIUM_INSIDE] / li if li > 0 else float("nan")
-    row[UTILISATION] = row[col.LITHIUM_INSIDE] / host["pore_capacity_mAh_cm2"]
+    row[UTILISATION] = row[col.LITHIUM_INSIDE] / pore_capacity(result.host.phase, result.host.spacing * 1e6)
     row[FIRST_ABOVE] = first_growth_above(result.rows)
     return row
 
