@@ -10,6 +10,12 @@ a wall), diagonals add up.  Piecewise-constant transfers, symmetric Gauss-Seidel
 before, backward after the coarse correction) and an exact coarsest solve make one V-cycle
 a symmetric positive definite preconditioner for any such operator.
 
+Small components of the unknowns (electrolyte pockets closed off by a deposit or a host
+wall, linked to nothing else) are solved exactly by LU beside the cycle: a pocket shares its
+coarse cells with its neighbours, so the constant prolongation cannot correct its mean,
+which Gauss-Seidel reduces only by storage/conductance per sweep.  On a rough foil deposit
+89 such pockets (121 cells) took CG from 15 to 43 iterations.
+
 Building a hierarchy is a few passes over the grid (milliseconds per million voxels), so a
 new geometry (a deposit grew) or new coefficients (a Newton step) cost nothing to speak of;
 what pyamg's smoothed aggregation spends seconds on at 128^3 is not needed here.
@@ -17,7 +23,9 @@ what pyamg's smoothed aggregation spends seconds on at 128^3 is not needed here.
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage as ndi
 import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
 from . import mg_kernels as K
@@ -55,6 +63,12 @@ class _Level:
         self.factors = f
         return _Level(gx, gy, gz, d, dtop)
 
+    def masked(self, keep: np.ndarray) -> "_Level":
+        """This level restricted to the cells ``keep`` (faces to other cells removed)."""
+        g = [self.gx, self.gy, self.gz]
+        g = [gi * (keep & np.roll(keep, -1, axis=a)) for a, gi in enumerate(g)]
+        return _Level(g[0], g[1], g[2], self.d * keep, self.dtop * keep[:, :, -1])
+
     def matrix(self):
         """This level as a CSR matrix over its unknown cells (and their flat indices)."""
         shape = self.shape
@@ -83,16 +97,22 @@ class VoxelMultigrid:
     of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
     conductances; :meth:`preconditioner` is the LinearOperator for CG."""
 
-    def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 1500, sweeps: int = 1):
+    def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 1500, sweeps: int = 1,
+                 pocket_max: int = 4096):
         self.shape = tuple(int(s) for s in shape)
         self.N = int(np.prod(self.shape))
         self.node_voxel = np.asarray(node_voxel, dtype=np.int64)
         self.n = self.node_voxel.size
         self.coarse_max = int(coarse_max)
         self.sweeps = int(sweeps)
-        self.levels: list[_Level] = []
+        self.pocket_max = int(pocket_max)
+        self.levels: list[_Level] = []  # the cycle's hierarchy (pockets masked out of the fine level)
+        self._fine: _Level | None = None  # the whole fine operator
         self._lu = None
         self._coarse_cells = None
+        self._pockets: np.ndarray | None = None  # bool grid, or None when there are none
+        self._pocket_lu = None
+        self._pocket_cells = None
 
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
@@ -116,20 +136,55 @@ class VoxelMultigrid:
                 raise ValueError("top_conductance on an unknown outside the top layer")
             dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
         fine = _Level(g[0], g[1], g[2], d.reshape(shape), dtop)
+        self._fine = fine
+        if hierarchy or not self.levels:
+            self._pockets = self._find_pockets(fine)
+        cycle_fine = fine if self._pockets is None else fine.masked(~self._pockets)
+        if self._pockets is not None:
+            A, self._pocket_cells = fine.masked(self._pockets).matrix()
+            self._pocket_lu = spla.splu(A)
         if not hierarchy and self.levels:
-            fine.factors = self.levels[0].factors
-            self.levels[0] = fine
+            cycle_fine.factors = self.levels[0].factors
+            self.levels[0] = cycle_fine
             return
-        levels = [fine]
+        levels = [cycle_fine]
         while levels[-1].d.size > self.coarse_max and max(levels[-1].shape) > 1:
             levels.append(levels[-1].coarsen())
         self.levels = levels
         A, self._coarse_cells = levels[-1].matrix()
         self._lu = spla.splu(A) if A.shape[0] else None
 
+    def _find_pockets(self, fine: _Level) -> np.ndarray | None:
+        """Cells of the components (face-connected unknowns, periodic in x and y) of at most
+        ``pocket_max`` cells other than the largest, or None.  Components are taken from the
+        unknowns' adjacency: a zero conductance between two unknowns only merges components,
+        which leaves them in the cycle as before."""
+        unknown = fine.dtot > 0
+        lab, n = ndi.label(unknown)
+        if n <= 1:
+            return None
+        pairs = [(lab[-1], lab[0]), (lab[:, -1], lab[:, 0])]  # periodic x and y
+        a = np.concatenate([p[0][(p[0] > 0) & (p[1] > 0)] for p in pairs])
+        b = np.concatenate([p[1][(p[0] > 0) & (p[1] > 0)] for p in pairs])
+        if a.size:
+            links = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n + 1, n + 1))
+            _, merged = csgraph.connected_components(links, directed=False)
+            lab = np.where(lab > 0, merged[lab] + 1, 0)
+        size = np.bincount(lab.ravel())
+        size[0] = 0
+        small = (size <= self.pocket_max) & (size > 0)
+        small[np.argmax(size)] = False
+        if not small.any():
+            return None
+        pockets = small[lab]
+        A = fine.masked(pockets).matrix()[0]
+        if np.any(A.diagonal() <= 0) or A.shape[0] > 4 * self.pocket_max:
+            return None  # a pocket without a diagonal is singular; too many cells: leave them
+        return pockets
+
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """The fine operator on a vector over the unknowns."""
-        L = self.levels[0]
+        L = self._fine
         xg = np.zeros(self.N)
         xg[self.node_voxel] = x
         out = np.empty(L.shape)
@@ -143,7 +198,10 @@ class VoxelMultigrid:
         """One cycle from x = 0 on the fine-grid right-hand side ``b`` (grid shape)."""
         self.levels[0].x[:] = 0.0
         self._cycle(0, b)
-        return self.levels[0].x
+        x = self.levels[0].x
+        if self._pockets is not None:
+            x.ravel()[self._pocket_cells] = self._pocket_lu.solve(b.ravel()[self._pocket_cells])
+        return x
 
     def _cycle(self, lvl: int, b: np.ndarray):
         """Improve ``levels[lvl].x`` for A x = b: smooth, correct from the next level, smooth
