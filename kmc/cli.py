@@ -21,6 +21,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration field, e.g. --set protocol.capacity_mAh_cm2=0.2 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--model", choices=("kmc", "phasefield"), default=None,
+                   help="kmc (default) or phasefield: the phase-field model on the same hosts and protocols "
+                        "(same as --set model=...; options: --set phasefield.refinement=2 ...)")
 
 
 def _folder(p: argparse.ArgumentParser) -> None:
@@ -51,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
         p.add_argument("--full", action="store_true", help="the full-size study (" + " ".join(study.full_overrides) + ")")
-        p.add_argument("--replicas", type=int, default=1, help="independent replicas per case (ensemble statistics)")
+        if hasattr(study, "add_arguments"):  # its own options (validate: --replicas are its KMC replicas)
+            study.add_arguments(p)
+        else:
+            p.add_argument("--replicas", type=int, default=1, help="independent replicas per case (ensemble statistics)")
         _parallel(p)
         _folder(p)
     r = sub.add_parser("run", help="run one simulation from a JSON config file",
@@ -104,6 +110,8 @@ def _load(path: str | None) -> dict:
 
 def _config(args, base: dict, extra: list[str] = ()) -> SimulationConfig:
     overrides = list(extra) + list(args.overrides)
+    if getattr(args, "model", None) is not None:
+        overrides.append(f"model={args.model}")
     if getattr(args, "seed", None) is not None:
         if args.seed < 0:
             raise ConfigError(f"--seed {args.seed} is out of range: must be >= 0")
@@ -152,6 +160,8 @@ def _run_study_command(args) -> None:
 
     study = get_study(args.command)
     _check_counts(args, ("replicas", "workers", "checkpoint_every"))
+    if hasattr(study, "from_args"):  # a study with its own options runs its replicas as its cases
+        study, args.replicas = study.from_args(args), 1
     config = _config(args, {}, study.overrides + (study.full_overrides if args.full else []))
     out = _out(args, study.name, config)
     if args.replicas > 1 or args.scheduler:

@@ -10,6 +10,9 @@ phase field (``continuum.phasefield``) takes, and back.
 - ``concentration_from_packets`` / ``concentration_from_mean_field``: Li+ concentration c.
 - ``lattice_from_order_parameter``: xi -> a KMC phase array with exactly as many lithium voxels
   as the phase field holds lithium, rounded to whole voxels.
+- ``packets_from_concentration``: c -> KMC packets, moles conserved to the packet.
+- ``phasefield_parameters``: the phase-field constants that give a flat front the KMC's
+  Butler-Volmer law (the mapping the flat-front test fixes).
 
 Grids are ``[x, y, z]``, periodic in x and y; z = 0 the collector, z boundaries zero-flux (a
 kernel meets them by reflection).  A refined grid splits every axis of length > 1 into
@@ -26,9 +29,40 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit, ndtr
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.phasefield import PhaseFieldParameters
+from continuum.parameters import PhysicalParameters
+from continuum.phasefield import HONG2018, PhaseFieldParameters
+
+from .engine.seeds import generator
 
 KERNELS = ("logistic", "gaussian")
+
+
+def phasefield_parameters(physics: PhysicalParameters, base: PhaseFieldParameters = HONG2018,
+                          **changes) -> PhaseFieldParameters:
+    """The phase-field constants for the KMC's physics (MODEL.md section 9: "the flat-front test
+    fixes the mapping"; tests/test_coarse_graining.py holds it to 2 %).
+
+    Taken over as they are: T, V_m, alpha_a, alpha_c; c0 of the phase field (its kinetic and
+    potential reference) = the KMC's c_ref; the Li+ diffusivity = D+ (what packets hop with);
+    sigma_l = the KMC's conductivity at the bulk concentration (Nernst-Einstein, or the measured
+    value), so cations carry the fraction t+ of the electrolyte's migration current as in the
+    KMC.  The kinetic coefficient L_eta is set last, from the KMC's exchange current density:
+    ``L_eta = i0 V_m / (6 F sqrt(kappa / 2W))``, so that a flat phase-field front moves at
+    ``-V_m i_BV(eta, c) / F``, what a flat KMC front does (per face, reduction
+    ``i0 c V_m / (F h c_ref) exp(-alpha_c f eta)`` and oxidation ``i0 V_m / (F h) exp(alpha_a f
+    eta)``, each advancing it by h).  The interface's own constants (kappa, W, L_sigma), D_s,
+    sigma_s and the noise come from ``base`` (Hong 2018's); ``changes`` override any field
+    before L_eta is set (so a changed kappa or W keeps i0).
+    """
+    if not isinstance(physics, PhysicalParameters):
+        raise TypeError("physics must be a PhysicalParameters")
+    kin = physics.kinetics
+    fields = {"temperature": physics.temperature, "molar_volume": physics.lithium_molar_volume,
+              "bulk_concentration": physics.c_ref, "alpha_a": kin.alpha_a, "alpha_c": kin.alpha_c,
+              "diffusivity_electrolyte": physics.cation_diffusivity,
+              "conductivity_electrolyte": float(physics.conductivity(physics.electrolyte.concentration))}
+    fields.update(changes)
+    return base.replace(**fields).with_exchange_current_density(kin.exchange_current_density)
 
 
 def _refinement(refinement) -> int:
@@ -55,6 +89,21 @@ def refine(a, refinement: int = 1) -> np.ndarray:
         if f > 1:
             a = np.repeat(a, f, axis=axis)
     return a
+
+
+def block_mean(a, refinement: int = 1, where=None) -> np.ndarray:
+    """A refined array back on the voxel grid (the inverse of :func:`refine`): each voxel's mean
+    over its cells, or over those of its cells where ``where`` holds (NaN where none does)."""
+    a = np.asarray(a, dtype=np.float64)
+    factors = tuple(f if n > 1 else 1 for n, f in zip(a.shape, (_refinement(refinement),) * 3))
+    if any(n % f for n, f in zip(a.shape, factors)):
+        raise ValueError(f"an array of shape {a.shape} is no grid refined by {refinement}")
+    if where is None:
+        return _block_sum(a, factors) / np.prod(factors)
+    w = np.asarray(where, dtype=bool)
+    n = _block_sum(w.astype(np.float64), factors)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, _block_sum(np.where(w, a, 0.0), factors) / n, np.nan)
 
 
 def _block_sum(a, factors) -> np.ndarray:
@@ -117,10 +166,13 @@ def order_parameter_from_lattice(phase, spacing: float, interface_width, *, refi
                                  kernel: str = "logistic", conserve: bool = True) -> np.ndarray:
     """Phase-field order parameter xi from a KMC phase array (lithium where ``phase == LITHIUM``).
 
-    ``xi = K_w * 1[metal]``, metal = lithium or conductive host (the phase field treats a
-    conductive host as fixed metal, xi = 1), evaluated at the centres of the (refined) cells:
-    each voxel's indicator is integrated exactly over the voxel against the kernel, so the
-    result has no discretisation error of its own.  Then xi = 1 on conductive host, 0 on
+    ``xi = K_w * 1[lithium] / K_w * 1[free]`` (free = lithium or electrolyte), evaluated at the
+    centres of the (refined) cells: each voxel's indicator is integrated exactly over the voxel
+    against the kernel, so the result has no discretisation error of its own.  Normalising by
+    the free cells makes a host a no-flux wall for xi, as the phase field's host contact at its
+    default 90 degrees (docs/phasefield.md, "Host contact"): lithium on a host reads 1 up to the
+    host, a bare host reads 0 (the old ``K_w * 1[lithium or conductive host]`` put host tails
+    into free cells, which the phase field now dissolves).  Then xi = 1 on conductive host, 0 on
     dielectric host (fixed voxels, MODEL.md section 9).
 
     Kernel: ``interface_width`` is the phase field's ``profile_length`` ``w = sqrt(kappa/2W)``
@@ -140,9 +192,8 @@ def order_parameter_from_lattice(phase, spacing: float, interface_width, *, refi
     ``conserve=True``: after smoothing, the lithium the phase field counts (``sum(xi)`` over
     free cells, divided by the volume ratio) is set equal to the KMC's lithium voxel count by
     shifting the logit of every interface cell by one constant (brentq to round-off).
-    Smoothing alone does not conserve it: lithium's tail leaks into host voxels, a bare
-    conductive host's tail adds xi to free cells.  A flat front far from the top needs no
-    shift (its tails cancel by the profile's symmetry).
+    Smoothing alone does not conserve it near corners of the free space and the domain top.  A
+    flat front far from the top needs no shift (its tails cancel by the profile's symmetry).
     """
     phase = np.asarray(phase)
     if phase.ndim != 3:
@@ -156,8 +207,12 @@ def order_parameter_from_lattice(phase, spacing: float, interface_width, *, refi
     r = _refinement(refinement)
     factors = _factors(phase.shape, r)
     width = w if kernel == "logistic" else math.pi / math.sqrt(3.0) * w
-    metal = (phase == LITHIUM) | (phase == HOST_CONDUCTIVE)
-    xi = np.clip(_smooth_indicator(metal, factors, spacing, width, kernel), 0.0, 1.0)
+    lithium = phase == LITHIUM
+    # normalised over the free cells: the host is a no-flux wall for xi (the phase field's 90
+    # degree contact), so lithium on a host reads xi = 1 and a bare host adds no lithium
+    num = _smooth_indicator(lithium, factors, spacing, width, kernel)
+    den = _smooth_indicator(lithium | (phase == ELECTROLYTE), factors, spacing, width, kernel)
+    xi = np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12), 0.0, 1.0)
     fine = refine(phase, r)
     xi[fine == HOST_CONDUCTIVE] = 1.0
     xi[fine == HOST_DIELECTRIC] = 0.0
@@ -237,6 +292,69 @@ def concentration_from_packets(packets, phase, spacing: float, *, molar_volume: 
     return concentration_from_mean_field(counts / float(molar_volume), phase, spacing,
                                          smoothing_width=spacing if smoothing_width is None else smoothing_width,
                                          refinement=refinement)
+
+
+def packets_from_concentration(concentration, phase, spacing: float, *, molar_volume: float = 1.30e-5,
+                               refinement: int = 1, seed=None) -> np.ndarray:
+    """KMC packets (flat voxel indices, sorted, one entry per packet) from a phase-field Li+
+    concentration [mol/m^3]: the inverse of :func:`concentration_from_packets`.
+
+    ``concentration`` lives on ``phase``'s grid refined by ``refinement``; ``phase`` is the KMC
+    lattice the packets go into (e.g. :func:`lattice_from_order_parameter`'s), packets only in
+    its ELECTROLYTE voxels.  Moles are counted on every cell that is not host (host cells may
+    be NaN, as ``PhaseFieldSolver.concentration`` has them): a voxel holds
+    ``sum(c over its cells) (h / r)^3`` mol, ``n = that V_m / h^3`` packets' worth.  Li+ in
+    voxels that are lithium in ``phase`` (the phase field's diffuse interface and metal) goes
+    to the nearest electrolyte voxel (not periodic); a negative balance (the phase field's c
+    may dip below zero in fresh metal) is taken from the electrolyte's positive counts in
+    proportion.  The total is conserved to the packet: ``N = round(total moles V_m / h^3)``.
+
+    The counts are drawn by systematic sampling over the electrolyte voxels in a random order
+    (``seed``: int, SeedSequence, Generator or None): every voxel gets floor(n) or ceil(n) packets, n on
+    average, and a field of whole packets (``concentration_from_packets`` without smoothing)
+    comes back exactly.  Same seed, same packets.
+    """
+    phase = np.asarray(phase)
+    r = _refinement(refinement)
+    factors = _factors(phase.shape, r)
+    fine_shape = tuple(n * f for n, f in zip(phase.shape, factors))
+    c = np.asarray(concentration, dtype=np.float64)
+    if c.shape != fine_shape:
+        raise ValueError(f"concentration: shape {c.shape} does not match phase {phase.shape} refined by {r} "
+                         f"({fine_shape})")
+    host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
+    free_fine = ~refine(host, r)
+    if not np.isfinite(c[free_fine]).all():
+        raise ValueError("concentration: must be finite on every cell that is not host")
+    if not (molar_volume > 0 and math.isfinite(molar_volume)):
+        raise ValueError(f"molar_volume = {molar_volume!r}: must be > 0 [m^3/mol]")
+    n = _block_sum(np.where(free_fine, c, 0.0), factors) / np.prod(factors) * float(molar_volume)
+    n[host] = 0.0
+    total = int(round(float(n.sum())))
+    elec = phase == ELECTROLYTE
+    if total <= 0:
+        return np.empty(0, np.int64)
+    if not elec.any():
+        raise ValueError("phase: no electrolyte voxel to put the packets in")
+    moved = (phase == LITHIUM) & (n != 0.0)
+    if moved.any():  # each lithium voxel's Li+ to its nearest electrolyte voxel
+        near = ndimage.distance_transform_edt(~elec, return_distances=False, return_indices=True)
+        target = np.ravel_multi_index(tuple(i[moved] for i in near), phase.shape)
+        flat = n.ravel()
+        np.add.at(flat, target, n[moved])
+        n[moved] = 0.0
+    idx = np.flatnonzero(elec.ravel())
+    want = np.maximum(n.ravel()[idx], 0.0)
+    if want.sum() <= 0.0:
+        want = np.ones(idx.size)
+    gen = seed if isinstance(seed, np.random.Generator) else generator(seed=seed)[0]
+    order = gen.permutation(idx.size)
+    cum = np.cumsum(want[order])
+    if cum[-1] != total:  # whole-packet fields pass untouched (cumulative sums of integers are exact)
+        cum *= total / cum[-1]
+    points = gen.random() + np.arange(total)
+    slot = np.minimum(np.searchsorted(cum, points, side="right"), idx.size - 1)
+    return np.sort(idx[order[slot]])
 
 
 def concentration_from_mean_field(concentration, phase, spacing: float, *, smoothing_width: float = 0.0,

@@ -1,6 +1,7 @@
 """Plate/strip cycling of a porous host and a planar foil (the quick default of
-`python -m kmc cycling`), written on the Python API, then one extra foil run cycled from a
-schedule to show the per-cycle balance of a single simulation.
+`python -m kmc cycling`: DC, pulse and pulse-reverse plating, DC stripped at 5, 20 and 40
+mA/cm^2), written on the Python API, then one extra foil run cycled from a schedule to show
+the per-cycle balance of a single simulation.
 
     python scenarios/cycling.py [OUT_DIR]
 """
@@ -11,6 +12,7 @@ import numpy as np
 from kmc import PlatingSimulation, get_study, make_config, run_study
 from kmc.coupling import columns as col
 from kmc.coupling.observables import cycle_balance
+from kmc.studies.cycling import EMPTYING_SHIFT, emptying_summary
 
 
 def main(out: str = "runs/scenario_cycling") -> None:
@@ -19,8 +21,10 @@ def main(out: str = "runs/scenario_cycling") -> None:
     results = run_study(study, config, out, echo=lambda text: None, overwrite=True)  # a demo: rerun in place
     for label, res in results.items():
         ce = [c[col.COULOMBIC_EFFICIENCY] for c in cycle_balance(res.segments)]
+        shift = emptying_summary(res)[EMPTYING_SHIFT]  # < 0: the strips emptied the pores from the top
         print(f"{label}: CE per cycle {np.round(ce, 3).tolist()}, dead lithium after the last strip "
-              f"{res.summary[col.DEAD_LITHIUM]:.4f} mAh/cm^2")
+              f"{res.summary[col.DEAD_LITHIUM]:.4f} mAh/cm^2"
+              + (f", pore emptying shift {shift:+.3f}" if np.isfinite(shift) else ""))
     print(f"outputs in {out}")
 
     # One run from a schedule: plate, rest, strip until fully stripped, twice.

@@ -1,6 +1,7 @@
 """Configuration validation, schedules and waveforms, atomic outputs, observables."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -70,6 +71,30 @@ def test_schedule_steps_parse_with_units():
 def test_bad_schedule_steps(bad):
     with pytest.raises(ValueError):
         parse_step(bad)
+
+
+def test_hold_steps_parse_with_units():
+    """'hold at V (mV|V) for T': a potentiostatic segment (no current; the held cell potential,
+    signed, negative plates)."""
+    a, b = parse_schedule(["hold at -50 mV for 600 s", "Hold at +0.02 V for 2 min"])
+    assert (a.current_density, a.duration, a.label, a.held_potential) == (0.0, 600.0, "hold", -0.05)
+    assert a.potentiostatic and not parse_step("rest for 1 s").potentiostatic
+    assert b.held_potential == 0.02 and b.duration == 120.0
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("hold at -50 mA for 600 s", "expected 'hold at V mV for T s'"),
+    ("hold at -50 mV", "expected 'hold at V mV for T s'"),
+    ("hold at -50 mV for 600 s or fully stripped", "expected 'hold at V mV for T s'"),
+    ("hold at -1500 mV for 1 s", "held potential -1500 mV is out of range: must be within +-1000 mV"),
+    ("hold at -50 mV for 0 s", "must be > 0"),
+    ("hold at -50 mV for 1e8 s", "hold duration 1e+08 s is out of range"),
+])
+def test_bad_hold_steps_name_the_problem(bad, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        parse_step(bad)
+    with pytest.raises(ConfigError, match=re.escape(says)):  # at validation, before anything runs
+        make_config({}, ["protocol.kind=schedule", "protocol.steps=" + json.dumps([bad])])
 
 
 def test_pulse_capacity_and_average_current():

@@ -471,12 +471,136 @@ def test_cycling_outputs_of_a_run(two_cycles, tmp_path):
     assert "CE per cycle" in format_cycles({case.label: res}, [case])
 
 
+def test_study_cases_pulse_reverse_and_a_strip_current_sweep():
+    """The default cases: DC, pulse and pulse-reverse plating stripped at the plating current,
+    and DC plating stripped at 5 and 40 mA/cm^2; labels unique, DC the reference."""
+    from kmc.studies import get_study
+    from kmc.studies.base import Case
+
+    study = get_study("cycling")
+    cfg = make_config({}, study.overrides)
+    prots = study.protocols(cfg)
+    assert list(prots) == ["DC", "Pulse", "Pulse-reverse", "DC, strip 5 mA.cm-2", "DC, strip 40 mA.cm-2"]
+    assert study.reference_protocol in prots
+    strips = {k: {s.current_density / MA_PER_CM2 for s in v if s.label == "strip"} for k, v in prots.items()}
+    assert strips == {"DC": {20}, "Pulse": {20}, "Pulse-reverse": {20}, "DC, strip 5 mA.cm-2": {5},
+                      "DC, strip 40 mA.cm-2": {40}}
+    for segs in prots.values():
+        assert [s.label for s in segs].count("strip") == 5
+    first = prots["Pulse-reverse"][:3]  # 1 s on at 20, 0.25 s anodic at 20, 1 s open circuit
+    assert [(s.label, s.current_density / MA_PER_CM2, s.duration) for s in first] == [
+        ("on", -20, 1.0), ("reverse", 20, 0.25), ("off", 0, 1.0)]
+    cases = study.plan(cfg, np.random.SeedSequence(0)).cases
+    assert len({c.label for c in cases}) == len({c.slug for c in cases}) == 10
+    assert all("/" not in c.slug for c in cases)
+    no_reverse = make_config({}, study.overrides + ["protocol.reverse_time_s=0"])
+    assert "Pulse-reverse" not in study.protocols(no_reverse)
+    assert isinstance(cases[0], Case)
+
+
+def test_lithium_centre_height_closed_forms():
+    """0.5 for a uniform fill of the host's layers, (z - 1/2) / host height for one layer z,
+    NaN with nothing inside or no host."""
+    from kmc.coupling.observables import lithium_centre_height
+
+    li = np.zeros((4, 4, 10), bool)
+    assert math.isnan(lithium_centre_height(li, 5))
+    li[:, :, 1:5] = True  # host layers 1..4 (top = 5), and lithium above the host (ignored)
+    li[:, :, 7] = True
+    assert lithium_centre_height(li, 5) == pytest.approx(0.5)
+    li[:, :, 2:5] = False
+    assert lithium_centre_height(li, 5) == pytest.approx(0.5 / 4)
+    assert math.isnan(lithium_centre_height(li, 1))  # a foil: the collector layer only
+
+
+def test_pore_emptying_interpolates_the_middle_of_the_hosts_emptying():
+    """The centre height where the lithium inside has fallen halfway from the strip's start to
+    its end: 10 -> 8 -> 4 -> 2 leaves the middle (6) halfway between the rows at 8 and 4."""
+    from types import SimpleNamespace
+
+    from kmc.studies.cycling import CENTRE_AT_HALF_STRIP, CENTRE_AT_STRIP_START, EMPTYING_SHIFT, pore_emptying
+
+    def row(t, step, j, inside, centre):
+        return {col.TIME: t, col.STEP: step, col.CURRENT: j, col.LITHIUM_INSIDE: inside,
+                col.LITHIUM_CENTRE_HEIGHT: centre}
+
+    rows = [row(0, "start", 0, 0, math.nan), row(1, "plate", 20, 5, 0.5), row(2, "plate", 20, 10, 0.5),
+            row(3, "strip", -20, 8, 0.45), row(4, "strip", -20, 4, 0.3), row(5, "strip", -20, 2, 0.2)]
+    segs = [{col.SEGMENT_START: 0, col.SEGMENT_DURATION: 2, col.CURRENT: 20, col.STEP: "plate"},
+            {col.SEGMENT_START: 2, col.SEGMENT_DURATION: 3, col.CURRENT: -20, col.STEP: "strip"}]
+    (c,) = pore_emptying(SimpleNamespace(rows=rows, segments=segs))
+    assert c[CENTRE_AT_STRIP_START] == 0.5
+    assert c[CENTRE_AT_HALF_STRIP] == pytest.approx(0.45 + 0.5 * (0.3 - 0.45))
+    assert c[EMPTYING_SHIFT] == pytest.approx(0.375 - 0.5)
+    for r in rows[1:]:  # a foil: nothing inside, nothing to say
+        r[col.LITHIUM_INSIDE], r[col.LITHIUM_CENTRE_HEIGHT] = 0.0, math.nan
+    assert math.isnan(pore_emptying(SimpleNamespace(rows=rows, segments=segs))[0][EMPTYING_SHIFT])
+
+
+# A 16-um random porous host, 16 x 16 um, under a poorly conducting electrolyte (kappa 0.05 S/m,
+# 1/50 of the default), mean-field transport; plated at 2 mA/cm^2 to 0.2 mAh/cm^2.
+EMPTYING_HOST = ["host.nx=16", "host.ny=16", "host.host_layers=16", "host.reservoir_layers=12",
+                 "host.feature_size_um=2", "kmc.transport=implicit", "physics.electrolyte.measured_conductivity=0.05",
+                 "kmc.max_macro_step_s=20", "kmc.interface_change_fraction=0.05"]
+
+
+def test_pores_empty_from_the_top_when_ion_transport_limits_the_strip():
+    """Ohmic drop across the pores over the anodic Tafel slope, N = j L / (kappa_eff b): at
+    40 mA/cm^2 N ~ 5, the lithium near the separator dissolves first and the centre height of
+    what is left inside falls (measured -0.14 after stripping 75 %); at 2 mA/cm^2 (N ~ 0.3)
+    the pores empty far more evenly (-0.04).  Each seed strips the same plated host at both
+    currents, so the difference is paired (measured -0.10, 7 standard errors; 5 seeds)."""
+    shifts = {2: [], 40: []}
+    for seed in range(5):
+        cfg = make_config({}, EMPTYING_HOST + [f"seed={seed}"])
+        host = cfg.host.build(np.random.SeedSequence(seed))
+        sim = PlatingSimulation(cfg, host)
+        assert sim.run_segment(parse_step("plate at 2 mA/cm^2 for 0.2 mAh/cm^2"), refine_end=True) == "charge"
+        state, start = sim.state_dict(), sim.rows[-1][col.LITHIUM_CENTRE_HEIGHT]
+        assert sim.rows[-1][col.LITHIUM_ABOVE] < 0.5 * sim.rows[-1][col.LITHIUM_INSIDE]  # mostly in the host
+        for j in shifts:
+            strip = PlatingSimulation(cfg, host)
+            strip.load_state_dict(copy.deepcopy(state))
+            strip.run_segment(parse_step(f"strip at {j} mA/cm^2 for 0.15 mAh/cm^2"), refine_end=True)
+            shifts[j].append(strip.rows[-1][col.LITHIUM_CENTRE_HEIGHT] - start)
+    fast, paired = np.array(shifts[40]), np.array(shifts[40]) - np.array(shifts[2])
+    se = lambda x: x.std(ddof=1) / math.sqrt(x.size)  # noqa: E731
+    assert fast.mean() < -3 * se(fast), shifts  # emptied from the top
+    assert paired.mean() < -3 * se(paired), shifts  # the more so, the faster the strip
+
+
+def test_ensemble_cycle_figure_reads_ce_and_dead_lithium_per_cycle(tmp_path):
+    """cycle_statistics turns the summary's per-cycle columns into rows with CIs, which
+    plot_cycles draws as bars."""
+    from kmc.studies.ensemble import CHECKPOINT_COL, cycle_statistics
+    from kmc.studies.plots import plot_cycles
+
+    def stat(case, obs, mean):
+        return {"Case": case, "Host": case.split(" | ")[0], "Protocol": case.split(" | ")[1], CHECKPOINT_COL: 100,
+                "Observable": obs, "n": 8, "Mean": mean, "Std": 0.01, "CI95 low": mean - 0.02,
+                "CI95 high": mean + 0.02}
+
+    rows = [stat(c, f(k), m) for c in ("Porous host | DC", "Planar foil | DC") for k in (1, 2)
+            for f, m in ((col.cycle_ce, 0.9 + 0.01 * k), (col.cycle_dead, 0.01 * k))]
+    rows.append({**stat("Porous host | DC", col.MEAN_CE, 0.9), CHECKPOINT_COL: 50})  # not the end: ignored
+    table = cycle_statistics(rows)
+    assert list(table) == ["Porous host | DC", "Planar foil | DC"]
+    second = table["Planar foil | DC"][1]
+    assert second[col.CYCLE] == 2 and second[col.COULOMBIC_EFFICIENCY] == pytest.approx(0.92)
+    assert second[f"{col.CYCLE_DEAD_END} CI95 high"] == pytest.approx(0.04)
+    assert cycle_statistics([r for r in rows if "cycle" not in r["Observable"]]) == {}
+    plot_cycles(tmp_path / "ce.png", table, title="2 replicas")
+    assert (tmp_path / "ce.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.slow
 def test_cycling_study_end_to_end(tmp_path):
-    """`python -m kmc cycling` on a small lattice: four cases (porous host and foil, DC and
-    pulse) of two cycles each; CE per cycle, dead lithium, figures, summary (about a minute)."""
+    """`python -m kmc cycling` on a small lattice: ten cases (porous host and foil; DC, pulse,
+    pulse-reverse, DC stripped at 5 and 40 mA/cm^2) of two cycles each; CE per cycle, dead
+    lithium, where the pores emptied, figures, summary (a few minutes)."""
     from kmc.cli import main
     from kmc.coupling.io import read_csv
+    from kmc.studies.cycling import EMPTYING_SHIFT
 
     out = tmp_path / "cyc"
     sets = ["host.nx=16", "host.ny=16", "host.host_layers=4", "host.reservoir_layers=8", "protocol.cycles=2",
@@ -484,9 +608,10 @@ def test_cycling_study_end_to_end(tmp_path):
     rc = main(["cycling", "--out", str(out), "--no-progress", "--workers", "2"] + sum((["--set", s] for s in sets), []))
     assert rc == 0
     cycles = read_csv(out / "cycles.csv")
-    assert len(cycles) == 4 * 2
+    protocols = ("DC", "Pulse", "Pulse-reverse", "DC, strip 5 mA.cm-2", "DC, strip 40 mA.cm-2")
+    assert len(cycles) == 10 * 2
     assert {(c["Host"], c["Protocol"]) for c in cycles} == {(h, p) for h in ("Porous host", "Planar foil")
-                                                             for p in ("DC", "Pulse")}
+                                                             for p in protocols}
     for c in cycles:
         # the plating phase's net: the pulses' currents plus their off-times' exchange (which
         # the galvanostat's next pulse pays back)
@@ -495,10 +620,36 @@ def test_cycling_study_end_to_end(tmp_path):
         if c[col.CYCLE] == "1":  # nothing dead yet to reconnect: the first cycle cannot return more
             assert 0.5 < float(c[col.COULOMBIC_EFFICIENCY]) < 1.0
     summary = read_csv(out / "summary.csv")
-    assert len(summary) == 4 and all(0.5 < float(r[col.MEAN_CE]) < 1.1 for r in summary)
+    assert len(summary) == 10 and all(0.5 < float(r[col.MEAN_CE]) < 1.1 for r in summary)
+    for r in summary:  # a host's strips empty its pores somewhere; a foil has none
+        assert math.isfinite(float(r[EMPTYING_SHIFT])) == (r["Host"] == "Porous host")
+    assert len(read_csv(out / "pore_emptying.csv")) == 10 * 2
     for png in ("cross_sections.png", "coulombic_efficiency.png", "voltage_capacity.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json_state(out) == "complete"
+
+
+@pytest.mark.slow
+def test_cycling_ensemble_gives_ce_per_cycle_with_cis(tmp_path):
+    """Two replicas of the study on a tiny lattice (mean-field transport, one cycle): every
+    cycle's CE and dead lithium get a CI, the pore emptying joins the statistics, the figure is
+    drawn and every protocol is compared with DC."""
+    from kmc.studies import get_study
+    from kmc.studies.cycling import EMPTYING_SHIFT
+    from kmc.studies.ensemble import run_study_ensemble
+
+    sets = ["host.nx=8", "host.ny=8", "host.host_layers=4", "host.reservoir_layers=6", "protocol.cycles=1",
+            "protocol.capacity_mAh_cm2=0.1", "kmc.transport=implicit", "kmc.interface_change_fraction=0.1"]
+    cfg = make_config({}, get_study("cycling").overrides + sets)
+    res = run_study_ensemble("cycling", cfg, tmp_path / "ens", replicas=2, workers=1, progress=False, echo=None)
+    final = [s for s in res.statistics if s[col.CAPACITY_CHECKPOINT] == 100]
+    ce = [s for s in final if s["Observable"] == col.cycle_ce(1)]
+    assert len(ce) == 10 and all(s["n"] == 2 and s["CI95 low"] <= s["Mean"] <= s["CI95 high"] for s in ce)
+    shift = {s["Case"]: s["n"] for s in final if s["Observable"] == EMPTYING_SHIFT}  # a foil has none
+    assert shift == {c["Case"]: 2 for c in ce if c["Host"] == "Porous host"}
+    assert {c["Protocol"] for c in res.comparison} == {"Pulse", "Pulse-reverse", "DC, strip 5 mA.cm-2",
+                                                       "DC, strip 40 mA.cm-2"}
+    assert (tmp_path / "ens" / "coulombic_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def json_state(out):

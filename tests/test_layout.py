@@ -8,7 +8,7 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("continuum", "kmc")
 # lowest first; a module may import from its own layer or any layer below it
-LAYERS = ["continuum", "kmc.engine", "kmc.hosts", "kmc.coupling", "kmc.studies", "kmc.cli", "kmc"]
+LAYERS = ["continuum", "kmc.engine", "kmc.hosts", "kmc.coarse_graining", "kmc.coupling", "kmc.studies", "kmc.cli", "kmc"]
 
 
 def _modules():

@@ -4,11 +4,11 @@ from .fields import (free_mask, height_map, interface_area, lithium_amount, lith
                      logistic_profile, order_parameter_from_mask, planar_electrode, signed_distance)
 from .parameters import HONG2018, HONG2018_SCALES, PhaseFieldParameters
 from .numerics import interpolation
-from .solver import Galvanostatic, PhaseFieldSolver, Potentiostatic
+from .solver import Galvanostatic, PhaseFieldSolver, Potentiostatic, flat_front_velocity, relaxed_order_parameter
 
 __all__ = [
     "PhaseFieldParameters", "HONG2018", "HONG2018_SCALES", "PhaseFieldSolver", "Potentiostatic",
-    "Galvanostatic", "interpolation", "free_mask", "height_map", "interface_area", "lithium_amount",
-    "lithium_mask", "lithium_volume", "logistic_profile", "order_parameter_from_mask",
-    "planar_electrode", "signed_distance",
+    "Galvanostatic", "flat_front_velocity", "interpolation", "free_mask", "height_map", "interface_area",
+    "lithium_amount", "lithium_mask", "lithium_volume", "logistic_profile", "order_parameter_from_mask",
+    "planar_electrode", "relaxed_order_parameter", "signed_distance",
 ]

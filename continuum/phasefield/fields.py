@@ -45,11 +45,11 @@ def signed_distance(mask, spacing: float) -> np.ndarray:
 
 
 def order_parameter_from_mask(phase, lithium, spacing: float, params: PhaseFieldParameters) -> np.ndarray:
-    """Order parameter with the equilibrium profile around ``lithium`` and the conductive host
-    (both metal to the phase field); 1 on conductive host, 0 on dielectric host."""
+    """Order parameter with the equilibrium profile around ``lithium`` (a bare host carries no
+    diffuse interface: its faces exert no force at xi = 0); 1 on conductive host, 0 on
+    dielectric host."""
     phase = np.asarray(phase)
-    metal = np.asarray(lithium, dtype=bool) | (phase == HOST_CONDUCTIVE)
-    xi = logistic_profile(signed_distance(metal, spacing), params)
+    xi = logistic_profile(signed_distance(np.asarray(lithium, dtype=bool), spacing), params)
     xi[phase == HOST_CONDUCTIVE] = 1.0
     xi[phase == HOST_DIELECTRIC] = 0.0
     return xi

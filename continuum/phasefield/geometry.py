@@ -1,6 +1,7 @@
 """Unknown numbering, links and boundary lists of a phase-field geometry: which voxels carry
 xi and c (free: electrolyte and lithium), which carry phi (free and conductive host), the
-host contacts with their site kinetics, the collector and top layers."""
+host contacts (free voxels sharing a face with conductive host) with their site kinetics, the
+collector and top layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,7 @@ class Geometry:
         a, b, self.slots = voxel_links(free, with_slots=True)
         self.a, self.b = node[a], node[b]
         self.pattern = SymmetricPattern(self.n, self.a, self.b)
-        # free voxels touching conductive host: xi = 1 there, and the host's site kinetics
+        # free voxels touching conductive host: the wall force and the host's site kinetics act there
         en = _site_array(eta_nuc, 0.0, shape, "eta_nuc").ravel()
         act = _site_array(activity, 1.0, shape, "activity").ravel()
         if np.any(act < 0) or not np.all(np.isfinite(act)) or not np.all(np.isfinite(en)):
@@ -58,7 +59,11 @@ class Geometry:
             n_host += hit
             mult += np.where(hit, act[nbv] * np.exp(-params.alpha_c * params.f * en[nbv]), 0.0)
         self.n_host = n_host[self.free]
-        self.cathodic_factor = np.where(self.n_host > 0, mult[self.free] / np.maximum(self.n_host, 1), 1.0)
+        self.contact = self.n_host > 0
+        self.cathodic_factor = np.where(self.contact, mult[self.free] / np.maximum(self.n_host, 1), 1.0)
+        # reduction on the bare host faces (docs/phasefield.md "Host contact"): per face the flat
+        # front's rate v / h = 6 L_eta (sqrt(kappa/2W) / h) [...], as the KMC's k_red per host face
+        self.face_weight = 6.0 * params.profile_length / spacing * self.n_host
         # potential unknowns: free and conductive host (dielectric carries no current)
         pm = free | cond
         self.pidx = np.flatnonzero(pm)

@@ -38,6 +38,7 @@ _BOUNDS = {
     "diffusivity_solid": (0.0, True, 1e-3, True, "m^2/s"),
     "noise_amplitude": (0.0, True, 1e3, True, "1/s"),
     "noise_time": (0.0, False, 1e3, True, "s"),
+    "contact_angle_deg": (0.0, True, 180.0, True, "deg"),
 }
 
 
@@ -68,6 +69,9 @@ class PhaseFieldParameters:
     diffusivity_solid: float = 7.5e-13  # D_s [m^2/s] (Chen 2015 as recalled; Hong's form has none)
     noise_amplitude: float = 0.04  # Langevin noise on xi [1/s] (Hong: 0.04)
     noise_time: float = 0.02  # s: the step Hong's noise was drawn at (its dt); see docs
+    # equilibrium contact angle of lithium on conductive host faces (Cahn's cubic wall energy);
+    # 90: no wall force (zero flux), as the KMC, whose host faces hold no interface energy
+    contact_angle_deg: float = 90.0
 
     def __post_init__(self):
         for name, (lo, lo_in, hi, hi_in, _unit) in _BOUNDS.items():
@@ -113,6 +117,15 @@ class PhaseFieldParameters:
         return math.sqrt(2.0 * self.gradient_coefficient * self.barrier_height) / 6.0
 
     @property
+    def wall_tension(self) -> float:
+        """gamma cos(theta) [J/m^2]: the wall energy per face area is ``-gamma cos(theta) (3 xi^2 -
+        2 xi^3)`` (Cahn; Jacqmin), which gives Young's contact angle theta and exerts no force
+        at xi = 0 or 1.  Exactly 0 at 90 degrees."""
+        if self.contact_angle_deg == 90.0:
+            return 0.0
+        return self.interface_energy * math.cos(math.radians(self.contact_angle_deg))
+
+    @property
     def exchange_current_density(self) -> float:
         """i0 [A/m^2] of the Butler-Volmer law a flat front obeys.
 
@@ -122,6 +135,16 @@ class PhaseFieldParameters:
         ``i = i0 [...]`` gives ``i0 = 6 F L_eta profile_length / V_m``.
         """
         return 6.0 * FARADAY * self.kinetic_coefficient * self.profile_length / self.molar_volume
+
+    def with_profile_length(self, length: float) -> "PhaseFieldParameters":
+        """A copy whose diffuse interface has the profile length sqrt(kappa/2W) = ``length`` [m]
+        at the same interface energy gamma: kappa = 6 gamma length, W = 3 gamma / length.  L_eta
+        is kept, so i0 scales with the length (set it again with
+        `with_exchange_current_density`)."""
+        if not (length > 0 and math.isfinite(length)):
+            raise ValueError(f"profile length = {length!r} is out of range: must be > 0 [m]")
+        gamma = self.interface_energy
+        return self.replace(gradient_coefficient=6.0 * gamma * length, barrier_height=3.0 * gamma / length)
 
     def with_exchange_current_density(self, i0: float) -> "PhaseFieldParameters":
         """A copy whose kinetic coefficient L_eta gives a flat front the exchange current i0 [A/m^2]."""

@@ -9,7 +9,9 @@ and why):
 
 with g = W xi^2 (1 - xi)^2, h = xi^3 (6 xi^2 - 15 xi + 10), D_eff and sigma_eff interpolated by
 h, m = 1 except on free voxels touching a conductive host (there the host's activity and
-eta_nuc: m = mean over host faces of ``a exp(-alpha_c f eta_nuc)``).  phi is measured against a
+eta_nuc: m = mean over host faces of ``a exp(-alpha_c f eta_nuc)``, and the cathodic branch
+carries the bare host faces' reduction); host faces carry a contact-angle wall energy (none at
+the default 90 degrees).  phi is measured against a
 lithium reference at c0; phi = V (cell potential) on the collector face z = 0, phi = phi_top
 and c = c_top half a voxel above the top layer (or a closed top).
 
@@ -30,13 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from ..constants import FARADAY, HOST_CONDUCTIVE, LITHIUM
+from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..multigrid import VoxelMultigrid
-from .fields import lithium_mask, order_parameter_from_mask
+from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
 from .geometry import Geometry
 from .numerics import (DH_MAX, Anderson, LinearSolver, bernoulli, bernoulli_sym, clipped_exp, d2h, dh,
                        interpolation)
 from .parameters import HONG2018, PhaseFieldParameters
+
+
+class GalvanostatError(RuntimeError):
+    """No cell potential within +-10 V carries the applied current (e.g. nothing left to strip)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,55 @@ class Galvanostatic:
     """Faradaic current density [A/m^2] over the footprint (nx ny h^2); > 0 anodic (stripping)."""
 
     current_density: float
+
+
+def _allen_cahn(g: Geometry, p: PhaseFieldParameters, xi):
+    """-L_sigma (g'(xi) - kappa lap xi + wall) on free voxels [1/s].  Dielectric and domain faces
+    carry no flux; a conductive host face adds Cahn's wall energy -gamma cos(theta) (3 xi^2 -
+    2 xi^3) per face area (contact angle theta; none at 90 degrees), which exerts no force at
+    xi = 0: a bare host is at rest."""
+    k = p.interface_mobility * p.gradient_coefficient / g.h**2
+    flux = k * (xi[g.a] - xi[g.b])
+    lap = np.bincount(g.b, weights=flux, minlength=g.n) - np.bincount(g.a, weights=flux, minlength=g.n)
+    if p.wall_tension:
+        lap += p.interface_mobility * 6.0 * p.wall_tension / g.h * g.n_host * xi * (1.0 - xi)
+    return lap - p.interface_mobility * 2.0 * p.barrier_height * xi * (1.0 - xi) * (1.0 - 2.0 * xi)
+
+
+def _double_well_curvature(g: Geometry, p: PhaseFieldParameters, xi):
+    """L_sigma (g''(xi) + the wall energy's second derivative per volume) [1/s]."""
+    out = p.interface_mobility * 2.0 * p.barrier_height * (1.0 - 6.0 * xi + 6.0 * xi * xi)
+    if p.wall_tension:
+        out -= p.interface_mobility * 6.0 * p.wall_tension / g.h * g.n_host * (1.0 - 2.0 * xi)
+    return out
+
+
+def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act):
+    """On the voxels ``act`` (eta given there): R = L_eta (h'(xi) exp(alpha_a f eta) - w_c (c+/c0)
+    m exp(-alpha_c f eta)) (dxi/dt gets -R), dR/dxi, and B = -dR/dc.  The cathodic weight w_c is
+    h'(xi) plus, on host contacts, the bare faces' reduction ``face_weight (1 - h(xi))``: lithium
+    grows on a bare host face by reduction alone, as in the KMC (its reverse is the double
+    well, which dissolves what stays below the barrier).  The cathodic branch sees c+ = (c +
+    sqrt(c^2 + e^2)) / 2, e = 1e-3 c0: a smooth positive part, because c in this model can go
+    negative where the Allen-Cahn part converts faster than transport brings Li+
+    (docs/phasefield.md)."""
+    x = xi[act]
+    ea = clipped_exp(p.alpha_a * p.f * eta)
+    ec = clipped_exp(-p.alpha_c * p.f * eta) * g.cathodic_factor[act]
+    cc, e = c[act], 1e-3 * p.bulk_concentration
+    root = np.sqrt(cc * cc + e * e)
+    cp = 0.5 * (cc + root) / p.bulk_concentration
+    dhx, face = dh(x), g.face_weight[act]
+    wc = dhx + face * (1.0 - interpolation(x))
+    L = p.kinetic_coefficient
+    slope = 0.5 * (1.0 + cc / root)
+    return (L * (dhx * ea - wc * cp * ec), L * (d2h(x) * ea - (d2h(x) - face * dhx) * cp * ec),
+            L * wc * ec * slope / p.bulk_concentration)
+
+
+def _active(g: Geometry, xi):
+    """Voxels where the reaction acts: the diffuse interface and the host contacts."""
+    return np.flatnonzero((dh(xi) > 1e-14) | g.contact)
 
 
 class _Transport:
@@ -112,7 +167,7 @@ class PhaseFieldSolver:
     """The phase-field model on one host geometry; SI throughout.
 
     ``phase``: project phase codes on the grid ``(nx, ny, nz)`` (2D: ny = 1).  ``xi`` (full grid)
-    defaults to the equilibrium profile around the LITHIUM voxels and the conductive host;
+    defaults to the equilibrium profile around the LITHIUM voxels;
     ``c`` to c0 (1 - h(xi)).  ``eta_nuc`` [V] and ``activity`` are per-voxel arrays read on
     conductive host voxels.  ``top_reservoir``: Dirichlet c_top, phi_top half a voxel above the
     top layer (default) or a closed, insulating top.  ``rng``: seed or numpy Generator of the
@@ -267,30 +322,10 @@ class PhaseFieldSolver:
 
     # -- order parameter ------------------------------------------------------------------
     def _allen_cahn(self, xi):
-        """-L_sigma (g'(xi) - kappa lap xi) on free voxels [1/s]; host contacts hold xi = 1,
-        dielectric and domain faces carry no flux."""
-        g, p = self.geo, self.params
-        k = p.interface_mobility * p.gradient_coefficient / g.h**2
-        flux = k * (xi[g.a] - xi[g.b])
-        lap = np.bincount(g.b, weights=flux, minlength=g.n) - np.bincount(g.a, weights=flux, minlength=g.n)
-        lap += k * g.n_host * (1.0 - xi)
-        return lap - p.interface_mobility * 2.0 * p.barrier_height * xi * (1.0 - xi) * (1.0 - 2.0 * xi)
+        return _allen_cahn(self.geo, self.params, xi)
 
     def _reaction(self, xi, c, eta, act):
-        """On the voxels ``act`` (eta given there): R = L_eta h'(xi) [...] (dxi/dt gets -R),
-        dR/dxi, and B = -dR/dc.  The cathodic branch sees c+ = (c + sqrt(c^2 + e^2)) / 2,
-        e = 1e-3 c0: a smooth positive part, because c in this model can go negative where
-        the Allen-Cahn part converts faster than transport brings Li+ (docs/phasefield.md)."""
-        p = self.params
-        x = xi[act]
-        ea = clipped_exp(p.alpha_a * p.f * eta)
-        ec = clipped_exp(-p.alpha_c * p.f * eta) * self.geo.cathodic_factor[act]
-        cc, e = c[act], 1e-3 * p.bulk_concentration
-        root = np.sqrt(cc * cc + e * e)
-        bracket = ea - 0.5 * (cc + root) / p.bulk_concentration * ec
-        L = p.kinetic_coefficient
-        slope = 0.5 * (1.0 + cc / root)
-        return L * dh(x) * bracket, L * d2h(x) * bracket, L * dh(x) * ec * slope / p.bulk_concentration
+        return _reaction(self.geo, self.params, xi, c, eta, act)
 
     def _jacobian(self, xi, c, eta, act, dt):
         """J = I/dt + L_sigma (kappa L + g''(xi)) + dR/dxi, the xi-Jacobian of the implicit
@@ -301,9 +336,9 @@ class PhaseFieldSolver:
         (1 + lambda dt) per iteration)."""
         g, p = self.geo, self.params
         k = p.interface_mobility * p.gradient_coefficient / g.h**2
-        extra = p.interface_mobility * 2.0 * p.barrier_height * (1.0 - 6.0 * xi + 6.0 * xi * xi)
+        extra = _double_well_curvature(g, p, xi)
         extra[act] += self._reaction(xi, c, eta, act)[1]
-        diag = 1.0 / dt + k * g.n_host + extra
+        diag = 1.0 / dt + extra
         return g.pattern.assemble(np.full(g.a.size, k), diag), self._key(), diag
 
     def _noise(self, xi, dt):
@@ -322,14 +357,14 @@ class PhaseFieldSolver:
             lo -= step
             step *= 2.0
             if lo < -limit:
-                raise RuntimeError(f"galvanostat: no cell potential above {-limit} V carries the "
+                raise GalvanostatError(f"galvanostat: no cell potential above {-limit} V carries the "
                                    "applied current")
         step = 0.02
         while fun(hi) < 0.0:
             hi += step
             step *= 2.0
             if hi > limit:
-                raise RuntimeError(f"galvanostat: no cell potential below {limit} V carries the applied "
+                raise GalvanostatError(f"galvanostat: no cell potential below {limit} V carries the applied "
                                    "current (nothing left to strip?)")
         return lo, hi
 
@@ -382,7 +417,7 @@ class PhaseFieldSolver:
         """G (xi equation, 1/s) and H (c equation, mol/(m^3 s)) at the iterate (dxi, dc),
         with R and B on the active voxels ak of xi + dxi."""
         x = xi + dxi
-        ak = np.flatnonzero(dh(x) > 1e-14)
+        ak = _active(self.geo, x)
         R, _, B = self._reaction(x, c_start + dc, eta0[ak] + dV * psi[ak], ak)
         G = dxi / dt - self._allen_cahn(x)
         G[ak] += R
@@ -415,7 +450,7 @@ class PhaseFieldSolver:
         eta0, cs = self.phi[g.pfree], p.solid_concentration
         target = (-control.current_density * g.footprint * dt / (FARADAY * cs * g.h**3)
                   - noise.sum()) if galvanostatic else None
-        act = np.flatnonzero(dh(xi) > 1e-14)
+        act = _active(g, xi)
         J, key, Jd = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
         # the Schur diagonal c_s theta B, taken at the step's start for all iterations (one
         # matrix per step; the iterations correct for its drift)
@@ -475,6 +510,14 @@ class PhaseFieldSolver:
             source = FARADAY * p.solid_concentration * (dxi + noise) / dt
             phi_new, charge_in = self._solve_potential(psys, self.phi, V, source)
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
+            self.rejected += 1
+            return False, 0.25
+        except GalvanostatError:
+            # within a step the reaction acts only where h'(xi) > 0 at the step's start, so a long
+            # step can ask more of the galvanostat than any potential gives: shorter; below a
+            # microsecond it is the state's own limit (nothing left to strip)
+            if dt < 1e-6:
+                raise
             self.rejected += 1
             return False, 0.25
         clock = self._tick("potential", clock)
@@ -573,6 +616,13 @@ class PhaseFieldSolver:
         return self._full(self.phi, self.geo.pidx, np.nan)
 
     @property
+    def conversion_rate(self) -> np.ndarray:
+        """dxi/dt of the last accepted step on the grid [1/s] (> 0 where metal formed), 0 on
+        hosts: F c_s times it is the Faradaic source of the potential problem."""
+        p = self.params
+        return self._full(self._source / (FARADAY * p.solid_concentration), self.geo.free, 0.0)
+
+    @property
     def footprint_area(self) -> float:
         return self.geo.footprint
 
@@ -607,3 +657,70 @@ class PhaseFieldSolver:
         """Share of the stepping wall time per part."""
         total = sum(self.timing.values()) or 1.0
         return {k: v / total for k, v in self.timing.items()}
+
+
+def flat_front_velocity(params: PhaseFieldParameters, eta: float, *, spacing: float = 0.1e-6,
+                        relax: float = 2.0, window: float = 0.2e-6, max_time: float = 300.0) -> float:
+    """Measured growth velocity [m/s] (> 0 plating) of a flat front at uniform overpotential
+    ``eta`` [V] in the reaction-limited limit: a 1D column of 10 um at ``spacing`` (the front
+    at 5 um, no host layer), noise off and ions made fast (D_l = D_s = 1e-6 m^2/s, so c = c0 at
+    the front), phi = eta everywhere (top held at eta too: no current through the electrolyte).
+    Relaxes ``relax`` s at eta = 0, then measures the lithium's growth rate over a window of
+    ``window`` m of growth or ``max_time`` s.  The closed form it tests is
+    ``params.front_velocity(eta)``; ``spacing`` <= 0.4 sqrt(kappa/2W) resolves it within 1 %."""
+    prm = params.replace(noise_amplitude=0.0, diffusivity_electrolyte=1e-6, diffusivity_solid=1e-6)
+    n = int(round(10e-6 / spacing))
+    phase, xi = planar_electrode((1, 1, n), spacing, prm, 5e-6, collector=False)
+    s = PhaseFieldSolver(phase, spacing, prm, xi=xi)
+    s.advance(relax, Potentiostatic(0.0))
+    s.set_top(potential=eta)
+    start, t0 = s.lithium_amount(), s.t
+    s.advance(min(window / abs(prm.front_velocity(eta)), max_time), Potentiostatic(eta))
+    return (s.lithium_amount() - start) / prm.solid_concentration / spacing**2 / (s.t - t0)
+
+
+def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters = HONG2018, xi=None, *,
+                            eta_nuc=None, activity=None, max_steps: int = 60, tol: float = 1e-10) -> np.ndarray:
+    """The order parameter at rest at eta = 0 and c = c0: relaxed under the interface forces, the
+    wall energy and the reaction (``dxi/dt = -L_sigma (g'(xi) - kappa lap xi + wall) - R(xi, c0,
+    0)``) by implicit Euler steps doubling from 0.1 / (L_sigma W) up to 50 / (L_sigma W), until no
+    voxel moves by more than ``tol`` in a step or for ``max_steps`` steps (about 2500 / (L_sigma
+    W), 170 s with Hong's constants); from ``xi`` (default: the equilibrium profile around the
+    LITHIUM voxels).  ``eta_nuc``, ``activity``: the host's site kinetics, as the solver's.
+
+    What a run on a host starts from.  A bare host is at rest at xi = 0 but for the reduction on
+    its faces, which the double well dissolves again: the contact voxels hold
+    ``~ L_eta face_weight m / (2 L_sigma W)`` (1e-4 with Hong's constants at h = 1 um).  On grids
+    that resolve the interface (h <= 0.4 sqrt(kappa/2W)) a lithium front near a host face with
+    a contact angle other than 90 degrees is pulled or pushed by the wall (the force falls off
+    as exp(-2 d / sqrt(kappa/2W))): followed here only for the ``max_steps``."""
+    phase = np.ascontiguousarray(phase, dtype=np.uint8)
+    g = Geometry(phase, float(spacing), params, eta_nuc, activity)
+    if xi is None:
+        xi = order_parameter_from_mask(phase, phase == LITHIUM, float(spacing), params)
+    xi = np.asarray(xi, dtype=np.float64)
+    if xi.shape != phase.shape:
+        raise ValueError(f"xi has shape {xi.shape}, the grid is {phase.shape}")
+    x = xi.ravel()[g.free].copy()
+    rate = params.interface_mobility * params.barrier_height
+    lin = LinearSolver("auto", g.n, 10**6 if phase.shape[0] * phase.shape[1] <= 16 else 4000)
+    k = params.interface_mobility * params.gradient_coefficient / g.h**2
+    c0 = np.full(g.n, params.bulk_concentration)
+    dt = 0.1 / rate
+    for step in range(max_steps):
+        act = _active(g, x)
+        R, dR, _ = _reaction(g, params, x, c0, np.zeros(act.size), act)
+        diag = 1.0 / dt + _double_well_curvature(g, params, x)
+        diag[act] += dR
+        rhs = _allen_cahn(g, params, x)
+        rhs[act] -= R
+        dx = lin.solve(g.pattern.assemble(np.full(g.a.size, k), diag), rhs, step, rtol=1e-12, dominant=True)
+        x = np.clip(x + dx, 0.0, 1.0)
+        if np.max(np.abs(dx), initial=0.0) < tol:
+            break
+        dt = min(2.0 * dt, 50.0 / rate)
+    out = np.array(xi, dtype=np.float64)
+    out.ravel()[g.free] = x
+    out[phase == HOST_CONDUCTIVE] = 1.0
+    out[phase == HOST_DIELECTRIC] = 0.0
+    return out

@@ -5,7 +5,10 @@ plates, < 0 strips, 0 is open circuit), potentials as cell potentials vs a lithi
 # -- time series (one row per macro-step) ------------------------------------------------------
 TIME = "Time [s]"
 STEP = "Step [-]"  # the protocol segment's label: plate, strip, rest, on, off, reverse, start
-CURRENT = "Applied current density [mA.cm-2]"
+CURRENT = "Applied current density [mA.cm-2]"  # under a potentiostatic hold: the current it passed
+# the current density of the step's potential solve (plating positive): what the KMC is expected to
+# pass under the step's fields (the galvanostat's target; under a hold, the mean-field current)
+FIELD_CURRENT = "Field current density [mA.cm-2]"
 POTENTIAL = "Cell potential [V]"
 OVERPOTENTIAL = "Mean plating overpotential [mV]"
 APPLIED_CAP = "Applied capacity [mAh.cm-2]"
@@ -31,6 +34,9 @@ MEAN_HEIGHT = "Mean height [um]"
 RMS_ROUGHNESS = "RMS roughness [um]"
 INTERFACE_AREA = "Interface area [um2.um-2]"
 TIPS = "Tips [-]"
+# mean height of the lithium inside the host over the host height: 0 at the collector, 1 at the
+# host top, 0.5 for a uniform fill; NaN without lithium inside (a foil)
+LITHIUM_CENTRE_HEIGHT = "Lithium centre height in host [-]"
 
 # -- lithium inventory (cumulative since the start of the run, packets as capacity) -------------
 # Lithium cut off from the collector between two macro-steps (relabelled after every KMC call),
@@ -45,7 +51,8 @@ SEGMENT_START = "Start [s]"
 SEGMENT_DURATION = "Duration [s]"
 PASSED_CAP = "Passed capacity [mAh.cm-2]"  # net charge the KMC passed, > 0 plating
 # duration, charge, charge shortfall, cutoff, fully stripped, lithium exhausted (a strip that ran
-# out of lithium to strip without 'or fully stripped' or a cutoff)
+# out of lithium to strip without 'or fully stripped' or a cutoff), top reached (a hold whose
+# lithium reached the domain's top layer)
 ENDED_BY = "Ended by"
 
 # -- cycles (cycles.csv: one row per plate/strip cycle) ------------------------------------------
@@ -81,6 +88,13 @@ EXHAUSTED_STRIPS = "Strips that ran out [-]"  # stripping segments ended by runn
 # charge (Galvanostat.end_exhausted_strip); also per segment in segments.csv
 WRITTEN_OFF = "Written off at strip end [mAh.cm-2]"
 MEAN_POTENTIAL = "Mean cell potential under current [V]"  # time-weighted over the steps with current
+# chronoamperometry of a run's first potentiostatic hold (simulation.hold_summary): the field
+# current of its first step (the kinetics of the state it starts from), the mean current passed
+# over its last quarter, and the time from its start until the field current has fallen to
+# simulation.HOLD_STAGE_FRACTION of the initial one (interpolated; NaN: never)
+HOLD_INITIAL_CURRENT = "Hold initial current density [mA.cm-2]"
+HOLD_LATE_CURRENT = "Hold late current density [mA.cm-2]"
+HOLD_STAGE_BOUNDARY = "Hold stage boundary [s]"
 
 # -- ensembles ---------------------------------------------------------------------------------
 CAPACITY_CHECKPOINT = "Capacity checkpoint [%]"

@@ -42,6 +42,9 @@ class HostSpec(StrictModel):
     seed_eta_nuc_V: float = Field(0.0, ge=0, le=0.5, description="nucleation overpotential on seeds [V]")
     bare_eta_nuc_V: float = Field(0.04, ge=0, le=0.5, description="nucleation overpotential on bare host [V]")
     dielectric_top_fraction: float = Field(0.0, ge=0, le=1, description="top fraction of the host coated with dielectric [-]")
+    band_period_um: float = Field(0.0, ge=0, le=1000.0, description="conductive/dielectric bands along the host height: one conductive and one dielectric band per period, a whole number of voxels; 0 = no bands [um]")
+    band_dielectric_fraction: float = Field(0.5, gt=0, lt=1, description="dielectric share of each band period [-]")
+    band_wiring: Literal["isolated", "core"] = Field("isolated", description="isolated: dielectric bands run through the wall, so a conductive band above one floats until lithium touches it; core: dielectric skin over a conductive core that keeps every band connected")
     activity_bottom: float = Field(1.0, ge=0, le=100, description="host surface activity factor at the collector, linear in z to activity_top [-]")
     activity_top: float = Field(1.0, ge=0, le=100, description="host surface activity factor at the host top [-]")
 
@@ -92,6 +95,17 @@ class ContinuumSettings(StrictModel):
     overpotential_tolerance_mV: float = Field(0.01, gt=0, le=1.0, description="Newton stops when no face overpotential moved by more than this [mV]")
     compliance_potential_V: float = Field(-1.0, ge=-10, lt=0, description="galvanostat voltage limit when plating past the transport limit [V]")
     concentration_tolerance: float = Field(1e-8, gt=0, le=1e-2, description="relative tolerance of the concentration solve [-]")
+
+
+class PhaseFieldSettings(StrictModel):
+    """The phase-field model's options (``model = "phasefield"``, docs/phasefield.md)."""
+
+    refinement: int = Field(1, ge=1, le=16, description="phase-field cells per voxel edge: the voxel grid refined by this factor on every axis longer than 1 [-]")
+    interface_width_um: Optional[float] = Field(None, gt=0, le=100, description="profile length sqrt(kappa / 2W) of the diffuse interface at Hong 2018's interface energy (0.5 J/m^2); None: Hong's 0.25 um. Fronts move freely only on cells of at most 0.4 of it [um]")
+    noise_amplitude: float = Field(0.0, ge=0, le=1000, description="Langevin noise on the order parameter (Hong 2018: 0.04); 0 = off [1/s]")
+    record_interval_s: float = Field(5.0, gt=0, le=1e5, description="time between rows of the time series [s]")
+    tol_xi: float = Field(2e-3, gt=0, le=0.1, description="local error tolerance of the order parameter per time step [-]")
+    linear_solver: Literal["auto", "direct", "amg", "jacobi"] = Field("auto", description="auto (LU when small, else CG with the voxel-grid multigrid), direct, amg or jacobi")
 
 
 class SeparatorSpec(StrictModel):
@@ -159,6 +173,20 @@ class SimulationConfig(StrictModel):
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     seed: int = Field(0, ge=0, description="root seed of every random stream")
     snapshots: int = Field(4, ge=0, le=10000, description="VTK snapshots per run (evenly in time)")
+    model: Literal["kmc", "phasefield"] = Field("kmc", description="kmc: the coupled KMC/continuum run; phasefield: the phase-field model on the same host and protocol (docs/phasefield.md)")
+    phasefield: PhaseFieldSettings = Field(default_factory=PhaseFieldSettings)
+
+    @field_validator("model")
+    @classmethod
+    def _phasefield_options(cls, model: str, info):
+        """Options the phase-field run cannot honour are errors, not silently ignored."""
+        kmc, cont = info.data.get("kmc"), info.data.get("continuum")
+        if model == "phasefield" and kmc is not None and kmc.occupancy_cap is not None:
+            raise ValueError("phasefield has no packets for kmc.occupancy_cap to cap: leave it unset")
+        if model == "phasefield" and cont is not None and cont.coarsen != 1:
+            raise ValueError(f"phasefield runs on the voxel grid or a refined one (phasefield.refinement), "
+                             f"not one coarsened by continuum.coarsen = {cont.coarsen}: leave it 1")
+        return model
 
     def digest(self) -> str:
         """Stable hash of the configuration (for checkpoints and ensemble bookkeeping)."""

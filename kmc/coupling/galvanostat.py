@@ -4,7 +4,9 @@ model that reports the charge it realised per step can be driven by it (docs/mod
 "Galvanostat").
 
 Sign convention: currents and charges are SI with anodic (stripping) positive, so plating
-is negative.  ``applied`` is the applied current [A] over the footprint.
+is negative.  ``applied`` is the applied current [A] over the footprint.  Under a
+potentiostatic hold there is nothing to track: the charge the model passes is booked as
+applied (``record_held_step``).
 """
 from __future__ import annotations
 
@@ -111,6 +113,14 @@ class Galvanostat:
             self.gross_applied_charge += abs(applied * dt)
         if capped:
             self.limited_steps += 1
+
+    def record_held_step(self, realised: float) -> None:
+        """Book a potentiostatic step (a hold): its current is the model's output, so the charge
+        it passed [C, SI sign] is also the charge applied; what the run owed before the hold is
+        left for the next galvanostatic segment, as across an open-circuit rest."""
+        self.realised_charge += realised
+        self.applied_charge += realised
+        self.gross_applied_charge += abs(realised)
 
     def end_exhausted_strip(self, applied0: float, realised0: float) -> float:
         """A stripping segment that ran out of lithium ends with the charge it passed: with

@@ -77,6 +77,7 @@ class DepositObservables:
     rms_roughness: float  # um
     interface_area: float  # um^2 of Li/electrolyte per um^2 of footprint
     n_tips: int
+    centre_height_in_host: float  # lithium_centre_height: 0 at the collector, 1 at the host top
 
     def as_row(self) -> dict:
         return {
@@ -89,6 +90,7 @@ class DepositObservables:
             col.RMS_ROUGHNESS: self.rms_roughness,
             col.INTERFACE_AREA: self.interface_area,
             col.TIPS: self.n_tips,
+            col.LITHIUM_CENTRE_HEIGHT: self.centre_height_in_host,
         }
 
 
@@ -113,7 +115,20 @@ def deposit_observables(phase: np.ndarray, host_phase: np.ndarray, spacing: floa
         rms_roughness=float(hmap.std() * h_um),
         interface_area=interface_faces_count(phase) / area,
         n_tips=count_tips(hmap, tip_threshold_voxels),
+        centre_height_in_host=lithium_centre_height(li, top),
     )
+
+
+def lithium_centre_height(lithium: np.ndarray, top: int) -> float:
+    """Mean height of the lithium (mask) inside the host, layers 1 .. ``top`` - 1 (``top``:
+    :func:`host_top_index`), over the host height: 0 at the collector, 1 at the host top, 0.5
+    for a uniform fill; NaN with no host or no lithium inside.  Stripping that empties the
+    pores from the top lowers it, from the bottom raises it."""
+    per_layer = lithium[:, :, 1:top].sum(axis=(0, 1)).astype(np.float64)
+    if top <= 1 or per_layer.sum() == 0:
+        return float("nan")
+    z = np.arange(1, top) - 0.5  # layer centres above the collector surface
+    return float((per_layer * z).sum() / per_layer.sum() / (top - 1))
 
 
 def time_weighted_mean(rows, column: str, *, under_current: bool = True) -> float:

@@ -2,9 +2,10 @@
 macro-step").
 
 Each macro-step: relabel the conductor network (dead lithium), solve the continuum fields
-under galvanostatic control, advance the KMC with those fields frozen, advance the salt
-balance and the separator column, and book the charge the KMC realised with the galvanostat,
-which aims the next step at what the run still owes; then record observables.
+under galvanostatic control (or, in a potentiostatic hold, at the held cell potential),
+advance the KMC with those fields frozen, advance the salt balance and the separator column,
+and book the charge the KMC realised with the galvanostat, which aims the next step at what
+the run still owes; then record observables.
 """
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ from .waveforms import Segment, expected_duration
 END_REFINEMENT_STEPS = 1
 # A stripping step asks for at most this fraction of the live lithium (docs/model.md, "Step length").
 STRIP_STEP_LIVE_FRACTION = 0.25
+# A hold's current changes fastest at its start (the salt near the surfaces depletes): its steps
+# grow geometrically, each at most this fraction of the time since the hold began, the first one
+# the salt's diffusion time across a voxel (docs/model.md, "Potentiostatic holds").
+HOLD_STEP_GROWTH = 0.5
+# Solves per hold step at most: the separator's drop (phi_top) depends on the current the held
+# potential delivers, iterated to agreement; a small series resistance, so 2-3 solves.
+HOLD_MAX_SOLVES = 12
+# A hold's stage boundary (hold_summary): its field current has fallen to this fraction of the
+# initial one, i.e. transport has taken a tenth of the kinetic current.
+HOLD_STAGE_FRACTION = 0.9
+# hold_summary's late current: the mean over this last fraction of the hold
+HOLD_LATE_FRACTION = 0.25
 
 # Old names of the time-series columns (scripts import them from here).
 TIME, STEP, CURRENT, POTENTIAL = col.TIME, col.STEP, col.CURRENT, col.POTENTIAL
@@ -150,11 +163,8 @@ class PlatingSimulation:
         return phi_l, phi_s
 
     # -- one macro-step -------------------------------------------------------------------
-    def _solve_fields(self, phase, target: float, phi_top: float):
-        """Potential fields for a step whose galvanostat target is ``target`` [A]:
-        (phi_l, phi_s, solution or None)."""
-        if target >= 0 and not self._has_lithium_to_strip():
-            return (*self._floating_fields(phi_top), None)
+    def _potential_solver(self, phase):
+        """(the potential solver of this geometry, the warm start: the last solution)."""
         cs = self.config.continuum
         solver = make_potential_solver(phase, self.h, self.params, self.state.eta_nuc, self.state.activity,
                                        coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance,
@@ -162,7 +172,14 @@ class PlatingSimulation:
         # Warm start from the last solution even where the deposit changed the geometry (new
         # electrolyte voxels start at phi_top): its potentials are still near the answer.
         prev = self.solution
-        initial = prev if (prev is not None and prev.phi_l.shape == phase.shape) else None
+        return solver, prev if (prev is not None and prev.phi_l.shape == phase.shape) else None
+
+    def _solve_fields(self, phase, target: float, phi_top: float):
+        """Potential fields for a step whose galvanostat target is ``target`` [A]:
+        (phi_l, phi_s, solution or None)."""
+        if target >= 0 and not self._has_lithium_to_strip():
+            return (*self._floating_fields(phi_top), None)
+        solver, initial = self._potential_solver(phase)
         c_solve, c_top = self.salt.field_for_potential(), self.salt.c_top
         try:
             sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
@@ -178,26 +195,56 @@ class PlatingSimulation:
             self.galvanostat.compliance_steps += 1
         return sol.phi_l, sol.phi_s, sol
 
+    def _held_fields(self, phase, held: float):
+        """Fields of a potentiostatic step at the held cell potential ``held`` [V]: (phi_l,
+        phi_s, solution, phi_top).  The separator's drop phi_top depends on the current the held
+        potential delivers; the current density is iterated (secant) until the drop it implies
+        moves by at most the solve's overpotential tolerance."""
+        solver, initial = self._potential_solver(phase)
+        c_solve, c_top = self.salt.field_for_potential(), self.salt.c_top
+        tol = self.config.continuum.overpotential_tolerance_mV * 1e-3
+        j = self.solution.total_current / self.footprint if self.solution is not None else 0.0
+        prev = None  # (j, g) of the last iterate, g = the current density it delivered - j
+        for _ in range(HOLD_MAX_SOLVES):
+            phi_top = self.salt.ohmic_drop(j)
+            sol = solver.solve(c_solve, cell_potential=held, phi_top=phi_top, c_top=c_top, initial=initial)
+            delivered = sol.total_current / self.footprint
+            if abs(self.salt.ohmic_drop(delivered) - phi_top) <= tol:
+                break
+            g = delivered - j
+            j_next = delivered if prev is None or g == prev[1] else j - g * (j - prev[0]) / (g - prev[1])
+            prev, j, initial = (j, g), j_next, sol
+        else:
+            implied = self.salt.ohmic_drop(delivered)
+            raise RuntimeError(f"hold at {held * 1e3:g} mV: the separator drop did not settle in {HOLD_MAX_SOLVES} "
+                               f"solves (last {phi_top * 1e3:.4f} mV against {implied * 1e3:.4f} mV)")
+        return sol.phi_l, sol.phi_s, sol, phi_top
+
     def macro_step(self, segment: Segment, dt: float, final: bool = False, segment_left: float | None = None,
                    book: bool = True) -> dict:
-        """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current.
-        ``final``: the segment's last step; ``segment_left`` [s]: time to the end of the run's
-        last plating segment (see :meth:`Galvanostat.reduction_cap`); ``book`` False: a step past
-        a capacity-terminated segment's nominal end that only pays the charge still owed."""
+        """Advance the coupled system by ``dt`` [s] under ``segment``'s applied current (or held
+        potential).  ``final``: the segment's last step; ``segment_left`` [s]: time to the end of
+        the run's last plating segment (see :meth:`Galvanostat.reduction_cap`); ``book`` False: a
+        step past a capacity-terminated segment's nominal end that only pays the charge still owed."""
         t0 = _time.perf_counter()
         self.state.relabel()
         phase_now = self.state.phase.copy()
         gs = self.galvanostat
-        applied = gs.applied_current(segment.current_density)  # A, SI sign
-        target = gs.target_current(applied, dt, book)
-        # The separator carries the external (applied) current; the KMC's packet-by-packet
-        # realisation of it is noise at the scale of a short macro-step.
-        phi_top = self.salt.ohmic_drop(segment.current_density)
-        phi_l, phi_s, sol = self._solve_fields(phase_now, target, phi_top)
-        t1 = _time.perf_counter()
-        cap = gs.reduction_cap(applied, target, dt, final=final, segment_left=segment_left,
-                               active_faces=int(sol.faces.n_faces) if sol is not None else 0, book=book)
-        ox_cap = gs.oxidation_cap(applied, target, dt, final=final, book=book)
+        if segment.potentiostatic:  # the current is the output: nothing to aim at, nothing to cap
+            phi_l, phi_s, sol, phi_top = self._held_fields(phase_now, segment.held_potential)
+            t1 = _time.perf_counter()
+            cap = ox_cap = None
+        else:
+            applied = gs.applied_current(segment.current_density)  # A, SI sign
+            target = gs.target_current(applied, dt, book)
+            # The separator carries the external (applied) current; the KMC's packet-by-packet
+            # realisation of it is noise at the scale of a short macro-step.
+            phi_top = self.salt.ohmic_drop(segment.current_density)
+            phi_l, phi_s, sol = self._solve_fields(phase_now, target, phi_top)
+            t1 = _time.perf_counter()
+            cap = gs.reduction_cap(applied, target, dt, final=final, segment_left=segment_left,
+                                   active_faces=int(sol.faces.n_faces) if sol is not None else 0, book=book)
+            ox_cap = gs.oxidation_cap(applied, target, dt, final=final, book=book)
         implicit = self.config.kmc.transport == "implicit"
         res = self.engine.advance(dt, phi_l=phi_l, phi_s=phi_s, phi_top=phi_top, c_top=self.salt.c_top,
                                   concentration=self.salt.field() if implicit else None, region=self.region,
@@ -210,19 +257,26 @@ class PlatingSimulation:
         # the lithium that turned dead or live again in this step.
         self.state.relabel()
         self.dead_ledger.update(self.state.phase, self.state.connected)
-        gs.record_step(applied, dt, realised, capped=res.status in ("max_reductions", "max_oxidations") and not final,
-                       book=book)
+        if segment.potentiostatic:
+            gs.record_held_step(realised)
+            # the separator carries the hold's field current, as it carries the applied one under
+            # a galvanostat: the KMC's realisation of it is packet noise on a short step
+            external = sol.total_current / self.footprint
+        else:
+            gs.record_step(applied, dt, realised,
+                           capped=res.status in ("max_reductions", "max_oxidations") and not final, book=book)
+            external = segment.current_density
         self.reductions += red
         self.oxidations += ox
         self.region_reductions += np.asarray(res.region_reductions, np.int64)[:8]
-        self.salt.advance(dt, res, sol, realised / dt, phase_now, self.state.phase, segment.current_density)
+        self.salt.advance(dt, res, sol, realised / dt, phase_now, self.state.phase, external)
         self.time += dt
         self.steps += 1
         self.solution = sol
         t3 = _time.perf_counter()
         self.timing["continuum [s]"] += (t1 - t0) + (t3 - t2)
         self.timing["kmc [s]"] += t2 - t1
-        return self._record(segment, sol)
+        return self._record(segment, sol, passed=realised / dt)
 
     # -- observables ----------------------------------------------------------------------
     def _near_deposit_concentration(self) -> float:
@@ -246,7 +300,9 @@ class PlatingSimulation:
         w = -sol.face_current_density[ok]
         return float(np.sum(sol.face_overpotential[ok] * w) / w.sum()) * 1e3
 
-    def _record(self, segment: Segment, sol) -> dict:
+    def _record(self, segment: Segment, sol, passed: float = 0.0) -> dict:
+        """One time-series row after a step; ``passed``: the net current [A, SI sign] the model
+        passed over it (a hold's current column)."""
         t0 = _time.perf_counter()
         obs = deposit_observables(self.state.phase, self.host.phase, self.h, self.params.lithium_molar_volume,
                                   connected=self.state.connected)
@@ -254,7 +310,8 @@ class PlatingSimulation:
         row = {
             col.TIME: self.time,
             col.STEP: segment.label,
-            col.CURRENT: _applied_mA_cm2(segment),
+            col.CURRENT: self._current_mA_cm2(passed) if segment.potentiostatic else _applied_mA_cm2(segment),
+            col.FIELD_CURRENT: self._current_mA_cm2(sol.total_current) if sol is not None else 0.0,
             col.POTENTIAL: float(sol.cell_potential) if sol is not None else float("nan"),
             col.OVERPOTENTIAL: self._plating_overpotential_mV(sol),
             col.APPLIED_CAP: self.capacity(-self.galvanostat.applied_charge),
@@ -273,12 +330,22 @@ class PlatingSimulation:
         self.timing["observables [s]"] += _time.perf_counter() - t0
         return row
 
+    def _current_mA_cm2(self, current: float) -> float:
+        """A current [A, SI sign] as the output columns write it [mA/cm^2, > 0 plating]."""
+        return -current / self.footprint / MA_PER_CM2 if current else 0.0
+
+    def _lithium_at_top(self) -> bool:
+        """Lithium in the domain's top layer (the separator boundary, where c and phi_l are held)."""
+        return bool((self.state.phase[:, :, -1] == LITHIUM).any())
+
     # -- the loop -------------------------------------------------------------------------
     def step_length(self, segment: Segment, remaining: float, refine_end: bool = False) -> float:
         """dt_M: bounded by the config, by the number of interface sites a step may change,
         and by the segment edge (a macro-step never spans a waveform edge)."""
         k = self.config.kmc
         dt = min(k.max_macro_step_s, remaining)
+        if segment.potentiostatic:
+            dt = self._hold_step_bound(dt)
         j = abs(segment.current_density)
         if j > 0:
             n_faces = max(int(self.solution.faces.n_faces) if self.solution is not None else 0,
@@ -304,6 +371,19 @@ class PlatingSimulation:
             dt = remaining
         return dt
 
+    def _hold_step_bound(self, dt: float) -> float:
+        """A hold's steps: at most HOLD_STEP_GROWTH times the time since it began (the first the
+        salt's diffusion time across a voxel), and at most interface_change_fraction of the
+        interface faces reduced at the current of the last solve."""
+        k = self.config.kmc
+        elapsed = self.time - self._segment_start[0] if self._segment_start is not None else 0.0
+        first = self.h**2 / self.params.electrolyte.salt_diffusivity
+        dt = min(dt, max(first, HOLD_STEP_GROWTH * elapsed))
+        if self.solution is not None and self.solution.total_current:
+            n_faces = max(int(self.solution.faces.n_faces), self.state.phase.shape[0] * self.state.phase.shape[1])
+            dt = min(dt, k.interface_change_fraction * n_faces * self.packet_charge / abs(self.solution.total_current))
+        return dt
+
     def run_segment(self, segment: Segment, on_step: Callable[[dict], None] | None = None,
                     t_end: float | None = None, refine_end: bool = False) -> str:
         """Run one segment to its end or its stop condition; returns why it ended.
@@ -324,6 +404,10 @@ class PlatingSimulation:
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             if segment.current_density > 0 and not self._has_lithium_to_strip():
                 return self._end_exhausted(segment)
+            if segment.potentiostatic and self._lithium_at_top():
+                # a held potential bounds no charge (no preflight fill check can): its deposit
+                # met the boundary where c and phi_l are held, past which the model does not hold
+                return "top reached"
             dt = self.step_length(segment, t_end - self.time, refine_end)
             row = self.macro_step(segment, dt, final=dt >= t_end - self.time,
                                   segment_left=t_end - self.time if refine_end else None)
@@ -385,10 +469,13 @@ class PlatingSimulation:
         passed = self.galvanostat.realised_charge - realised0
         q = self.packet_charge
         last = self.rows[-1]
+        duration = self.time - t0
         self.segment_log.append({
             col.SEGMENT: len(self.segment_log), col.STEP: segment.label,
-            col.CURRENT: _applied_mA_cm2(segment),
-            col.SEGMENT_START: t0, col.SEGMENT_DURATION: self.time - t0,
+            # a hold: the mean current it passed
+            col.CURRENT: (self._current_mA_cm2(passed / duration) if duration > 0 else 0.0) if segment.potentiostatic
+            else _applied_mA_cm2(segment),
+            col.SEGMENT_START: t0, col.SEGMENT_DURATION: duration,
             col.APPLIED_CAP: self.capacity(-applied), col.PASSED_CAP: self.capacity(-passed),
             col.CHARGE_ERROR: 100.0 * abs(passed - applied) / abs(applied) if applied else float("nan"),
             col.ENDED_BY: why,
@@ -476,6 +563,7 @@ class PlatingSimulation:
         summary[col.EXHAUSTED_STRIPS] = self.galvanostat.exhausted_strips
         summary[col.WRITTEN_OFF] = self.capacity(self.galvanostat.written_off_charge)
         summary.update(cycle_summary(cycle_balance(self.segment_log)))  # runs that strip: CE per cycle
+        summary.update(hold_summary(self.rows, self.segment_log))  # runs that hold a potential
         return RunResult(label=label, rows=self.rows, host=self.host, final_phase=self.state.phase.copy(),
                          connected=self.state.connected.copy(), summary=summary, timing=dict(self.timing),
                          snapshots=snapshots, segments=list(self.segment_log))
@@ -513,6 +601,37 @@ class PlatingSimulation:
         self.segment_log = list(d["segments"]["log"])
         start = d["segments"]["start"]
         self._segment_start = None if start is None else tuple(float(v) for v in start)
+
+
+def hold_summary(rows: list[dict], segments: list[dict]) -> dict:
+    """Chronoamperometry of a run's first potentiostatic hold (empty without one): its initial
+    current (the field current of its first step: the kinetic current of the state the hold
+    starts from, which the KMC passes in expectation), its late current (the charge the KMC
+    passed over the hold's last HOLD_LATE_FRACTION, over that time) and its stage boundary (the
+    time from its start at which the field current has fallen to HOLD_STAGE_FRACTION of the
+    initial one in size, interpolated linearly between the two steps that bracket it; NaN if it never
+    does).  A row's field current is that of the state at the start of the step it ends."""
+    seg = next((s for s in segments if s[col.STEP] == "hold"), None)
+    if seg is None or seg[col.SEGMENT_DURATION] <= 0:
+        return {}
+    t0, t1 = seg[col.SEGMENT_START], seg[col.SEGMENT_START] + seg[col.SEGMENT_DURATION]
+    inside = [r for r in rows if t0 < r[col.TIME] <= t1]
+    before = [r for r in rows if r[col.TIME] <= t0][-1]
+    t = np.array([before[col.TIME]] + [r[col.TIME] for r in inside])
+    field = np.array([r[col.FIELD_CURRENT] for r in inside])  # of the states at t[:-1]
+    initial = field[0]
+    size = np.abs(field)  # a stripping hold's current is negative here
+    below = np.flatnonzero(size <= HOLD_STAGE_FRACTION * size[0]) if initial else np.zeros(0, int)
+    boundary = float("nan")
+    if below.size:
+        k = below[0]  # k >= 1: the initial current is above the threshold
+        boundary = t[k - 1] + (HOLD_STAGE_FRACTION * size[0] - size[k - 1]) / (size[k] - size[k - 1]) \
+            * (t[k] - t[k - 1]) - t0
+    q = np.array([before[col.PLATED_CAP]] + [r[col.PLATED_CAP] for r in inside])  # mAh/cm^2
+    t_late = t1 - HOLD_LATE_FRACTION * (t1 - t0)
+    late = (q[-1] - np.interp(t_late, t, q)) * 3600.0 / (t1 - t_late)  # mAh/cm^2 per s -> mA/cm^2
+    return {col.HOLD_INITIAL_CURRENT: float(initial), col.HOLD_LATE_CURRENT: float(late),
+            col.HOLD_STAGE_BOUNDARY: float(boundary)}
 
 
 def _applied_mA_cm2(segment: Segment) -> float:

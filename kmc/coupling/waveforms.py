@@ -1,9 +1,10 @@
-"""Current waveforms and plate / rest / strip schedules.
+"""Current waveforms, plate / rest / strip schedules and potentiostatic holds.
 
-Everything compiles to a list of constant-current ``Segment``s; the coupling loop never
-lets a macro-step cross a segment edge. Sign convention inside: current density > 0 is
-anodic (stripping), < 0 plating, 0 open circuit. Users write magnitudes with a verb
-("plate at 2 mA/cm^2 for 0.5 mAh/cm^2"), the way battery researchers do.
+Everything compiles to a list of ``Segment``s, constant current or (``hold``) constant
+potential; the coupling loop never lets a macro-step cross a segment edge. Sign convention
+inside: current density > 0 is anodic (stripping), < 0 plating, 0 open circuit. Users write
+magnitudes with a verb ("plate at 2 mA/cm^2 for 0.5 mAh/cm^2"), the way battery researchers
+do; a held potential is signed ("hold at -50 mV for 600 s": negative plates).
 """
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from .units import MA_PER_CM2, MAH_PER_CM2, time_to_si
 
 @dataclass(frozen=True)
 class Segment:
-    """Constant applied current density for at most ``duration`` seconds."""
+    """Constant applied current density for at most ``duration`` seconds, or (``held_potential``
+    set) a potentiostatic hold: the cell potential is held and the current is the run's output.
+
+    The held potential is the cell potential of the galvanostatic runs (docs/model.md, "Units,
+    signs, references"): the electrode's potential phi_s against a lithium reference electrode at
+    c_ref in the bulk beyond the separator (phi_l = 0 there).  With E_eq,ref = 0 it is the total
+    overpotential of the electrode: interface, concentration and ohmic (domain and separator)
+    parts together.  Negative plates, positive strips."""
 
     current_density: float  # A/m^2, SI sign (negative = plating)
     duration: float  # s
@@ -25,6 +33,11 @@ class Segment:
     cutoff_potential: float | None = None  # V: stop a strip when the electrode potential exceeds it
     until_stripped: bool = False  # stop a strip when no connected lithium is left
     until_charge: bool = False  # capacity-terminated: ends on the charge the model passed, not the clock
+    held_potential: float | None = None  # V: potentiostatic hold (current_density is then 0 and unused)
+
+    @property
+    def potentiostatic(self) -> bool:
+        return self.held_potential is not None
 
 
 def _positive(name: str, value: float) -> float:
@@ -106,7 +119,8 @@ def expected_duration(segments: Iterable[Segment]) -> float:
 
 
 def average_current(segments: Iterable[Segment]) -> float:
-    """Time-averaged current density (A/m^2, SI sign)."""
+    """Time-averaged current density (A/m^2, SI sign); a hold, whose current is an output,
+    counts as 0."""
     segs = list(segments)
     t = sum(s.duration for s in segs)
     return sum(s.current_density * s.duration for s in segs) / t
@@ -116,6 +130,8 @@ _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _CUR = _NUM + r"\s*mA\s*/\s*cm\^?2"
 _TIME_UNIT = r"(ms|s|sec|min|h)\b"
 _RE_REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*{_TIME_UNIT}$", re.I)
+_SIGNED = r"([-+]?" + _NUM[1:]
+_RE_HOLD = re.compile(rf"^hold\s+at\s+{_SIGNED}\s*(mV|V)\s+for\s+{_NUM}\s*{_TIME_UNIT}$", re.I)
 _RE_VERB = re.compile(rf"^(plate|strip)\s+at\s+{_CUR}\s*", re.I)
 # the clauses a plate/strip step may carry, each matched at the start of what is left
 _CLAUSES = {
@@ -126,7 +142,10 @@ _CLAUSES = {
     "or": re.compile(r"^or\s+", re.I),
 }
 _STEP_FORMS = ("'plate at X mA/cm^2 for Y mAh/cm^2' (or 'for T s'), 'rest for T s', "
-               "'strip at X mA/cm^2 [for Y mAh/cm^2 | for T s] [until V V cutoff] [or fully stripped]'")
+               "'strip at X mA/cm^2 [for Y mAh/cm^2 | for T s] [until V V cutoff] [or fully stripped]', "
+               "'hold at V mV for T s'")
+#: Largest |held potential| [V] a hold may ask for (the galvanostat's compliance limit is -1 V by default).
+MAX_HELD_POTENTIAL_V = 1.0
 _MAX_OPEN_STRIP_S = 1e7  # a strip "until ..." needs some bound; 116 days is never reached in practice
 
 
@@ -150,9 +169,12 @@ def _clauses(text: str, rest: str) -> dict:
 
 def parse_step(text: str) -> Segment:
     """Parse one schedule step, e.g. ``"plate at 2 mA/cm^2 for 0.5 mAh/cm^2"``,
-    ``"rest for 10 s"``, ``"strip at 1 mA/cm^2 until 0 V cutoff or fully stripped"``.  Text
+    ``"rest for 10 s"``, ``"strip at 1 mA/cm^2 until 0 V cutoff or fully stripped"``,
+    ``"hold at -50 mV for 600 s"``.  Text
     that is not part of the grammar is an error, never ignored."""
     s = " ".join(str(text).strip().split())
+    if s.lower().startswith("hold"):
+        return _parse_hold(text, s)
     m = _RE_REST.match(s)
     if m:
         return Segment(0.0, _positive(f"rest duration in {text!r}", time_to_si(float(m.group(1)), m.group(2))), "rest")
@@ -183,6 +205,24 @@ def parse_step(text: str) -> Segment:
         raise ValueError(f"schedule step {text!r}: a strip step needs 'for ...', 'until V cutoff' or 'fully stripped'")
     return Segment(j, duration if duration is not None else _MAX_OPEN_STRIP_S, "strip", cutoff, stripped,
                    until_charge=by_charge)
+
+
+def _parse_hold(text: str, s: str) -> Segment:
+    """``hold at V (mV|V) for T (ms|s|sec|min|h)``: a potentiostatic hold (see :class:`Segment`)."""
+    m = _RE_HOLD.match(s)
+    if not m:
+        raise ValueError(f"schedule step {text!r}: expected 'hold at V mV for T s' (V signed, the electrode "
+                         "potential against a lithium reference at c_ref beyond the separator; negative plates; "
+                         "time units ms, s, sec, min, h)")
+    v = float(m.group(1)) * (1e-3 if m.group(2).lower() == "mv" else 1.0)
+    if not abs(v) <= MAX_HELD_POTENTIAL_V:
+        raise ValueError(f"schedule step {text!r}: held potential {v * 1e3:g} mV is out of range: must be within "
+                         f"+-{MAX_HELD_POTENTIAL_V * 1e3:g} mV")
+    duration = _positive(f"hold duration in {text!r}", time_to_si(float(m.group(3)), m.group(4)))
+    if duration >= _MAX_OPEN_STRIP_S:
+        raise ValueError(f"schedule step {text!r}: hold duration {duration:g} s is out of range: must be "
+                         f"< {_MAX_OPEN_STRIP_S:g} s")
+    return Segment(0.0, duration, "hold", held_potential=v)
 
 
 def parse_schedule(steps: Iterable[str]) -> list[Segment]:

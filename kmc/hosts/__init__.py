@@ -21,7 +21,7 @@ Conventions
   (int or ``SeedSequence``), never numpy's global state. With neither, a fresh
   ``SeedSequence`` is drawn and its entropy stored in ``host.metadata["seed_entropy"]``.
 """
-from .decorations import activity_gradient, coat_dielectric, decorate_lithiophilic_seeds
+from .decorations import activity_gradient, band_dielectric, coat_dielectric, decorate_lithiophilic_seeds
 from .generators import (channel_array, fibre_mat, overlapping_spheres, planar_foil,
                          porosity_gradient, random_porous)
 from .host import DEFAULT_RESERVOIR, ETA_NUC_BARE, POROSITY_TOLERANCE, Host, um_to_voxels
@@ -32,7 +32,7 @@ from .registry import (HostKind, build_host, get_host_kind, host_kinds, register
 __all__ = [
     "ETA_NUC_BARE", "DEFAULT_RESERVOIR", "POROSITY_TOLERANCE", "Host", "um_to_voxels",
     "planar_foil", "channel_array", "random_porous", "overlapping_spheres", "fibre_mat",
-    "porosity_gradient", "decorate_lithiophilic_seeds", "coat_dielectric",
+    "porosity_gradient", "decorate_lithiophilic_seeds", "coat_dielectric", "band_dielectric",
     "activity_gradient", "load_voxel_image",
     "HostKind", "register_host", "unregister_host", "host_kinds", "get_host_kind", "build_host",
 ]

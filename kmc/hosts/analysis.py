@@ -274,6 +274,15 @@ def pore_capacity(phase: np.ndarray, spacing_um: float) -> float:
     return float(region.mean()) * H * _check_spacing_um(spacing_um) * 1e-4 * LITHIUM_MAH_PER_CM3 if H else 0.0
 
 
+def floating_conductors(phase: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pieces of conductive host not connected to the collector through conductive host (a
+    conductive band above a dielectric one, a floating cluster of a random host): face-connected
+    (periodic x, y) labels 1..n and n. Lithium is ignored: a piece stays in the list after
+    lithium connects it (test that with ``collector_connected`` of the plated phase)."""
+    host_c = np.asarray(phase) == HOST_CONDUCTIVE
+    return _periodic_label(host_c & ~collector_connected(np.where(host_c, HOST_CONDUCTIVE, ELECTROLYTE)))
+
+
 def analyse_phase(phase: np.ndarray, spacing_um: float, *, name: Optional[str] = None) -> dict:
     """Host descriptors of a phase array (codes of :mod:`continuum.constants`) with voxel edge
     ``spacing_um`` [um], as a JSON-ready dict (lengths in um, areas in um^2; None where a value

@@ -1,6 +1,6 @@
-"""Host decorations: lithiophilic seeds, dielectric coatings and activity gradients. Each
-takes a :class:`~kmc.hosts.host.Host` and returns a new, validated one, recording itself in
-``metadata["decorations"]``."""
+"""Host decorations: lithiophilic seeds, dielectric coatings, conductive/dielectric bands and
+activity gradients. Each takes a :class:`~kmc.hosts.host.Host` and returns a new, validated
+one, recording itself in ``metadata["decorations"]``."""
 from __future__ import annotations
 
 import math
@@ -141,9 +141,23 @@ def coat_dielectric(host: Host, z_from: Optional[int] = None, z_to: Optional[int
     ph = out.phase
     in_range = np.zeros(ph.shape, dtype=bool)
     in_range[:, :, z_from:z_to] = True
+    before = out.connected_conductor_fraction
+    coat = _coat_skin(ph, in_range, thickness)
+    out.seed_mask &= ~coat
+    if name:
+        out.name = name
+    _record(out, {"decorator": "coat_dielectric", "z_from": int(z_from), "z_to": int(z_to),
+                  "thickness": thickness, "n_coated": int(np.count_nonzero(coat)),
+                  "connected_conductor_fraction_before": before,
+                  "connected_conductor_fraction_after": out.connected_conductor_fraction})
+    return out.validate()
+
+
+def _coat_skin(ph: np.ndarray, in_range: np.ndarray, thickness: int) -> np.ndarray:
+    """Turn the conductive skin inside ``in_range`` (``thickness`` voxels deep from the
+    electrolyte) into HOST_DIELECTRIC in place; returns the coated voxels."""
     elec = ph == ELECTROLYTE
     coat = np.zeros(ph.shape, dtype=bool)
-    before = out.connected_conductor_fraction
     for _ in range(thickness):
         # each pass peels the conductive voxels touching electrolyte or the coating so far
         skin = (ph == HOST_CONDUCTIVE) & in_range & face_dilate(elec | coat)
@@ -151,11 +165,83 @@ def coat_dielectric(host: Host, z_from: Optional[int] = None, z_to: Optional[int
             break
         ph[skin] = HOST_DIELECTRIC
         coat |= skin
-    out.seed_mask &= ~coat
+    return coat
+
+
+#: How the conductive bands of :func:`band_dielectric` reach the collector.
+BAND_WIRINGS = ("isolated", "core")
+
+
+def band_layers(host_layers: int, period: int, dielectric_fraction: float) -> list[tuple[int, int, str]]:
+    """The bands of :func:`band_dielectric` as half-open layer ranges ``(z_from, z_to, kind)``
+    (kind 'conductive' or 'dielectric'), from the collector up to ``host_layers``: each period
+    of ``period`` layers holds a conductive band and above it round(dielectric_fraction x
+    period) dielectric layers. ValueError naming the argument when a band would be empty or no
+    dielectric band fits in the host."""
+    host_layers = _check_num("host_layers", host_layers, 1, integer=True)
+    period = _check_num("period", period, 2, integer=True)
+    dielectric_fraction = _check_num("dielectric_fraction", dielectric_fraction, 0.0, 1.0,
+                                     lo_open=True, hi_open=True)
+    n_diel = int(round(dielectric_fraction * period))
+    if not 1 <= n_diel <= period - 1:
+        raise ValueError(f"dielectric_fraction={dielectric_fraction:g} at period={period} layers gives "
+                         f"{n_diel} dielectric layers per period: must give 1 to {period - 1}, i.e. "
+                         f"dielectric_fraction in [{0.5 / period:.3g}, {(period - 0.5) / period:.3g})")
+    n_cond = period - n_diel
+    if n_cond >= host_layers:
+        raise ValueError(f"period={period} layers with dielectric_fraction={dielectric_fraction:g}: the first "
+                         f"conductive band ({n_cond} layers) fills the whole host ({host_layers} layers), so no "
+                         "dielectric band fits; use a shorter period")
+    bands = []
+    for z0 in range(1, host_layers + 1, period):
+        bands.append((z0, min(z0 + n_cond, host_layers + 1), "conductive"))
+        if z0 + n_cond <= host_layers:
+            bands.append((z0 + n_cond, min(z0 + period, host_layers + 1), "dielectric"))
+    return bands
+
+
+def band_dielectric(host: Host, period: int, dielectric_fraction: float = 0.5, *, wiring: str = "isolated",
+                    name: Optional[str] = None) -> Host:
+    """Alternate conductive and dielectric bands along the height of the host's walls.
+
+    Counting from the collector, every ``period`` layers [voxels] hold a conductive band and
+    above it a dielectric band of round(``dielectric_fraction`` x period) layers
+    (:func:`band_layers`). ``wiring`` says how a conductive band reaches the collector:
+
+    * 'isolated': the dielectric bands run through the whole wall, so every conductive band
+      above the first dielectric one floats: it carries no current until lithium grown from
+      below touches it, which connects it (equipotential with the lithium) at the next
+      relabel of the conductor network.
+    * 'core': the dielectric bands are a one-voxel skin (as :func:`coat_dielectric`) over a
+      conductive core that keeps every conductive band connected (a wall two voxels thin or
+      less is coated through there, so the core runs where the wall is thicker).
+
+    The collector is never changed; seeds on new dielectric voxels are removed. The bands and
+    the connected conductive fraction before and after are in ``metadata``.
+    """
+    _check_choice("wiring", wiring, BAND_WIRINGS)
+    k = host.host_layers
+    if k == 0:
+        raise ValueError(f"impossible request ({host.name}): no host above the collector to band")
+    bands = band_layers(k, period, dielectric_fraction)
+    out = host.copy()
+    ph = out.phase
+    diel = np.zeros(ph.shape, dtype=bool)
+    for z0, z1, kind in bands:
+        if kind == "dielectric":
+            diel[:, :, z0:z1] = True
+    before = out.connected_conductor_fraction
+    if wiring == "isolated":
+        changed = diel & (ph == HOST_CONDUCTIVE)
+        ph[changed] = HOST_DIELECTRIC
+    else:
+        changed = _coat_skin(ph, diel, 1)
+    out.seed_mask &= ~changed
     if name:
         out.name = name
-    _record(out, {"decorator": "coat_dielectric", "z_from": int(z_from), "z_to": int(z_to),
-                  "thickness": thickness, "n_coated": int(np.count_nonzero(coat)),
+    _record(out, {"decorator": "band_dielectric", "period": int(period),
+                  "dielectric_fraction": float(dielectric_fraction), "wiring": wiring,
+                  "bands": [list(b) for b in bands], "n_dielectric": int(np.count_nonzero(changed)),
                   "connected_conductor_fraction_before": before,
                   "connected_conductor_fraction_after": out.connected_conductor_fraction})
     return out.validate()

@@ -4,7 +4,7 @@ A builder has the signature ``builder(spec, spacing_um, seed) -> Host``: ``spec`
 fields of the configuration's host section (:class:`kmc.coupling.config.HostSpec`),
 ``spacing_um`` is the voxel edge [um] (``spec.spacing_um``, passed on as is to the generators,
 which take ``spacing_um`` too) and ``seed`` an int or ``numpy.random.SeedSequence``.
-:func:`build_host` applies the decorations the spec asks for (seeds, dielectric coat) after
+:func:`build_host` applies the decorations the spec asks for (seeds, bands, dielectric coat) after
 the builder, so a builder makes the bare skeleton only. A new host kind is one builder
 function plus one ``@register_host("name")``.
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine.seeds import seed_sequence
-from .decorations import activity_gradient, coat_dielectric, decorate_lithiophilic_seeds
+from .decorations import activity_gradient, band_dielectric, coat_dielectric, decorate_lithiophilic_seeds
 from .generators import (channel_array, fibre_mat, overlapping_spheres, planar_foil,
                          porosity_gradient, random_porous)
 from .host import Host, um_to_voxels
@@ -85,7 +85,7 @@ def get_host_kind(kind: str) -> HostKind:
 
 
 def build_host(spec: Any, seed: Any) -> Host:
-    """Build ``spec.kind`` from ``spec``, then seed / coat it as the spec asks, and validate.
+    """Build ``spec.kind`` from ``spec``, then seed / band / coat it as the spec asks, and validate.
 
     The builder draws from ``seed``; the seed decoration from a fixed child of it (spawn key
     + (1,)), so its draws are independent of the skeleton's (the same stream for both would
@@ -98,12 +98,29 @@ def build_host(spec: Any, seed: Any) -> Host:
         decoration = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (1,))
         host = decorate_lithiophilic_seeds(host, spec.seed_fraction, eta_nuc_seed=spec.seed_eta_nuc_V,
                                            weighting=spec.seed_weighting, seed=decoration)
+    if getattr(spec, "band_period_um", 0.0) > 0:
+        host = _bands(host, spec)
     if spec.dielectric_top_fraction > 0:
         host = coat_dielectric(host, top_fraction=spec.dielectric_top_fraction)
     bottom, top = getattr(spec, "activity_bottom", 1.0), getattr(spec, "activity_top", 1.0)
     if (bottom, top) != (1.0, 1.0):
         host = activity_gradient(host, bottom, top)
     return host.validate()
+
+
+def _bands(host: Host, spec) -> Host:
+    """:func:`band_dielectric` as ``spec.band_*`` ask (the period in um: a whole number of voxels)."""
+    spacing_um = spec.spacing_um
+    fields = (f"host.band_period_um={spec.band_period_um:g}, host.band_dielectric_fraction="
+              f"{spec.band_dielectric_fraction:g}")
+    period = um_to_voxels(spec.band_period_um, spacing_um)
+    if abs(period - round(period)) > 1e-6 * max(1.0, period):
+        raise ValueError(f"host.band_period_um={spec.band_period_um:g} is {period:g} voxels of "
+                         f"host.spacing_um={spacing_um:g}: must be a whole number of voxels")
+    try:
+        return band_dielectric(host, int(round(period)), spec.band_dielectric_fraction, wiring=spec.band_wiring)
+    except ValueError as e:
+        raise ValueError(f"{fields}: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ below is what the CLI, ``python -m kmc ensemble --cases`` and the ensemble read.
 from __future__ import annotations
 
 from .base import Case, Study, StudyPlan, run_case, run_study
+from .conductive_dielectric import ConductiveDielectric
 from .cycling import Cycling
 from .gradient_hosts import GradientHosts
 from .lithiophilic import Lithiophilic
 from .pulse_vs_dc import PulseVsDC
+from .sa_sv import SaSv
 from .single import SingleRun
 from .top_deposition import TopDeposition
 
@@ -34,5 +36,7 @@ register_study(Cycling())
 register_study(TopDeposition())
 register_study(GradientHosts())
 register_study(Lithiophilic())
+register_study(SaSv())
+register_study(ConductiveDielectric())
 
 __all__ = ["Case", "Study", "StudyPlan", "STUDIES", "get_study", "register_study", "run_case", "run_study"]

@@ -16,7 +16,7 @@ from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv, write_json
 from ..coupling.observables import cycle_balance, is_stripping_segment
-from ..coupling.simulation import PlatingSimulation, RunResult
+from ..coupling.simulation import RunResult
 from ..coupling.streams import provenance, root_sequence, study_streams
 from ..coupling.waveforms import Segment, expected_duration
 from ..hosts import Host
@@ -115,7 +115,7 @@ class HostVersusFoil(Study):
     def hosts(self, config, seed):
         foil = config.host.model_copy(update={"kind": "planar_foil", "seed_fraction": 0.0,
                                               "dielectric_top_fraction": 0.0, "activity_bottom": 1.0,
-                                              "activity_top": 1.0})
+                                              "activity_top": 1.0, "band_period_um": 0.0})
         return {"Porous host": config.host.build(seed), "Planar foil": foil.build(seed)}
 
 
@@ -145,8 +145,10 @@ class ChargeToleranceError(RuntimeError):
 
 def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, label: str, outdir=None, progress=None,
              series=None, checkpoint_dir=None, resume: bool = False, checkpoint_every: int | None = None):
-    """One coupled run of a host under a protocol."""
-    sim = PlatingSimulation(config, host, seed_sequence=seed_sequence)
+    """One run of a host under a protocol: the coupled KMC run, or the phase field (config.model)."""
+    from ..coupling.phasefield_run import model_run
+
+    sim = model_run(config, host, seed_sequence)
     return sim.run(segments, label=label, outdir=outdir, progress=progress, series=series,
                    checkpoint_dir=checkpoint_dir, checkpoint_every_steps=checkpoint_every, resume=resume)
 
@@ -176,10 +178,17 @@ def _preflight(study: Study, config: SimulationConfig, plan: StudyPlan, workers:
     from ..coupling.preflight import check_case, check_memory, estimate_seconds
 
     warnings = []
+    phasefield = config.model == "phasefield"
     for case in plan.cases:
-        warnings += check_case(config, case.host, case.segments, case.label, allow_coarse=allow_coarse)
-    check_memory(max(c.host.phase.size for c in plan.cases), min(workers, len(plan.cases)))
-    total = sum(estimate_seconds(config, c.host, c.segments) for c in plan.cases) / workers
+        if phasefield:  # its own checks (the KMC's apply in part)
+            from ..coupling.phasefield_run import check_phasefield_case
+
+            warnings += check_phasefield_case(case.config_for(config), case.host, case.segments, case.label)
+        else:
+            warnings += check_case(config, case.host, case.segments, case.label, allow_coarse=allow_coarse)
+    cells = config.phasefield.refinement ** 3 if phasefield else 1  # phase-field cells per voxel, at most
+    check_memory(max(c.host.phase.size for c in plan.cases) * cells, min(workers, len(plan.cases)))
+    total = 0.0 if phasefield else sum(estimate_seconds(config, c.host, c.segments) for c in plan.cases) / workers
     if total > 600:  # worth saying before a long wait
         warnings.append(f"rough estimate: {total / 60:.0f} min of wall time on {workers} laptop core(s)")
     return warnings
@@ -204,7 +213,10 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
 
     from ..coupling.preflight import check_memory
 
+    from ..coupling.phasefield_run import check_resume
+
     t_start = time.perf_counter()
+    check_resume(config, resume)
     n_workers = max(1, workers if workers else (os.cpu_count() or 1))
     if config.host.kind != "image":  # before any host is built: a huge one would not fit to be checked
         check_memory(int(np.prod(config.host.shape)), n_workers)
@@ -287,8 +299,12 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
 
                 results[case.label] = _run_job(job, tick)[1]
                 _advance(bar, start + durations[case.label])
-        else:
-            results = _run_in_pool(jobs, n_workers, bar, durations)
+        else:  # longest first, so the last case to finish does not start last (results do not depend on it)
+            from ..coupling.preflight import estimate_seconds
+
+            cost = [estimate_seconds(case.config_for(config), case.host, case.segments) for case in plan.cases]
+            order = sorted(range(len(jobs)), key=lambda i: -cost[i])
+            results = _run_in_pool([jobs[i] for i in order], n_workers, bar, durations)
     finally:
         bar.close()
     return {case.label: results[case.label] for case in plan.cases}

@@ -15,6 +15,7 @@ Layout of ``outdir``::
     statistics.csv                tidy: n, mean, std, 95 % CI (t distribution) per
                                   case x checkpoint x observable
     comparison.csv, distributions.png   pulse vs DC (run_pulse_vs_dc_ensemble)
+    coulombic_efficiency.png      runs that cycle: CE and dead lithium per cycle, mean and 95 % CI
 
 Every file is written atomically (kmc.coupling.io) the moment a replica arrives, so a kill at any time
 loses no finished replica and leaves no partial file; a rerun skips replicas whose result file
@@ -41,7 +42,6 @@ from ..coupling.columns import APPLIED_CAP, STEP
 from ..coupling.config import ConfigError, SimulationConfig
 from ..coupling.io import write_csv, write_json
 from ..coupling.streams import provenance, replica_sequence
-from ..coupling.simulation import PlatingSimulation
 from .base import run_case
 from .pulse_vs_dc import KEY_OBSERVABLES
 
@@ -70,9 +70,15 @@ def study_cases(name: str):
         from . import get_study
 
         run = run or run_case
-        plan = get_study(name).plan(config, ss)
-        return [({"Case": c.label, "Host": c.host_label, "Protocol": c.protocol_label},
-                 run(c.config_for(config), c.host, c.segments, c.seed, c.slug)) for c in plan.cases]
+        study = get_study(name)
+        plan = study.plan(config, ss)
+        out = []
+        for c in plan.cases:
+            res = run(c.config_for(config), c.host, c.segments, c.seed, c.slug)
+            if hasattr(study, "case_summary"):  # the study's own scalars (cycling: where the pores emptied)
+                res.summary.update(study.case_summary(res))
+            out.append(({"Case": c.label, "Host": c.host_label, "Protocol": c.protocol_label}, res))
+        return out
     cases.__qualname__ = cases.__name__ = f"{name}_cases"
     return cases
 
@@ -101,7 +107,9 @@ def replica_seed(config: SimulationConfig, index: int) -> np.random.SeedSequence
 
 
 def _numeric(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    """A number with a value: NaN ('none here', e.g. the centre of the lithium inside a foil)
+    stays out of the records, whose equality and JSON it would break."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def capacity_rows(rows: list[dict], summary: dict | None = None) -> list[dict]:
@@ -134,8 +142,8 @@ def _seed_info(config, index):
 def _checkpointed_run(ckpt_dir, every):
     """run_case with mid-run checkpoints (a killed long replica resumes where it was)."""
     def run(config, host, segments, ss, label):
-        sim = PlatingSimulation(config, host, seed_sequence=ss)
-        return sim.run(segments, label=label, checkpoint_dir=ckpt_dir, checkpoint_every_steps=every, resume=True)
+        return run_case(config, host, segments, ss, label, checkpoint_dir=ckpt_dir, checkpoint_every=every,
+                        resume=True)
     return run
 
 
@@ -243,6 +251,25 @@ def compare_protocols(rows: list[dict], reference: str = "DC", observables=KEY_O
                             "Ratio CI95 low": lo, "Ratio CI95 high": hi,
                             "p (Welch t)": p_welch, "p (paired t)": p_pair,
                             "Significant (p<0.05)": bool(p_welch < 0.05)})
+    return out
+
+
+def cycle_statistics(stats_rows: list[dict]) -> dict[str, list[dict]]:
+    """Per case with cycles, each cycle's Coulombic efficiency and dead lithium after it (the
+    run summary's ``cycle_ce(k)``, ``cycle_dead(k)``): mean and 95 % CI, as rows for
+    :func:`plots.plot_cycles`."""
+    final = {(s["Case"], s["Observable"]): s for s in stats_rows if s[CHECKPOINT_COL] == 100}
+    out: dict[str, list[dict]] = {}
+    for case in dict.fromkeys(c for c, _ in final):
+        k = 1
+        while (case, col.cycle_ce(k)) in final:
+            row = {col.CYCLE: k}
+            for key, obs in ((col.COULOMBIC_EFFICIENCY, col.cycle_ce(k)), (col.CYCLE_DEAD_END, col.cycle_dead(k))):
+                s = final.get((case, obs), {})
+                row.update({key: s.get("Mean", math.nan), f"{key} CI95 low": s.get("CI95 low", math.nan),
+                            f"{key} CI95 high": s.get("CI95 high", math.nan)})
+            out.setdefault(case, []).append(row)
+            k += 1
     return out
 
 
@@ -367,6 +394,8 @@ def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None,
     workers = (os.cpu_count() or 1) if workers is None else workers
     if int(workers) != workers or workers < 1:
         raise EnsembleError(f"workers = {workers!r}: must be an integer >= 1")
+    if checkpoint_every_steps is not None and config.model == "phasefield":
+        raise EnsembleError("--checkpoint-every: model=phasefield runs write no checkpoints; drop the option")
     kind, fn = _cases_fn(cases)
     outdir = Path(outdir)
     digest = config.digest()
@@ -499,6 +528,12 @@ def run_study_ensemble(name: str, config: SimulationConfig, out, replicas: int, 
         if comparison:
             write_csv(Path(out) / "comparison.csv", comparison)
     plot_distributions(Path(out) / "distributions.png", res.rows, study.key_observables)
+    per_cycle = cycle_statistics(res.statistics)
+    if per_cycle:  # runs that cycle: CE and dead lithium of every cycle with their CIs
+        from .plots import plot_cycles
+
+        n = len(res.records)
+        plot_cycles(Path(out) / "coulombic_efficiency.png", per_cycle, title=f"{n} replicas: mean and 95 % CI")
     res.comparison = comparison
     if echo is not None:
         echo(format_comparison(res.statistics, comparison, study.key_observables))

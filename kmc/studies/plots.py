@@ -98,6 +98,51 @@ def plot_where_lithium_went(outdir, runs: Mapping[str, object], fill_name: str, 
     plot_fill(outdir / fill_name, runs, x)
 
 
+def case_grid(labels: Sequence[str]) -> list[list[str]]:
+    """Study case labels ('Host | Protocol') grouped by host, hosts and cases in their order;
+    labels without a host form one group."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(label.split(" | ")[0] if " | " in label else "", []).append(label)
+    return list(groups.values())
+
+
+def plot_cycles(path, cycles: Mapping[str, Sequence[Mapping]], title: str = "") -> None:
+    """Coulombic efficiency and dead lithium at the end of each cycle (rows of
+    observables.cycle_balance, or an ensemble's means), one line per case, a column of panels
+    per host.  Rows carrying '<column> CI95 low' and '<column> CI95 high' get 95 % CI bars."""
+    from matplotlib.ticker import MaxNLocator
+
+    from ..coupling import columns as col
+
+    grid = case_grid(list(cycles))
+    ks = [r[col.CYCLE] for rows in cycles.values() for r in rows]
+    fig, axes = plt.subplots(2, len(grid), figsize=(5.2 * len(grid), 5.4), squeeze=False, sharex=True)
+    for j, labels in enumerate(grid):
+        for n, label in enumerate(labels):
+            rows = cycles[label]
+            k = np.array([r[col.CYCLE] for r in rows], float) + 0.06 * (n - (len(labels) - 1) / 2)  # dodge the bars
+            name = label.split(" | ")[-1]  # the host titles the column
+            for ax, key in zip(axes[:, j], (col.COULOMBIC_EFFICIENCY, col.CYCLE_DEAD_END)):
+                y = np.array([r[key] for r in rows], float)
+                lo, hi = (np.array([r.get(f"{key} CI95 {e}", np.nan) for r in rows], float) for e in ("low", "high"))
+                err = np.array([y - lo, hi - y]) if np.isfinite(lo).any() else None
+                ax.errorbar(k, y, yerr=err, fmt="o-", lw=1.2, ms=4, capsize=3, label=name, color=f"C{n}")
+        axes[0, j].set_title(labels[0].split(" | ")[0] if " | " in labels[0] else "", fontsize=10)
+        axes[1, j].set_xlabel("cycle")
+        axes[1, j].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[1, j].set_xlim(min(ks, default=1) - 0.5, max(ks, default=1) + 0.5)
+        axes[0, j].legend(fontsize=7, frameon=False)
+    axes[0, 0].set_ylabel(col.COULOMBIC_EFFICIENCY)
+    axes[1, 0].set_ylabel(col.CYCLE_DEAD_END, fontsize=9)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_fill(path, runs: Mapping[str, object], x: str) -> None:
     """Where the lithium went: per run (label -> RunResult) the lithium fill of the pore space
     per layer at the end, and the fraction of the lithium inside the host against column ``x``
@@ -120,4 +165,42 @@ def plot_fill(path, runs: Mapping[str, object], x: str) -> None:
     ax2.set_ylim(0, 1.02)
     ax1.legend(fontsize=7)
     fig.tight_layout()
+    _save(fig, path)
+
+
+_WALL_COLOURS = {"conductive": PHASE_COLOURS[1], "floating conductive": "#e9c46a", "dielectric": PHASE_COLOURS[2],
+                 "mixed": "#cccccc"}
+
+
+def plot_layer_filling(path, panels: Mapping[str, Mapping]) -> None:
+    """Bottom-up filling: per host, the lithium fill of each layer's pore space against
+    plated capacity, with the wall of each host layer in a strip on the left, the capacities
+    at which floating conductors were first seen connected (dashed) and the first growth
+    above the host (solid).  ``panels``: label -> dict(capacity [n], fill [layers x n],
+    spacing_um, host_top (layers), walls (per host layer), connections, first_above)."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.8, 3.8), squeeze=False, sharey=True)
+    for ax, (label, p) in zip(axes[0], panels.items()):
+        q, fill, h = np.asarray(p["capacity"], float), np.asarray(p["fill"], float), p["spacing_um"]
+        edges = np.concatenate([[q[0]], (q[1:] + q[:-1]) / 2, [q[-1]]]) if q.size > 1 else np.array([0.0, 1.0])
+        im = ax.pcolormesh(edges, np.arange(fill.shape[0] + 1) * h, fill, cmap="Blues", vmin=0, vmax=1,
+                           shading="flat")
+        strip = -0.04 * (edges[-1] - edges[0])
+        for z, wall in enumerate(p["walls"]):
+            ax.fill_betweenx([z * h, (z + 1) * h], strip, 0, color=_WALL_COLOURS.get(wall, "white"), lw=0)
+        ax.axhline(p["host_top"] * h, color="k", lw=0.8, ls="--")
+        for c in p["connections"]:
+            if np.isfinite(c):
+                ax.axvline(c, color="#e9c46a", lw=1.2, ls="--")
+        if np.isfinite(p["first_above"]):
+            ax.axvline(p["first_above"], color=PHASE_COLOURS[4], lw=1.2)
+        ax.set_xlim(strip, edges[-1])
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("plated capacity [mAh/cm^2]")
+    axes[0][0].set_ylabel("height above collector [um]")
+    fig.colorbar(im, ax=list(axes[0]), label="lithium fill of the layer's pore space [-]", shrink=0.85)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _WALL_COLOURS.values()]
+    handles += [plt.Line2D([], [], color="#e9c46a", ls="--"), plt.Line2D([], [], color=PHASE_COLOURS[4])]
+    fig.legend(handles, [f"{k} wall" for k in _WALL_COLOURS] + ["floating band connected", "first growth above host"],
+               loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.45, -0.1))
     _save(fig, path)

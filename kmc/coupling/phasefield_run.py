@@ -1,0 +1,353 @@
+"""The phase-field model as a run of the coupled layer (``model = "phasefield"``,
+docs/phasefield.md "Phase-field runs"): the same host, protocol, time-series columns, segment
+records, snapshots and summary as a KMC run (:class:`~kmc.coupling.simulation.PlatingSimulation`),
+so a study runs either model by one switch.
+
+The phase field (``continuum.phasefield``) runs on the voxel grid or one refined by
+``phasefield.refinement``, its constants mapped from the KMC's physics
+(:func:`kmc.coarse_graining.phasefield_parameters`), under the protocol's segments: a current
+density is ``Galvanostatic`` (exact to the root's tolerance, no packets), a potentiostatic hold
+``Potentiostatic``.  The separator column of the KMC run sets the top's concentration and
+potential between rows.  Every deposit observable is the KMC's, computed on the lattice
+:func:`~kmc.coarse_graining.lattice_from_order_parameter` thresholds from the lithium order
+parameter, i.e. xi above the bare host's own diffuse interface (the free cells next to a
+conductive host hold xi > 0 at rest), so that lithium is counted from zero and the lattice holds
+exactly the phase field's lithium, rounded to whole voxels.
+
+Not done (ConfigError before anything is written): strips that end on a condition ('until ...
+cutoff', 'fully stripped'), per-voxel host conductivity, resuming from checkpoints (none are
+written); ``kmc.occupancy_cap`` and ``continuum.coarsen`` are refused by the config.
+"""
+from __future__ import annotations
+
+import time as _time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from continuum.constants import ELECTROLYTE, HOST_DIELECTRIC, LITHIUM
+from continuum.grid import collector_connected, face_dilate
+from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldSolver, Potentiostatic, interpolation,
+                                  relaxed_order_parameter)
+from continuum.separator import SeparatorColumn
+
+from ..coarse_graining import (block_mean, lattice_from_order_parameter, phasefield_parameters, refine,
+                               volume_ratio)
+from ..hosts import Host
+from . import columns as col
+from . import simulation as _simulation
+from .config import ConfigError, SimulationConfig
+from .io import SeriesWriter
+from .observables import REGION_NAMES, cycle_balance, cycle_summary, deposit_observables, region_map, time_weighted_mean
+from .simulation import RunResult, _applied_mA_cm2, _Snapshots
+from .streams import root_sequence
+from .units import MA_PER_CM2, MAH_PER_CM2
+from .waveforms import Segment, expected_duration
+
+
+def _held_potential(segment: Segment):
+    """The held cell potential [V] of a potentiostatic segment, None for a galvanostatic one
+    (``held_potential`` is read with getattr: holds are newer than this adapter's first version)."""
+    return getattr(segment, "held_potential", None)
+
+
+def check_resume(config: SimulationConfig, resume: bool) -> None:
+    """ConfigError when a phase-field run is asked to resume: it writes no checkpoints."""
+    if resume and config.model == "phasefield":
+        raise ConfigError("model=phasefield runs write no checkpoints, so --resume cannot continue one: rerun "
+                          "without --resume (and with --overwrite)")
+
+
+def check_phasefield_case(config: SimulationConfig, host: Host, segments, label: str) -> list[str]:
+    """ConfigError naming what the phase-field run cannot do with this case; else the warnings
+    of the KMC's preflight that apply (the pore fill limit is an error there too), without its
+    packet-granularity check, which is the KMC's."""
+    from .preflight import check_case
+
+    if host.conductivity is not None:
+        raise ConfigError(f"{label}: model=phasefield takes one metal conductivity (sigma_s); the host's "
+                          "per-voxel conductivity is the KMC run's only")
+    for i, s in enumerate(segments):
+        if s.until_stripped or s.cutoff_potential is not None:
+            raise ConfigError(f"{label}: segment {i} ({s.label}) ends on 'fully stripped' or a cutoff potential, "
+                              "which model=phasefield does not evaluate: give strips a capacity or a duration "
+                              "(protocol.steps 'strip at X mA/cm^2 for Y mAh/cm^2'), or use model=kmc")
+    return [w for w in check_case(config, host, segments, label, allow_coarse=True) if "one packet is" not in w]
+
+
+class PhaseFieldRun:
+    """One phase-field run on one host under one protocol; ``run`` returns the KMC run's
+    :class:`RunResult`."""
+
+    def __init__(self, config: SimulationConfig, host: Host, seed_sequence: np.random.SeedSequence | None = None):
+        host.validate()
+        if config.model != "phasefield":
+            raise ConfigError(f"model = {config.model!r}: PhaseFieldRun runs model=phasefield")
+        self.config, self.host, self.physics = config, host, config.physics
+        pf = config.phasefield
+        self.r = r = pf.refinement
+        self.h = host.spacing
+        nx, ny, _ = host.phase.shape
+        self.footprint = nx * ny * self.h**2
+        base = HONG2018 if pf.interface_width_um is None else HONG2018.with_profile_length(pf.interface_width_um * 1e-6)
+        self.params = phasefield_parameters(config.physics, base, noise_amplitude=pf.noise_amplitude)
+        fine = refine(host.phase, r)
+        hf = self.h / r
+        # lithium counts above the bare host's rest state (its contacts hold ~1e-4, what the
+        # reduction on its faces and the double well balance at eta = 0), both at rest
+        bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
+        sites = {"eta_nuc": refine(host.eta_nuc, r), "activity": refine(host.activity, r)}
+        self.xi_host = relaxed_order_parameter(bare, hf, self.params, **sites)
+        xi0 = relaxed_order_parameter(fine, hf, self.params, **sites) if (host.phase == LITHIUM).any() else self.xi_host
+        self.free_fine = (fine == ELECTROLYTE) | (fine == LITHIUM)
+        c0 = np.where(self.free_fine, config.physics.electrolyte.concentration * (1.0 - interpolation(xi0)), 0.0)
+        sep = config.separator
+        self.separator = SeparatorColumn(config.physics, sep.length_um * 1e-6, sep.porosity, sep.cells)
+        ss = seed_sequence if seed_sequence is not None else root_sequence(config.seed)
+        self.solver = PhaseFieldSolver(fine, hf, self.params, xi=xi0, c=c0, eta_nuc=sites["eta_nuc"],
+                                       activity=sites["activity"], top_concentration=self.separator.c_interface,
+                                       rng=np.random.default_rng(ss), linear_solver=pf.linear_solver, tol_xi=pf.tol_xi)
+        self.region = region_map(host.phase)
+        self.packet_charge = config.physics.packet_charge(self.h)
+        self.time = 0.0
+        self.applied_charge = 0.0  # C, SI sign (> 0 anodic); a hold's passed charge counts as applied
+        self.gross_applied = 0.0
+        self.stripped_charge = 0.0  # anodic charge passed, summed per row [C]
+        self.region_growth = np.zeros(len(REGION_NAMES))
+        self._voxel_lithium = self._lithium_per_voxel()
+        self.rows: list[dict] = []
+        self.segment_log: list[dict] = []
+        self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
+        self._lattice = None
+        self._record(Segment(0.0, 0.0, "start"), float("nan"))
+
+    # -- state as the KMC sees it ------------------------------------------------------------
+    @property
+    def lithium_order_parameter(self) -> np.ndarray:
+        """xi above the bare host's diffuse interface on the (refined) grid: the lithium."""
+        return np.where(self.free_fine, self.solver.order_parameter - self.xi_host, 0.0)
+
+    def _lithium_per_voxel(self) -> np.ndarray:
+        """Lithium per voxel [voxels of metal]: the lithium order parameter's block mean."""
+        return block_mean(self.lithium_order_parameter, self.r)
+
+    def lattice(self) -> np.ndarray:
+        """The KMC phase array of the state: exactly round(lithium) voxels of LITHIUM, the free
+        voxels holding the most lithium."""
+        if self._lattice is None:
+            self._lattice = lattice_from_order_parameter(self.lithium_order_parameter, self.host.phase,
+                                                         refinement=self.r)
+        return self._lattice
+
+    def lithium_voxels(self) -> float:
+        """The phase field's lithium in voxels (packets), unrounded."""
+        return float(self.lithium_order_parameter.sum()) / volume_ratio(self.host.phase.shape, self.r)
+
+    def capacity(self, charge: float) -> float:
+        """Charge [C] over the footprint as capacity [mAh/cm^2]."""
+        return charge / self.footprint / MAH_PER_CM2
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _advance(self, segment: Segment, dt: float) -> float:
+        """Advance by dt under the segment; returns the charge passed [C, SI sign]."""
+        t0 = _time.perf_counter()
+        held = _held_potential(segment)
+        s = self.solver
+        before = s.charge
+        j_ext = segment.current_density if held is None else s.current_density  # the separator's current
+        s.set_top(concentration=self.separator.c_interface, potential=self.separator.ohmic_drop(j_ext))
+        try:
+            s.advance(dt, Potentiostatic(held) if held is not None else Galvanostatic(segment.current_density))
+        except RuntimeError as e:
+            raise RuntimeError(f"phase-field run, segment '{segment.label}' at t = {s.t:.6g} s: {e}") from None
+        passed = s.charge - before
+        self.separator.step(dt, current_density=passed / dt / self.footprint if held is not None else j_ext)
+        if held is None:
+            self.applied_charge += segment.current_density * self.footprint * dt
+            self.gross_applied += abs(segment.current_density) * self.footprint * dt
+        else:
+            self.applied_charge += passed
+            self.gross_applied += abs(passed)
+        self.stripped_charge += max(passed, 0.0)
+        self.time += dt
+        self._lattice = None
+        self.timing["continuum [s]"] += _time.perf_counter() - t0
+        return passed
+
+    def _run_segment(self, segment: Segment, on_step) -> str:
+        t_end = self.time + segment.duration
+        interval = self.config.phasefield.record_interval_s
+        while t_end - self.time > 1e-9 * max(1.0, segment.duration):
+            dt = min(interval, t_end - self.time)
+            if t_end - self.time - dt < 0.25 * dt:  # no sliver of a last row
+                dt = t_end - self.time
+            passed = self._advance(segment, dt)
+            on_step(self._record(segment, passed / dt / self.footprint))
+        # the galvanostat passes the applied charge exactly: a capacity-terminated segment ends
+        # on its charge at its nominal end
+        return "charge" if segment.until_charge and segment.current_density else "duration"
+
+    def run(self, segments: Sequence[Segment], *, label: str = "run", outdir: str | Path | None = None,
+            snapshots: int | None = None, progress=None, checkpoint_dir: str | Path | None = None,
+            checkpoint_every_steps: int | None = None, resume: bool = False,
+            series: str | Path | None = None) -> RunResult:
+        """Run a protocol (the arguments of :meth:`PlatingSimulation.run`).  No checkpoints are
+        written (``checkpoint_dir`` is unused); ``resume`` is a ConfigError."""
+        check_resume(self.config, resume)
+        check_phasefield_case(self.config, self.host, segments, label)
+        with threadpool_limits(limits=1):
+            return self._run(list(segments), label, outdir, snapshots, progress, series)
+
+    def _run(self, segments, label, outdir, snapshots, progress, series) -> RunResult:
+        n_snap = self.config.snapshots if snapshots is None else snapshots
+        snaps = _Snapshots(self, outdir, label, n_snap, expected_duration(segments))
+        snaps.write_start()
+        writer = SeriesWriter(series, rows=self.rows) if series is not None else None
+        ends = []
+
+        def on_step(row):
+            if writer is not None:
+                writer.append(row)
+            if progress:
+                progress(row)
+            snaps.maybe_take()
+
+        try:
+            for seg in segments:
+                start = (self.time, self.applied_charge, self.solver.charge)
+                why = self._run_segment(seg, on_step)
+                self._log_segment(seg, why, *start)
+                ends.append(why)
+            snaps.finish()
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None:
+            writer.finish()
+        return self._result(label, ends, snaps.taken)
+
+    # -- records -------------------------------------------------------------------------------
+    def _plating_overpotential_mV(self) -> float:
+        """Mean potential (= eta against the lithium reference at c_ref) over the cells where
+        metal formed in the last step, weighted by its rate [mV]."""
+        rate = self.solver.conversion_rate
+        ok = (rate > 0) & self.free_fine
+        if not ok.any():
+            return float("nan")
+        return float(np.sum(self.solver.potential[ok] * rate[ok]) / rate[ok].sum()) * 1e3
+
+    def _near_deposit_concentration(self, lattice, connected) -> float:
+        """Mean concentration in the electrolyte voxels that face a connected conductor."""
+        c = block_mean(np.nan_to_num(self.solver.concentration), self.r, where=self.free_fine)
+        sel = (lattice == ELECTROLYTE) & face_dilate(connected)
+        return float(c[sel].mean()) if sel.any() else float("nan")
+
+    def _record(self, segment: Segment, current: float) -> dict:
+        """One row after a step; ``current``: the Faradaic current density it passed [A/m^2, SI]."""
+        t0 = _time.perf_counter()
+        lattice = self.lattice()
+        connected = collector_connected(lattice)
+        obs = deposit_observables(lattice, self.host.phase, self.h, self.physics.lithium_molar_volume,
+                                  connected=connected)
+        voxel = self._lithium_per_voxel()
+        grown = np.maximum(voxel - self._voxel_lithium, 0.0)
+        self._voxel_lithium = voxel
+        self.region_growth += np.bincount(self.region.ravel(), weights=grown.ravel(),
+                                          minlength=len(REGION_NAMES))[:len(REGION_NAMES)]
+        start = segment.label == "start"
+        passed_mA_cm2 = -current / MA_PER_CM2 if np.isfinite(current) and current else 0.0
+        held = _held_potential(segment) is not None
+        row = {
+            col.TIME: self.time,
+            col.STEP: segment.label,
+            col.CURRENT: passed_mA_cm2 if held else _applied_mA_cm2(segment),
+        }
+        field_current = getattr(col, "FIELD_CURRENT", None)  # the KMC's hold work adds it
+        if field_current is not None:  # the phase field passes what its fields carry
+            row[field_current] = passed_mA_cm2
+        row.update({
+            col.POTENTIAL: float("nan") if start else float(self.solver.cell_potential),
+            col.OVERPOTENTIAL: float("nan") if start else self._plating_overpotential_mV(),
+            col.APPLIED_CAP: self.capacity(-self.applied_charge),
+            col.PLATED_CAP: self.capacity(-self.solver.charge),
+            col.STRIPPED_CAP: self.capacity(self.stripped_charge),
+            col.C_TOP: self.separator.c_interface,
+            col.C_NEAR: self._near_deposit_concentration(lattice, connected),
+            col.PACKETS: float("nan"),  # no packets
+            **obs.as_row(),
+            col.DEAD_FORMED: float("nan"),  # no electronic isolation in the phase field
+            col.DEAD_RECONNECTED: float("nan"),
+        })
+        total = self.region_growth.sum()
+        for i, name in enumerate(REGION_NAMES):
+            row[col.reductions_share(name)] = float(self.region_growth[i] / total) if total > 0 else 0.0
+        self.rows.append(row)
+        self.timing["observables [s]"] += _time.perf_counter() - t0
+        return row
+
+    def _log_segment(self, segment: Segment, why: str, t0: float, applied0: float, passed0: float) -> None:
+        """One row of segments.csv, as the KMC run writes it."""
+        applied = self.applied_charge - applied0
+        passed = self.solver.charge - passed0
+        duration = self.time - t0
+        last = self.rows[-1]
+        held = _held_potential(segment) is not None
+        self.segment_log.append({
+            col.SEGMENT: len(self.segment_log), col.STEP: segment.label,
+            col.CURRENT: (-passed / duration / self.footprint / MA_PER_CM2 if duration > 0 else 0.0) if held
+            else _applied_mA_cm2(segment),
+            col.SEGMENT_START: t0, col.SEGMENT_DURATION: duration,
+            col.APPLIED_CAP: self.capacity(-applied), col.PASSED_CAP: self.capacity(-passed),
+            col.CHARGE_ERROR: 100.0 * abs(passed - applied) / abs(applied) if applied else float("nan"),
+            col.ENDED_BY: why,
+            col.DEAD_FORMED: float("nan"), col.DEAD_RECONNECTED: float("nan"),
+            col.LITHIUM: last[col.LITHIUM], col.DEAD_LITHIUM: last[col.DEAD_LITHIUM],
+            col.WRITTEN_OFF: 0.0})
+
+    def charge_error_percent(self) -> float:
+        """|passed - applied| over the gross applied charge [%] (the galvanostat's root tolerance)."""
+        if self.gross_applied == 0:
+            return 0.0
+        return 100.0 * abs(self.solver.charge - self.applied_charge) / self.gross_applied
+
+    def _result(self, label: str, ends: list[str], snapshots: list) -> RunResult:
+        final = self.rows[-1]
+        summary = {k: final[k] for k in final if k != col.STEP}
+        summary[col.MEAN_POTENTIAL] = time_weighted_mean(self.rows, col.POTENTIAL, under_current=True)
+        summary[col.SEGMENTS_ENDED_BY] = ";".join(ends)
+        summary[col.CHARGE_ERROR] = self.charge_error_percent()
+        summary[col.COMPLIANCE_STEPS] = 0
+        summary[col.CAPPED_STEPS] = 0
+        summary[col.EXHAUSTED_STRIPS] = 0
+        summary[col.WRITTEN_OFF] = 0.0
+        summary.update(cycle_summary(cycle_balance(self.segment_log)))
+        hold_summary = getattr(_simulation, "hold_summary", None)  # the KMC's hold work adds it
+        if hold_summary is not None:
+            summary.update(hold_summary(self.rows, self.segment_log))
+        lattice = self.lattice()
+        timing = dict(self.timing)
+        return RunResult(label=label, rows=self.rows, host=self.host, final_phase=lattice.copy(),
+                         connected=collector_connected(lattice), summary=summary, timing=timing,
+                         snapshots=snapshots, segments=list(self.segment_log))
+
+    def snapshot_fields(self) -> dict:
+        """The voxel-grid fields of a snapshot: the lattice, the order parameters, c and phi
+        (block means over the refined cells)."""
+        lattice = self.lattice()
+        s = self.solver
+        return {"phase": lattice, "dead_lithium": (lattice == LITHIUM) & ~collector_connected(lattice),
+                "region": self.region, "order_parameter": block_mean(s.order_parameter, self.r),
+                "lithium_fraction": self._lithium_per_voxel(),
+                "concentration": block_mean(np.nan_to_num(s.concentration), self.r, where=self.free_fine),
+                "potential": block_mean(np.nan_to_num(s.potential), self.r,
+                                        where=refine(self.host.phase != HOST_DIELECTRIC, self.r))}
+
+
+def model_run(config: SimulationConfig, host: Host, seed_sequence: np.random.SeedSequence | None = None):
+    """The run ``config.model`` asks for: a PlatingSimulation (kmc) or a PhaseFieldRun; both
+    have ``run(segments, ...)`` returning a RunResult."""
+    if config.model == "phasefield":
+        return PhaseFieldRun(config, host, seed_sequence)
+    return _simulation.PlatingSimulation(config, host, seed_sequence=seed_sequence)
