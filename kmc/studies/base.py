@@ -128,9 +128,19 @@ class HostComparison(Study):
     def host_labels(self, config):
         return list(self.host_variants)
 
+    def host_specs(self, config) -> dict:
+        """label -> the host specification of each variant (studies whose variants depend on
+        the configuration override this; a ValueError becomes the user's ConfigError)."""
+        return {label: config.host.model_copy(update=update) for label, update in self.host_variants.items()}
+
     def hosts(self, config, seed):
-        return {label: config.host.model_copy(update=update).build(seed)
-                for label, update in self.host_variants.items()}
+        from ..coupling.config import ConfigError
+
+        try:
+            specs = self.host_specs(config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return {label: spec.build(seed) for label, spec in specs.items()}
 
     def protocols(self, config):
         from ..coupling.waveforms import dc_plating

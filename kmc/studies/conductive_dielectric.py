@@ -106,14 +106,8 @@ class ConductiveDielectric(HostComparison):
     key_observables = KEY_OBSERVABLES
     host_variants = dict.fromkeys(HOSTS)  # labels; the specifications depend on the config
 
-    def hosts(self, config, seed):
-        from ..coupling.config import ConfigError
-
-        try:
-            specs = host_specs(config)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        return {label: spec.build(seed) for label, spec in specs.items()}
+    def host_specs(self, config):
+        return host_specs(config)
 
     def case_summary(self, result: RunResult) -> dict:
         """The run's own scalars from its rows (ensembles add them to each replica's end)."""

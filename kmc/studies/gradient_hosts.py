@@ -83,14 +83,8 @@ class GradientHosts(HostComparison):
     key_observables = KEY_OBSERVABLES
     host_variants = dict.fromkeys(HOSTS)  # labels; the specifications depend on the config
 
-    def hosts(self, config, seed):
-        from ..coupling.config import ConfigError
-
-        try:
-            specs = host_specs(config)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        return {label: spec.build(seed) for label, spec in specs.items()}
+    def host_specs(self, config):
+        return host_specs(config)
 
 
     def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
