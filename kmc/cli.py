@@ -77,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what each replica runs: the configured case (single), or a study")
     e.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint each run every STEPS macro-steps (resume mid-replica)")
+    from .hosts import host_kinds
+    from .studies.host_analysis import DEFAULT_KINDS, HELP as HOSTS_HELP
+
+    h = sub.add_parser("host_analysis", help="host geometry (porosity, SA, SV, tortuosity, throats) over replicas",
+                       description=HOSTS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.add_argument("--out", default=None, help="output folder (default: runs/host_analysis-seed<seed>-<digest>)")
+    h.add_argument("--seed", type=int, default=None, help="root random seed (default 0)")
+    h.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration field, e.g. --set host.porosity=0.7 (repeatable)")
+    h.add_argument("--kinds", nargs="+", default=list(DEFAULT_KINDS),
+                   choices=[k for k in host_kinds() if k not in ("image", "planar_foil")],
+                   help="host kinds to build (default: %(default)s)")
+    h.add_argument("--replicas", type=int, default=8, help="realisations of each kind (default 8)")
+    h.add_argument("--overwrite", action="store_true", help="write into an --out folder that holds files")
     c = sub.add_parser("config", help="every configuration field: its value (default or --set), unit and meaning")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--json", action="store_true", help="the configuration as JSON (a file `run` reads)")
@@ -213,6 +227,18 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(config.model_dump(mode="json"), indent=2) if args.json else format_config(config))
         elif args.command == "ensemble":
             _run_ensemble_command(args)
+        elif args.command == "host_analysis":
+            from .studies.host_analysis import analyse_hosts, format_statistics, statistics, write_host_analysis
+
+            config = _config(args, {})
+            _check_counts(args, ("replicas",))
+            out = _out(args, "host_analysis", config)
+            if out.exists() and any(out.iterdir()) and not args.overwrite:
+                raise ConfigError(f"--out {out} holds files: pass --overwrite to replace them, or another --out")
+            analyses = analyse_hosts(config, args.kinds, args.replicas)  # before anything is written
+            write_host_analysis(config, analyses, out)
+            print(format_statistics(statistics(analyses)))
+            print(f"mean [95 % CI] over {args.replicas} replicas; outputs in {out}")
         elif args.command == "run":
             from .studies import get_study, run_study
 
