@@ -12,6 +12,7 @@ from .pulse_vs_dc import PulseVsDC
 from .sa_sv import SaSv
 from .single import SingleRun
 from .top_deposition import TopDeposition
+from .validate import Validate
 
 STUDIES: dict[str, Study] = {}
 
@@ -38,5 +39,6 @@ register_study(GradientHosts())
 register_study(Lithiophilic())
 register_study(SaSv())
 register_study(ConductiveDielectric())
+register_study(Validate())
 
 __all__ = ["Case", "Study", "StudyPlan", "STUDIES", "get_study", "register_study", "run_case", "run_study"]

@@ -1,0 +1,480 @@
+"""The KMC against the phase field: ``python -m kmc validate`` (issue 12, docs/phasefield.md
+"Validation: the KMC ensemble against the phase field").
+
+On the same hosts and protocol, N KMC replicas (each a case with its own seed stream) against
+one phase-field run (a case whose own configuration has ``model = "phasefield"``) per host and
+regime: (a) reaction-limited, a planar foil and a small porous host, at a low current; (b) near
+the transport limit, the foil at a fraction of its 1D limiting current.  Both models' deposits
+are read off the same lattice observables; the cross-sections compare the KMC's coarse-grained
+order parameter (``kmc.coarse_graining.order_parameter_from_lattice`` with the phase field's
+interface width, averaged over replicas) with the phase field's own.
+
+Acceptance (issue 12, reaction-limited regime): mean deposit height within 5 % of the KMC
+mean, lithium-inside-host fraction within 0.05, lithium-per-layer depth profile within 0.05 in
+L1, both profiles normalised to unit sum (L1 = sum over layers of |p_KMC - p_PF|, 0 .. 2).
+The transport-limited rows are reported with the same tolerances but are not part of the
+acceptance.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..coupling import columns as col
+from ..coupling.config import ConfigError, SimulationConfig, apply_overrides
+from ..coupling.io import write_csv
+from ..coupling.simulation import RunResult
+from ..coupling.streams import study_streams
+from ..coupling.units import MA_PER_CM2
+from ..coupling.waveforms import dc_plating, expected_duration
+from .base import Case, Study, StudyPlan, labelled_rows
+
+# 2D slabs (ny = 2, the smallest the hosts take) keep the phase field, ~100x the KMC's cost per
+# case, to a minute; 40 x 2 voxels of 1 um plate 233 packets per 0.6 mAh/cm^2 (at 116 packets
+# the KMC's whole-packet charge error, 1.6 packets, missed the 1 % tolerance).  The phase field's interface is 0.5 um wide (Hong's 0.25 um pins fronts
+# to a 1 um grid: 8x the steps).
+STUDY_OVERRIDES = [
+    "host.kind=random_porous", "host.nx=40", "host.ny=2", "host.host_layers=8", "host.reservoir_layers=10",
+    "host.porosity=0.6", "host.feature_size_um=2", "protocol.current_density_mA_cm2=1.5",
+    "protocol.capacity_mAh_cm2=0.6", "snapshots=0", "phasefield.interface_width_um=0.5",
+]
+FULL_OVERRIDES = ["host.nx=64", "host.host_layers=16", "host.reservoir_layers=16", "protocol.capacity_mAh_cm2=1"]
+
+DEFAULT_REPLICAS = 8
+TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
+PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
+
+FOIL, POROUS = "Planar foil", "Porous host"
+REACTION, TRANSPORT = "Reaction-limited", "Transport-limited"
+PAIRS = [(FOIL, REACTION), (POROUS, REACTION), (FOIL, TRANSPORT)]
+KMC_TAG, PF_TAG = "KMC replica", "phase field"
+
+# the acceptance: quantity -> (tolerance, relative?)
+MEAN_HEIGHT = col.MEAN_HEIGHT
+INSIDE_FRACTION = "Lithium inside fraction [-]"
+PROFILE_L1 = "Depth profile L1 [-]"
+TOLERANCES = {MEAN_HEIGHT: (0.05, True), INSIDE_FRACTION: (0.05, False), PROFILE_L1: (0.05, False)}
+# compared and written, not judged
+KEY_OBSERVABLES = [col.MEAN_HEIGHT, col.LITHIUM_INSIDE, col.LITHIUM_ABOVE]  # what ensembles compare
+REPORTED = [col.MAX_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.MEAN_POTENTIAL]
+
+HELP = """\
+The KMC against the phase field on the same hosts and protocol: N KMC replicas (--replicas,
+default 8) against one phase-field run per host and regime: (a) reaction-limited (1.5 mA/cm^2
+in the quick default) on a planar foil and a small porous host, (b) near the transport limit
+(0.9 x the foil's 1D limiting current) on the foil; 2D slabs of 40 x 2 x 19 voxels of 1 um,
+0.6 mAh/cm^2.
+Outputs: cross-sections (the KMC's coarse-grained order parameter, mean and spread over the
+replicas, next to the phase field's), lithium per layer with the ensemble's 95 % band and the
+phase-field line, mean height and lithium-inside fraction against capacity, validation.csv
+(KMC mean, 95 % CI, phase field, difference, tolerance, pass/fail) and a verdict table against
+the acceptance (reaction-limited: mean height within 5 %, inside fraction within 0.05, depth
+profile within 0.05 in L1 of unit-sum profiles).
+
+Examples:
+  python -m kmc validate
+  python -m kmc validate --replicas 16 --workers 2
+  python -m kmc validate --i0-roughness 3.8   # phase-field i0 x the KMC foil's roughness
+"""
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive number")
+    return v
+
+
+class Validate(Study):
+    name = "validate"
+    help = "the KMC ensemble against the phase field (issue 12's acceptance)"
+    description = HELP
+    overrides = STUDY_OVERRIDES
+    full_overrides = FULL_OVERRIDES
+    key_observables = KEY_OBSERVABLES
+
+    def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0):
+        if int(replicas) != replicas or replicas < 2:
+            raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
+                              "(a CI needs two)")
+        if not (i0_roughness > 0 and math.isfinite(i0_roughness)):
+            raise ConfigError(f"--i0-roughness {i0_roughness!r} is out of range: must be > 0")
+        self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
+
+    # -- the study's own options (kmc/cli.py) ---------------------------------------------------
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS,
+                       help=f"KMC replicas per host and regime (default {DEFAULT_REPLICAS}; >= 2)")
+        p.add_argument("--i0-roughness", type=_positive_float, default=1.0, metavar="FACTOR",
+                       help="the phase field's exchange current density is FACTOR x the KMC's (default 1: the "
+                            "flat-front mapping; 3.8: a free KMC foil's faces per footprint voxel, "
+                            "docs/phasefield.md)")
+
+    def from_args(self, args) -> Validate:
+        return Validate(args.replicas, args.i0_roughness)
+
+    # -- plan --------------------------------------------------------------------------------------
+    def host_labels(self, config):
+        return [POROUS, FOIL]
+
+    def hosts(self, config, seed):
+        foil = config.host.model_copy(update={"kind": "planar_foil"})  # the same box, no host
+        return {POROUS: config.host.build(seed), FOIL: foil.build(seed)}
+
+    def regimes(self, config: SimulationConfig, foil) -> dict[str, float]:
+        """Regime -> current density [mA/cm^2]: the configured one, and the transport-limited
+        fraction of the foil's 1D limiting current (separator plus the free electrolyte)."""
+        from continuum import limiting_current_density
+
+        sep = config.separator
+        free = (foil.phase.shape[2] - 1) * foil.spacing - foil.host_height
+        i_lim = limiting_current_density(config.physics, sep.length_um * 1e-6, sep.porosity, free) / MA_PER_CM2
+        return {REACTION: config.protocol.current_density_mA_cm2, TRANSPORT: TRANSPORT_FRACTION * i_lim}
+
+    def protocols(self, config):  # the regimes need the foil: see plan
+        raise NotImplementedError("validate plans its cases from the hosts (Validate.plan)")
+
+    def n_cases(self, config, prots=None) -> int:
+        return len(PAIRS) * (self.replicas + 1)
+
+    def phasefield_config(self, config: SimulationConfig, segments) -> SimulationConfig:
+        """The phase-field cases' configuration: model=phasefield, one snapshot (the final
+        fields), PF_ROWS rows, the exchange current density times ``i0_roughness``."""
+        sets = ["model=phasefield", "snapshots=1",
+                f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
+        if self.i0_roughness != 1.0:
+            i0 = config.physics.kinetics.exchange_current_density_mA_cm2 * self.i0_roughness
+            sets.append(f"physics.kinetics.exchange_current_density_mA_cm2={i0!r}")
+        return SimulationConfig.model_validate(apply_overrides(config.model_dump(mode="json"), sets))
+
+    def plan(self, config, root):
+        """Per (host, regime): ``replicas`` KMC cases, then the phase-field case; one stream per
+        case after the hosts stream, so replica r's result depends only on the root seed and r."""
+        if config.model != "kmc":
+            raise ConfigError(f"model = {config.model!r}: validate runs both models itself; drop --model")
+        host_ss, case_ss = study_streams(root, self.n_cases(config))
+        hosts = self.hosts(config, host_ss)
+        currents = self.regimes(config, hosts[FOIL])
+        cases, streams = [], iter(case_ss)
+        for host_label, regime in PAIRS:
+            segments = dc_plating(currents[regime], config.protocol.capacity_mAh_cm2)
+            for r in range(self.replicas):
+                cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams)))
+            cases.append(Case(host_label, f"{regime}, {PF_TAG}", hosts[host_label], segments, next(streams),
+                              self.phasefield_config(config, segments)))
+        return StudyPlan(hosts, cases)
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
+        groups = group_results(plan, results, outdir)
+        width = interface_width(config)
+        rows, curves, sections, profiles = [], {}, {}, {}
+        for key, g in groups.items():
+            rows += compare_group(key, g)
+            curves[key] = capacity_curves(g)
+            sections[key] = cross_sections(g, width)
+            profiles[key] = (np.array([depth_profile(r.final_phase) for r in g["kmc"]]), g["pf_profile"])
+        write_csv(outdir / "validation.csv", rows)
+        write_csv(outdir / "summary.csv", [summary_line(c, results[c.label]) for c in plan.cases])
+        write_csv(outdir / "timeseries.csv", labelled_rows(results, plan.cases, "rows"))
+        plot_cross_sections(outdir / "cross_sections.png", sections, plan.hosts[FOIL].spacing)
+        plot_depth_profiles(outdir / "depth_profile.png", profiles, plan.hosts[FOIL].spacing)
+        plot_capacity_curves(outdir / "versus_capacity.png", curves)
+        roughness = np.mean([r.summary[col.INTERFACE_AREA] for r in groups[(FOIL, REACTION)]["kmc"]])
+        echo(format_verdict(rows, self.replicas, roughness))
+
+
+# -- grouping and the compared quantities ----------------------------------------------------------
+def interface_width(config: SimulationConfig) -> float:
+    """The phase field's profile length sqrt(kappa / 2W) [m] for this configuration (the
+    coarse-graining kernel's scale)."""
+    from continuum.phasefield import HONG2018
+
+    w = config.phasefield.interface_width_um
+    return HONG2018.profile_length if w is None else w * 1e-6
+
+
+def group_results(plan: StudyPlan, results: dict[str, RunResult], outdir: Path | None = None) -> dict:
+    """(host, regime) -> {"kmc": [RunResult], "pf": RunResult, "pf_xi": order parameter on the
+    voxel grid or None, "pf_profile": its lithium per layer (unit sum)}."""
+    groups: dict[tuple, dict] = {}
+    for c in plan.cases:
+        regime, tag = c.protocol_label.split(", ", 1)
+        g = groups.setdefault((c.host_label, regime), {"kmc": [], "pf": None})
+        if tag.startswith(KMC_TAG):
+            g["kmc"].append(results[c.label])
+        else:
+            g["pf"] = results[c.label]
+    for g in groups.values():
+        g["pf_xi"], lithium = phasefield_fields(g["pf"], outdir)
+        g["pf_profile"] = depth_profile(g["pf"].final_phase) if lithium is None else normalised(lithium.sum(axis=(0, 1)))
+    return groups
+
+
+def phasefield_fields(result: RunResult, outdir: Path | None):
+    """(order parameter, lithium per voxel) of a phase-field run's final snapshot, block means
+    on the voxel grid; (None, None) without one (then its lattice stands in)."""
+    from ..coupling.io import read_vti
+
+    if outdir is None or not result.snapshots:
+        return None, None
+    path = Path(outdir) / "snapshots" / result.snapshots[-1][1]
+    if not path.is_file():
+        return None, None
+    cells, _ = read_vti(path)
+    return cells["order_parameter"], cells["lithium_fraction"]
+
+
+def normalised(per_layer) -> np.ndarray:
+    """A profile scaled to unit sum (all zeros stay zeros)."""
+    p = np.asarray(per_layer, dtype=np.float64)
+    s = p.sum()
+    return p / s if s != 0 else p
+
+
+def depth_profile(phase) -> np.ndarray:
+    """Lithium voxels per layer z, normalised to unit sum."""
+    from continuum.constants import LITHIUM
+
+    return normalised((np.asarray(phase) == LITHIUM).sum(axis=(0, 1)))
+
+
+def l1_distance(p, q) -> float:
+    """L1 distance of two unit-sum profiles, sum |p - q| (0: equal, 2: disjoint)."""
+    return float(np.abs(np.asarray(p, float) - np.asarray(q, float)).sum())
+
+
+def profile_l1_with_ci(kmc_profiles, pf_profile, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """L1 between the mean KMC profile and the phase field's, and its 95 % bootstrap interval
+    over replicas (the mean profile's sampling error; percentile bootstrap, fixed seed)."""
+    p = np.asarray(kmc_profiles, float)
+    est = l1_distance(p.mean(axis=0), pf_profile)
+    rng = np.random.default_rng(seed)
+    boot = [l1_distance(p[rng.integers(0, len(p), len(p))].mean(axis=0), pf_profile) for _ in range(n_boot)]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return est, float(lo), float(hi)
+
+
+def judge(quantity: str, kmc_mean: float, phasefield: float) -> tuple[float, float, bool]:
+    """(difference PF - KMC, the tolerance in the quantity's units, pass) under TOLERANCES; the
+    L1 row's "difference" is the distance itself."""
+    tol, relative = TOLERANCES[quantity]
+    if quantity == PROFILE_L1:
+        return phasefield, tol, bool(phasefield <= tol)
+    diff = phasefield - kmc_mean
+    limit = tol * abs(kmc_mean) if relative else tol
+    return diff, limit, bool(abs(diff) <= limit)
+
+
+def inside_fraction(summary: dict) -> float:
+    li = summary[col.LITHIUM_INSIDE] + summary[col.LITHIUM_ABOVE]
+    return summary[col.LITHIUM_INSIDE] / li if li > 0 else float("nan")
+
+
+def compare_group(key: tuple, g: dict) -> list[dict]:
+    """validation.csv rows of one (host, regime): every compared quantity."""
+    from ..coupling.observables import host_top_index
+    from .ensemble import describe
+
+    host, regime = key
+    pf = g["pf"]
+    out = []
+
+    def row(quantity, d, pf_value, judged=True, unit_note=""):
+        rec = {"Host": host, "Regime": regime, "Quantity": quantity, "n": d["n"], "KMC mean": d["Mean"],
+               "KMC CI95 low": d["CI95 low"], "KMC CI95 high": d["CI95 high"], "Phase field": pf_value}
+        if judged:
+            diff, tol, ok = judge(quantity, d["Mean"], pf_value)
+            rec.update({"Difference": diff, "Tolerance": tol, "Pass": "PASS" if ok else "FAIL",
+                        "Acceptance": regime == REACTION})
+        else:
+            rec.update({"Difference": pf_value - d["Mean"], "Tolerance": float("nan"), "Pass": "reported",
+                        "Acceptance": False})
+        out.append(rec)
+
+    row(MEAN_HEIGHT, describe(r.summary[MEAN_HEIGHT] for r in g["kmc"]), pf.summary[MEAN_HEIGHT])
+    if host_top_index(pf.host.phase) > 1:  # a foil has no inside
+        row(INSIDE_FRACTION, describe(inside_fraction(r.summary) for r in g["kmc"]), inside_fraction(pf.summary))
+    profiles = [depth_profile(r.final_phase) for r in g["kmc"]]
+    est, lo, hi = profile_l1_with_ci(profiles, g["pf_profile"])
+    # the KMC's own floor: each replica's L1 to the mean of the others
+    floor = [l1_distance(p, np.mean([q for j, q in enumerate(profiles) if j != i], axis=0))
+             for i, p in enumerate(profiles)]
+    diff, tol, ok = judge(PROFILE_L1, 0.0, est)
+    out.append({"Host": host, "Regime": regime, "Quantity": PROFILE_L1, "n": len(profiles),
+                "KMC mean": float(np.mean(floor)), "KMC CI95 low": lo, "KMC CI95 high": hi, "Phase field": est,
+                "Difference": diff, "Tolerance": tol, "Pass": "PASS" if ok else "FAIL",
+                "Acceptance": regime == REACTION})
+    for q in REPORTED:
+        row(q, describe(r.summary[q] for r in g["kmc"]), pf.summary[q], judged=False)
+    return out
+
+
+def summary_line(case: Case, result: RunResult) -> dict:
+    from .base import summary_row
+
+    return {**summary_row(result, case), INSIDE_FRACTION: inside_fraction(result.summary)}
+
+
+def format_verdict(rows: list[dict], replicas: int, roughness: float) -> str:
+    """The one-screen verdict: every judged row, then the acceptance's outcome."""
+    lines = [f"Validation: {replicas} KMC replicas (mean [95 % CI]) against the phase field",
+             f"  {'host / regime':32s} {'quantity':24s} {'KMC':>24s} {'phase field':>11s} {'diff':>8s} {'tol':>7s}"]
+    for r in rows:
+        if r["Pass"] == "reported":
+            continue
+        name = r["Quantity"].split(" [")[0]
+        if r["Quantity"] == PROFILE_L1:
+            kmc = f"floor {r['KMC mean']:.3f}"
+            pf = f"{r['Phase field']:.3f} [{r['KMC CI95 low']:.3f}, {r['KMC CI95 high']:.3f}]"
+            lines.append(f"  {r['Host'] + ' / ' + r['Regime']:32s} {name:24s} {kmc:>24s} {pf:>11s} "
+                         f"{'':>8s} {r['Tolerance']:7.3g} {r['Pass']}")
+            continue
+        kmc = f"{r['KMC mean']:.3g} [{r['KMC CI95 low']:.3g}, {r['KMC CI95 high']:.3g}]"
+        lines.append(f"  {r['Host'] + ' / ' + r['Regime']:32s} {name:24s} {kmc:>24s} {r['Phase field']:11.3g} "
+                     f"{r['Difference']:+8.3g} {r['Tolerance']:7.3g} {r['Pass']}")
+    judged = [r for r in rows if r["Acceptance"]]
+    failed = [f"{r['Host']} {r['Quantity'].split(' [')[0]}" for r in judged if r["Pass"] != "PASS"]
+    lines.append(f"Acceptance (reaction-limited, {len(judged)} checks): "
+                 + ("PASS" if not failed else f"FAIL ({len(failed)}: {'; '.join(failed)})"))
+    lines.append(f"  L1 rows: phase field = L1(mean KMC profile, phase field) [bootstrap 95 % CI]; floor = a "
+                 f"replica's L1 to the others' mean. KMC foil interface area {roughness:.2f} faces per footprint "
+                 "voxel (phase field: a flat front, ~1); see docs/phasefield.md.")
+    return "\n".join(lines)
+
+
+# -- curves and fields -------------------------------------------------------------------------------
+def capacity_curves(g: dict, points: int = 41) -> dict:
+    """Mean height and inside fraction against plated capacity: the KMC replicas interpolated on
+    a common grid (mean and 95 % CI per point), the phase field's rows as they are."""
+    from .ensemble import describe
+
+    q_max = max(max(r[col.PLATED_CAP] for r in res.rows) for res in g["kmc"] + [g["pf"]])
+    grid = np.linspace(0.0, q_max, points)
+    out = {"capacity": grid}
+    for name, fn in ((MEAN_HEIGHT, lambda r: r[MEAN_HEIGHT]), (INSIDE_FRACTION, _row_inside)):
+        reps = np.array([_interp(grid, res.rows, fn) for res in g["kmc"]])
+        stats = [describe(reps[:, i]) for i in range(points)]
+        out[name] = {k: np.array([s[k] for s in stats]) for k in ("Mean", "CI95 low", "CI95 high")}
+        out[name]["pf"] = (np.array([r[col.PLATED_CAP] for r in g["pf"].rows]), np.array([fn(r) for r in g["pf"].rows]))
+    return out
+
+
+def _row_inside(r: dict) -> float:
+    return r[col.LITHIUM_INSIDE] / r[col.LITHIUM] if r[col.LITHIUM] > 0 else float("nan")
+
+
+def _interp(grid, rows, fn) -> np.ndarray:
+    q = np.array([r[col.PLATED_CAP] for r in rows], float)
+    y = np.array([fn(r) for r in rows], float)
+    ok = np.isfinite(y)
+    if not ok.any():
+        return np.full(grid.size, np.nan)
+    out = np.interp(grid, q[ok], y[ok])
+    out[grid < q[ok][0]] = np.nan  # no extrapolation below the first value (inside fraction before any lithium)
+    return out
+
+
+def cross_sections(g: dict, width: float) -> dict:
+    """x-z sections (middle y) of the KMC's coarse-grained order parameter, mean and standard
+    deviation over replicas, and the phase field's (its own field, else its coarse-grained
+    lattice)."""
+    from ..coarse_graining import order_parameter_from_lattice
+
+    res = g["kmc"]
+    h = res[0].host.spacing
+    xis = np.array([order_parameter_from_lattice(r.final_phase, h, width) for r in res])
+    pf = g["pf_xi"] if g["pf_xi"] is not None else order_parameter_from_lattice(g["pf"].final_phase, h, width)
+    y = xis.shape[2] // 2
+    return {"KMC mean": xis.mean(axis=0)[:, y, :], "KMC std": xis.std(axis=0, ddof=1)[:, y, :],
+            "Phase field": np.asarray(pf)[:, y, :]}
+
+
+# -- figures -----------------------------------------------------------------------------------------
+def _title(key) -> str:
+    return f"{key[0]}, {key[1].lower()}"
+
+
+def plot_cross_sections(path, sections: dict, spacing: float) -> None:
+    import matplotlib.pyplot as plt
+
+    from .plots import _save
+
+    h = spacing * 1e6
+    fig, axes = plt.subplots(len(sections), 3, figsize=(10, 2.6 * len(sections)), squeeze=False)
+    for i, (key, s) in enumerate(sections.items()):
+        for j, (name, a) in enumerate(s.items()):
+            ax = axes[i, j]
+            vmax = max(float(np.nanmax(a)), 1e-9) if name == "KMC std" else 1.0
+            im = ax.imshow(a.T, origin="lower", cmap="magma" if name == "KMC std" else "viridis", vmin=0, vmax=vmax,
+                           extent=(0, a.shape[0] * h, 0, a.shape[1] * h), interpolation="nearest")
+            ax.set_title(f"{_title(key)}: {name}", fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        axes[i, 0].set_ylabel("z [um]")
+    for ax in axes[-1]:
+        ax.set_xlabel("x [um]")
+    fig.suptitle("Order parameter (x-z section): KMC coarse-grained (mean, std over replicas) vs phase field")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_depth_profiles(path, profiles: dict, spacing: float) -> None:
+    import matplotlib.pyplot as plt
+
+    from .ensemble import describe
+    from .plots import _save
+
+    h = spacing * 1e6
+    fig, axes = plt.subplots(1, len(profiles), figsize=(3.6 * len(profiles), 4), squeeze=False, sharey=True)
+    for ax, (key, (kmc, pf)) in zip(axes[0], profiles.items()):
+        z = (np.arange(kmc.shape[1]) + 0.5) * h
+        stats = [describe(kmc[:, i]) for i in range(kmc.shape[1])]
+        ax.fill_betweenx(z, [s["CI95 low"] for s in stats], [s["CI95 high"] for s in stats], color="C0", alpha=0.3,
+                         label=f"KMC 95 % CI ({kmc.shape[0]} replicas)")
+        ax.plot([s["Mean"] for s in stats], z, color="C0", label="KMC mean")
+        ax.plot(pf, z, color="C3", lw=1.5, label="phase field")
+        ax.set_title(_title(key), fontsize=9)
+        ax.set_xlabel("lithium per layer (unit sum)")
+    axes[0, 0].set_ylabel("height above collector [um]")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_capacity_curves(path, curves: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    from .plots import _save
+
+    fig, axes = plt.subplots(2, len(curves), figsize=(3.6 * len(curves), 6), squeeze=False, sharex="col")
+    for j, (key, c) in enumerate(curves.items()):
+        for i, name in enumerate((MEAN_HEIGHT, INSIDE_FRACTION)):
+            ax, s = axes[i, j], c[name]
+            ax.fill_between(c["capacity"], s["CI95 low"], s["CI95 high"], color="C0", alpha=0.3, label="KMC 95 % CI")
+            ax.plot(c["capacity"], s["Mean"], color="C0", label="KMC mean")
+            ax.plot(*s["pf"], color="C3", label="phase field")
+            ax.set_ylabel(name, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0, j].set_title(_title(key), fontsize=9)
+        axes[1, j].set_xlabel("plated capacity [mAh/cm^2]")
+        axes[1, j].set_ylim(-0.02, 1.02)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def run_validate(config: SimulationConfig, outdir: str | Path, *, replicas: int = DEFAULT_REPLICAS,
+                 i0_roughness: float = 1.0, progress: bool = True, workers: int | None = None, echo=print,
+                 **kwargs) -> dict[str, RunResult]:
+    """Run the validation (``config`` with the study's overrides applied) into ``outdir``."""
+    from .base import run_study
+
+    return run_study(Validate(replicas, i0_roughness), config, outdir, progress=progress, workers=workers,
+                     echo=echo, **kwargs)
+
+
+__all__ = ["Validate", "depth_profile", "judge", "l1_distance", "normalised", "profile_l1_with_ci", "run_validate"]
