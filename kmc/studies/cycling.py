@@ -68,9 +68,9 @@ top), the voltage against capacity of every cycle (voltage_capacity.png) and the
 after the last strip with dead lithium in its own colour (cross_sections.png).
 
 The quick default (5 cycles of 0.2 mAh/cm^2 at 20 mA/cm^2 on a 16 x 16 um footprint, 10
-cases) takes QUICK_WALL on a 2-core laptop; --replicas N gives every cycle's CE and dead
-lithium with a 95 % CI (statistics.csv, coulombic_efficiency.png) and each protocol's ratio to
-DC (comparison.csv).
+cases) takes about 150 s on a quiet 2-core machine (4 min beside other jobs); --replicas N
+gives every cycle's CE and dead lithium with a 95 % CI (statistics.csv,
+coulombic_efficiency.png) and each protocol's ratio to DC (comparison.csv).
 
 Examples:
   python -m kmc cycling

@@ -189,7 +189,7 @@ def replica_table(records: dict[int, dict]) -> list[dict]:
         for res in rec["results"]:
             rows.append({"Replica": r, "Spawn key": "-".join(map(str, rec["spawn_key"])), **res})
     cols = list(dict.fromkeys(k for row in rows for k in row))  # end-only columns (charge error) too
-    return [{k: row.get(k) for k in cols} for row in rows]
+    return [{k: row.get(k, math.nan) for k in cols} for row in rows]  # NaN: no value (not recorded)
 
 
 def statistics_table(rows: list[dict]) -> list[dict]:

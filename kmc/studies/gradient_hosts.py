@@ -20,7 +20,7 @@ from continuum.constants import LITHIUM
 from ..coupling import columns as col
 from ..coupling.config import SimulationConfig
 from ..coupling.io import write_csv
-from ..coupling.observables import host_top_index
+from ..coupling.observables import host_top_index, lithium_centre_height
 from ..coupling.simulation import RunResult
 from ..hosts.analysis import pore_capacity
 from ..hosts.generators import channel_radius
@@ -101,12 +101,7 @@ class GradientHosts(HostComparison):
 def fill_height(phase: np.ndarray, host_phase: np.ndarray) -> float:
     """Mean height of the lithium inside the host over the host height (0 at the collector, 1
     at the host top; 0.5 for a uniform fill; NaN with no lithium inside)."""
-    top = host_top_index(host_phase)
-    li = (phase[:, :, 1:top] == LITHIUM).sum(axis=(0, 1)).astype(float)
-    if top <= 1 or li.sum() == 0:
-        return float("nan")
-    z = np.arange(1, top) - 0.5
-    return float((li * z).sum() / li.sum() / (top - 1))
+    return lithium_centre_height(phase == LITHIUM, host_top_index(host_phase))
 
 
 def fill_row(result: RunResult, case: Case) -> dict:

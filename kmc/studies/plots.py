@@ -38,17 +38,22 @@ def plot_cross_sections(path, deposits: Mapping[str, tuple[np.ndarray, np.ndarra
     """x-z cross-sections through the middle of each deposit, side by side.
     ``deposits`` maps a label to (phase, connected mask or None)."""
     n = len(deposits)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
+    cols = min(n, 6)  # more cases wrap into rows
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
     cmap = ListedColormap(PHASE_COLOURS)
     h_um = spacing * 1e6
-    for ax, (label, (phase, conn)) in zip(axes[0], deposits.items()):
+    for ax, (label, (phase, conn)) in zip(axes.ravel(), deposits.items()):
         img = _phase_image(phase, conn)[:, phase.shape[1] // 2, :]
         nx, nz = img.shape
         ax.imshow(img.T, origin="lower", cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest",
                   extent=(0, nx * h_um, 0, nz * h_um))
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("x [um]")
-    axes[0][0].set_ylabel("z above collector [um]")
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    for row in axes:
+        row[0].set_ylabel("z above collector [um]")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS]
     fig.legend(handles, PHASE_LABELS, loc="lower center", ncol=5, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
     if title:
