@@ -139,10 +139,13 @@ class VoxelMultigrid:
         self._fine = fine
         if hierarchy or not self.levels:
             self._pockets = self._find_pockets(fine)
-        cycle_fine = fine if self._pockets is None else fine.masked(~self._pockets)
         if self._pockets is not None:
             A, self._pocket_cells = fine.masked(self._pockets).matrix()
-            self._pocket_lu = spla.splu(A)
+            if np.any(A.diagonal() <= 0) or A.shape[0] > 4 * self.pocket_max:
+                self._pockets = None  # a pocket without a diagonal is singular; too many cells: leave them
+            else:
+                self._pocket_lu = spla.splu(A)
+        cycle_fine = fine if self._pockets is None else fine.masked(~self._pockets)
         if not hierarchy and self.levels:
             cycle_fine.factors = self.levels[0].factors
             self.levels[0] = cycle_fine
@@ -174,13 +177,7 @@ class VoxelMultigrid:
         size[0] = 0
         small = (size <= self.pocket_max) & (size > 0)
         small[np.argmax(size)] = False
-        if not small.any():
-            return None
-        pockets = small[lab]
-        A = fine.masked(pockets).matrix()[0]
-        if np.any(A.diagonal() <= 0) or A.shape[0] > 4 * self.pocket_max:
-            return None  # a pocket without a diagonal is singular; too many cells: leave them
-        return pockets
+        return small[lab] if small.any() else None
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """The fine operator on a vector over the unknowns."""

@@ -76,6 +76,16 @@ def _factors(shape, r: int):
     return tuple(r if n > 1 else 1 for n in shape)
 
 
+def _on_fine_grid(name: str, a, phase: np.ndarray, r: int):
+    """``a`` as float64 after checking it lies on ``phase``'s grid refined by ``r``: (a, factors)."""
+    factors = _factors(phase.shape, r)
+    fine_shape = tuple(n * f for n, f in zip(phase.shape, factors))
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape != fine_shape:
+        raise ValueError(f"{name}: shape {a.shape} does not match phase {phase.shape} refined by {r} ({fine_shape})")
+    return a, factors
+
+
 def volume_ratio(shape, refinement: int = 1) -> int:
     """Fine cells per coarse voxel: ``refinement ** d``, d = axes of length > 1."""
     return int(np.prod(_factors(shape, _refinement(refinement))))
@@ -234,12 +244,7 @@ def lattice_from_order_parameter(xi, phase, *, refinement: int = 1) -> np.ndarra
     """
     phase = np.asarray(phase)
     r = _refinement(refinement)
-    factors = _factors(phase.shape, r)
-    fine_shape = tuple(n * f for n, f in zip(phase.shape, factors))
-    xi = np.asarray(xi, dtype=np.float64)
-    if xi.shape != fine_shape:
-        raise ValueError(f"xi: shape {xi.shape} does not match phase {phase.shape} refined by {r} "
-                         f"({fine_shape})")
+    xi, factors = _on_fine_grid("xi", xi, phase, r)
     if not np.isfinite(xi).all():
         raise ValueError("xi: must be finite")
     free = (phase == ELECTROLYTE) | (phase == LITHIUM)
@@ -316,12 +321,7 @@ def packets_from_concentration(concentration, phase, spacing: float, *, molar_vo
     """
     phase = np.asarray(phase)
     r = _refinement(refinement)
-    factors = _factors(phase.shape, r)
-    fine_shape = tuple(n * f for n, f in zip(phase.shape, factors))
-    c = np.asarray(concentration, dtype=np.float64)
-    if c.shape != fine_shape:
-        raise ValueError(f"concentration: shape {c.shape} does not match phase {phase.shape} refined by {r} "
-                         f"({fine_shape})")
+    c, factors = _on_fine_grid("concentration", concentration, phase, r)
     host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
     free_fine = ~refine(host, r)
     if not np.isfinite(c[free_fine]).all():

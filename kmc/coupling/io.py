@@ -143,6 +143,20 @@ class SeriesWriter:
         return self.path
 
 
+@contextlib.contextmanager
+def streamed_series(path, rows: Sequence[Mapping[str, object]] = ()) -> Iterator[SeriesWriter | None]:
+    """A :class:`SeriesWriter` for a run's rows (None when ``path`` is None): closed whatever
+    happens, renamed to its final name only when the block ends without an exception."""
+    writer = SeriesWriter(path, rows=rows) if path is not None else None
+    try:
+        yield writer
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        writer.finish()
+
+
 def read_csv(path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))

@@ -39,7 +39,7 @@ from ..hosts import Host
 from . import columns as col
 from . import simulation as _simulation
 from .config import ConfigError, SimulationConfig
-from .io import SeriesWriter
+from .io import streamed_series
 from .observables import REGION_NAMES, cycle_balance, cycle_summary, deposit_observables, region_map, time_weighted_mean
 from .simulation import RunResult, _applied_mA_cm2, _Snapshots
 from .streams import root_sequence
@@ -204,28 +204,21 @@ class PhaseFieldRun:
         n_snap = self.config.snapshots if snapshots is None else snapshots
         snaps = _Snapshots(self, outdir, label, n_snap, expected_duration(segments))
         snaps.write_start()
-        writer = SeriesWriter(series, rows=self.rows) if series is not None else None
         ends = []
+        with streamed_series(series, self.rows) as writer:
+            def on_step(row):
+                if writer is not None:
+                    writer.append(row)
+                if progress:
+                    progress(row)
+                snaps.maybe_take()
 
-        def on_step(row):
-            if writer is not None:
-                writer.append(row)
-            if progress:
-                progress(row)
-            snaps.maybe_take()
-
-        try:
             for seg in segments:
                 start = (self.time, self.applied_charge, self.solver.charge)
                 why = self._run_segment(seg, on_step)
                 self._log_segment(seg, why, *start)
                 ends.append(why)
             snaps.finish()
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is not None:
-            writer.finish()
         return self._result(label, ends, snaps.taken)
 
     # -- records -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from . import columns as col
 from .checkpoint import RunCheckpointer, restore_checkpoint
 from .config import SimulationConfig
 from .galvanostat import Galvanostat
-from .io import SeriesWriter, write_pvd, write_vti
+from .io import streamed_series, write_pvd, write_vti
 from .observables import (REGION_NAMES, DeadLithiumLedger, cycle_balance, cycle_summary, deposit_observables,
                           region_map, time_weighted_mean)
 from .salt import SaltBalance
@@ -520,11 +520,10 @@ class PlatingSimulation:
             snaps.load_state_dict(pos["extra"])
         else:
             snaps.write_start()
-        writer = SeriesWriter(series, rows=self.rows) if series is not None else None
         ends = [] if pos is None else list(pos["ends"])
         plating = [i for i, seg in enumerate(segments) if seg.current_density < 0]
         last_plating = plating[-1] if plating else -1
-        try:
+        with streamed_series(series, self.rows) as writer:
             for i, seg in enumerate(segments):
                 if pos is not None and i < pos["segment_index"]:
                     continue
@@ -545,11 +544,6 @@ class PlatingSimulation:
             snaps.finish()
             if ckpt is not None:  # a finished run resumes to its result without recomputing
                 ckpt.save(len(segments), None, ends, snaps.state_dict())
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is not None:
-            writer.finish()
         return self._result(label, ends, snaps.taken)
 
     def _result(self, label: str, ends: list[str], snapshots: list) -> RunResult:
