@@ -178,9 +178,18 @@ class SPDSolver:
         if method == "gmg":
             if multigrid is None:
                 raise ValueError("linear solver 'gmg' needs the caller's multigrid preconditioner")
-            M = multigrid.preconditioner()
-            K = multigrid.operator()
-        elif method == "jacobi":
+            out = []
+            for b, g in zip(rhs, x0):
+                if not np.any(b):
+                    out.append(np.zeros(n))
+                    continue
+                x, it = multigrid.solve(b, g, rtol=rtol, maxiter=self.maxiter)
+                if it < 0:
+                    raise RuntimeError(f"CG (gmg) did not converge in {self.maxiter} iterations")
+                self.stats["iterations"] += it
+                out.append(x)
+            return out
+        if method == "jacobi":
             dinv = 1.0 / K.diagonal()
             M = spla.LinearOperator(K.shape, matvec=lambda x: dinv * x, dtype=np.float64)
         else:

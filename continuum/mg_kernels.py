@@ -6,12 +6,13 @@ k+1, zero on the top layer), a diagonal term ``d`` (links to fixed potentials, s
 Dirichlet conductance ``dtop[i, j]`` above the top layer, and ``dtot``, the operator's
 diagonal.  ``dtot == 0`` marks a cell that is not an unknown.
 
-The 7-point stencil is written out in each sweep on purpose: a shared helper, even with
+The 7-point stencil is written out in each kernel on purpose: a shared helper, even with
 ``inline="always"``, made the Gauss-Seidel sweep 2x slower at 128^3.
 """
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True)
@@ -31,10 +32,16 @@ def operator_diagonal(gx, gy, gz, d, dtop, dtot):
 
 
 @numba.njit(cache=True)
-def gauss_seidel(x, b, gx, gy, gz, dtot, reverse):
+def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
     """One lexicographic Gauss-Seidel sweep in place (backward when ``reverse``: a forward
-    pre-sweep and a backward post-sweep make the V-cycle symmetric, as CG needs)."""
+    pre-sweep and a backward post-sweep make the V-cycle symmetric, as CG needs).  ``dinv``:
+    1/diagonal, 0 where the cell is not an unknown (it is set to 0).
+
+    Per column, every neighbour but the one just updated is known, so those terms are summed
+    first (a loop the compiler vectorises) and only a multiply-add recurrence runs along z:
+    2.5x faster than updating cell by cell, whose divisions chained through z."""
     nx, ny, nz = x.shape
+    s = np.empty(nz)
     for ii in range(nx):
         i = nx - 1 - ii if reverse else ii
         ip = i + 1 if i + 1 < nx else 0
@@ -43,18 +50,26 @@ def gauss_seidel(x, b, gx, gy, gz, dtot, reverse):
             j = ny - 1 - jj if reverse else jj
             jp = j + 1 if j + 1 < ny else 0
             jm = j - 1 if j > 0 else ny - 1
-            for kk in range(nz):
-                k = nz - 1 - kk if reverse else kk
-                dd = dtot[i, j, k]
-                if dd == 0.0:
-                    continue
-                s = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
-                     + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k])
-                if k + 1 < nz:
-                    s += gz[i, j, k] * x[i, j, k + 1]
-                if k > 0:
-                    s += gz[i, j, k - 1] * x[i, j, k - 1]
-                x[i, j, k] = s / dd
+            if not reverse:
+                for k in range(nz):
+                    old = gz[i, j, k] * x[i, j, k + 1] if k + 1 < nz else 0.0
+                    s[k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
+                            + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k] + old)
+                carry = 0.0
+                for k in range(nz):
+                    v = (s[k] + carry) * dinv[i, j, k]
+                    x[i, j, k] = v
+                    carry = gz[i, j, k] * v
+            else:
+                for k in range(nz):
+                    old = gz[i, j, k - 1] * x[i, j, k - 1] if k > 0 else 0.0
+                    s[k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
+                            + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k] + old)
+                carry = 0.0
+                for k in range(nz - 1, -1, -1):
+                    v = (s[k] + carry) * dinv[i, j, k]
+                    x[i, j, k] = v
+                    carry = gz[i, j, k - 1] * v if k > 0 else 0.0
 
 
 @numba.njit(cache=True)
@@ -191,3 +206,146 @@ def apply_operator(x, gx, gy, gz, dtot, out):
                 if k > 0:
                     s -= gz[i, j, k - 1] * x[i, j, k - 1]
                 out[i, j, k] = s
+
+
+# -- the whole preconditioned CG in one call (no Python per iteration) ---------------------
+# Levels arrive packed one after another in flat arrays (level 0 the fine grid); ``factors[l]`` are the coarsening
+# factors from level l to l + 1 (1 or 2 per axis: shifts, not divisions, index the parents).
+# The coarsest level is solved by a dense inverse over its unknown cells.
+
+@numba.njit(cache=True)
+def _restrict_shift(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
+    """restrict_residual with shifts for the parents' indices; the residual of a column is
+    formed first (vectorised), then summed into the parents."""
+    nx, ny, nz = x.shape
+    rc[:] = 0.0
+    r = np.empty(nz)
+    for i in range(nx):
+        ip = i + 1 if i + 1 < nx else 0
+        im = i - 1 if i > 0 else nx - 1
+        ic = i >> sx
+        for j in range(ny):
+            jp = j + 1 if j + 1 < ny else 0
+            jm = j - 1 if j > 0 else ny - 1
+            jc = j >> sy
+            for k in range(nz):
+                s = (b[i, j, k] - dtot[i, j, k] * x[i, j, k] + gx[i, j, k] * x[ip, j, k]
+                     + gx[im, j, k] * x[im, j, k] + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k])
+                if k + 1 < nz:
+                    s += gz[i, j, k] * x[i, j, k + 1]
+                if k > 0:
+                    s += gz[i, j, k - 1] * x[i, j, k - 1]
+                r[k] = s if dtot[i, j, k] != 0.0 else 0.0
+            for k in range(nz):
+                rc[ic, jc, k >> sz] += r[k]
+
+
+@numba.njit(cache=True)
+def _prolong_shift(x, ec, dtot, sx, sy, sz):
+    nx, ny, nz = x.shape
+    for i in range(nx):
+        ic = i >> sx
+        for j in range(ny):
+            jc = j >> sy
+            for k in range(nz):
+                if dtot[i, j, k] != 0.0:
+                    x[i, j, k] += ec[ic, jc, k >> sz]
+
+
+@numba.njit(cache=True)
+def _level(flat, offsets, shapes, lvl):
+    """Level lvl's view of an array packed level after level."""
+    o = offsets[lvl]
+    n0, n1, n2 = shapes[lvl, 0], shapes[lvl, 1], shapes[lvl, 2]
+    return flat[o:o + n0 * n1 * n2].reshape((n0, n1, n2))
+
+
+@numba.njit(cache=True)
+def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+                sweeps, b0, out):
+    """out = one V-cycle from zero on the fine right-hand side b0 (the multigrid's
+    preconditioner: forward Gauss-Seidel down, exact coarsest solve, backward up).  The
+    levels' arrays are packed one after another in flat arrays (``offsets``, ``shapes``)."""
+    nl = shapes.shape[0]
+    xs[:] = 0.0
+    b = b0
+    for lvl in range(nl - 1):
+        x = _level(xs, offsets, shapes, lvl)
+        gx = _level(gxs, offsets, shapes, lvl)
+        gy = _level(gys, offsets, shapes, lvl)
+        gz = _level(gzs, offsets, shapes, lvl)
+        dt = _level(dts, offsets, shapes, lvl)
+        for _ in range(sweeps):
+            gauss_seidel(x, b, gx, gy, gz, _level(dinvs, offsets, shapes, lvl), False)
+        nb = _level(bs, offsets, shapes, lvl + 1)
+        _restrict_shift(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2], nb)
+        b = nb
+    xc = xs[offsets[nl - 1]:]
+    bc = b.ravel()
+    m = coarse_cells.size
+    for a in range(m):
+        s = 0.0
+        for c in range(m):
+            s += coarse_inverse[a, c] * bc[coarse_cells[c]]
+        xc[coarse_cells[a]] = s
+    for lvl in range(nl - 2, -1, -1):
+        x = _level(xs, offsets, shapes, lvl)
+        dt = _level(dts, offsets, shapes, lvl)
+        _prolong_shift(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
+                       shifts[lvl, 2])
+        bl = b0 if lvl == 0 else _level(bs, offsets, shapes, lvl)
+        for _ in range(sweeps):
+            gauss_seidel(x, bl, _level(gxs, offsets, shapes, lvl), _level(gys, offsets, shapes, lvl),
+                         _level(gzs, offsets, shapes, lvl), _level(dinvs, offsets, shapes, lvl), True)
+    out[:] = _level(xs, offsets, shapes, 0)
+
+
+@numba.njit(cache=True)
+def _dot(a, b):
+    s = 0.0
+    fa = a.ravel()
+    fb = b.ravel()
+    for i in range(fa.size):
+        s += fa[i] * fb[i]
+    return s
+
+
+@numba.njit(cache=True)
+def pcg(x, b, gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+        sweeps, rtol, maxiter):
+    """Conjugate gradients on the fine level's operator, preconditioned by one V-cycle, from
+    x (in place) until |b - A x| <= rtol |b| (2-norms over the grid; cells that are not
+    unknowns hold zeros).  Returns the iteration count, or -1 when maxiter did not reach it."""
+    gx = _level(gxs, offsets, shapes, 0)
+    gy = _level(gys, offsets, shapes, 0)
+    gz = _level(gzs, offsets, shapes, 0)
+    dtot = _level(dts, offsets, shapes, 0)
+    r = np.empty_like(x)
+    apply_operator(x, gx, gy, gz, dtot, r)
+    r.ravel()[:] = b.ravel() - r.ravel()
+    goal = rtol * np.sqrt(_dot(b, b))
+    if np.sqrt(_dot(r, r)) <= goal:
+        return 0
+    z = np.empty_like(x)
+    q = np.empty_like(x)
+    vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+                sweeps, r, z)
+    p = z.copy()
+    rz = _dot(r, z)
+    fx, fr, fp, fq, fz = x.ravel(), r.ravel(), p.ravel(), q.ravel(), z.ravel()
+    for it in range(1, maxiter + 1):
+        apply_operator(p, gx, gy, gz, dtot, q)
+        alpha = rz / _dot(p, q)
+        for i in range(fx.size):
+            fx[i] += alpha * fp[i]
+            fr[i] -= alpha * fq[i]
+        if np.sqrt(_dot(r, r)) <= goal:
+            return it
+        vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+                    sweeps, r, z)
+        rz_new = _dot(r, z)
+        beta = rz_new / rz
+        rz = rz_new
+        for i in range(fp.size):
+            fp[i] = fz[i] + beta * fp[i]
+    return -1

@@ -23,12 +23,11 @@ what pyamg's smoothed aggregation spends seconds on at 128^3 is not needed here.
 from __future__ import annotations
 
 import numpy as np
-import scipy.ndimage as ndi
 import scipy.sparse as sp
-import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
 from . import mg_kernels as K
+from .grid import periodic_components
 
 
 def face_slots(shape, a: np.ndarray, b: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -39,12 +38,23 @@ def face_slots(shape, a: np.ndarray, b: np.ndarray, direction: np.ndarray) -> np
     return (direction // 2) * int(np.prod(shape)) + low
 
 
+def _symmetric_inverse(A) -> np.ndarray:
+    """Dense inverse of the (small, SPD) coarsest matrix, symmetrised so the cycle stays a
+    symmetric preconditioner."""
+    if A.shape[0] == 0:
+        return np.zeros((0, 0))
+    inv = np.linalg.inv(A.toarray())
+    return 0.5 * (inv + inv.T)
+
+
 class _Level:
     def __init__(self, gx, gy, gz, d, dtop):
         self.gx, self.gy, self.gz, self.d, self.dtop = gx, gy, gz, d, dtop
         self.shape = d.shape
         self.dtot = np.empty(self.shape)
         K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot)
+        unknown = self.dtot > 0
+        self.dinv = np.where(unknown, 1.0 / np.where(unknown, self.dtot, 1.0), 0.0)
         self.x = np.zeros(self.shape)
         self.factors = None  # to the next level
 
@@ -97,7 +107,7 @@ class VoxelMultigrid:
     of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
     conductances; :meth:`preconditioner` is the LinearOperator for CG."""
 
-    def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 1500, sweeps: int = 1,
+    def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 256, sweeps: int = 1,
                  pocket_max: int = 4096):
         self.shape = tuple(int(s) for s in shape)
         self.N = int(np.prod(self.shape))
@@ -113,6 +123,8 @@ class VoxelMultigrid:
         self._pockets: np.ndarray | None = None  # bool grid, or None when there are none
         self._pocket_lu = None
         self._pocket_cells = None
+        self._coarse_inverse = None
+        self._compiled = None  # the hierarchy as the compiled CG takes it (built on first use)
 
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
@@ -149,6 +161,7 @@ class VoxelMultigrid:
         if not hierarchy and self.levels:
             cycle_fine.factors = self.levels[0].factors
             self.levels[0] = cycle_fine
+            self._compiled = None
             return
         levels = [cycle_fine]
         while levels[-1].d.size > self.coarse_max and max(levels[-1].shape) > 1:
@@ -156,23 +169,17 @@ class VoxelMultigrid:
         self.levels = levels
         A, self._coarse_cells = levels[-1].matrix()
         self._lu = spla.splu(A) if A.shape[0] else None
+        self._coarse_inverse = _symmetric_inverse(A)
+        self._compiled = None
 
     def _find_pockets(self, fine: _Level) -> np.ndarray | None:
         """Cells of the components (face-connected unknowns, periodic in x and y) of at most
         ``pocket_max`` cells other than the largest, or None.  Components are taken from the
         unknowns' adjacency: a zero conductance between two unknowns only merges components,
         which leaves them in the cycle as before."""
-        unknown = fine.dtot > 0
-        lab, n = ndi.label(unknown)
+        lab, n = periodic_components(fine.dtot > 0)
         if n <= 1:
             return None
-        pairs = [(lab[-1], lab[0]), (lab[:, -1], lab[:, 0])]  # periodic x and y
-        a = np.concatenate([p[0][(p[0] > 0) & (p[1] > 0)] for p in pairs])
-        b = np.concatenate([p[1][(p[0] > 0) & (p[1] > 0)] for p in pairs])
-        if a.size:
-            links = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n + 1, n + 1))
-            _, merged = csgraph.connected_components(links, directed=False)
-            lab = np.where(lab > 0, merged[lab] + 1, 0)
         size = np.bincount(lab.ravel())
         size[0] = 0
         small = (size <= self.pocket_max) & (size > 0)
@@ -210,14 +217,52 @@ class VoxelMultigrid:
             return
         nxt = self.levels[lvl + 1]
         for _ in range(self.sweeps):
-            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dtot, False)
+            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dinv, False)
         rc = np.empty(nxt.shape)
         K.restrict_residual(L.x, b, L.gx, L.gy, L.gz, L.dtot, *L.factors, rc)
         nxt.x[:] = 0.0
         self._cycle(lvl + 1, rc)
         K.prolong_add(L.x, nxt.x, L.dtot, *L.factors)
         for _ in range(self.sweeps):
-            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dtot, True)
+            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dinv, True)
+
+    def _compiled_levels(self):
+        if self._compiled is None:
+            levels = self.levels
+            shapes = np.array([L.shape for L in levels], dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))[:-1]]).astype(np.int64)
+            packed = [np.concatenate([getattr(L, a).ravel() for L in levels]) for a in ("gx", "gy", "gz", "dtot", "dinv")]
+            total = int(shapes.prod(axis=1).sum())
+            shifts = np.array([[f // 2 for f in L.factors] for L in levels[:-1]] or [[0, 0, 0]],
+                              dtype=np.int64)
+            self._compiled = (*packed, np.zeros(total), np.zeros(total), offsets, shapes, shifts,
+                              np.asarray(self._coarse_cells, dtype=np.int64), self._coarse_inverse)
+        return self._compiled
+
+    def solve(self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10,
+              maxiter: int = 5000) -> tuple[np.ndarray, int]:
+        """CG on the fine operator preconditioned by the V-cycle, in one compiled call:
+        (x over the unknowns, iterations; -1 when ``maxiter`` was not enough).  Stops at
+        |b - A x| <= rtol |b|.  Closed pockets are solved exactly beside it (they share no
+        link with the rest, so the system splits)."""
+        bg = np.zeros(self.N)
+        bg[self.node_voxel] = b
+        xg = np.zeros(self.N)
+        if x0 is not None:
+            xg[self.node_voxel] = x0
+        xp = None
+        if self._pockets is not None:
+            cells = self._pocket_cells
+            xp = self._pocket_lu.solve(bg[cells])
+            bg[cells] = 0.0
+            xg[cells] = 0.0
+        xg = xg.reshape(self.shape)
+        its = K.pcg(xg, bg.reshape(self.shape), *self._compiled_levels(), self.sweeps, float(rtol),
+                    int(maxiter))
+        xg = xg.ravel()
+        if xp is not None:
+            xg[self._pocket_cells] = xp
+        return xg[self.node_voxel], its
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         """The preconditioner on a vector over the unknowns."""

@@ -41,7 +41,7 @@ from .constants import ELECTROLYTE, FARADAY
 from .faces import InterfaceFaces, interface_faces
 from .fv import SPDSolver, SymmetricPattern, _default_direct_max, voxel_links
 from .multigrid import VoxelMultigrid, face_slots
-from .grid import collector_connected
+from .grid import collector_connected, periodic_components
 from .kinetics import butler_volmer
 from .parameters import PhysicalParameters
 
@@ -204,13 +204,14 @@ class PotentialSolver:
 
     def _reacting_faces(self):
         """face_active, the BV index arrays of the active faces, and the Jacobian links (lp, lq)."""
-        ne, n, node = self.ne, self.n, self.node
+        n, node = self.n, self.node
         # Electrolyte pockets cut off from the top carry no net current.  If such a pocket has
         # only bare-host faces (cathodic branch only) no finite potential satisfies that: its
         # phi_l would run to -inf (physically it plates until its salt is gone).  Those faces
         # are switched off (zero current, overpotential NaN); see face_active.
-        ncomp_e, lab_e = connected_components(
-            sp.coo_matrix((np.ones(self.ee_p.size), (self.ee_p, self.ee_q)), shape=(ne, ne)), directed=False)
+        lab_grid, ncomp_e = periodic_components(self.phase == ELECTROLYTE)  # the ee links' components
+        lab_e = lab_grid.ravel()[self.elec_flat] - 1
+        self._lab_e = lab_e
         open_comp = np.zeros(ncomp_e, dtype=bool)
         open_comp[lab_e[self.top]] = True
         has_li = np.zeros(ncomp_e, dtype=bool)
@@ -236,8 +237,11 @@ class PotentialSolver:
         anchored[self.top] = True
         anchored[self.bv_e[self.bv_v]] = True
         anchored[self.cv_p] = True
-        adj = sp.coo_matrix((np.ones(lp.size), (lp, lq)), shape=(n, n))
-        ncomp, lab = connected_components(adj, directed=False)
+        if n == self.ne:  # equipotential conductors: the graph is the electrolyte's links
+            ncomp, lab = int(self._lab_e.max(initial=-1)) + 1, self._lab_e
+        else:
+            adj = sp.coo_matrix((np.ones(lp.size), (lp, lq)), shape=(n, n))
+            ncomp, lab = connected_components(adj, directed=False)
         comp_anchored = np.zeros(ncomp, dtype=bool)
         comp_anchored[lab[anchored]] = True
         _, first = np.unique(lab, return_index=True)  # first node of each component

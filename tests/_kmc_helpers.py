@@ -2,6 +2,7 @@
 asserts the exact Faraday/packet accounting and the lattice invariants."""
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
@@ -48,3 +49,15 @@ def advance_checked(engine: KMCEngine, duration, **kw):
 
 def params(**kin):
     return PhysicalParameters(kinetics=kin) if kin else PhysicalParameters()
+
+
+def same_rows(a, b):
+    """Rows (lists of dicts) equal to the bit, NaN equal to NaN: a resumed run against an
+    uninterrupted one."""
+    assert len(a) == len(b)
+    for i, (ra, rb) in enumerate(zip(a, b)):
+        assert list(ra) == list(rb), i
+        for k in ra:
+            x, y = ra[k], rb[k]
+            ok = x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+            assert ok, (i, k, x, y)

@@ -215,7 +215,7 @@ def test_command_writes_outputs_and_the_isolated_band_connects(tmp_path):
     with open(out / "connections.csv", newline="") as fh:
         (ev,) = list(csv.DictReader(fh))
     assert ev["Host"] == "Bands, isolated" and ev["Connected at end [-]"] == "True"
-    assert 0.0 < float(ev["Capacity connected [mAh.cm-2]"]) <= 0.3
+    assert 0.0 < float(ev["Capacity connected [mAh.cm-2]"]) <= 0.3 * 1.01  # the last snapshot is the run's end, within its charge tolerance
     with open(out / "layers.csv", newline="") as fh:
         layers = list(csv.DictReader(fh))
     assert {r["Wall [-]"] for r in layers} >= {"conductive", "dielectric", "floating conductive", "above host"}

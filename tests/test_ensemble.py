@@ -1,7 +1,6 @@
 """Ensembles and checkpoints: same replicas on every backend, kill-and-resume loses nothing and
 changes nothing, a single run resumes bit-identically, a failing replica is reported."""
 import json
-import math
 import sys
 import warnings
 
@@ -13,6 +12,7 @@ from kmc.coupling.config import make_config
 from kmc.studies.ensemble import (EnsembleError, EnsembleWarning, run_ensemble, run_pulse_vs_dc_ensemble, single_case)
 from kmc.coupling.simulation import PlatingSimulation, load_checkpoint
 from kmc.studies.pulse_vs_dc import protocols
+from _kmc_helpers import same_rows
 
 TINY = ["host.nx=8", "host.ny=8", "host.host_layers=4", "host.reservoir_layers=6",
         "protocol.capacity_mAh_cm2=0.005", "snapshots=0"]
@@ -22,16 +22,6 @@ STEPPY = TINY + ["kmc.max_macro_step_s=0.2", "protocol.capacity_mAh_cm2=0.01"]
 
 def cfg(extra=()):
     return make_config({}, TINY + list(extra))
-
-
-def same_rows(a, b):
-    assert len(a) == len(b)
-    for i, (ra, rb) in enumerate(zip(a, b)):
-        assert list(ra) == list(rb), i
-        for k in ra:
-            x, y = ra[k], rb[k]
-            ok = x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
-            assert ok, (i, k, x, y)
 
 
 def results_of(res):

@@ -228,6 +228,25 @@ def test_observables_of_a_planar_front():
     assert s.lithium_amount() == pytest.approx(QUIET.solid_concentration * xi[:, :, 1:].sum() * h**3)
 
 
+def test_stick_slip_front_steps_without_many_rejections():
+    """Hong's case in small (40 x 40 voxels of 1 um, -0.45 V, noise 0.04, 2 s): the front
+    stick-slips one voxel row at a time, and the step-size control follows it with fewer than
+    20 % of the attempts rejected (measured 15 %; the elementary controller 0.9 / sqrt(err),
+    halving after a rejection, rejected 35 %: 78 of 220) and at most 3 (xi, c) iterations per
+    attempt (measured 2.65; 3.36 when the iterations started from zero); lithium is conserved
+    to 1e-12 of the metal."""
+    h, n = 1e-6, 40
+    phase, xi = planar_electrode((n, 1, n), h, HONG2018, 4e-6)
+    s = PhaseFieldSolver(phase, h, HONG2018, xi=xi, rng=0)
+    metal0 = s.lithium_amount()
+    s.advance(2.0, Potentiostatic(-0.45))
+    attempts = s.steps + s.rejected
+    assert s.lithium_amount() > metal0 + 2 * n * h**3 * HONG2018.solid_concentration  # rows converted
+    assert s.rejected < 0.2 * attempts, (s.steps, s.rejected)
+    assert s.iterations <= 3.0 * attempts, s.iterations / attempts
+    assert abs(s.balance()["lithium"]) < 1e-12 * s.lithium_amount()
+
+
 @pytest.mark.slow
 def test_dendrite_at_large_overpotential_smooth_growth_at_small():
     """Hong & Viswanathan's constants (noise off), a flat lithium front at 4 um with a half-disc

@@ -125,7 +125,6 @@ def test_cli_runs_the_phase_field_and_writes_the_kmc_outputs(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--resume"], "write no checkpoints"),
     (["--set", "protocol.steps=[\"plate at 20 mA/cm^2 for 0.02 mAh/cm^2\", "
                        "\"strip at 10 mA/cm^2 until 0.5 V cutoff\"]"], "cutoff"),
     (["--set", "kmc.occupancy_cap=2"], "occupancy_cap"),
@@ -140,13 +139,11 @@ def test_what_the_phase_field_cannot_do_fails_before_anything_is_written(tmp_pat
     assert not out.exists()
 
 
-def test_run_refuses_resume_and_open_ended_strips():
+def test_run_refuses_open_ended_strips():
     cfg = _config(["plate at 20 mA/cm^2 for 0.02 mAh/cm^2", "strip at 10 mA/cm^2 until 0.5 V cutoff"])
     host = cfg.host.build(np.random.SeedSequence(0))
     with pytest.raises(ConfigError, match="cutoff"):
         PhaseFieldRun(cfg, host).run(cfg.protocol.segments())
-    with pytest.raises(ConfigError, match="checkpoints"):
-        PhaseFieldRun(cfg, host).run(cfg.protocol.segments()[:1], resume=True)
 
 
 def test_plating_into_a_porous_host_goes_inside_at_a_negative_cell_potential():

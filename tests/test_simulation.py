@@ -213,3 +213,50 @@ def test_last_plating_segment_never_overshoots_the_requested_charge():
     packet = cfg.physics.packet_charge(h) / (cfg.host.nx * cfg.host.ny * h**2) / MAH_PER_CM2  # mAh/cm^2
     assert res.summary[PLATED_CAP] <= 0.2 + 1.01 * packet
     assert res.summary["Charge error [%]"] < 1.0
+
+
+def test_pulse_warm_starts_each_solve_from_the_last_of_its_kind(monkeypatch):
+    """A pulse alternates open circuit and plating: each solve warm-starts from the last
+    solution of its own kind (the last off-time's field for an off-time); both are
+    checkpointed.  Near the transport limit (the pulse_vs_dc foil) that takes fewer Newton
+    steps at open circuit than starting from the on-time's field (measured 16 against 21 over
+    the first 7 off-times)."""
+    import continuum.potential as potential
+    from kmc.coupling.config import SimulationConfig, apply_overrides
+    from kmc.coupling.streams import root_sequence
+    from kmc.studies import get_study
+
+    study = get_study("pulse_vs_dc")
+    cfg = SimulationConfig.model_validate(apply_overrides(SimulationConfig().model_dump(mode="json"), study.overrides))
+    case = [c for c in study.plan(cfg, root_sequence(cfg.seed)).cases
+            if c.label == "Planar foil | Pulse, equal on-current"][0]
+    newton = []
+    solve = potential.PotentialSolver.solve
+
+    def counted(self, c, **kw):
+        sol = solve(self, c, **kw)
+        if kw.get("current") == 0:
+            newton.append(sol.iterations)
+        return sol
+
+    monkeypatch.setattr(potential.PotentialSolver, "solve", counted)
+    steps, checked = {}, False
+    for own_kind in (True, False):
+        newton.clear()
+        seen_off = False
+        sim = PlatingSimulation(cfg, case.host)
+        for seg in case.segments[:12]:
+            if not own_kind:
+                sim._other_solution = None  # every solve starts from the last one, whatever its kind
+            sim.run_segment(seg)
+            rest = sim._other_solution
+            seen_off = seen_off or seg.label == "off"
+            if own_kind and seen_off and seg.label == "on" and sim.solution.applied_current != 0:
+                assert rest is not None and rest.applied_current == 0
+                assert sim._potential_solver(sim.state.phase, at_rest=True)[1] is rest
+                assert sim._potential_solver(sim.state.phase, at_rest=False)[1] is sim.solution
+                assert sim.state_dict()["other_solution"] is rest
+                checked = True
+        steps[own_kind] = sum(newton)
+    assert checked
+    assert steps[True] < steps[False], steps

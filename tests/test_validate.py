@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from continuum.constants import ELECTROLYTE, LITHIUM
+from continuum.constants import ELECTROLYTE, FARADAY, LITHIUM
 from kmc import make_config
 from kmc.cli import main
 from kmc.coupling import columns as col
@@ -14,6 +14,7 @@ from kmc.coupling.config import ConfigError
 from kmc.studies import get_study
 from kmc.studies.base import run_study
 from kmc.studies.validate import (
+    FILM_LAYERS,
     INSIDE_FRACTION,
     MEAN_HEIGHT,
     PROFILE_L1,
@@ -21,7 +22,9 @@ from kmc.studies.validate import (
     depth_profile,
     judge,
     l1_distance,
+    lithium_film,
     normalised,
+    packet_interface_energy,
     profile_l1_with_ci,
 )
 
@@ -81,15 +84,65 @@ def test_plan_gives_every_replica_its_stream_and_the_phase_field_its_config():
     plan = study.plan(cfg, np.random.SeedSequence(0))
     assert len(plan.cases) == 3 * (3 + 1)
     assert len({tuple(c.seed.spawn_key) for c in plan.cases}) == len(plan.cases)
-    pf = [c for c in plan.cases if c.config is not None]
+    pf = [c for c in plan.cases if c.config.model == "phasefield"]
     assert [c.protocol_label for c in pf] == ["Reaction-limited, phase field"] * 2 + ["Transport-limited, phase field"]
     for c in pf:
-        assert c.config.model == "phasefield" and c.config.snapshots == 1
+        assert c.config.snapshots == 1
         assert c.config.physics.kinetics.exchange_current_density == pytest.approx(
             3.8 * cfg.physics.kinetics.exchange_current_density)
+    # the KMC replicas: the lattice's roughening point, a bond of 4 K_R = 1.63 thermal voltages
+    kmc = [c for c in plan.cases if c.config.model == "kmc"]
+    assert len(kmc) == 9
+    for c in kmc:
+        shift = 2 * c.config.kmc.interface_energy_J_m2 * cfg.physics.lithium_molar_volume / (FARADAY * 1e-6)
+        assert shift * cfg.physics.f == pytest.approx(4 * 0.4074)
+        assert c.config.physics == cfg.physics
+    assert Validate(3, kmc_interface_energy=0).kmc_config(cfg, 1e-6) is None  # the study's own config
+    assert Validate(3, kmc_interface_energy=7.0).kmc_config(cfg, 1e-6).kmc.interface_energy_J_m2 == 7.0
+    # both models plate the foil on FILM_LAYERS of lithium, the porous host bare
+    foil, porous = plan.hosts["Planar foil"].phase, plan.hosts["Porous host"].phase
+    assert (foil[:, :, 1:1 + FILM_LAYERS] == LITHIUM).all() and (foil[:, :, 1 + FILM_LAYERS:] == ELECTROLYTE).all()
+    assert not (porous == LITHIUM).any()
     # the transport-limited current is 0.9 of the foil's 1D limit, above the reaction-limited one
     j = {c.protocol_label: -c.segments[0].current_density for c in plan.cases}
     assert j["Transport-limited, phase field"] > 10 * j["Reaction-limited, phase field"]
+
+
+def test_packet_interface_energy_is_155_J_m2_at_1_um_and_scales_with_the_voxel():
+    cfg = make_config({}, [])
+    assert packet_interface_energy(cfg.physics, 1e-6) == pytest.approx(155.37, rel=1e-3)  # 298.15 K
+    assert packet_interface_energy(cfg.physics, 0.5e-6) == pytest.approx(0.5 * packet_interface_energy(cfg.physics, 1e-6))
+    with pytest.raises(ConfigError, match="kmc-interface-energy"):
+        Validate(2, kmc_interface_energy=-1.0)
+
+
+def test_a_lithium_film_that_does_not_fit_is_named():
+    cfg = make_config({}, get_study("validate").overrides)
+    foil = cfg.host.model_copy(update={"kind": "planar_foil"}).build(0)
+    assert (lithium_film(foil, 3).phase == LITHIUM).sum() == 3 * 40 * 2
+    with pytest.raises(ConfigError, match="lithium film of 40 layers"):
+        lithium_film(foil, 40)
+
+
+def test_a_paid_step_at_open_circuit_never_plates_past_the_segments_charge():
+    """Galvanostat.reduction_cap at target 0 (the KMC ahead of the applied charge) near the end
+    of the last plating segment: its open-circuit exchange may not plate more than the segment
+    still owes (before the fix it allowed 5 sigma of the exchange; one validate replica ended 3
+    packets over, 1.36 %)."""
+    from kmc.coupling.galvanostat import Galvanostat
+
+    q = 1e-3
+    g = Galvanostat(footprint=1.0, packet_charge=q, exchange_current_density=10.0, spacing=1e-6,
+                    compliance_potential=-1.0)
+    applied = -q / 5.0  # a packet per 5 s
+    g.record_step(applied, 100.0, -23 * q, capped=False)  # 20 packets applied, 23 plated: 3 ahead
+    assert g.target_current(applied, 5.0) == 0.0
+    # 15 s left: 3 more packets applied, 3 already plated in advance: nothing more may plate
+    assert g.reduction_cap(applied, 0.0, 5.0, final=False, segment_left=15.0, active_faces=400) == 0
+    # 30 s left: 6 applied, 3 ahead: 3 more
+    assert g.reduction_cap(applied, 0.0, 5.0, final=False, segment_left=30.0, active_faces=400) == 3
+    # not the last plating segment: the open-circuit bound (5 sigma of the exchange)
+    assert g.reduction_cap(applied, 0.0, 5.0, final=False, segment_left=None, active_faces=400) > 3
 
 
 # 32 x 2 x 7 voxels, 0.35 mAh/cm^2 (109 packets) at 40 mA/cm^2 in both "regimes", a 1 um

@@ -11,16 +11,20 @@ MAX_EXP = 200.0  # clip for exp() arguments: only prevents inf, never reached in
 DH_MAX = 1.875  # max of h'(xi), at xi = 1/2
 
 
+# The polynomials below are written as products (no x**n): numpy's power is several times
+# slower, and they are evaluated a dozen times per step on every voxel and link.
+
 def interpolation(x):
     """h(xi) = xi^3 (6 xi^2 - 15 xi + 10), on xi clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
-    return x**3 * (6.0 * x * x - 15.0 * x + 10.0)
+    return x * x * x * ((6.0 * x - 15.0) * x + 10.0)
 
 
 def dh(x):
     """h'(xi) = 30 xi^2 (1 - xi)^2 on xi clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
-    return 30.0 * x * x * (1.0 - x) ** 2
+    y = x * (1.0 - x)
+    return 30.0 * y * y
 
 
 def d2h(x):
@@ -47,6 +51,10 @@ def bernoulli_sym(x):
     return np.where(small, 1.0, 0.5 * x / np.sinh(np.where(small, 1.0, 0.5 * x)))
 
 
+GMG_FALLBACK = 100  # V-cycles per solve above which a field leaves the voxel-grid multigrid...
+GMG_PAUSE = 10  # ...for this many solves, doubled at each failure in a row (at most 1000)
+
+
 class LinearSolver:
     """Linear solves of one field: sparse LU (kept while the matrix key stays the same) up to
     ``direct_max`` unknowns, else conjugate gradients through the project's SPDSolver.  The LU
@@ -65,22 +73,49 @@ class LinearSolver:
         self.amg = {}  # one hierarchy per kind of matrix, so each stays a good preconditioner
         self.jacobi = SPDSolver("jacobi")
         self.gmg = SPDSolver("gmg", maxiter=500)
+        # solves left on AMG after the voxel-grid multigrid failed to converge in GMG_FALLBACK
+        # iterations on a matrix the caller also gave (phi); then the multigrid is tried again.
+        # phi on a 3D porous conductive host (contrast 1e6 along a tortuous network) took it
+        # 350-650 V-cycles, AMG 7-13 (there it fails every time: the pauses grow); in Hong's
+        # 2D case it takes 20-30 and AMG is slower, and it fails only on an attempt far too
+        # long, which the error control rejects
+        self.gmg_off, self.gmg_pause = 0, GMG_PAUSE
         self.lu, self.key = None, None
-        self.stats = {"factorizations": 0, "solves": 0}
+        self.stats = {"factorizations": 0, "solves": 0, "multigrid failures": 0}
 
-    def solve(self, K, b, key, rtol=1e-11, dominant=False, kind="", multigrid=None):
+    def solve(self, K, b, key, rtol=1e-11, dominant=False, kind="", multigrid=None, x0=None):
+        """x with K x = b (iterative: |b - K x| <= rtol |b|, from ``x0`` when given)."""
         self.stats["solves"] += 1
         if not self.direct:
-            if multigrid is not None:
-                x = self.gmg.solve(None, [b], rtol=rtol, multigrid=multigrid)[0]
-            elif self.method == "jacobi" or (self.method == "auto" and dominant):
-                x = self.jacobi.solve(K, [b], rtol=rtol)[0]
-            else:
+            guess, x = None if x0 is None else [x0], None
+            if multigrid is not None and not self.gmg_off:
+                self.gmg.maxiter = 5000 if K is None else GMG_FALLBACK
+                try:
+                    x = self.gmg.solve(None, [b], x0=guess, rtol=rtol, multigrid=multigrid)[0]
+                    self.gmg_pause = GMG_PAUSE
+                except RuntimeError:
+                    if K is None:
+                        raise
+                    self.gmg_off, self.gmg_pause = self.gmg_pause, min(2 * self.gmg_pause, 1000)
+                    self.stats["multigrid failures"] += 1
+            elif multigrid is not None:
+                self.gmg_off -= 1
+            if x is None and (self.method == "jacobi" or (self.method == "auto" and dominant)):
+                x = self.jacobi.solve(K, [b], x0=guess, rtol=rtol)[0]
+            elif x is None:
                 # a short leash: these matrices move with the interface every step, and a stale
                 # hierarchy (contrast 1e6 in phi) can take thousands of iterations before
                 # SPDSolver would rebuild it at its default 5000
                 amg = self.amg.setdefault(kind, SPDSolver("amg", rebuild_factor=2.0, maxiter=60))
-                x = amg.solve(K, [b], rtol=rtol)[0]
+                try:
+                    x = amg.solve(K, [b], x0=guess, rtol=rtol)[0]
+                except RuntimeError:
+                    if multigrid is None:
+                        raise
+                    # AMG failed too: a system no solver reaches the tolerance on (a step too
+                    # long to linearise: the caller shortens it)
+                    self.gmg_off = 0
+                    raise FloatingPointError("linear solve did not converge") from None
         else:
             if key != self.key or self.lu is None:
                 self.lu = spla.splu(K.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
@@ -109,7 +144,12 @@ class Anderson:
             self.residuals.pop(0)
         if len(self.images) == 1:
             return self.images[-1]
-        dR = np.stack([b - a for a, b in zip(self.residuals[:-1], self.residuals[1:])], axis=1)
-        dX = np.stack([b - a for a, b in zip(self.images[:-1], self.images[1:])], axis=1)
-        gamma = np.linalg.lstsq(dR, r, rcond=None)[0]
-        return self.images[-1] - dX @ gamma
+        dR = [b - a for a, b in zip(self.residuals[:-1], self.residuals[1:])]
+        # least squares through the (at most depth x depth) normal equations: an SVD of the
+        # tall n x depth matrix cost more than the rest of the mixing together
+        gram = np.array([[u @ v for v in dR] for u in dR])
+        gamma = np.linalg.lstsq(gram, np.array([u @ r for u in dR]), rcond=1e-12)[0]
+        out = self.images[-1].copy()
+        for k, gk in enumerate(gamma):
+            out -= gk * (self.images[k + 1] - self.images[k])
+        return out

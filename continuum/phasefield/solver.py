@@ -36,9 +36,28 @@ from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..multigrid import VoxelMultigrid
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
 from .geometry import Geometry
-from .numerics import (DH_MAX, Anderson, LinearSolver, bernoulli, bernoulli_sym, clipped_exp, d2h, dh,
+from .numerics import (DH_MAX, GMG_PAUSE, Anderson, LinearSolver, bernoulli, bernoulli_sym, clipped_exp, d2h, dh,
                        interpolation)
 from .parameters import HONG2018, PhaseFieldParameters
+
+
+# Relative tolerance of the linear solves inside the (xi, c) iterations (inexact Newton: a
+# correction needs a few digits, the stopping test reads the exact residuals; the final c solve
+# and the galvanostat's xi solves, which carry the balances, go to 1e-11)
+INNER_RTOL = 1e-4
+
+
+_BLAS = None
+
+
+def _blas_single_thread():
+    """BLAS threads off while stepping: the vectors here are too short to share, and on a busy
+    machine a threaded numpy dot inside CG took 7 ms instead of 20 us (a step ten times slower)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 class GalvanostatError(RuntimeError):
@@ -127,21 +146,23 @@ class _Transport:
         """M dc (unscaled)."""
         return (self.M @ (self.s * dc)) / self.s
 
-    def solve(self, rhs, extra=None):
-        """dc with (M + diag(extra)) dc = rhs; with ``extra`` (an iteration's correction) to a
-        looser tolerance."""
+    def solve(self, rhs, extra=None, guess=None):
+        """dc with (M + diag(extra)) dc = rhs; with ``extra`` (an iteration's correction) to
+        the inexact-Newton tolerance INNER_RTOL.  ``guess``: a starting dc for the iterative
+        solvers (the iterations' last dc for the final solve)."""
         lin, mg = self.solver._lin["c"], self.solver._mg_c
         if mg is not None:
-            return self._solve_multigrid(lin, mg, rhs, extra)
+            return self._solve_multigrid(lin, mg, rhs, extra, guess)
         if extra is None:
-            return lin.solve(self.M, self.s * rhs, self.key, dominant=self.dominant) / self.s
+            x0 = None if guess is None else self.s * guess
+            return lin.solve(self.M, self.s * rhs, self.key, dominant=self.dominant, x0=x0) / self.s
         if self.schur is None or self.schur[0] is not extra:
             K = self.solver.geo.pattern.assemble(self.Ghat, self.diag + extra)
             self.schur = (extra, K, self.solver._key())
-        return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=1e-7, dominant=self.dominant,
+        return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=INNER_RTOL, dominant=self.dominant,
                          kind="schur") / self.s
 
-    def _solve_multigrid(self, lin, mg, rhs, extra):
+    def _solve_multigrid(self, lin, mg, rhs, extra, guess):
         g, dt = self.solver.geo, self.solver._dt
         w = 1.0 / self.s**2  # exp(-f (phi - phi0)): c = w u
         key = (self.key, id(extra))
@@ -152,7 +173,8 @@ class _Transport:
                 top[g.ctop] = self.Bt * w[g.ctop]
             mg.set_operator(g.slots, self.Bab * w[g.a], storage, top)
             self.solver._mg_c_key = key
-        du = lin.solve(None, rhs, key, rtol=1e-11 if extra is None else 1e-7, multigrid=mg)
+        du = lin.solve(None, rhs, key, rtol=1e-11 if extra is None else INNER_RTOL, multigrid=mg,
+                       x0=None if guess is None else guess / w)
         return w * du
 
     def inflow(self, c_new):
@@ -213,6 +235,9 @@ class PhaseFieldSolver:
             self._mg_c = VoxelMultigrid(phase.shape, g.free)
             self._mg_c_key = None
         self.dt_max, self._dt_next = float(dt_max), float(dt_initial)
+        # step-size control's memory: the last accepted step's error, and whether the attempt
+        # before this one was rejected (see `_next_step`)
+        self._err_prev, self._after_rejection = 1.0, False
         self.tol = {"xi": float(tol_xi), "c": float(tol_c), "eta": float(tol_eta)}
         if xi is None:
             xi = order_parameter_from_mask(phase, phase == LITHIUM, self.spacing, params)
@@ -240,6 +265,7 @@ class PhaseFieldSolver:
         self._control = None
         self._keys = 0  # numbers assembled matrices, so a cached factorisation is never reused wrongly
         self._psi = None
+        self._psi_start = np.zeros(g.np_)  # the last psi: where the next one's solve starts
         self._source = np.zeros(g.n)  # F c_s dxi/dt of the last step [A/m^3], for re-solving phi
         self._psys = self._potential_system(self.xi)
         self.phi, _ = self._solve_potential(self._psys, np.zeros(g.np_), self.cell_potential, self._source)
@@ -278,9 +304,11 @@ class PhaseFieldSolver:
         diag[g.ptop] += gtop
         return g.ppattern.assemble(G, diag), G, gbot, gtop, self._key()
 
-    def _solve_potential(self, psys, phi0, V, source, top=None):
+    def _solve_potential(self, psys, phi0, V, source, top=None, accuracy=None):
         """phi with the current system for collector potential V and source F c_s dxi/dt
-        [A/m^3] on free voxels; returns (phi, charge inflow rate through boundaries [A])."""
+        [A/m^3] on free voxels, from phi0; returns (phi, charge inflow rate through boundaries
+        [A]).  ``accuracy``: instead of the balances' tolerance, a residual of this fraction
+        of the boundary driving (for psi, which only linearises eta in V)."""
         g = self.geo
         K, G, gbot, gtop, key = psys
         top = self.top_potential if top is None else top
@@ -298,6 +326,10 @@ class PhaseFieldSolver:
         target = 1e-9 * np.linalg.norm(source) + 1e-13 * drive
         rnorm = np.linalg.norm(res)
         rtol = float(np.clip(target / rnorm, 1e-12, 1e-6)) if rnorm > 0 else 1e-12
+        if accuracy is not None:
+            if rnorm <= accuracy * drive:
+                return phi0.copy(), (0.0, 0.0)
+            rtol = float(np.clip(accuracy * drive / rnorm, 1e-12, 0.1))
         mg = None
         if self._mg is not None:
             if self._mg_key != key:  # a few passes over the grid: cheap to redo
@@ -314,10 +346,14 @@ class PhaseFieldSolver:
         return phi, (i_bot + i_top, abs(i_bot) + abs(i_top))
 
     def _unit_response(self):
-        """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source)."""
+        """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source), from the
+        last step's psi, to 1e-8 of the driving: an error dpsi moves eta by (V - V^n) dpsi,
+        microvolts at most, against the 2 mV of tol_eta (it was solved from zero to 1e-12,
+        which on a porous host cost more than phi itself)."""
         if self._psi is None:
-            start = np.zeros(self.geo.np_)
-            self._psi, _ = self._solve_potential(self._psys, start, 1.0, np.zeros(self.geo.n), top=0.0)
+            self._psi, _ = self._solve_potential(self._psys, self._psi_start, 1.0, np.zeros(self.geo.n),
+                                                 top=0.0, accuracy=1e-8)
+            self._psi_start = self._psi
         return self._psi
 
     # -- order parameter ------------------------------------------------------------------
@@ -460,7 +496,11 @@ class PhaseFieldSolver:
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
-        dxi, dc = np.zeros(g.n), np.zeros(g.n)
+        # xi starts from the last step's increment scaled to this dt (a predictor; c's
+        # increment, started likewise, made a galvanostatic front's steps collapse after a
+        # transient of c: its increments are no guide to the next)
+        dxi = dt / self._hist[0] * self._hist[1] if self._hist is not None else np.zeros(g.n)
+        dc = np.zeros(g.n)
         mixer = Anderson(depth=3)
         G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
         for it in range(6):
@@ -477,7 +517,7 @@ class PhaseFieldSolver:
                 clock = self._tick("galvanostat", clock)
             rhs[ak] -= reaction(V)
             # galvanostatic: sum(dxi) is the charge passed, as exact as this solve
-            Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else 1e-7, dominant=dominant)
+            Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else INNER_RTOL, dominant=dominant)
             new = mixer.next(np.concatenate([dxi, dc]), np.concatenate([Dx, Dc]))
             dxi, dc = new[:g.n], new[g.n:]
             G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
@@ -490,14 +530,15 @@ class PhaseFieldSolver:
             change = corr / min(self.tol["xi"], 0.02 * np.max(np.abs(dxi), initial=0.0) + 1e-300)
             if change < 0.5:
                 break
-        dc = tr.solve(tr.r0 - cs * dxi / dt)
+        dc = tr.solve(tr.r0 - cs * dxi / dt, guess=dc)
         self._tick("concentration", clock)
         self.iterations += it + 1
         return V, dxi, dc, eta0[ak] + (V - Vn) * psi[ak], ak, tr, corr / self.tol["xi"]
 
     def _attempt(self, control, dt):
-        """One step of length dt; commits it and returns (True, dt factor) when its error
-        estimate is within tolerance, else (False, dt factor) and leaves the state alone."""
+        """One step of length dt; commits it and returns (True, error) when its error
+        estimate is within tolerance (error <= 1), else (False, error) and leaves the state
+        alone (error None: the step could not be solved)."""
         p, g = self.params, self.geo
         xi = self.xi
         noise = self._noise(xi, dt)
@@ -511,7 +552,7 @@ class PhaseFieldSolver:
             phi_new, charge_in = self._solve_potential(psys, self.phi, V, source)
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
             self.rejected += 1
-            return False, 0.25
+            return False, None
         except GalvanostatError:
             # within a step the reaction acts only where h'(xi) > 0 at the step's start, so a long
             # step can ask more of the galvanostat than any potential gives: shorter; below a
@@ -519,14 +560,13 @@ class PhaseFieldSolver:
             if dt < 1e-6:
                 raise
             self.rejected += 1
-            return False, 0.25
+            return False, None
         clock = self._tick("potential", clock)
         err = max(coupling, self._error(dt, dxi, dc, xi_new[act], eta, phi_new[g.pfree][act]))
-        factor = float(np.clip(0.9 / np.sqrt(max(err, 1e-12)), 0.2, 2.0))
         self._tick("error control", clock)
         if err > 1.0:
             self.rejected += 1
-            return False, min(factor, 0.5)
+            return False, err
         self.xi, self.c, self.phi, self.cell_potential = xi_new, c_new, phi_new, V
         self._psys, self._psi, self._source = psys, None, source
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
@@ -538,7 +578,7 @@ class PhaseFieldSolver:
         self.t += dt
         self.steps += 1
         self._hist = (dt, dxi, dc)
-        return True, factor
+        return True, err
 
     def _tick(self, part, since):
         now = time.perf_counter()
@@ -575,22 +615,91 @@ class PhaseFieldSolver:
         if control != self._control:
             self._hist = None  # the time derivative jumps at a control change
             self._control = control
+            self._err_prev = 1.0
         t_end = self.t + duration
-        while t_end - self.t > 1e-12 * max(t_end, 1.0):
-            remaining = t_end - self.t
-            dt = min(self._dt_next, self.dt_max)
-            truncated = dt >= remaining
-            if truncated:
-                dt = remaining
-            elif dt > remaining / 2:
-                dt = remaining / 2  # no sliver of a last step
-            accepted, factor = self._attempt(control, dt)
-            if accepted and truncated and factor >= 1.0:
-                continue  # a step cut short by the end keeps the step length that was allowed
-            self._dt_next = dt * factor
-            if self._dt_next < 1e-14:
-                raise RuntimeError(f"phase-field step shrank below 1e-14 s at t = {self.t:.6g} s")
+        with _blas_single_thread():
+            while t_end - self.t > 1e-12 * max(t_end, 1.0):
+                remaining = t_end - self.t
+                dt = min(self._dt_next, self.dt_max)
+                chosen = dt < remaining / 2  # the controller's own length, not cut to fit the end
+                if dt >= remaining:
+                    dt = remaining
+                elif not chosen:
+                    dt = remaining / 2  # no sliver of a last step
+                accepted, err = self._attempt(control, dt)
+                self._next_step(dt, accepted, err, chosen)
+                if self._dt_next < 1e-14:
+                    raise RuntimeError(f"phase-field step shrank below 1e-14 s at t = {self.t:.6g} s")
         return self
+
+    def _next_step(self, dt, accepted, err, chosen):
+        """The next step's length (PI control, Gustafsson's; docs/phasefield.md "Error
+        control").  The error goes as dt^2 (first-order local error), so a rejected step is
+        retried at 0.9 / sqrt(err) of its length (at most 0.9 of it; 1/4 when it could not be
+        solved), and after an accepted one the step grows by 0.9 err^-0.35 err_prev^0.2, or by
+        min(0.9 / sqrt(err), 1.25) where that is more (within 0.2 and 2): remembering the last
+        error damps the grow-reject-halve cycle a front's stick-slip provokes with the
+        elementary controller 0.9 / sqrt(err); after a rejection it does not grow.  A step cut
+        to fit the end of `advance` keeps the length that was allowed (when it would have
+        grown) and does not enter the memory."""
+        if not accepted:
+            self._after_rejection = True
+            self._dt_next = dt * (0.25 if err is None else float(np.clip(0.9 / np.sqrt(err), 0.2, 0.9)))
+            return
+        e = max(err, 1e-4)
+        # PI, but never slower than 1.25 per step where the elementary controller would grow:
+        # at a steady small error (an estimate that does not follow dt^2, as in a transient
+        # of c) PI alone grows by only 0.9 err^-0.15 per step
+        factor = max(0.9 * e**-0.35 * self._err_prev**0.2, min(0.9 / np.sqrt(e), 1.25))
+        factor = float(np.clip(factor, 0.2, 2.0))
+        if self._after_rejection:
+            factor = min(factor, 1.0)
+        self._after_rejection = False
+        if chosen:
+            self._err_prev = e
+            self._dt_next = dt * factor
+        elif factor < 1.0:
+            self._dt_next = min(self._dt_next, dt * factor)
+
+    # -- checkpoints (kmc/coupling/checkpoint.py stores these) ---------------------------
+    _STATE_ARRAYS = ("xi", "c", "phi", "_source", "_psi_start")
+    _STATE_SCALARS = ("t", "cell_potential", "_dt_next", "_err_prev", "_after_rejection", "top_concentration",
+                      "top_potential", "charge", "top_inflow", "boundary_charge", "boundary_gross", "current_density",
+                      "steps", "rejected", "iterations")
+
+    def state_dict(self) -> dict:
+        """Everything the stepping reads that the constructor does not rebuild from its arguments:
+        the fields, the last source (phi's re-solves in `set_top`), the clock, the step-size
+        control (the next step's length, the last accepted (dt, dxi, dc) the error estimate
+        extrapolates, the control they were taken under), the top boundary, the ledgers, the
+        lithium and ions at the start (`balance`) and the noise's generator.  Keep in step with
+        `advance`, `_attempt` and `_error`: a test resumes a run bit-identically."""
+        return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
+                **{k: getattr(self, k) for k in self._STATE_SCALARS},
+                "_hist": self._hist, "_control": self._control, "_initial": self._initial,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore a `state_dict` of a solver of the same geometry and parameters.  What was
+        cached for the old state goes (phi's system is rebuilt from xi, its unit response and
+        the AMG hierarchies, which depend on the solves' history, are rebuilt when next needed),
+        so a restored solver steps exactly like the one the state came from after its own
+        round trip."""
+        for k in self._STATE_ARRAYS:
+            a = np.array(d[k], dtype=np.float64)
+            if a.shape != getattr(self, k).shape:
+                raise ValueError(f"phase-field state: {k} has shape {a.shape}, this grid needs {getattr(self, k).shape}")
+            setattr(self, k, a)
+        for k in self._STATE_SCALARS:
+            setattr(self, k, type(getattr(self, k))(d[k]))
+        hist = d["_hist"]
+        self._hist = None if hist is None else (float(hist[0]), np.array(hist[1]), np.array(hist[2]))
+        self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
+        self.rng.bit_generator.state = d["rng"]
+        self._psys, self._psi = self._potential_system(self.xi), None
+        for lin in self._lin.values():
+            lin.amg.clear()
+            lin.gmg_off, lin.gmg_pause = 0, GMG_PAUSE  # a fresh solver tries the multigrid first too
 
     # -- observables ----------------------------------------------------------------------
     def _full(self, values, index, fill):

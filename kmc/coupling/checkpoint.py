@@ -1,8 +1,9 @@
 """Checkpoint and resume of one coupled run.
 
-A checkpoint is what ``PlatingSimulation.state_dict()`` returns (each component states its own
-state: lattice, engine, galvanostat, salt balance, clocks, the last potential solution, the
-recorded rows), plus where the run is in its protocol (segment index and that segment's end
+A checkpoint is what the run's ``state_dict()`` returns (``PlatingSimulation``: each component
+states its own state: lattice, engine, galvanostat, salt balance, clocks, the last potential
+solution, the recorded rows; ``PhaseFieldRun``: the solver's, the separator's, its ledgers and
+rows), plus where the run is in its protocol (segment index and that segment's end
 time) and digests of the config, the host and the segment list, checked on load.  This module
 only serialises: it knows no simulation attribute.
 
@@ -213,6 +214,9 @@ class RunCheckpointer:
                         ends=ends, extra=extra)
         for old in self.files()[:-self.keep]:  # only after the new one is safely in place
             old.unlink(missing_ok=True)
+        after = getattr(self.sim, "after_checkpoint", None)  # a run that continues as a resumed one would
+        if after is not None:
+            after()
         return path
 
     def after_step(self, segment_index, segment, segment_t_end, row, ends, extra=None) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from continuum.parameters import PhysicalParameters, StrictModel, describe_validation_error
 
+from ..engine.rates import SurfaceDiffusion
 from ..hosts import Host
 from ..hosts.registry import build_host, get_host_kind
 from .waveforms import Segment, cycling, dc_plating, parse_schedule, pulse_plating
@@ -80,6 +81,9 @@ class KMCSettings(StrictModel):
     # 1 um voxels a physical gamma (~0.5 J/m^2) shifts it by 0.13 mV per bond (< 1 % in rate):
     # off by default; it matters for voxels below ~50 nm or as an exploratory knob.
     interface_energy_J_m2: float = Field(0.0, ge=0, le=1000, description="lithium/electrolyte interface energy gamma for coordination-dependent plating and stripping; 0 = off [J/m^2]")
+    # Off by default (measured against the phase field and not used there: at nu_s 1e4 /s it
+    # grows mounds at several times the cost; docs/phasefield.md, "Validation").
+    surface_diffusion: SurfaceDiffusion = Field(default_factory=SurfaceDiffusion, description="surface hops of deposited lithium voxels (kmc/engine/rates.py)")
 
 
 class ContinuumSettings(StrictModel):
@@ -94,7 +98,7 @@ class ContinuumSettings(StrictModel):
     # KMC's counting noise; the Newton solve stops there instead of on a 1e-6 residual.
     overpotential_tolerance_mV: float = Field(0.01, gt=0, le=1.0, description="Newton stops when no face overpotential moved by more than this [mV]")
     compliance_potential_V: float = Field(-1.0, ge=-10, lt=0, description="galvanostat voltage limit when plating past the transport limit [V]")
-    concentration_tolerance: float = Field(1e-8, gt=0, le=1e-2, description="relative tolerance of the concentration solve [-]")
+    concentration_tolerance: float = Field(1e-6, gt=0, le=1e-2, description="relative tolerance of the concentration solve (the salt balance is closed to round-off whatever it is) [-]")
 
 
 class PhaseFieldSettings(StrictModel):

@@ -73,22 +73,24 @@ class Galvanostat:
         ``active_faces``: reacting faces of the field solve (0 when there was none)."""
         if final and applied < 0:
             return self.packets_owed(self.owed_charge(applied, dt, book))
+        cap = None
         if target < 0:
             # A galvanostat never passes more than it is set to: stop once net reductions exceed
             # the step's target well beyond their Poisson noise. Only steps whose packets outrun
             # the mean-field fields (past the transport limit) reach it.
             n = -target * dt / self.packet_charge
             cap = math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
-            if segment_left is not None:
-                cap = min(cap, self.packets_owed(self.applied_charge + applied * segment_left - self.realised_charge))
-            return cap
-        if target == 0 and active_faces:
+        elif target == 0 and active_faces:
             # Open circuit (a rest, a pulse's off-time, or a plating step already paid): the net
             # charge stays within 5 sigma of the step's gross exchange (i0 on every active face,
             # a generous estimate of it).
             gross = 2.0 * self.exchange_current_density * active_faces * self.spacing**2 * dt / self.packet_charge
-            return math.ceil(5.0 * math.sqrt(gross) + 5.0)
-        return None
+            cap = math.ceil(5.0 * math.sqrt(gross) + 5.0)
+        if cap is not None and segment_left is not None and applied < 0:
+            # also when the step is paid (target 0): its open-circuit exchange must not plate past
+            # what the segment still owes, which nothing after it could take back
+            cap = min(cap, self.packets_owed(self.applied_charge + applied * segment_left - self.realised_charge))
+        return cap
 
     def oxidation_cap(self, applied: float, target: float, dt: float, *, final: bool,
                       book: bool = True) -> int | None:

@@ -14,9 +14,14 @@ parameter, i.e. xi above the bare host's own diffuse interface (the free cells n
 conductive host hold xi > 0 at rest), so that lithium is counted from zero and the lattice holds
 exactly the phase field's lithium, rounded to whole voxels.
 
+Checkpoints as the KMC run's (kmc/coupling/checkpoint.py): every ``checkpoint_every_steps``
+rows and at the end; the state is the solver's (fields, clock, step-size control, noise
+generator), the separator's, the charge ledgers and the rows; ``resume`` continues
+bit-identically.
+
 Not done (ConfigError before anything is written): strips that end on a condition ('until ...
-cutoff', 'fully stripped'), per-voxel host conductivity, resuming from checkpoints (none are
-written); ``kmc.occupancy_cap`` and ``continuum.coarsen`` are refused by the config.
+cutoff', 'fully stripped'), per-voxel host conductivity; ``kmc.occupancy_cap`` and
+``continuum.coarsen`` are refused by the config.
 """
 from __future__ import annotations
 
@@ -39,25 +44,17 @@ from ..hosts import Host
 from . import columns as col
 from . import simulation as _simulation
 from .config import ConfigError, SimulationConfig
-from .io import streamed_series
 from .observables import REGION_NAMES, cycle_balance, cycle_summary, deposit_observables, region_map, time_weighted_mean
-from .simulation import RunResult, _applied_mA_cm2, _Snapshots
+from .simulation import RunResult, _applied_mA_cm2, walk_protocol
 from .streams import root_sequence
 from .units import MA_PER_CM2, MAH_PER_CM2
-from .waveforms import Segment, expected_duration
+from .waveforms import Segment
 
 
 def _held_potential(segment: Segment):
     """The held cell potential [V] of a potentiostatic segment, None for a galvanostatic one
     (``held_potential`` is read with getattr: holds are newer than this adapter's first version)."""
     return getattr(segment, "held_potential", None)
-
-
-def check_resume(config: SimulationConfig, resume: bool) -> None:
-    """ConfigError when a phase-field run is asked to resume: it writes no checkpoints."""
-    if resume and config.model == "phasefield":
-        raise ConfigError("model=phasefield runs write no checkpoints, so --resume cannot continue one: rerun "
-                          "without --resume (and with --overwrite)")
 
 
 def check_phasefield_case(config: SimulationConfig, host: Host, segments, label: str) -> list[str]:
@@ -112,6 +109,7 @@ class PhaseFieldRun:
         self.region = region_map(host.phase)
         self.packet_charge = config.physics.packet_charge(self.h)
         self.time = 0.0
+        self.steps = 0  # rows after the start (checkpoints count them)
         self.applied_charge = 0.0  # C, SI sign (> 0 anodic); a hold's passed charge counts as applied
         self.gross_applied = 0.0
         self.stripped_charge = 0.0  # anodic charge passed, summed per row [C]
@@ -119,6 +117,7 @@ class PhaseFieldRun:
         self._voxel_lithium = self._lithium_per_voxel()
         self.rows: list[dict] = []
         self.segment_log: list[dict] = []
+        self._segment_start = None  # (time, applied charge, passed charge) at the current segment's start
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._lattice = None
         self._record(Segment(0.0, 0.0, "start"), float("nan"))
@@ -172,12 +171,12 @@ class PhaseFieldRun:
             self.gross_applied += abs(passed)
         self.stripped_charge += max(passed, 0.0)
         self.time += dt
+        self.steps += 1
         self._lattice = None
         self.timing["continuum [s]"] += _time.perf_counter() - t0
         return passed
 
-    def _run_segment(self, segment: Segment, on_step) -> str:
-        t_end = self.time + segment.duration
+    def _run_segment(self, segment: Segment, t_end: float, on_step) -> str:
         interval = self.config.phasefield.record_interval_s
         while t_end - self.time > 1e-9 * max(1.0, segment.duration):
             dt = min(interval, t_end - self.time)
@@ -193,33 +192,59 @@ class PhaseFieldRun:
             snapshots: int | None = None, progress=None, checkpoint_dir: str | Path | None = None,
             checkpoint_every_steps: int | None = None, resume: bool = False,
             series: str | Path | None = None) -> RunResult:
-        """Run a protocol (the arguments of :meth:`PlatingSimulation.run`).  No checkpoints are
-        written (``checkpoint_dir`` is unused); ``resume`` is a ConfigError."""
-        check_resume(self.config, resume)
+        """Run a protocol (the arguments of :meth:`PlatingSimulation.run`, which see: a row is a
+        macro-step, so ``checkpoint_every_steps`` counts rows)."""
         check_phasefield_case(self.config, self.host, segments, label)
         with threadpool_limits(limits=1):
-            return self._run(list(segments), label, outdir, snapshots, progress, series)
+            return self._run(list(segments), label, outdir, snapshots, progress, series, checkpoint_dir,
+                             checkpoint_every_steps, resume)
 
-    def _run(self, segments, label, outdir, snapshots, progress, series) -> RunResult:
-        n_snap = self.config.snapshots if snapshots is None else snapshots
-        snaps = _Snapshots(self, outdir, label, n_snap, expected_duration(segments))
-        snaps.write_start()
-        ends = []
-        with streamed_series(series, self.rows) as writer:
-            def on_step(row):
-                if writer is not None:
-                    writer.append(row)
-                if progress:
-                    progress(row)
-                snaps.maybe_take()
+    def _run(self, segments, label, outdir, snapshots, progress, series, checkpoint_dir, checkpoint_every_steps,
+             resume) -> RunResult:
+        def step_segment(i, seg, t_end, resumed, on_step):
+            if not resumed:
+                self._segment_start = (self.time, self.applied_charge, self.solver.charge)
+            why = self._run_segment(seg, t_end, on_step)
+            self._log_segment(seg, why)
+            return why
 
-            for seg in segments:
-                start = (self.time, self.applied_charge, self.solver.charge)
-                why = self._run_segment(seg, on_step)
-                self._log_segment(seg, why, *start)
-                ends.append(why)
-            snaps.finish()
-        return self._result(label, ends, snaps.taken)
+        return walk_protocol(self, segments, step_segment, label=label, outdir=outdir, snapshots=snapshots,
+                             progress=progress, checkpoint_dir=checkpoint_dir,
+                             checkpoint_every_steps=checkpoint_every_steps, resume=resume, series=series)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything the loop reads that the constructor does not rebuild from (config, host):
+        the solver's state, the separator column's, the charge ledgers, the per-voxel lithium
+        the next row's growth is measured from, the rows and the segment records."""
+        return {"solver": self.solver.state_dict(), "separator": self.separator.state_dict(),
+                "clock": {"time": self.time, "steps": self.steps, "applied_charge": self.applied_charge,
+                          "gross_applied": self.gross_applied, "stripped_charge": self.stripped_charge,
+                          "region_growth": self.region_growth.copy(), "voxel_lithium": self._voxel_lithium.copy()},
+                "rows": self.rows, "timing": dict(self.timing),
+                "segments": {"log": self.segment_log, "start": self._segment_start}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.solver.load_state_dict(d["solver"])
+        self.separator.load_state_dict(d["separator"])
+        clock = d["clock"]
+        self.time, self.steps = float(clock["time"]), int(clock["steps"])
+        self.applied_charge, self.gross_applied = float(clock["applied_charge"]), float(clock["gross_applied"])
+        self.stripped_charge = float(clock["stripped_charge"])
+        self.region_growth = np.array(clock["region_growth"], dtype=np.float64)
+        self._voxel_lithium = np.array(clock["voxel_lithium"], dtype=np.float64)
+        self.rows = list(d["rows"])
+        self.timing = dict(d["timing"])
+        self.segment_log = list(d["segments"]["log"])
+        start = d["segments"]["start"]
+        self._segment_start = None if start is None else tuple(float(v) for v in start)
+        self._lattice = None
+
+    def after_checkpoint(self) -> None:
+        """After each checkpoint the solver restarts from its own state, as a resumed run's does
+        (its AMG hierarchies, which depend on the solves' history, are rebuilt), so the run goes
+        on exactly as a resumed one would."""
+        self.solver.load_state_dict(self.solver.state_dict())
 
     # -- records -------------------------------------------------------------------------------
     def _plating_overpotential_mV(self) -> float:
@@ -280,8 +305,9 @@ class PhaseFieldRun:
         self.timing["observables [s]"] += _time.perf_counter() - t0
         return row
 
-    def _log_segment(self, segment: Segment, why: str, t0: float, applied0: float, passed0: float) -> None:
+    def _log_segment(self, segment: Segment, why: str) -> None:
         """One row of segments.csv, as the KMC run writes it."""
+        t0, applied0, passed0 = self._segment_start
         applied = self.applied_charge - applied0
         passed = self.solver.charge - passed0
         duration = self.time - t0

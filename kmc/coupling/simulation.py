@@ -96,7 +96,7 @@ class PlatingSimulation:
                                             molar_volume=self.params.lithium_molar_volume)
         self.engine = KMCEngine(self.state, self.params, transport=k.transport, leaps=k.leaps,
                                 occupancy_cap=k.occupancy_cap, seed=engine_ss, face_counts=True,
-                                interface_energy=k.interface_energy_J_m2)
+                                interface_energy=k.interface_energy_J_m2, surface_diffusion=k.surface_diffusion)
         self.region = region_map(host.phase)
         self.dead_ledger = DeadLithiumLedger(self.state.phase, self.state.connected)
         self.salt = SaltBalance(host.phase, self.h, self.params, config.separator, config.continuum)
@@ -114,6 +114,7 @@ class PlatingSimulation:
         self._segment_start = None  # (time, applied, realised charge, dead formed, reconnected) at its start
         self._written_off = 0.0  # C written off when the current strip ran out (Galvanostat.end_exhausted_strip)
         self.solution = None
+        self._other_solution = None  # the last solution of the other kind (at rest / driven)
         self.timing = {"continuum [s]": 0.0, "kmc [s]": 0.0, "observables [s]": 0.0}
         self._record(Segment(0.0, 0.0, "start"), None)
 
@@ -163,8 +164,11 @@ class PlatingSimulation:
         return phi_l, phi_s
 
     # -- one macro-step -------------------------------------------------------------------
-    def _potential_solver(self, phase):
-        """(the potential solver of this geometry, the warm start: the last solution)."""
+    def _potential_solver(self, phase, at_rest: bool = False):
+        """(the potential solver of this geometry, the warm start: the last solution of the same
+        kind, at rest (open circuit) or driven, else the last one).  A pulse alternates the two:
+        the last off-time's field is much nearer the next off-time's than the on-time's field
+        is (5 Newton steps at open circuit fell to 2)."""
         cs = self.config.continuum
         solver = make_potential_solver(phase, self.h, self.params, self.state.eta_nuc, self.state.activity,
                                        coarsen=cs.coarsen, linear_solver=cs.linear_solver, rtol=cs.charge_tolerance,
@@ -172,6 +176,9 @@ class PlatingSimulation:
         # Warm start from the last solution even where the deposit changed the geometry (new
         # electrolyte voxels start at phi_top): its potentials are still near the answer.
         prev = self.solution
+        other = self._other_solution
+        if prev is not None and _at_rest(prev) != at_rest and other is not None and _at_rest(other) == at_rest:
+            prev = other
         return solver, prev if (prev is not None and prev.phi_l.shape == phase.shape) else None
 
     def _solve_fields(self, phase, target: float, phi_top: float):
@@ -179,7 +186,7 @@ class PlatingSimulation:
         (phi_l, phi_s, solution or None)."""
         if target >= 0 and not self._has_lithium_to_strip():
             return (*self._floating_fields(phi_top), None)
-        solver, initial = self._potential_solver(phase)
+        solver, initial = self._potential_solver(phase, at_rest=target == 0)
         c_solve, c_top = self.salt.field_for_potential(), self.salt.c_top
         try:
             sol = solver.solve(c_solve, current=target, phi_top=phi_top, c_top=c_top, initial=initial)
@@ -272,6 +279,8 @@ class PlatingSimulation:
         self.salt.advance(dt, res, sol, realised / dt, phase_now, self.state.phase, external)
         self.time += dt
         self.steps += 1
+        if sol is not None and self.solution is not None and _at_rest(sol) != _at_rest(self.solution):
+            self._other_solution = self.solution
         self.solution = sol
         t3 = _time.perf_counter()
         self.timing["continuum [s]"] += (t1 - t0) + (t3 - t2)
@@ -509,42 +518,16 @@ class PlatingSimulation:
 
     def _run(self, segments, label, outdir, snapshots, progress, checkpoint_dir, checkpoint_every_steps,
              resume, series) -> RunResult:
-        n_snap = self.config.snapshots if snapshots is None else snapshots
-        snaps = _Snapshots(self, outdir, label, n_snap, expected_duration(segments))
-        ckpt = pos = None
-        if checkpoint_dir is not None:
-            ckpt = RunCheckpointer(self, checkpoint_dir, label=label, every_steps=checkpoint_every_steps,
-                                   segments=segments)
-            pos = ckpt.resume() if resume else None
-        if pos is not None:  # snapshots already written before the interruption
-            snaps.load_state_dict(pos["extra"])
-        else:
-            snaps.write_start()
-        ends = [] if pos is None else list(pos["ends"])
         plating = [i for i, seg in enumerate(segments) if seg.current_density < 0]
         last_plating = plating[-1] if plating else -1
-        with streamed_series(series, self.rows) as writer:
-            for i, seg in enumerate(segments):
-                if pos is not None and i < pos["segment_index"]:
-                    continue
-                resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
-                t_end = pos["segment_t_end"] if resumed else self.time + seg.duration
 
-                def on_step(row, i=i, seg=seg, t_end=t_end):
-                    if writer is not None:
-                        writer.append(row)
-                    if progress:
-                        progress(row)
-                    snaps.maybe_take()
-                    if ckpt:
-                        ckpt.after_step(i, seg, t_end, row, ends, snaps.state_dict())
+        def step_segment(i, seg, t_end, resumed, on_step):
+            return self.run_segment(seg, on_step=on_step, t_end=t_end,
+                                    refine_end=i == last_plating or seg.current_density > 0)
 
-                ends.append(self.run_segment(seg, on_step=on_step, t_end=t_end,
-                                             refine_end=i == last_plating or seg.current_density > 0))
-            snaps.finish()
-            if ckpt is not None:  # a finished run resumes to its result without recomputing
-                ckpt.save(len(segments), None, ends, snaps.state_dict())
-        return self._result(label, ends, snaps.taken)
+        return walk_protocol(self, segments, step_segment, label=label, outdir=outdir, snapshots=snapshots,
+                             progress=progress, checkpoint_dir=checkpoint_dir,
+                             checkpoint_every_steps=checkpoint_every_steps, resume=resume, series=series)
 
     def _result(self, label: str, ends: list[str], snapshots: list) -> RunResult:
         final = self.rows[-1]
@@ -572,7 +555,7 @@ class PlatingSimulation:
                 "clock": {"time": self.time, "steps": self.steps, "reductions": self.reductions,
                           "oxidations": self.oxidations, "region_reductions": self.region_reductions.copy(),
                           "dead_formed": self.dead_ledger.formed, "dead_reconnected": self.dead_ledger.reconnected},
-                "solution": self.solution, "rows": self.rows, "timing": dict(self.timing),
+                "solution": self.solution, "other_solution": self._other_solution, "rows": self.rows, "timing": dict(self.timing),
                 "segments": {"log": self.segment_log, "start": self._segment_start}}
 
     def load_state_dict(self, d: dict) -> None:
@@ -590,11 +573,17 @@ class PlatingSimulation:
         self.dead_ledger.formed = int(clock.get("dead_formed", 0))
         self.dead_ledger.reconnected = int(clock.get("dead_reconnected", 0))
         self.solution = d["solution"]
+        self._other_solution = d.get("other_solution")
         self.rows = list(d["rows"])
         self.timing = dict(d["timing"])
         self.segment_log = list(d["segments"]["log"])
         start = d["segments"]["start"]
         self._segment_start = None if start is None else tuple(float(v) for v in start)
+
+
+def _at_rest(solution) -> bool:
+    """A galvanostatic solve at zero current (open circuit)."""
+    return solution.applied_current is not None and solution.applied_current == 0
 
 
 def hold_summary(rows: list[dict], segments: list[dict]) -> dict:
@@ -633,13 +622,56 @@ def _applied_mA_cm2(segment: Segment) -> float:
     return -segment.current_density / MA_PER_CM2 if segment.current_density else 0.0
 
 
+def walk_protocol(run, segments, step_segment, *, label, outdir, snapshots, progress, checkpoint_dir,
+                  checkpoint_every_steps, resume, series) -> RunResult:
+    """The segment loop of a run (KMC or phase field): resume position, snapshots, the
+    streamed time series and checkpoints around ``step_segment(i, seg, t_end, resumed,
+    on_step)``, which runs one segment and returns why it ended."""
+    n_snap = run.config.snapshots if snapshots is None else snapshots
+    snaps = _Snapshots(run, outdir, label, n_snap, expected_duration(segments))
+    ckpt = pos = None
+    if checkpoint_dir is not None:
+        ckpt = RunCheckpointer(run, checkpoint_dir, label=label, every_steps=checkpoint_every_steps,
+                               segments=segments)
+        pos = ckpt.resume() if resume else None
+    if pos is not None:  # snapshots already written before the interruption
+        snaps.load_state_dict(pos["extra"])
+    else:
+        snaps.write_start()
+    ends = [] if pos is None else list(pos["ends"])
+    with streamed_series(series, run.rows) as writer:
+        for i, seg in enumerate(segments):
+            if pos is not None and i < pos["segment_index"]:
+                continue
+            resumed = pos is not None and i == pos["segment_index"] and pos["segment_t_end"] is not None
+            t_end = pos["segment_t_end"] if resumed else run.time + seg.duration
+
+            def on_step(row, i=i, seg=seg, t_end=t_end):
+                if writer is not None:
+                    writer.append(row)
+                if progress:
+                    progress(row)
+                snaps.maybe_take()
+                if ckpt:
+                    ckpt.after_step(i, seg, t_end, row, ends, snaps.state_dict())
+
+            ends.append(step_segment(i, seg, t_end, resumed, on_step))
+        snaps.finish()
+        if ckpt is not None:  # a finished run resumes to its result without recomputing
+            ckpt.save(len(segments), None, ends, snaps.state_dict())
+    return run._result(label, ends, snaps.taken)
+
+
 class _Snapshots:
     """VTI snapshots of a run evenly in time, and their ParaView index."""
 
     def __init__(self, sim: PlatingSimulation, outdir, label: str, n: int, total_time: float):
         self.sim, self.outdir, self.label, self.n = sim, outdir, label, n
-        self.times = [total_time * (i + 1) / n for i in range(n)] if n else []
+        # the last one is the final state, whenever the run ends (a capacity-terminated
+        # segment may run past its nominal time while the KMC catches up with the charge)
+        self.times = [total_time * (i + 1) / n for i in range(n - 1)] if n else []
         self.taken: list[tuple[float, str]] = []
+        self.final_taken = False
 
     def _write(self, name: str) -> None:
         write_vti(Path(self.outdir) / name, self.sim.snapshot_fields(), self.sim.h)
@@ -650,24 +682,27 @@ class _Snapshots:
         if self.outdir is not None:
             self._write(f"{self.label}_start.vti")
 
-    def maybe_take(self, force: bool = False) -> None:
-        while self.times and (self.sim.time >= self.times[0] * (1 - 1e-9) or force):
+    def maybe_take(self) -> None:
+        while self.times and self.sim.time >= self.times[0] * (1 - 1e-9):
             self.times.pop(0)
             if self.outdir is not None:
                 self._write(f"{self.label}_{len(self.taken):04d}.vti")
-            if force:
-                break
 
     def finish(self) -> None:
-        if self.times:
-            self.maybe_take(force=True)
+        if self.n and not self.final_taken:
+            self.times.clear()
+            self.final_taken = True
+            if self.outdir is not None:
+                self._write(f"{self.label}_{len(self.taken):04d}.vti")
 
     def state_dict(self) -> dict:
         """The bookkeeping a resumed run must continue from."""
-        return {"snaps": self.taken, "snapshots_taken": self.n - len(self.times) if self.n else 0}
+        return {"snaps": self.taken, "snapshots_taken": self.n - len(self.times) - (not self.final_taken) if self.n else 0,
+                "final_taken": self.final_taken}
 
     def load_state_dict(self, d: dict) -> None:
         self.taken = [tuple(s) for s in d["snaps"]]
+        self.final_taken = bool(d.get("final_taken", False))
         del self.times[:d["snapshots_taken"]]
 
 

@@ -223,10 +223,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
 
     from ..coupling.preflight import check_memory
 
-    from ..coupling.phasefield_run import check_resume
-
     t_start = time.perf_counter()
-    check_resume(config, resume)
     n_workers = max(1, workers if workers else (os.cpu_count() or 1))
     if config.host.kind != "image":  # before any host is built: a huge one would not fit to be checked
         check_memory(int(np.prod(config.host.shape)), n_workers)
@@ -243,7 +240,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     for w in warnings:
         echo(f"warning: {w}")
     if not _kernels_compiled():
-        echo("compiling kernels (first run only, about a minute)...")
+        echo("compiling kernels (first run only, about 40 s)...")
     folder.status("running", cases=[c.label for c in plan.cases])
     try:
         results = _run_cases(study, config, plan, outdir, n_workers, progress, resume, checkpoint_every)

@@ -3,8 +3,10 @@
 
 On the same hosts and protocol, N KMC replicas (each a case with its own seed stream) against
 one phase-field run (a case whose own configuration has ``model = "phasefield"``) per host and
-regime: (a) reaction-limited, a planar foil and a small porous host, at a low current; (b) near
-the transport limit, the foil at a fraction of its 1D limiting current.  Both models' deposits
+regime: (a) reaction-limited, a lithium foil (FILM_LAYERS of lithium on the collector) and a
+small bare porous host, at a low current; (b) near the transport limit, the foil at a fraction
+of its 1D limiting current.  The KMC replicas run at the interface energy that puts their lattice
+at its roughening point (packet_interface_energy), unless told otherwise.  Both models' deposits
 are read off the same lattice observables; the cross-sections compare the KMC's coarse-grained
 order parameter (``kmc.coarse_graining.order_parameter_from_lattice`` with the phase field's
 interface width, averaged over replicas) with the phase field's own.
@@ -44,6 +46,14 @@ STUDY_OVERRIDES = [
 FULL_OVERRIDES = ["host.nx=64", "host.host_layers=16", "host.reservoir_layers=16", "protocol.capacity_mAh_cm2=1"]
 
 DEFAULT_REPLICAS = 8
+# The foil is a lithium foil: both models start from this many layers of lithium on the
+# collector, so neither has to nucleate on bare copper (the phase field beads a nucleus into
+# one mound).  Two, because the phase field's relaxation dissolves a one-voxel film at an
+# interface of 0.5 um on 1 um cells (0 of 80 voxels left; a two-voxel film keeps 158.7 of 160).
+FILM_LAYERS = 2
+# The KMC replicas' interface energy (kmc.interface_energy_J_m2): "auto" puts the KMC lattice at its
+# roughening point (packet_interface_energy; docs/phasefield.md "Validation").
+AUTO = "auto"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -64,9 +74,10 @@ REPORTED = [col.MAX_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.MEAN_POTE
 HELP = """\
 The KMC against the phase field on the same hosts and protocol: N KMC replicas (--replicas,
 default 8) against one phase-field run per host and regime: (a) reaction-limited (1.5 mA/cm^2
-in the quick default) on a planar foil and a small porous host, (b) near the transport limit
-(0.9 x the foil's 1D limiting current) on the foil; 2D slabs of 40 x 2 x 19 voxels of 1 um,
-0.6 mAh/cm^2.
+in the quick default) on a lithium foil (2 voxels of lithium) and a small porous host, (b)
+near the transport limit (0.9 x the foil's 1D limiting current) on the foil; 2D slabs of
+40 x 2 x 19 voxels of 1 um, 0.6 mAh/cm^2.  The KMC replicas run at the interface energy of their
+lattice's roughening point (--kmc-interface-energy).
 Outputs: cross-sections (the KMC's coarse-grained order parameter, mean and spread over the
 replicas, next to the phase field's), lithium per layer with the ensemble's 95 % band and the
 phase-field line, mean height and lithium-inside fraction against capacity, validation.csv
@@ -78,7 +89,36 @@ Examples:
   python -m kmc validate
   python -m kmc validate --replicas 16 --workers 2
   python -m kmc validate --i0-roughness 3.8   # phase-field i0 x the KMC foil's roughness
+  python -m kmc validate --kmc-interface-energy 0   # the KMC at its configured (physical) gamma
 """
+
+
+def _interface_energy(text: str):
+    if text == AUTO:
+        return AUTO
+    v = float(text)
+    if not (0 <= v <= 1000):
+        raise argparse.ArgumentTypeError(f"{text}: must be 'auto' or a value in [0, 1000] J/m^2")
+    return v
+
+
+#: Roughening coupling of the simple-cubic Ising (001) interface, K_R = J / k T_R (Hasenbusch,
+#: Meyer & Puetz, J. Phys. I France 6, 1996); a lattice gas of bond energy eps has J = eps / 4.
+ROUGHENING_COUPLING = 0.4074
+
+
+def packet_interface_energy(physics, spacing: float) -> float:
+    """gamma [J/m^2] that puts the KMC's lattice at its roughening point.  The KMC's rates obey
+    detailed balance with the coordination shift per bond, delta = 2 gamma V_m / (F h)
+    (kmc/engine/rates.py), so at eta = 0 it samples lithium configurations as a lattice gas of
+    bond energy f delta thermal units; its interface is smooth (below roughening) for f delta >=
+    4 K_R = 1.63, i.e. gamma >= 4 K_R R T h / (2 V_m) (155 J/m^2 at 1 um and 25 C).  At a
+    physical gamma (0.5 J/m^2: f delta = 0.005 at 1 um) a packet's noise of one voxel per event
+    roughens the KMC front freely, which the noise-free phase field's cannot be
+    (docs/phasefield.md, "Validation")."""
+    from continuum.constants import GAS_CONSTANT
+
+    return 4.0 * ROUGHENING_COUPLING * GAS_CONSTANT * physics.temperature * spacing / (2.0 * physics.lithium_molar_volume)
 
 
 def _positive_float(text: str) -> float:
@@ -96,13 +136,19 @@ class Validate(Study):
     full_overrides = FULL_OVERRIDES
     key_observables = KEY_OBSERVABLES
 
-    def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0):
+    def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0,
+                 kmc_interface_energy: float | str = AUTO):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
         if not (i0_roughness > 0 and math.isfinite(i0_roughness)):
             raise ConfigError(f"--i0-roughness {i0_roughness!r} is out of range: must be > 0")
+        if kmc_interface_energy != AUTO and not (isinstance(kmc_interface_energy, (int, float))
+                                                 and 0 <= kmc_interface_energy <= 1000):
+            raise ConfigError(f"--kmc-interface-energy {kmc_interface_energy!r} is out of range: 'auto' or a value "
+                              "in [0, 1000] J/m^2 (0: the configured kmc.interface_energy_J_m2)")
         self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
+        self.kmc_interface_energy = kmc_interface_energy
 
     # -- the study's own options (kmc/cli.py) ---------------------------------------------------
     @staticmethod
@@ -113,17 +159,21 @@ class Validate(Study):
                        help="the phase field's exchange current density is FACTOR x the KMC's (default 1: the "
                             "flat-front mapping; 3.8: a free KMC foil's faces per footprint voxel, "
                             "docs/phasefield.md)")
+        p.add_argument("--kmc-interface-energy", type=_interface_energy, default=AUTO, metavar="GAMMA",
+                       help="the KMC replicas' kmc.interface_energy_J_m2: 'auto' (default: the lattice's "
+                            "roughening point, 4 K_R R T h / (2 V_m), 155 J/m^2 at 1 um and 25 C) or a value "
+                            "[J/m^2]; 0 keeps the configured one")
 
     def from_args(self, args) -> Validate:
-        return Validate(args.replicas, args.i0_roughness)
+        return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
         return [POROUS, FOIL]
 
     def hosts(self, config, seed):
-        foil = config.host.model_copy(update={"kind": "planar_foil"})  # the same box, no host
-        return {POROUS: config.host.build(seed), FOIL: foil.build(seed)}
+        foil = config.host.model_copy(update={"kind": "planar_foil"}).build(seed)  # the same box, no host
+        return {POROUS: config.host.build(seed), FOIL: lithium_film(foil, FILM_LAYERS)}
 
     def regimes(self, config: SimulationConfig, foil) -> dict[str, float]:
         """Regime -> current density [mA/cm^2]: the configured one, and the transport-limited
@@ -131,7 +181,7 @@ class Validate(Study):
         from continuum import limiting_current_density
 
         sep = config.separator
-        free = (foil.phase.shape[2] - 1) * foil.spacing - foil.host_height
+        free = (foil.phase.shape[2] - 1 - FILM_LAYERS) * foil.spacing - foil.host_height
         i_lim = limiting_current_density(config.physics, sep.length_um * 1e-6, sep.porosity, free) / MA_PER_CM2
         return {REACTION: config.protocol.current_density_mA_cm2, TRANSPORT: TRANSPORT_FRACTION * i_lim}
 
@@ -140,6 +190,15 @@ class Validate(Study):
 
     def n_cases(self, config, prots=None) -> int:
         return len(PAIRS) * (self.replicas + 1)
+
+    def kmc_config(self, config: SimulationConfig, spacing: float) -> SimulationConfig | None:
+        """The KMC replicas' configuration: the study's with the interface energy of
+        ``kmc_interface_energy`` (None: the study's own, when that is 0)."""
+        gamma = (packet_interface_energy(config.physics, spacing) if self.kmc_interface_energy == AUTO
+                 else float(self.kmc_interface_energy))
+        if gamma == 0:
+            return None
+        return config.model_copy(update={"kmc": config.kmc.model_copy(update={"interface_energy_J_m2": gamma})})
 
     def phasefield_config(self, config: SimulationConfig, segments) -> SimulationConfig:
         """The phase-field cases' configuration: model=phasefield, one snapshot (the final
@@ -159,11 +218,13 @@ class Validate(Study):
         host_ss, case_ss = study_streams(root, self.n_cases(config))
         hosts = self.hosts(config, host_ss)
         currents = self.regimes(config, hosts[FOIL])
+        kmc_config = self.kmc_config(config, hosts[FOIL].spacing)
         cases, streams = [], iter(case_ss)
         for host_label, regime in PAIRS:
             segments = dc_plating(currents[regime], config.protocol.capacity_mAh_cm2)
             for r in range(self.replicas):
-                cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams)))
+                cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
+                                  kmc_config))
             cases.append(Case(host_label, f"{regime}, {PF_TAG}", hosts[host_label], segments, next(streams),
                               self.phasefield_config(config, segments)))
         return StudyPlan(hosts, cases)
@@ -179,13 +240,15 @@ class Validate(Study):
             sections[key] = cross_sections(g, width)
             profiles[key] = (np.array([depth_profile(r.final_phase) for r in g["kmc"]]), g["pf_profile"])
         write_csv(outdir / "validation.csv", rows)
+        write_csv(outdir / "depth_profiles.csv", profile_rows(profiles, plan.hosts[FOIL].spacing))
         write_csv(outdir / "summary.csv", [summary_line(c, results[c.label]) for c in plan.cases])
         write_csv(outdir / "timeseries.csv", labelled_rows(results, plan.cases, "rows"))
         plot_cross_sections(outdir / "cross_sections.png", sections, plan.hosts[FOIL].spacing)
         plot_depth_profiles(outdir / "depth_profile.png", profiles, plan.hosts[FOIL].spacing)
         plot_capacity_curves(outdir / "versus_capacity.png", curves)
         roughness = np.mean([r.summary[col.INTERFACE_AREA] for r in groups[(FOIL, REACTION)]["kmc"]])
-        echo(format_verdict(rows, self.replicas, roughness))
+        kmc_case = next(c for c in plan.cases if KMC_TAG in c.protocol_label)
+        echo(format_verdict(rows, self.replicas, roughness, kmc_case.config_for(config).kmc.interface_energy_J_m2))
 
 
 # -- grouping and the compared quantities ----------------------------------------------------------
@@ -227,6 +290,21 @@ def phasefield_fields(result: RunResult, outdir: Path | None):
         return None, None
     cells, _ = read_vti(path)
     return cells["order_parameter"], cells["lithium_fraction"]
+
+
+def lithium_film(host, layers: int):
+    """A copy of a bare foil with ``layers`` layers of lithium on the collector (connected, so
+    both models plate on it as on lithium: no nucleation overpotential)."""
+    import dataclasses
+
+    from continuum.constants import ELECTROLYTE, LITHIUM
+
+    phase = host.phase.copy()
+    if layers < 0 or not (phase[:, :, 1:1 + layers] == ELECTROLYTE).all() or layers + 2 > phase.shape[2]:
+        raise ConfigError(f"a lithium film of {layers} layers does not fit on the foil's electrolyte "
+                          f"({phase.shape[2] - 1} layers above the collector)")
+    phase[:, :, 1:1 + layers] = LITHIUM
+    return dataclasses.replace(host, phase=phase, metadata={**host.metadata, "lithium_film_layers": layers}).validate()
 
 
 def normalised(per_layer) -> np.ndarray:
@@ -314,13 +392,28 @@ def compare_group(key: tuple, g: dict) -> list[dict]:
     return out
 
 
+def profile_rows(profiles: dict, spacing: float) -> list[dict]:
+    """depth_profiles.csv: per (host, regime) and layer, the KMC's mean unit-sum profile with its
+    95 % CI over replicas and the phase field's."""
+    from .ensemble import describe
+
+    rows = []
+    for (host, regime), (kmc, pf) in profiles.items():
+        for z in range(kmc.shape[1]):
+            d = describe(kmc[:, z])
+            rows.append({"Host": host, "Regime": regime, "Layer [-]": z, "Height [um]": (z + 0.5) * spacing * 1e6,
+                         "KMC mean": d["Mean"], "KMC CI95 low": d["CI95 low"], "KMC CI95 high": d["CI95 high"],
+                         "Phase field": float(pf[z])})
+    return rows
+
+
 def summary_line(case: Case, result: RunResult) -> dict:
     from .base import summary_row
 
     return {**summary_row(result, case), INSIDE_FRACTION: inside_fraction(result.summary)}
 
 
-def format_verdict(rows: list[dict], replicas: int, roughness: float) -> str:
+def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None) -> str:
     """The one-screen verdict: every judged row, then the acceptance's outcome."""
     lines = [f"Validation: {replicas} KMC replicas (mean [95 % CI]) against the phase field",
              f"  {'host / regime':32s} {'quantity':24s} {'KMC':>24s} {'phase field':>11s} {'diff':>8s} {'tol':>7s}"]
@@ -344,6 +437,9 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float) -> str:
     lines.append(f"  L1 rows: phase field = L1(mean KMC profile, phase field) [bootstrap 95 % CI]; floor = a "
                  f"replica's L1 to the others' mean. KMC foil interface area {roughness:.2f} faces per footprint "
                  "voxel (phase field: a flat front, ~1); see docs/phasefield.md.")
+    if kmc_gamma is not None:
+        lines.append(f"  KMC replicas at kmc.interface_energy_J_m2 = {kmc_gamma:.4g} J/m^2 (--kmc-interface-energy); the "
+                     f"foil starts as a {FILM_LAYERS}-voxel lithium film in both models.")
     return "\n".join(lines)
 
 
@@ -468,13 +564,14 @@ def plot_capacity_curves(path, curves: dict) -> None:
 
 
 def run_validate(config: SimulationConfig, outdir: str | Path, *, replicas: int = DEFAULT_REPLICAS,
-                 i0_roughness: float = 1.0, progress: bool = True, workers: int | None = None, echo=print,
-                 **kwargs) -> dict[str, RunResult]:
+                 i0_roughness: float = 1.0, kmc_interface_energy: float | str = AUTO, progress: bool = True,
+                 workers: int | None = None, echo=print, **kwargs) -> dict[str, RunResult]:
     """Run the validation (``config`` with the study's overrides applied) into ``outdir``."""
     from .base import run_study
 
-    return run_study(Validate(replicas, i0_roughness), config, outdir, progress=progress, workers=workers,
-                     echo=echo, **kwargs)
+    return run_study(Validate(replicas, i0_roughness, kmc_interface_energy), config, outdir, progress=progress,
+                     workers=workers, echo=echo, **kwargs)
 
 
-__all__ = ["Validate", "depth_profile", "judge", "l1_distance", "normalised", "profile_l1_with_ci", "run_validate"]
+__all__ = ["Validate", "depth_profile", "judge", "l1_distance", "lithium_film", "normalised", "packet_interface_energy",
+           "profile_l1_with_ci", "run_validate"]

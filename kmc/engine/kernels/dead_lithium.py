@@ -3,14 +3,14 @@ cheap local test and, only when it fails, a bounded flood find lithium cut off f
 collector.  Larger cut-off pieces are caught by the next relabel (engine docstring)."""
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from .layout import C_DEAD, I_BUDGET, I_IMPLICIT, I_NX, I_NY, I_NZ, I_STAMP, coords, is_conductor, neighbour
+from .layout import (C_DEAD, I_BUDGET, I_IMPLICIT, I_NX, I_NY, I_NZ, I_STAMP, coords, inner, is_conductor,
+                     neighbour)
 from .rate_cache import refresh_electrolyte_neighbours, refresh_sites_around
 
 
-@nb.njit(cache=True)
+@inner
 def _mark_dead(ctx, comp, n):
     conn = ctx.connected
     for i in range(n):
@@ -23,7 +23,7 @@ def _mark_dead(ctx, comp, n):
     ctx.counters[C_DEAD] += n
 
 
-@nb.njit(cache=True)
+@inner
 def _cube_index(d):
     """Index in the 3x3x3 cube (a*9 + b*3 + c, centre 13) of the face neighbour in direction d."""
     dx = 1 if d == 0 else (-1 if d == 1 else 0)
@@ -32,7 +32,7 @@ def _cube_index(d):
     return (dx + 1) * 9 + (dy + 1) * 3 + (dz + 1)
 
 
-@nb.njit(cache=True)
+@inner
 def _linked_in_cube(ctx, x, y, z, cand_l, nc):
     """Do the nc conductor neighbours (cube indices cand_l) stay face-linked through live
     conductors inside the 3x3x3 cube around (x, y, z), the centre excluded (periodic in x, y)?"""
@@ -78,7 +78,7 @@ def _linked_in_cube(ctx, x, y, z, cand_l, nc):
     return True
 
 
-@nb.njit(cache=True)
+@inner
 def _flood_reaches_collector(ctx, c0):
     """Flood the live conductor component of c0 into ctx.stack (at most the budget); returns
     (alive, size): alive when it reaches z = 0 or exceeds the budget."""
@@ -111,7 +111,7 @@ def _flood_reaches_collector(ctx, c0):
     return False, qt
 
 
-@nb.njit(cache=True)
+@inner
 def dead_check(ctx, v):
     """Voxel v stopped conducting.  If its connected conductor neighbours stay linked inside
     the 3x3x3 cube around v nothing can have been cut off; otherwise flood from each of them
@@ -124,7 +124,7 @@ def dead_check(ctx, v):
     x, y, z = coords(v, ny, nz)
     cand = np.empty(6, np.int64)
     cand_l = np.empty(6, np.int64)
-    nc = 0
+    nc = np.int64(0)  # not a literal 0: _linked_in_cube would compile for it too
     for d in range(6):
         w = neighbour(v, x, y, z, d, nx, ny, nz)
         if w >= 0 and is_conductor(phase[w]) and conn[w]:

@@ -5,7 +5,6 @@ leaves open (fields a new voxel takes, where displaced packets go) are listed in
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
@@ -13,8 +12,8 @@ from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
 from .dead_lithium import dead_check
 from .layout import (C_BLOCKED, C_CREATED, C_DISPLACED, C_INS, C_KILLED, C_NUC, C_OX, C_RED, C_RED_BLOCKED,
                      C_RELEASED, C_REMOVED, C_SURF, I_CAP, I_DEADCHK, I_FACECNT, I_IMPLICIT, I_KMAX, I_NX, I_NY,
-                     I_NZ, I_RELEASE, P_CX, P_CY, P_CZ, P_KILL, P_MARGIN, P_RMAX, PX, PY, PZ, VOX, WX, WY, coords,
-                     is_conductor, neighbour, step)
+                     I_NZ, I_RELEASE, P_CX, P_CY, P_CZ, P_KILL, P_MARGIN, P_RMAX, PX, PY, PZ, TALLY_OXIDATION,
+                     TALLY_REDUCTION, VOX, WX, WY, coords, inner, is_conductor, neighbour, step)
 from .leaps import lower_leap_levels
 from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SURFACE_HOP, coordination_eta,
                          face_reduction_rate, refresh_electrolyte_neighbours, refresh_sites_around, refresh_voxel,
@@ -22,7 +21,7 @@ from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SU
 from .selection import add_packet, delete_packet, list_length, relocate_packet
 
 
-@nb.njit(cache=True)
+@inner
 def after_phase_change(ctx, v):
     """Update every cached rate a phase change of voxel v touches."""
     ip = ctx.ip
@@ -37,12 +36,12 @@ def after_phase_change(ctx, v):
 
 
 # ---- tallies -------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _count_region(ctx, v, which):
     ctx.region_counts[which, ctx.region[v]] += 1
 
 
-@nb.njit(cache=True)
+@inner
 def _face_count(ctx, c, e, which):
     """Per-face tallies (salt balance, tests): row `which` (0 reductions, 1 oxidations),
     conductor-side voxel c, direction from c to electrolyte voxel e."""
@@ -58,7 +57,7 @@ def _face_count(ctx, c, e, which):
 
 
 # ---- phase changes -------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _become_lithium(ctx, v, c):
     """Electrolyte voxel v (no packets left) becomes connected lithium reduced on conductor c."""
     ctx.phase[v] = LITHIUM
@@ -83,7 +82,7 @@ def _become_lithium(ctx, v, c):
             prm[P_RMAX] = r
 
 
-@nb.njit(cache=True)
+@inner
 def _become_electrolyte(ctx, v, e):
     """Lithium voxel v becomes electrolyte; fields taken from its electrolyte neighbour e."""
     ctx.phase[v] = ELECTROLYTE
@@ -96,7 +95,7 @@ def _become_electrolyte(ctx, v, e):
     ctx.counters[C_REMOVED] += 1
 
 
-@nb.njit(cache=True)
+@inner
 def _reduced(ctx, v, c):
     """Bookkeeping of a reduction into voxel v on conductor c (its packet already removed)."""
     _become_lithium(ctx, v, c)
@@ -104,13 +103,13 @@ def _reduced(ctx, v, c):
     cnt[C_RED] += 1
     if ctx.phase[c] == HOST_CONDUCTIVE:
         cnt[C_NUC] += 1
-    _count_region(ctx, v, 0)
-    _face_count(ctx, c, v, 0)
+    _count_region(ctx, v, TALLY_REDUCTION)
+    _face_count(ctx, c, v, TALLY_REDUCTION)
     after_phase_change(ctx, v)
 
 
 # ---- packets that must step aside ------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _free_neighbours(ctx, v, out):
     """Electrolyte face neighbours of v (inside the grid) that accept packets; returns the
     count and their free capacity (large without a cap)."""
@@ -137,7 +136,7 @@ def _free_neighbours(ctx, v, out):
     return n, room
 
 
-@nb.njit(cache=True)
+@inner
 def _move_packet(ctx, k, g, d):
     """Move the packet at k (group g) one face in direction d (target inside the grid)."""
     P = ctx.packets
@@ -153,7 +152,7 @@ def _move_packet(ctx, k, g, d):
                            x2, y2, z2, wx, wy)
 
 
-@nb.njit(cache=True)
+@inner
 def _displace_all(ctx, v, dirs, n):
     """Move every packet of v to a random free neighbour among dirs[:n] (uniform, re-drawn
     when a capped neighbour is full)."""
@@ -163,7 +162,7 @@ def _displace_all(ctx, v, dirs, n):
     nx, ny, nz = ip[I_NX], ip[I_NY], ip[I_NZ]
     x, y, z = coords(v, ny, nz)
     while head[v] != -1:
-        k = head[v]
+        k = np.int64(head[v])  # head is int32: keep one int64 specialisation downstream
         while True:
             d = dirs[int(np.random.random() * n)]
             if cap == 0 or ctx.occupancy[neighbour(v, x, y, z, d, nx, ny, nz)] < cap:
@@ -173,7 +172,7 @@ def _displace_all(ctx, v, dirs, n):
 
 
 # ---- events ----------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def reduce_packet(ctx, k, g, v, y):
     """Reduction of the packet at k in voxel v; y in [0, R[v]) picks the face."""
     phase = ctx.phase
@@ -213,7 +212,7 @@ def reduce_packet(ctx, k, g, v, y):
     return True
 
 
-@nb.njit(cache=True)
+@inner
 def kill_if_far(ctx, k, g):
     """Release mode: a walker beyond kill_factor x release radius is removed."""
     P = ctx.packets
@@ -228,22 +227,22 @@ def kill_if_far(ctx, k, g):
         ctx.counters[C_KILLED] += 1
 
 
-@nb.njit(cache=True)
+@inner
 def _oxidise(ctx, v, e):
     _become_electrolyte(ctx, v, e)
     ctx.counters[C_OX] += 1
-    _count_region(ctx, v, 1)
-    _face_count(ctx, v, e, 1)
+    _count_region(ctx, v, TALLY_OXIDATION)
+    _face_count(ctx, v, e, TALLY_OXIDATION)
     after_phase_change(ctx, v)
     ip = ctx.ip
     if ip[I_IMPLICIT] == 0:
         x, y, z = coords(v, ip[I_NY], ip[I_NZ])
-        add_packet(ctx, v, x, y, z, 0, 0)
+        add_packet(ctx, v, x, y, z)
     if ip[I_DEADCHK] != 0:
         dead_check(ctx, v)
 
 
-@nb.njit(cache=True)
+@inner
 def _surface_hop(ctx, v, w):
     """Lithium voxel v moves into electrolyte voxel w; packets in w step aside."""
     _become_electrolyte(ctx, v, w)
@@ -260,7 +259,7 @@ def _surface_hop(ctx, v, w):
         dead_check(ctx, v)
 
 
-@nb.njit(cache=True)
+@inner
 def site_event(ctx, v, y):
     """Execute the site channel of voxel v that y selects (rate_cache.site_channels); False
     for a null event."""
@@ -278,14 +277,14 @@ def site_event(ctx, v, y):
             ctx.counters[C_BLOCKED] += 1
             return False
         x, y0, z = coords(v, ctx.ip[I_NY], ctx.ip[I_NZ])
-        add_packet(ctx, v, x, y0, z, 0, 0)
+        add_packet(ctx, v, x, y0, z)
         ctx.counters[C_INS] += 1
     else:
         return False
     return True
 
 
-@nb.njit(cache=True)
+@inner
 def release_walker(ctx):
     """Release mode: one new walker on the sphere of radius r_max + margin."""
     prm = ctx.prm
@@ -311,7 +310,9 @@ def release_walker(ctx):
         v = (x * ny + y) * nz + z
         if phase[v] != ELECTROLYTE:
             continue
-        add_packet(ctx, v, x, y, z, (xu - x) // nx, (yu - y) // ny)
+        k = add_packet(ctx, v, x, y, z)
+        ctx.packets[k, WX] = (xu - x) // nx
+        ctx.packets[k, WY] = (yu - y) // ny
         ctx.counters[C_RELEASED] += 1
         return True
     return False

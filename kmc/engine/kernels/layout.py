@@ -13,9 +13,17 @@ import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.experimental import structref
 from numba.extending import intrinsic
 
 from continuum.constants import HOST_CONDUCTIVE, LITHIUM
+
+# Kernels called only by other kernels: no Python or C entry wrappers (a wrapper unboxes every
+# argument, the whole context included: compile time for nothing).  ``inner_inline`` also has
+# LLVM inline the small helpers of the event loop, which it otherwise leaves as calls.  The
+# entry points (loop.setup_call, loop.run_events, leaps.leap_levels) are plain njit(cache=True).
+inner = nb.njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+inner_inline = nb.njit(cache=True, forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 # ---- rate groups ----------------------------------------------------------------------------
 NG = 256  # rate groups per item kind (packets, sites)
@@ -49,6 +57,10 @@ COUNTER_NAMES = ("hops", "leaps", "leap_hops", "insertions", "removals_top", "re
                  "dead_marked", "released", "killed", "rate_overflow", "blocked_hops",
                  "blocked_reductions")
 
+# rows of region_counts / face_counts (numpy ints: a literal int argument would compile a
+# second specialisation of the callee)
+TALLY_REDUCTION, TALLY_OXIDATION = np.int64(0), np.int64(1)
+
 # ---- status codes of run_events -----------------------------------------------------------
 ST_DONE, ST_MAXEV, ST_GROW, ST_NOEVENTS, ST_MAXRED, ST_OVERFLOW, ST_RELFAIL, ST_MAXOX = range(8)
 
@@ -57,9 +69,9 @@ ST_DONE, ST_MAXEV, ST_GROW, ST_NOEVENTS, ST_MAXRED, ST_OVERFLOW, ST_RELFAIL, ST_
 OFFSETS = np.array([(dx, dy, dz) for r in (0, 1, 2) for dx in range(-2, 3) for dy in range(-2, 3)
                     for dz in range(-2, 3) if abs(dx) + abs(dy) + abs(dz) == r], dtype=np.int64)
 
-#: Everything one kernel call works on (a Numba-compatible named tuple of arrays; field access
-#: compiles to the same static load as a positional slot).  Per voxel (flat, length N):
-#: phase, connected, occupancy, eta_nuc, activity, region, stamp (flood marks), site_group,
+#: Everything one kernel call works on (a named tuple of arrays, built by the engine; the entry
+#: points turn it into a KernelRefType with :func:`as_ref` and pass that on).  Per voxel (flat,
+#: length N): phase, connected, occupancy, eta_nuc, activity, region, stamp (flood marks), site_group,
 #: site_pos, and the fields phi_l, phi_s, concentration; u, reduction_total, head, group and
 #: leap are views into one 16-byte record per voxel (engine: ``_aligned_records``).
 KernelContext = namedtuple("KernelContext", [
@@ -67,6 +79,41 @@ KernelContext = namedtuple("KernelContext", [
     "region", "stamp", "reduction_total", "u", "phi_l", "phi_s", "eta_nuc", "activity",
     "concentration", "packets", "packet_start", "sites", "site_start", "tree", "bounds",
     "prm", "ip", "counters", "region_counts", "stack", "face_counts"])
+
+
+@structref.register
+class KernelRefType(types.StructRef):
+    """The kernels' handle on a KernelContext: one pointer to its arrays.  Passed as the named
+    tuple, the context travels as some 200 scalars through every call and is packed, unpacked
+    and reference-counted array by array, in code every kernel compiles."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+@intrinsic
+def as_ref(typingctx, ctx):
+    """A KernelRefType holding the arrays of the KernelContext ctx (the entry points' first step)."""
+    from numba.experimental.jitclass.base import imp_dtor
+
+    ref_type = KernelRefType(list(zip(ctx.fields, ctx.types)))
+
+    def codegen(context, builder, signature, args):
+        data_type = context.data_model_manager[ref_type.get_data_type()].get_value_type()
+        meminfo = context.nrt.meminfo_alloc_dtor(
+            builder, context.get_constant(types.uintp, context.get_abi_sizeof(data_type)),
+            imp_dtor(context, builder.module, ref_type))
+        ptr = builder.bitcast(context.nrt.meminfo_data(builder, meminfo), data_type.as_pointer())
+        data = cgutils.create_struct_proxy(ref_type.get_data_type())(context, builder, ref=ptr)
+        for i, (name, t) in enumerate(zip(ctx.fields, ctx.types)):
+            value = builder.extract_value(args[0], i)
+            context.nrt.incref(builder, t, value)
+            setattr(data, name, value)
+        ref = context.make_helper(builder, ref_type)
+        ref.meminfo = meminfo
+        return ref._getvalue()
+
+    return ref_type(ctx), codegen
 
 
 @intrinsic
@@ -95,7 +142,7 @@ def group_bounds(t_ref: float) -> np.ndarray:
     return b
 
 
-@nb.njit(cache=True)
+@inner
 def coords(v, ny, nz):
     x = v // (ny * nz)
     r = v - x * ny * nz
@@ -103,7 +150,7 @@ def coords(v, ny, nz):
     return x, y, r - y * nz
 
 
-@nb.njit(cache=True)
+@inner_inline
 def step(x, y, z, d, nx, ny):
     """Neighbour coordinates in direction d with x/y wrap counts; z may leave [0, nz)."""
     wx = 0
@@ -135,7 +182,7 @@ def step(x, y, z, d, nx, ny):
     return x, y, z, wx, wy
 
 
-@nb.njit(cache=True)
+@inner_inline
 def neighbour(v, x, y, z, d, nx, ny, nz):
     """Flat index of the face neighbour of v = (x, y, z) in direction d; -2 through the top,
     -1 below the collector."""
@@ -152,7 +199,7 @@ def neighbour(v, x, y, z, d, nx, ny, nz):
     return -1 if z == 0 else v - 1
 
 
-@nb.njit(cache=True)
+@inner_inline
 def u_at(U, w, utop):
     """U of neighbour index w (utop through the top, 0 below the collector).  U = 0 on every
     non-electrolyte voxel, so a blocked hop has rate 0 without a phase lookup."""
@@ -161,14 +208,14 @@ def u_at(U, w, utop):
     return utop if w == -2 else 0.0
 
 
-@nb.njit(cache=True)
+@inner_inline
 def neighbour_u(U, v, x, y, z, d, nx, ny, nz, utop):
     """(index, U) of the face neighbour in direction d (see neighbour, u_at)."""
     w = neighbour(v, x, y, z, d, nx, ny, nz)
     return w, u_at(U, w, utop)
 
 
-@nb.njit(cache=True)
+@inner
 def is_conductor(p):
     return p == HOST_CONDUCTIVE or p == LITHIUM
 

@@ -9,12 +9,12 @@ import numpy as np
 
 from continuum.constants import ELECTROLYTE
 
-from .layout import I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, NXT, PX, PY, PZ, VOX, WX, WY, coords, neighbour_u
+from .layout import I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, NXT, PX, PY, PZ, VOX, WX, WY, coords, inner, neighbour_u
 from .rate_cache import refresh_voxel
 from .selection import packet_leaf, regroup_packet, unlink
 
 
-@nb.njit(cache=True)
+@inner
 def lower_leap_levels(ctx, v):
     """v just became non-electrolyte next to an old non-electrolyte voxel: lower the leap
     level of voxels whose protective cube now contains v (only shells at radius 2^k)."""
@@ -42,7 +42,7 @@ def lower_leap_levels(ctx, v):
                     dz = dz + 1 if edge else dz + 2 * n
 
 
-@nb.njit(cache=True)
+@inner
 def leap(P, head, G, U, pstart, tree, B, k, g, v, n, nx, ny, nz):
     """n hops in one event: multinomial displacement with the local hop probabilities
     (conditional binomials), then one move.  Returns the record's new position.  On a leap
@@ -107,7 +107,7 @@ def leap(P, head, G, U, pstart, tree, B, k, g, v, n, nx, ny, nz):
     return k
 
 
-@nb.njit(cache=True)
+@inner
 def _cyclic_dist(src, thr, out, n_lines_outer, m, stride, block):
     """out = cyclic distance along an axis (length m, element stride `stride`) to the nearest
     element with src <= thr.  Lines are laid out as n_lines_outer blocks of `block` inner
@@ -159,7 +159,7 @@ def leap_levels(phase, nx, ny, nz, kmax, L):
     for k in range(1, kmax + 1):
         n = 1 << k
         _cyclic_dist(az, n, dy, nx, ny, nz, nz)  # along y: outer x, inner z
-        _cyclic_dist(dy, n, dxa, 1, nx, ny * nz, ny * nz)  # along x: inner (y, z)
+        _cyclic_dist(dy, n, dxa, np.int64(1), nx, ny * nz, ny * nz)  # along x: inner (y, z)
         any_clean = False
         for i in range(N):
             if dxa[i] > n:

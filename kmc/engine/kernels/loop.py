@@ -13,17 +13,17 @@ import numpy as np
 from continuum.constants import ELECTROLYTE
 
 from .effects import kill_if_far, reduce_packet, release_walker, site_event
-from .layout import (C_BLOCKED, C_EVENTS, C_HOP, C_LEAP, C_LEAP_HOPS, C_NULL, C_OVERFLOW, C_OX, C_RED, C_REM,
-                     I_CAP, I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, I_RELEASE, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T,
-                     P_UTOP, PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXOX, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
-                     ST_RELFAIL, VOX, WX, WY, neighbour, neighbour_u, prefetch, step, u_at)
+from .layout import (C_BLOCKED, C_EVENTS, C_HOP, C_LEAP, C_LEAP_HOPS, C_NULL, C_OVERFLOW, C_OX, C_RED, C_REM, I_CAP,
+                     I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, I_RELEASE, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T, P_UTOP,
+                     PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXOX, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
+                     ST_RELFAIL, VOX, WX, WY, as_ref, inner, neighbour, neighbour_u, prefetch, step, u_at)
 from .leaps import leap, leap_levels
 from .rate_cache import packet_rate_bound, site_rate
 from .selection import delete_packet, packet_leaf, pick, rate_group, regroup_packet, site_leaf, tree_walk, unlink
 
 
 # ---- per-call setup --------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _setup_voxel_groups(ctx):
     """Packet rate group (and reduction total) of every electrolyte voxel.  Context fields are
     read into locals once: inside the loop each access would cost a reference count."""
@@ -43,7 +43,7 @@ def _setup_voxel_groups(ctx):
             RV[v] = 0.0
 
 
-@nb.njit(cache=True)
+@inner
 def _setup_sites(ctx):
     """Site groups of every voxel, stored contiguously per group (counting sort)."""
     phase, conn, U, PHIL, PHIS = ctx.phase, ctx.connected, ctx.u, ctx.phi_l, ctx.phi_s
@@ -73,7 +73,7 @@ def _setup_sites(ctx):
             fill[g] += 1
 
 
-@nb.njit(cache=True)
+@inner
 def _setup_packets(ctx, n_packets):
     """Packet records sorted by the group of their voxel, per-voxel lists, occupancy."""
     P = ctx.packets
@@ -108,8 +108,9 @@ def _setup_packets(ctx, n_packets):
 
 
 @nb.njit(cache=True)
-def setup_call(ctx, n_packets):
+def setup_call(context, n_packets):
     """Rates, groups, leap levels, packet lists and the sum tree for one call."""
+    ctx = as_ref(context)
     ip = ctx.ip
     if ip[I_KMAX] > 0:
         leap_levels(ctx.phase, ip[I_NX], ip[I_NY], ip[I_NZ], ip[I_KMAX], ctx.leap)
@@ -128,31 +129,13 @@ def setup_call(ctx, n_packets):
 
 # ---- the event loop --------------------------------------------------------------------------
 @nb.njit(cache=True)
-def _prefetch_next(P, U, pstart, tree, B, x, nx, ny, nz):
-    """Prefetch the voxel records of the packet that x would select now and of its hop
-    target if it has no reaction (as the event loop's R = 0 path computes it)."""
-    leaf, x = tree_walk(tree, x)
-    if leaf >= NG:
-        return
-    bg = B[leaf]
-    k, y = pick(pstart, leaf, bg, x)
-    if k < 0:
-        return
-    v = P[k, VOX]
-    prefetch(U, v)
-    d0 = min(int(y / (bg / 6.0)), 5)
-    w0 = neighbour(v, P[k, PX], P[k, PY], P[k, PZ], d0, nx, ny, nz)
-    if w0 >= 0:
-        prefetch(U, w0)
-
-
-@nb.njit(cache=True)
-def run_events(ctx, t_end, max_events, max_reductions, max_oxidations, seed):
+def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed):
     """Execute events until the next one would pass t_end (not executed), or max_events
     events have run, or max_reductions net reductions (minus oxidations), or max_oxidations
     net oxidations (minus reductions; < 0: no limit), or the packet store needs to grow.
     Returns a status code; the clock is ctx.prm[P_T]."""
     np.random.seed(seed)
+    ctx = as_ref(context)
     P = ctx.packets
     pstart = ctx.packet_start
     SI = ctx.sites
@@ -178,8 +161,12 @@ def run_events(ctx, t_end, max_events, max_reductions, max_oxidations, seed):
     status = ST_DONE
     # The selection uniform of the next attempt is drawn one attempt ahead, so the packet it
     # will pick (if this attempt leaves the tree as it is, nearly always) can be prefetched:
-    # its voxel record then loads while this attempt waits on its own.
-    u_sel = np.random.random()
+    # its voxel record then loads while this attempt waits on its own.  The next attempt
+    # reuses that walk while the tree is unchanged (tree[0] counts its changes).
+    u1 = np.random.random()
+    W = tree[1]
+    leaf1, rest1 = tree_walk(tree, u1 * W)
+    walked = tree[0]
     while True:
         if cnt[C_OVERFLOW] > 0:
             status = ST_OVERFLOW
@@ -212,10 +199,22 @@ def run_events(ctx, t_end, max_events, max_reductions, max_oxidations, seed):
             status = ST_DONE
             break
         t += dt
-        x = u_sel * W
-        u_sel = np.random.random()
-        leaf, x = tree_walk(tree, x)
-        _prefetch_next(P, U, pstart, tree, B, u_sel * W, nx, ny, nz)
+        if tree[0] == walked:
+            leaf, x = leaf1, rest1
+        else:
+            leaf, x = tree_walk(tree, u1 * W)
+        u1 = np.random.random()
+        leaf1, rest1 = tree_walk(tree, u1 * W)
+        walked = tree[0]
+        # the next attempt's voxel and hop target (R = 0), written out: a call with array
+        # arguments costs reference counts in the loop, even inlined
+        if leaf1 < NG:
+            k1, y1 = pick(pstart, leaf1, B[leaf1], rest1)
+            if k1 >= 0:
+                v1 = P[k1, VOX]
+                prefetch(U, v1)
+                d1 = min(int(y1 / (B[leaf1] / 6.0)), 5)
+                prefetch(U, max(neighbour(v1, P[k1, PX], P[k1, PY], P[k1, PZ], d1, nx, ny, nz), 0))
         ok = False
         if leaf < NG:
             bg = B[leaf]

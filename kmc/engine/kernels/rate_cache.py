@@ -5,40 +5,39 @@ phase change touches it; only those are recomputed.  The rate laws come from
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM
 
 from .. import rates as _rates
-from .layout import (I_IMPLICIT, I_NX, I_NY, I_NZ, I_SD, NXT, OFFSETS, P_ACF, P_AAF, P_COORD, P_HOP, P_INS0,
-                     P_KOX0, P_KRED0, P_SDEB, P_SDNU, P_UTOP, P_VM, coords, is_conductor, neighbour, neighbour_u)
+from .layout import (I_IMPLICIT, I_NX, I_NY, I_NZ, I_SD, NXT, OFFSETS, P_ACF, P_AAF, P_COORD, P_HOP, P_INS0, P_KOX0,
+                     P_KRED0, P_SDEB, P_SDNU, P_UTOP, P_VM, coords, inner, is_conductor, neighbour, neighbour_u)
 from .selection import list_length, packet_leaf, rate_group, regroup_packet, set_site_group
 
-_reduction_rate = nb.njit(cache=True)(_rates.reduction_rate)
-_oxidation_rate = nb.njit(cache=True)(_rates.oxidation_rate)
-_surface_hop_rate = nb.njit(cache=True)(_rates.surface_hop_rate)
-_coordination_shift = nb.njit(cache=True)(_rates.coordination_shift)
+_reduction_rate = inner(_rates.reduction_rate)
+_oxidation_rate = inner(_rates.oxidation_rate)
+_surface_hop_rate = inner(_rates.surface_hop_rate)
+_coordination_shift = inner(_rates.coordination_shift)
 
 # what a site channel does (site_channels)
 SITE_NONE, SITE_OXIDATION, SITE_SURFACE_HOP, SITE_REDUCTION, SITE_INSERTION = range(5)
 
 
-@nb.njit(cache=True)
+@inner
 def face_reduction_rate(c, e, PHIS, PHIL, ETA, ACT, prm, shift):
     """Per-packet reduction rate on the face between conductor c and electrolyte voxel e;
     ``shift``: the coordination shift of the voxel it would fill (:func:`coordination_eta`)."""
     return _reduction_rate(prm[P_KRED0], ACT[c], prm[P_ACF], PHIS[c] - PHIL[e] + shift, ETA[c])
 
 
-@nb.njit(cache=True)
+@inner
 def face_oxidation_rate(l, e, PHIS, PHIL, prm, shift):
     """Oxidation rate of lithium voxel l through its face to electrolyte voxel e (a = 1);
     ``shift``: l's coordination shift (:func:`coordination_eta`)."""
     return _oxidation_rate(prm[P_KOX0], 1.0, prm[P_AAF], PHIS[l] - PHIL[e] + shift)
 
 
-@nb.njit(cache=True)
+@inner
 def coordination_eta(v, x, y, z, phase, prm, nx, ny, nz):
     """Coordination shift [V] of the lithium voxel v is or would become: its face neighbours
     that are not electrolyte (lithium, live or dead, and host) are its bonds; the reservoir
@@ -55,7 +54,7 @@ def coordination_eta(v, x, y, z, phase, prm, nx, ny, nz):
 
 
 # ---- packets -------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def packet_rate_bound(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, ny, nz):
     """Store the total reduction rate of electrolyte voxel v in RV[v] (float32) and return
     the per-packet rate bound that groups it: R + 6 K_max (K_max: its fastest hop), or K/2^L
@@ -87,7 +86,7 @@ def packet_rate_bound(v, phase, conn, U, PHIL, PHIS, ETA, ACT, RV, L, prm, nx, n
     return 6.0 * kmax + np.float64(R32)
 
 
-@nb.njit(cache=True)
+@inner
 def _regroup_voxel_packets(ctx, v, a, b):
     """Move every packet of voxel v from group a to group b."""
     P = ctx.packets
@@ -95,7 +94,7 @@ def _regroup_voxel_packets(ctx, v, a, b):
     pstart = ctx.packet_start
     n = list_length(P, head, v)
     for _ in range(n):
-        p = head[v]
+        p = np.int64(head[v])
         while p != -1 and not (pstart[a] <= p and p < pstart[a + 1]):
             p = P[p, NXT]
         if p == -1:
@@ -105,7 +104,7 @@ def _regroup_voxel_packets(ctx, v, a, b):
     packet_leaf(ctx.tree, pstart, ctx.bounds, b)
 
 
-@nb.njit(cache=True)
+@inner
 def refresh_voxel(ctx, v):
     """Recompute the packet rates of voxel v and regroup its packets (explicit transport)."""
     G = ctx.group
@@ -125,7 +124,7 @@ def refresh_voxel(ctx, v):
 
 
 # ---- sites ---------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _surface_target_ok(v, w, phase, conn, nx, ny, nz):
     """Electrolyte voxel w keeps a lithium voxel moved from v bonded to a connected conductor
     other than v."""
@@ -137,7 +136,7 @@ def _surface_target_ok(v, w, phase, conn, nx, ny, nz):
     return False
 
 
-@nb.njit(cache=True)
+@inner
 def site_channels(v, y, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
     """Walk voxel v's own event channels in a fixed order.  Returns (kind, other voxel, rest):
     the first channel whose rate exceeds what is left of y, or (SITE_NONE, -1, total rate
@@ -198,7 +197,7 @@ def site_channels(v, y, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
     return SITE_NONE, -1, S
 
 
-@nb.njit(cache=True)
+@inner
 def site_rate(v, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
     """Total rate of voxel v's own events (see :func:`site_channels`); the voxels that have
     none (host, dead lithium, explicit-transport electrolyte below the top layer: most of the
@@ -212,14 +211,14 @@ def site_rate(v, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip):
     return site_channels(v, np.inf, phase, conn, U, PHIL, PHIS, ETA, ACT, CONC, prm, ip)[2]
 
 
-@nb.njit(cache=True)
+@inner
 def refresh_site(ctx, v):
     r = site_rate(v, ctx.phase, ctx.connected, ctx.u, ctx.phi_l, ctx.phi_s, ctx.eta_nuc, ctx.activity,
                   ctx.concentration, ctx.prm, ctx.ip)
     set_site_group(ctx, v, rate_group(r, ctx.bounds, ctx.counters))
 
 
-@nb.njit(cache=True)
+@inner
 def refresh_sites_around(ctx, v):
     """Refresh every site whose rate a phase change of v can touch (two faces away when
     surface diffusion is on, one otherwise)."""
@@ -236,7 +235,7 @@ def refresh_sites_around(ctx, v):
         refresh_site(ctx, (x2 * ny + y2) * nz + z2)
 
 
-@nb.njit(cache=True)
+@inner
 def refresh_electrolyte_neighbours(ctx, v):
     """Refresh the packet rates of v's electrolyte face neighbours (their reduction faces or
     hop targets changed)."""

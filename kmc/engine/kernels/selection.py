@@ -1,22 +1,21 @@
 """Event selection: composition-rejection over geometric rate groups (docs/kernels.md).
 
 Group ``g`` holds items whose rate bound r satisfies ``B[g-1] < r <= B[g]``; a sum tree over
-the 2 x NG group weights ``n_g B[g]`` picks a group, the remainder picks the item and its
-channel variable.  Items of one group are stored contiguously: packets as 64-byte records
+the 2 x NG group weights ``n_g B[g]`` picks a group (``tree[0]`` counts the tree's changes),
+the remainder picks the item and its channel variable.  Items of one group are stored contiguously: packets as 64-byte records
 (also linked per voxel through ``NXT``), sites as voxel indices with their positions; an item
 changes group by one swap per group boundary crossed.
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from .layout import (BINS_PER_OCTAVE, C_OVERFLOW, G_CENTER, I_CAP, I_NEXTID, N_FIELDS, NG, NLEAF, NXT, PID,
-                     PX, PY, PZ, VOX, WX, WY)
+from .layout import (BINS_PER_OCTAVE, C_OVERFLOW, G_CENTER, I_CAP, I_NEXTID, N_FIELDS, NG, NLEAF, NXT, PID, PX, PY,
+                     PZ, VOX, WX, WY, inner, inner_inline)
 
 
 # ---- groups and the sum tree ----------------------------------------------------------------
-@nb.njit(cache=True)
+@inner
 def rate_group(rate, B, cnt):
     """Smallest group whose bound is >= rate (0 for rate 0); flags overflow."""
     if not (rate > 0.0):
@@ -35,8 +34,9 @@ def rate_group(rate, B, cnt):
     return g
 
 
-@nb.njit(cache=True)
+@inner
 def _tree_set(tree, leaf, w):
+    tree[0] += 1.0  # change count (the event loop reuses a walk while it stays)
     i = NLEAF + leaf
     tree[i] = w
     i >>= 1
@@ -45,21 +45,21 @@ def _tree_set(tree, leaf, w):
         i >>= 1
 
 
-@nb.njit(cache=True)
+@inner
 def packet_leaf(tree, pstart, B, g):
     """Refresh the tree weight of packet group g."""
     if g > 0:
         _tree_set(tree, g, (pstart[g + 1] - pstart[g]) * B[g])
 
 
-@nb.njit(cache=True)
+@inner
 def site_leaf(tree, sstart, B, g):
     """Refresh the tree weight of site group g."""
     if g > 0:
         _tree_set(tree, NG + g, (sstart[g + 1] - sstart[g]) * B[g])
 
 
-@nb.njit(cache=True)
+@inner_inline
 def tree_walk(tree, x):
     """(leaf, remainder): the leaf whose cumulative weight interval holds x in [0, tree[1])
     and x less the weight before it."""
@@ -74,7 +74,7 @@ def tree_walk(tree, x):
     return i - NLEAF, x
 
 
-@nb.njit(cache=True)
+@inner_inline
 def pick(start, g, bg, x):
     """Composition-rejection inside group g (items start[g] .. start[g+1]-1, rate bound bg):
     x in [0, n bg) picks the item at start[g] + x // bg, and the rest, y in [0, bg), is its
@@ -88,7 +88,7 @@ def pick(start, g, bg, x):
 
 
 # ---- packet store: records contiguous per group, singly linked per voxel ----------------------
-@nb.njit(cache=True)
+@inner
 def _relabel(P, head, v, i, j):
     """Swap the labels i <-> j in the packet list of voxel v (before rows i, j swap)."""
     p = head[v]
@@ -105,7 +105,7 @@ def _relabel(P, head, v, i, j):
         p = q
 
 
-@nb.njit(cache=True)
+@inner
 def swap_packets(P, head, i, j):
     if i == j:
         return
@@ -120,7 +120,7 @@ def swap_packets(P, head, i, j):
         P[j, f] = t
 
 
-@nb.njit(cache=True)
+@inner
 def regroup_packet(P, head, pstart, k, a, b):
     """Move the packet record at k from group a to group b by one swap per group boundary
     crossed; returns its new position.  (The site store's twin is :func:`_regroup_site`: a
@@ -140,7 +140,7 @@ def regroup_packet(P, head, pstart, k, a, b):
     return k
 
 
-@nb.njit(cache=True)
+@inner_inline
 def unlink(P, head, v, k):
     p = head[v]
     if p == k:
@@ -154,7 +154,7 @@ def unlink(P, head, v, k):
         p = q
 
 
-@nb.njit(cache=True)
+@inner
 def list_length(P, head, v):
     n = 0
     p = head[v]
@@ -164,7 +164,7 @@ def list_length(P, head, v):
     return n
 
 
-@nb.njit(cache=True)
+@inner
 def relocate_packet(P, head, G, pstart, tree, B, k, g, v, w, x2, y2, z2, wx, wy):
     """Move the packet at k (group g) from voxel v to voxel w = (x2, y2, z2), adding the image
     shifts wx, wy; regroups it if w's group differs.  Returns its record position."""
@@ -185,9 +185,10 @@ def relocate_packet(P, head, G, pstart, tree, B, k, g, v, w, x2, y2, z2, wx, wy)
     return k
 
 
-@nb.njit(cache=True)
-def add_packet(ctx, v, x, y, z, wx, wy):
-    """New packet (new id) in electrolyte voxel v; returns its record position."""
+@inner
+def add_packet(ctx, v, x, y, z):
+    """New packet (new id, periodic images 0) in electrolyte voxel v = (x, y, z); returns its
+    record position."""
     P = ctx.packets
     head = ctx.head
     pstart = ctx.packet_start
@@ -199,8 +200,8 @@ def add_packet(ctx, v, x, y, z, wx, wy):
     P[k, PX] = x
     P[k, PY] = y
     P[k, PZ] = z
-    P[k, WX] = wx
-    P[k, WY] = wy
+    P[k, WX] = 0
+    P[k, WY] = 0
     P[k, NXT] = head[v]
     head[v] = k
     pstart[NG] += 1
@@ -212,7 +213,7 @@ def add_packet(ctx, v, x, y, z, wx, wy):
     return k
 
 
-@nb.njit(cache=True)
+@inner
 def delete_packet(ctx, k, g):
     """Delete the packet at k (group g)."""
     P = ctx.packets
@@ -230,7 +231,7 @@ def delete_packet(ctx, k, g):
 
 
 # ---- site store: voxel indices contiguous per group ------------------------------------------
-@nb.njit(cache=True)
+@inner
 def _swap_sites(SI, spos, i, j):
     a = SI[i]
     b = SI[j]
@@ -240,7 +241,7 @@ def _swap_sites(SI, spos, i, j):
     spos[a] = j
 
 
-@nb.njit(cache=True)
+@inner
 def _regroup_site(SI, spos, sstart, k, a, b):
     if b > a:
         for g in range(a, b):
@@ -257,7 +258,7 @@ def _regroup_site(SI, spos, sstart, k, a, b):
     return k
 
 
-@nb.njit(cache=True)
+@inner
 def set_site_group(ctx, v, g_new):
     """Put voxel v's site into group g_new (0: no site events)."""
     SG = ctx.site_group
