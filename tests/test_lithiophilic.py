@@ -57,3 +57,28 @@ def test_command_writes_summary_and_figures(tmp_path):
     assert rows[0][SEED_ENRICHMENT] == ""  # no seeds on the bare host
     for r in rows:
         assert int(r[CLUSTERS]) >= 1
+
+
+def test_first_run_compiles_in_two_workers_and_changes_nothing(tmp_path, monkeypatch):
+    """With nothing compiled yet, a 2-worker study first compiles the KMC's and the
+    continuum's kernels side by side (kmc.studies.parallel); the cases' results are those of a
+    single worker."""
+    import kmc.studies.base as base
+    import kmc.studies.parallel as parallel
+
+    calls = []
+    monkeypatch.setattr(base, "_kernels_compiled", lambda: False)
+    monkeypatch.setattr(parallel, "process_pool", lambda n, make=parallel.process_pool: calls.append(n) or make(n))
+    summaries = {}
+    for workers in ("1", "2"):
+        out = tmp_path / workers
+        args = ["lithiophilic", "--out", str(out), "--no-progress", "--workers", workers,
+                "--set", "host.nx=12", "--set", "host.ny=12", "--set", "host.host_layers=6",
+                "--set", "host.reservoir_layers=6", "--set", "snapshots=0",
+                "--set", "protocol.capacity_mAh_cm2=0.15"]
+        assert main(args) == 0
+        summaries[workers] = (out / "summary.csv").read_text()
+    assert calls == [2]
+    assert summaries["1"] == summaries["2"]
+    parallel.compile_kmc_kernels()  # cached now: both return at once, compiling nothing new
+    parallel.compile_continuum_kernels()
