@@ -92,18 +92,8 @@ def deposition(n, porous, n_events):
 
 _COLD_RUN = """
 import importlib
-import numpy as np
-from continuum.constants import HOST_CONDUCTIVE, LITHIUM
-from continuum.parameters import PhysicalParameters
-from kmc.engine import KMCEngine
-from kmc.engine.lattice import LatticeState
-p = PhysicalParameters()
-ph = np.zeros((8, 8, 8), np.uint8)
-ph[:, :, 0] = HOST_CONDUCTIVE
-ph[:, :, 1:3] = LITHIUM
-eng = KMCEngine(LatticeState.from_arrays(ph, 1e-6, concentration=p.c_ref, seed=0), p, seed=1)
-for phi_s in (-0.2, 0.2):
-    eng.advance(1.0, phi_l=np.zeros(ph.shape), phi_s=np.full(ph.shape, phi_s), c_top=p.c_ref, max_events=2000)
+from kmc.studies.parallel import compile_kmc_kernels
+compile_kmc_kernels()  # what a study's first run compiles in one worker
 n = 0
 for m in ("layout", "selection", "rate_cache", "leaps", "dead_lithium", "effects", "loop"):
     mod = importlib.import_module("kmc.engine.kernels." + m)
