@@ -73,41 +73,6 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
 
 
 @numba.njit(cache=True)
-def restrict_residual(x, b, gx, gy, gz, dtot, fx, fy, fz, rc):
-    """rc = sum over each coarse cell's children of the residual b - A x."""
-    nx, ny, nz = x.shape
-    rc[:] = 0.0
-    for i in range(nx):
-        ip = i + 1 if i + 1 < nx else 0
-        im = i - 1 if i > 0 else nx - 1
-        for j in range(ny):
-            jp = j + 1 if j + 1 < ny else 0
-            jm = j - 1 if j > 0 else ny - 1
-            for k in range(nz):
-                dd = dtot[i, j, k]
-                if dd == 0.0:
-                    continue
-                s = (b[i, j, k] - dd * x[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
-                     + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k])
-                if k + 1 < nz:
-                    s += gz[i, j, k] * x[i, j, k + 1]
-                if k > 0:
-                    s += gz[i, j, k - 1] * x[i, j, k - 1]
-                rc[i // fx, j // fy, k // fz] += s
-
-
-@numba.njit(cache=True)
-def prolong_add(x, ec, dtot, fx, fy, fz):
-    """x += the coarse correction, constant over each coarse cell's children."""
-    nx, ny, nz = x.shape
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                if dtot[i, j, k] != 0.0:
-                    x[i, j, k] += ec[i // fx, j // fy, k // fz]
-
-
-@numba.njit(cache=True)
 def sum_children(a, fx, fy, fz, out):
     out[:] = 0.0
     nx, ny, nz = a.shape
@@ -214,9 +179,10 @@ def apply_operator(x, gx, gy, gz, dtot, out):
 # The coarsest level is solved by a dense inverse over its unknown cells.
 
 @numba.njit(cache=True)
-def _restrict_shift(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
-    """restrict_residual with shifts for the parents' indices; the residual of a column is
-    formed first (vectorised), then summed into the parents."""
+def restrict_residual(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
+    """rc = sum over each coarse cell's children of the residual b - A x (``sx``..: the
+    coarsening factors as shifts, 0 or 1); a column's residual is formed first (vectorised),
+    then summed into the parents."""
     nx, ny, nz = x.shape
     rc[:] = 0.0
     r = np.empty(nz)
@@ -241,7 +207,8 @@ def _restrict_shift(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
 
 
 @numba.njit(cache=True)
-def _prolong_shift(x, ec, dtot, sx, sy, sz):
+def prolong_add(x, ec, dtot, sx, sy, sz):
+    """x += the coarse correction, constant over each coarse cell's children."""
     nx, ny, nz = x.shape
     for i in range(nx):
         ic = i >> sx
@@ -278,7 +245,7 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
         for _ in range(sweeps):
             gauss_seidel(x, b, gx, gy, gz, _level(dinvs, offsets, shapes, lvl), False)
         nb = _level(bs, offsets, shapes, lvl + 1)
-        _restrict_shift(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2], nb)
+        restrict_residual(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2], nb)
         b = nb
     xc = xs[offsets[nl - 1]:]
     bc = b.ravel()
@@ -291,7 +258,7 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
     for lvl in range(nl - 2, -1, -1):
         x = _level(xs, offsets, shapes, lvl)
         dt = _level(dts, offsets, shapes, lvl)
-        _prolong_shift(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
+        prolong_add(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
                        shifts[lvl, 2])
         bl = b0 if lvl == 0 else _level(bs, offsets, shapes, lvl)
         for _ in range(sweeps):

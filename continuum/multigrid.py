@@ -55,7 +55,6 @@ class _Level:
         K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot)
         unknown = self.dtot > 0
         self.dinv = np.where(unknown, 1.0 / np.where(unknown, self.dtot, 1.0), 0.0)
-        self.x = np.zeros(self.shape)
         self.factors = None  # to the next level
 
     def coarsen(self) -> "_Level":
@@ -118,7 +117,6 @@ class VoxelMultigrid:
         self.pocket_max = int(pocket_max)
         self.levels: list[_Level] = []  # the cycle's hierarchy (pockets masked out of the fine level)
         self._fine: _Level | None = None  # the whole fine operator
-        self._lu = None
         self._coarse_cells = None
         self._pockets: np.ndarray | None = None  # bool grid, or None when there are none
         self._pocket_lu = None
@@ -168,7 +166,6 @@ class VoxelMultigrid:
             levels.append(levels[-1].coarsen())
         self.levels = levels
         A, self._coarse_cells = levels[-1].matrix()
-        self._lu = spla.splu(A) if A.shape[0] else None
         self._coarse_inverse = _symmetric_inverse(A)
         self._compiled = None
 
@@ -199,32 +196,13 @@ class VoxelMultigrid:
         return spla.LinearOperator((self.n, self.n), matvec=self.matvec, dtype=np.float64)
 
     def vcycle(self, b: np.ndarray) -> np.ndarray:
-        """One cycle from x = 0 on the fine-grid right-hand side ``b`` (grid shape)."""
-        self.levels[0].x[:] = 0.0
-        self._cycle(0, b)
-        x = self.levels[0].x
+        """One cycle from x = 0 on the fine-grid right-hand side ``b`` (grid shape): the
+        compiled cycle the CG of :meth:`solve` applies, pockets solved beside it."""
+        x = np.empty(self.shape)
+        K.vcycle_into(*self._compiled_levels(), self.sweeps, np.ascontiguousarray(b), x)
         if self._pockets is not None:
             x.ravel()[self._pocket_cells] = self._pocket_lu.solve(b.ravel()[self._pocket_cells])
         return x
-
-    def _cycle(self, lvl: int, b: np.ndarray):
-        """Improve ``levels[lvl].x`` for A x = b: smooth, correct from the next level, smooth
-        back."""
-        L = self.levels[lvl]
-        if lvl == len(self.levels) - 1:
-            if self._lu is not None:
-                L.x.ravel()[self._coarse_cells] = self._lu.solve(b.ravel()[self._coarse_cells])
-            return
-        nxt = self.levels[lvl + 1]
-        for _ in range(self.sweeps):
-            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dinv, False)
-        rc = np.empty(nxt.shape)
-        K.restrict_residual(L.x, b, L.gx, L.gy, L.gz, L.dtot, *L.factors, rc)
-        nxt.x[:] = 0.0
-        self._cycle(lvl + 1, rc)
-        K.prolong_add(L.x, nxt.x, L.dtot, *L.factors)
-        for _ in range(self.sweeps):
-            K.gauss_seidel(L.x, b, L.gx, L.gy, L.gz, L.dinv, True)
 
     def _compiled_levels(self):
         if self._compiled is None:
@@ -268,7 +246,7 @@ class VoxelMultigrid:
         """The preconditioner on a vector over the unknowns."""
         b = np.zeros(self.N)
         b[self.node_voxel] = r
-        return self.vcycle(b.reshape(self.shape)).ravel()[self.node_voxel].copy()
+        return self.vcycle(b.reshape(self.shape)).ravel()[self.node_voxel]
 
     def preconditioner(self) -> spla.LinearOperator:
         return spla.LinearOperator((self.n, self.n), matvec=self.apply, dtype=np.float64)
