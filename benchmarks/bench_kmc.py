@@ -3,6 +3,7 @@
     python benchmarks/bench_kmc.py            # 64^3, 128^3, 256^3 hopping + deposition
     python benchmarks/bench_kmc.py --quick    # 64^3 and 128^3 only
     python benchmarks/bench_kmc.py --compile  # cold compilation cost of the kernels only
+    python benchmarks/bench_kmc.py --hop-row  # the 128^3 plain-hop row only (run trees alternately)
 
 Pure hopping: collector covered by a dielectric layer (no reactions), reservoir at the same
 concentration, no field.  'events/s' counts executed events (a leap is one); 'hops/s' counts
@@ -126,6 +127,9 @@ def main():
     sizes = (64, 128) if quick else (64, 128, 256)
     print("load average (1 min):", os.getloadavg()[0], flush=True)
     hopping(16, 0.013, False, 10_000, show=False)  # compile / warm the cache
+    if "--hop-row" in sys.argv:
+        hopping(128, 0.013, False, 5_000_000)
+        return
     for n in sizes:
         for occ in (0.013, 0.3):
             for leaps in (False, True):

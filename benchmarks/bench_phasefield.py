@@ -17,7 +17,7 @@ relaxed at rest first (`relaxed_order_parameter`); then galvanostatic plating at
 to 0.1 mAh/cm^2 (240 s).
 
 Prints progress, wall time, steps (accepted, rejected), (xi, c) iterations per attempt, linear
-solves, the share of the stepping time per part (order parameter, concentration, potential,
+solves, the share of the stepping CPU time per part (order parameter, concentration, potential,
 galvanostat, error control), the deposit and the conservation errors.
 
 Run:  python benchmarks/bench_phasefield.py [--quick] [--porous64] [--n N] [--t-end T] [--png PATH]
@@ -102,16 +102,18 @@ def report(s, wall, setup, t_end, cpu0):
     bound), steps, per-attempt cost, the share of time per part, conservation."""
     attempts = s.steps + s.rejected
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nwall time {wall:.1f} s, CPU time {time.process_time() - cpu0:.1f} s (load average {load:.1f}; "
+    cpu = time.process_time() - cpu0
+    print(f"\nwall time {wall:.1f} s, CPU time {cpu:.1f} s (load average {load:.1f}; "
           f"setup {setup:.1f} s) for {t_end:g} s simulated "
           f"({(wall - setup) / t_end:.3f} s per s); {s.steps} steps + {s.rejected} rejected, "
           f"mean dt {s.t / max(s.steps, 1) * 1e3:.2f} ms, "
           f"{s.iterations / max(attempts, 1):.2f} (xi, c) iterations per attempt, "
-          f"{(wall - setup) / max(attempts, 1) * 1e3:.1f} ms per attempt")
+          f"{(wall - setup) / max(attempts, 1) * 1e3:.1f} ms per attempt "
+          f"({cpu / max(attempts, 1) * 1e3:.1f} ms of CPU)")
     print("linear solves: " + ", ".join(f"{k} {v.stats['solves']}" for k, v in s._lin.items())
           + "; multigrid failures (the next solves on AMG): "
           + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items()))
-    print("share of stepping time: " + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))
+    print("share of stepping CPU time: " + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))
     bal = s.balance()
     print(f"conservation: lithium {bal['lithium'] / max(s.lithium_amount(), 1e-300):.1e} (relative to the metal), "
           f"charge {bal['charge'] / max(abs(s.charge), 1e-300):.1e}, potential-problem boundaries "

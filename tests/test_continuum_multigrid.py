@@ -49,7 +49,7 @@ def test_operator_equals_the_matrix_and_cycle_is_spd(shape):
     x, y = rng.standard_normal((2, K.shape[0]))
     assert np.allclose(mg.matvec(x), K @ x, rtol=1e-12, atol=1e-12)
     Bx, By = mg.apply(x), mg.apply(y)
-    assert np.vdot(y, Bx) == pytest.approx(np.vdot(x, By), rel=1e-10)  # symmetric
+    assert np.vdot(y, Bx) == pytest.approx(np.vdot(x, By), rel=1e-5)  # symmetric (single-precision cycle)
     assert np.vdot(x, Bx) > 0 and np.vdot(y, By) > 0
 
 
@@ -133,7 +133,7 @@ def test_closed_pockets_are_solved_exactly_beside_the_cycle():
     its = _cg_iterations(K, mg, b)
     assert its <= 16, its
     Bx, By = mg.apply(b), mg.apply(np.roll(b, 7))
-    assert np.vdot(np.roll(b, 7), Bx) == pytest.approx(np.vdot(b, By), rel=1e-10)  # still symmetric
+    assert np.vdot(np.roll(b, 7), Bx) == pytest.approx(np.vdot(b, By), rel=1e-5)  # still symmetric
 
 
 def test_potential_through_multigrid_equals_direct():
@@ -195,3 +195,67 @@ def test_compiled_cg_equals_the_python_path(shape):
     assert it2 == 0 and np.array_equal(x2, x)
     _, miss = mg.solve(b, rtol=1e-14, maxiter=1)
     assert miss == -1
+
+
+def test_single_precision_cycle_is_free_of_units():
+    """The cycle runs in single precision on coefficients scaled by the largest diagonal and a
+    right-hand side scaled by its norm: the same system in units 1e-30 apart (a conductance in
+    S against a float32's 1e-38 floor) takes the same iterations to the same answer."""
+    mask = _porous((12, 10, 14), seed=3) == ELECTROLYTE
+    K, mg = _system(mask)
+    vox = np.flatnonzero(mask.ravel())
+    p, q, slots = voxel_links(mask, with_slots=True)
+    rng = np.random.default_rng(1)  # _system's draws
+    G = rng.uniform(0.5, 2.0, p.size)
+    top = np.where(vox % mask.shape[2] == mask.shape[2] - 1, 2.0, 0.0)
+    diag = rng.uniform(0.0, 1e-3, vox.size)
+    b = np.random.default_rng(8).standard_normal(K.shape[0])
+    x, it = mg.solve(b, rtol=1e-9)
+    tiny = VoxelMultigrid(mask.shape, vox, coarse_max=40)
+    tiny.set_operator(slots, 1e-30 * G, 1e-30 * diag, 1e-30 * top)
+    assert np.allclose(tiny.matvec(x), 1e-30 * (K @ x), rtol=1e-12, atol=1e-42)
+    xt, itt = tiny.solve(1e-30 * b, rtol=1e-9)
+    assert abs(itt - it) <= 1
+    assert np.allclose(xt, x, rtol=1e-7, atol=1e-7 * np.abs(x).max())
+
+
+def test_new_diagonal_on_the_same_faces_updates_the_cycle_in_place():
+    """A Newton step on equipotential conductors changes only the diagonal (the Butler-Volmer
+    links to the cell potential): the faces are kept and the packed cycle is updated in place,
+    and it gives what a cycle packed afresh gives."""
+    mask = _porous((12, 12, 16), seed=4) == ELECTROLYTE
+    K, mg = _system(mask)
+    vox = np.flatnonzero(mask.ravel())
+    p, q, slots = voxel_links(mask, with_slots=True)
+    G = np.random.default_rng(1).uniform(0.5, 2.0, p.size)
+    top = np.where(vox % mask.shape[2] == mask.shape[2] - 1, 2.0, 0.0)
+    diag = np.random.default_rng(9).uniform(0.0, 1e-2, vox.size)
+    b = np.random.default_rng(8).standard_normal(vox.size)
+    mg.solve(b)  # the cycle is packed
+    mg.set_operator(slots, G.copy(), diag, top, hierarchy=False)
+    assert mg._compiled is not None  # updated in place, not dropped
+    x, it = mg.solve(b, rtol=1e-10)
+    node = np.full(mask.size, -1)
+    node[vox] = np.arange(vox.size)
+    Knew = SymmetricPattern(vox.size, node[p], node[q]).assemble(G, diag + top)
+    assert np.allclose(mg.matvec(x), Knew @ x, rtol=1e-12, atol=1e-12)
+    assert np.linalg.norm(Knew @ x - b) <= 1e-10 * np.linalg.norm(b)
+    mg._compiled = None  # packed afresh from the same levels
+    x2, it2 = mg.solve(b, rtol=1e-10)
+    assert abs(it2 - it) <= 1 and np.allclose(x2, x, rtol=1e-8, atol=1e-8 * np.abs(x).max())
+
+
+def test_potential_cg_iterations_on_a_porous_host():
+    """Two Gauss-Seidel sweeps each way and the looser last Newton step: on a 32^3 porous host
+    the tight warm solve takes 30 CG iterations (51 with one sweep), the coupled runs' 0.01 mV
+    stop 8 (13), every face within 1e-4 mV of the tight answer."""
+    ph = _porous((32, 32, 32), seed=2)
+    I = -10.0 * 32 * 32 * 1e-12
+    loose = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, linear_solver="gmg", eta_tolerance=1e-5, rtol=1e-6)
+    a = loose.solve(P.c_ref, current=I)
+    b = loose.solve(P.c_ref, current=1.05 * I, initial=a)
+    tight = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, linear_solver="gmg")
+    c = tight.solve(P.c_ref, current=1.05 * I, initial=a)
+    assert b.converged and c.converged
+    assert b.linear_iterations <= 10 and c.linear_iterations <= 36, (b.linear_iterations, c.linear_iterations)
+    assert np.nanmax(np.abs(b.face_overpotential - c.face_overpotential)) < 1e-7

@@ -1,11 +1,14 @@
 """Phase-field model (continuum.phasefield) against the closed-form rungs of ../shared/MODEL.md
 section 9 (issue 12): Nernst equilibrium at zero current, the equilibrium profile and interface
 energy, the flat-front velocity and Tafel slope, conservation of lithium and charge, and
-dendritic versus smooth growth with Hong & Viswanathan's constants (slow)."""
+dendritic versus smooth growth with Hong & Viswanathan's constants (slow); and the host contact:
+a bare host at rest, the wetting layer's Butler-Volmer law at eta + eta_nuc (the KMC's nucleation
+law on bare conductive faces), nucleation beyond it, plating on every face of a porous host."""
 import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from continuum import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC
 from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldParameters, PhaseFieldSolver,
@@ -231,9 +234,9 @@ def test_observables_of_a_planar_front():
 def test_stick_slip_front_steps_without_many_rejections():
     """Hong's case in small (40 x 40 voxels of 1 um, -0.45 V, noise 0.04, 2 s): the front
     stick-slips one voxel row at a time, and the step-size control follows it with fewer than
-    20 % of the attempts rejected (measured 15 %; the elementary controller 0.9 / sqrt(err),
+    20 % of the attempts rejected (measured 17.5 % with BDF2, 15 % with implicit Euler; the elementary controller 0.9 / sqrt(err),
     halving after a rejection, rejected 35 %: 78 of 220) and at most 3 (xi, c) iterations per
-    attempt (measured 2.65; 3.36 when the iterations started from zero); lithium is conserved
+    attempt (measured 2.88 with BDF2, 2.65 with implicit Euler; 3.36 when the iterations started from zero); lithium is conserved
     to 1e-12 of the metal."""
     h, n = 1e-6, 40
     phase, xi = planar_electrode((n, 1, n), h, HONG2018, 4e-6)
@@ -285,38 +288,49 @@ def _porous_host(h, shape=(8, 1, 16), layers=10):
     return phase
 
 
+def _langmuir_rest(m):
+    """The wetting layer's rest coverage without the front's term: theta / (1 - theta) = m (c/c0)
+    with c = c0 (1 - h(theta)), the ions runs start from."""
+    from scipy.optimize import brentq
+
+    return brentq(lambda t: t - (1 - t) * m * (1 - float(interpolation(np.array(t)))), 0.0, 1.0)
+
+
 @pytest.mark.parametrize("width", [0.25e-6, 0.5e-6])
 def test_bare_porous_host_is_at_rest_at_zero_current(width):
-    """Host contact (90 degrees, no wall force; the host plates only by reduction on its faces):
-    a bare porous conductive host starts at rest.  Its contact voxels hold L_eta face_weight m /
-    (2 L_sigma W) (the bare faces' reduction at eta = 0 against the double well: 2e-5 and 8e-5,
-    within 25 %: the gradient to the free neighbours adds to the restoring force), and over
-    60 s at zero current (Hong's interface, and the 0.5 um one that used to fill the pores
-    before a run began) the lithium moves by less than 1e-6 of a voxel in total and no voxel
-    rises above 1e-3."""
+    """Host contact: a bare porous conductive host starts at rest.  Its contact voxels hold the
+    wetting layer at rest, below Langmuir's coverage theta / (1 - theta) = m (1 - h(theta)) (m =
+    exp(-alpha_c f eta_nuc), 0.28 at 40 mV; the front's own term, anodic where c = c0 (1 - h),
+    takes off up to 30 %: measured 0.24-0.27), and over 60 s at zero current (Hong's interface,
+    and the 0.5 um one that used to fill the pores before a run began) the lithium moves by less
+    than 1e-6 of a voxel in total (measured 2e-14), no voxel off the host's faces rises above 0.3
+    (measured 0.06 and 0.17, the layer's diffuse halo) and the cell potential stays within 3 mV of
+    0 (measured 1.4-1.6 mV: the halo, relaxed at c0, sits in c = c0 (1 - h))."""
     h = 1e-6
     prm = QUIET.with_profile_length(width)
     phase = _porous_host(h)
     eta_nuc = np.where(phase == HOST_CONDUCTIVE, 0.04, 0.0)
     xi = relaxed_order_parameter(phase, h, prm, eta_nuc=eta_nuc)
-    s = PhaseFieldSolver(phase, h, prm, xi=xi, c=prm.bulk_concentration, eta_nuc=eta_nuc)
-    free = s.phase != HOST_CONDUCTIVE
-    m = math.exp(-prm.alpha_c * prm.f * 0.04)
-    rest = prm.kinetic_coefficient * 6 * prm.profile_length / h * m / (2 * prm.interface_mobility * prm.barrier_height)
-    flat = xi[1, 0, 8]  # one host face (the wall at x = 0); its free neighbours pull it down a little
-    assert flat == pytest.approx(rest, rel=0.25) and xi[free].max() < 1e-3
+    s = PhaseFieldSolver(phase, h, prm, xi=xi, c=prm.bulk_concentration * (1 - interpolation(xi)), eta_nuc=eta_nuc)
+    theta = _langmuir_rest(math.exp(-prm.alpha_c * prm.f * 0.04))
+    layer = s.xi[s.geo.contact]
+    assert theta == pytest.approx(0.28, abs=0.01)
+    assert layer.min() > 0.7 * theta and layer.max() < theta, (layer.min(), layer.max())
+    assert s.xi[~s.geo.contact].max() < 0.3
     before = s.xi.sum()
     s.advance(60.0, Galvanostatic(0.0))
-    assert abs(s.xi.sum() - before) < 1e-6 and s.xi.max() < 1e-3
-    assert abs(s.cell_potential) < 1e-3
+    assert abs(s.xi.sum() - before) < 1e-6
+    assert abs(s.cell_potential) < 3e-3, s.cell_potential
 
 
-def test_galvanostatic_plating_fills_a_porous_host_by_reaction():
-    """4 mA/cm^2 into the bare porous host (0.5 um interface at h = 1 um, bare eta_nuc 40 mV):
-    the lithium grows on the host faces by reduction, inside the host (measured 92 % below the
-    host top; the rest on the two wall tops, host faces too), and the cell potential under plating is negative at every step
-    (measured -0.06 to -0.10 V; it used to sit at +0.13 to +0.27 V while capillarity filled the
-    pores and the galvanostat stripped elsewhere to keep the current)."""
+def test_galvanostatic_plating_puts_lithium_on_every_face_of_a_porous_host():
+    """4 mA/cm^2 into the bare porous host (0.5 um interface at h = 1 um, bare eta_nuc 40 mV): the
+    KMC's nucleation law (the wetting layer) plates every conductive face, each contact voxel gains
+    at least a quarter of the mean (measured: 0.4x; the old law, the double well against a
+    per-face reduction 1e3-1e4 times slower, left most faces bare and nucleated a few corners);
+    the lithium grows inside the host (measured 88 % below the host top; the rest on the two wall
+    tops, host faces too) at a small cathodic cell potential at every step (measured -5 to -6 mV,
+    like the KMC's; the old law needed -0.06 to -0.10 V to nucleate)."""
     h = 1e-6
     prm = QUIET.with_profile_length(0.5e-6)
     phase = _porous_host(h)
@@ -333,8 +347,87 @@ def test_galvanostatic_plating_fills_a_porous_host_by_reaction():
     plated = -s.charge / (FARADAY * prm.solid_concentration * h**3)  # voxels of metal
     assert grown.sum() == pytest.approx(plated, rel=1e-9)
     assert plated > 0.5
+    # every face the electrolyte reaches (the pocket under the right shelf is sealed: it plates
+    # only its own Li+, measured 0.002 voxels per face against 0.017 on the open faces)
+    labels, _ = ndimage.label(phase[:, 0, :] != HOST_CONDUCTIVE)
+    open_ = np.isin(labels, labels[:, -1])[:, None, :]
+    contact = np.zeros(phase.size, dtype=bool)
+    contact[s.geo.free[s.geo.contact]] = True
+    on_faces = grown[contact.reshape(phase.shape) & open_]
+    assert on_faces.min() > 0.25 * on_faces.mean(), (on_faces.min(), on_faces.mean())
     assert grown[:, :, :10].sum() / grown.sum() > 0.8  # inside the host (layers 1-9)
-    assert max(potentials) < -0.03, potentials
+    assert -0.03 < min(potentials) and max(potentials) < 0.0, potentials
+def _wall_cell(h, nx=6, nz=10):
+    """2D cell: the collector (z = 0) and a conductive wall (x = 0) up to the top, bare; the rest
+    electrolyte.  Returns the phase and each free voxel's host faces, counted here (x periodic, z
+    closed, ny = 1 has no y faces)."""
+    phase = np.zeros((nx, 1, nz), np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    phase[0, :, :] = HOST_CONDUCTIVE
+    cond = phase == HOST_CONDUCTIVE
+    faces = np.roll(cond, 1, axis=0).astype(int) + np.roll(cond, -1, axis=0)
+    faces[:, :, 1:] += cond[:, :, :-1]
+    faces[:, :, :-1] += cond[:, :, 1:]
+    return phase, np.where(cond, 0, faces)
+
+
+def _wetting_run(eta, duration, h=0.1e-6, eta_nuc=0.04, activity=0.5):
+    """The bare wall cell at uniform overpotential eta (collector and top at eta, ions fast: c = c0),
+    from xi = 0 on every free voxel; returns the solver."""
+    prm = FAST_IONS
+    phase, _ = _wall_cell(h)
+    cond = phase == HOST_CONDUCTIVE
+    s = PhaseFieldSolver(phase, h, prm, xi=np.zeros(phase.shape), c=prm.bulk_concentration,
+                         eta_nuc=np.where(cond, eta_nuc, 0.0), activity=np.where(cond, activity, 1.0))
+    s.set_top(potential=eta)
+    s.advance(duration, Potentiostatic(eta))
+    return s
+
+
+def _langmuir(eta, t, n_faces, h, eta_nuc=0.04, activity=0.5, prm=FAST_IONS):
+    """Coverage of the wetting layer after t [s] from bare: per host face the KMC's reduction on the
+    bare share at eta + eta_nuc (with the activity) and the oxidation of the covered share at eta,
+    each at V_m i0 / (F h) per face: theta_eq (1 - exp(-n_f k (M + A) t))."""
+    k = prm.molar_volume * prm.exchange_current_density / (FARADAY * h)
+    M = activity * math.exp(-prm.alpha_c * prm.f * (eta + eta_nuc))
+    A = math.exp(prm.alpha_a * prm.f * eta)
+    return M / (M + A) * (1.0 - np.exp(-n_faces * k * (M + A) * t))
+
+
+def test_a_bare_conductive_wall_plates_a_wetting_layer_at_butler_volmer_at_eta_plus_eta_nuc():
+    """The KMC's nucleation law on a bare conductive host face (../shared/MODEL.md sections 5, 9):
+    the wall's contact voxels (h = 0.1 um, eta_nuc 40 mV, activity 0.5, one or two host faces)
+    gain lithium at V_m i0 a exp(-alpha_c f (eta + eta_nuc)) / (F h) per host face from bare, and
+    the layer settles at Langmuir's coverage M / (M + A) (M = a exp(-alpha_c f (eta + eta_nuc)),
+    A = exp(alpha_a f eta)); the double well does not dissolve it.  At -0.1 V after 2 s (about 1 %
+    coverage) every contact voxel within 1 % of the closed form; at 0 V after 600 s (six time
+    constants) within 1 % of the rest coverage 0.19.  (Before the wetting layer, the double well
+    held every contact below 1e-3 at both potentials.)"""
+    h = 0.1e-6
+    _, faces = _wall_cell(h)
+    for eta, t in ((-0.1, 2.0), (0.0, 600.0)):
+        s = _wetting_run(eta, t)
+        xi = s.order_parameter
+        contact = (faces > 0) & (s.phase != HOST_CONDUCTIVE)
+        expected = _langmuir(eta, s.t, faces[contact], h)
+        assert np.allclose(xi[contact], expected, rtol=0.01), (eta, xi[contact] / expected - 1)
+
+
+def test_below_the_barrier_the_wetting_layer_does_not_nucleate_beyond_it():
+    """Nucleation beyond the wetting layer: at eta = 0, above the layer's half-coverage potential
+    (-alpha_c eta_nuc + ln(a) / f) / (alpha_a + alpha_c) (-38 mV here), the layer stays below half
+    coverage (0.19) and no free voxel off the wall reaches 1/2 in 100 s (measured 0.15: the
+    layer's diffuse halo); at -0.1 V the layer fills and lithium grows off it as a front (measured
+    0.94 off the wall).  h = 0.1 um resolves the interface."""
+    off_wall = {}
+    for eta in (0.0, -0.1):
+        s = _wetting_run(eta, 100.0)
+        _, faces = _wall_cell(0.1e-6)
+        xi = s.order_parameter
+        away = (faces == 0) & (s.phase != HOST_CONDUCTIVE)
+        off_wall[eta] = xi[away].max()
+    assert off_wall[0.0] < 0.5, off_wall
+    assert off_wall[-0.1] > 0.5, off_wall
 
 
 def test_contact_angle_sets_the_wall_tension():

@@ -150,8 +150,9 @@ def test_plating_into_a_porous_host_goes_inside_at_a_negative_cell_potential():
     """A small random porous conductive host (6 x 6 x 8 um, bare eta_nuc 40 mV), 4 mA/cm^2 for
     0.02 mAh/cm^2: the phase field plates on the host faces by reduction (no capillary filling:
     docs/phasefield.md "Host contact"), all of it inside the host here (measured 100 %), at a
-    cell potential of -0.10 to -0.13 V (it sat at +0.13 to +0.27 V with the old, completely
-    wetting contact)."""
+    cell potential of -27 to -28 mV, the wetting layer's (it sat at +0.13 to +0.27 V with the old,
+    completely wetting contact, and at -0.10 to -0.13 V with the double well as the bare faces'
+    nucleation barrier)."""
     cfg = make_config({"protocol": {"kind": "schedule", "steps": ["plate at 4 mA/cm^2 for 0.02 mAh/cm^2"]}},
                       ["model=phasefield", "host.kind=random_porous", "host.nx=6", "host.ny=6", "host.host_layers=8",
                        "host.reservoir_layers=5", "snapshots=0", "phasefield.record_interval_s=2",
@@ -160,4 +161,4 @@ def test_plating_into_a_porous_host_goes_inside_at_a_negative_cell_potential():
     res = run_case(cfg, host, cfg.protocol.segments(), np.random.SeedSequence(1), "pf")
     last = res.rows[-1]
     assert last[col.LITHIUM_INSIDE] > 0.9 * (last[col.LITHIUM_INSIDE] + last[col.LITHIUM_ABOVE]) > 0
-    assert max(r[col.POTENTIAL] for r in res.rows[1:]) < -0.05
+    assert all(-0.05 < r[col.POTENTIAL] < -0.01 for r in res.rows[1:])

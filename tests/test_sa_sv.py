@@ -46,7 +46,9 @@ def test_hold_on_a_lithium_foil_passes_the_butler_volmer_current():
     charge the hold books closes exactly with the packets it reduced and oxidised."""
     n, h, hold_s = 128, 0.25, 16.0  # 200 packets/s on 16384 faces
     cfg = make_config({}, FOIL + [f"host.nx={n}", f"host.ny={n}", f"host.spacing_um={h}"])
-    sim = PlatingSimulation(cfg, lithium_foil(n, h, 6))
+    # 8 layers: 6 of electrolyte above the foil; with 4 a rare column of the deposit met the
+    # top layer (the hold then ends 'top reached') in some random streams
+    sim = PlatingSimulation(cfg, lithium_foil(n, h, 8))
     li0 = int(np.count_nonzero(sim.state.phase == LITHIUM))
     res = sim.run(parse_schedule([f"hold at -50 mV for {hold_s:g} s"]), snapshots=0)
     assert res.segments[0][col.ENDED_BY] == "duration"
@@ -164,10 +166,13 @@ def test_sa_sv_end_to_end(tmp_path):
     hosts' surface area: strictly ordered by SA, a line through the origin (R^2 > 0.9), with a
     slope within 15 % below the bare host's kinetics (the electrolyte's drops take the rest)."""
     out = tmp_path / "sasv"
+    # 32 x 32 um at 30 mA/cm^2: the constant-current runs plate 331 packets, so the Poisson
+    # shortfall of their last step (3+ packets, capped at the charge) stays under the 1 %
+    # tolerance; at 24 x 24 and 20 mA/cm^2 (124 packets) two packets short were 1.75 %
     args = ["sa_sv", "--out", str(out), "--no-progress", "--workers", "1",
-            "--set", "host.nx=24", "--set", "host.ny=24", "--set", "host.host_layers=6",
+            "--set", "host.nx=32", "--set", "host.ny=32", "--set", "host.host_layers=6",
             "--set", "host.reservoir_layers=6", "--set", 'protocol.steps=["hold at -50 mV for 8 s"]',
-            "--set", "protocol.current_density_mA_cm2=20"]
+            "--set", "protocol.current_density_mA_cm2=30"]
     assert main(args) == 0
     for name in ("summary.csv", "fits.csv", "timeseries.csv", "current.png", "host.json"):
         assert (out / name).stat().st_size > 0, name

@@ -49,10 +49,15 @@ def test_each_remedy_changes_only_its_own_configuration_on_one_host():
     assert np.allclose(graded.activity[:, :, top_layer][upper], 0.1 * plain.activity[:, :, top_layer][upper])
 
 
-def test_activity_gradient_keeps_lithium_inside_the_host_better_than_the_baseline():
+def test_activity_gradient_does_not_push_lithium_out_of_the_host():
     """Three seeds, 12 x 12 x 16 um host at 12 mA/cm^2 to 0.5 mAh/cm^2: a surface activity
-    falling to 0.1 at the host top leaves more of the lithium inside the pores in every seed
-    (measured: 0.87 vs 0.86, 0.97 vs 0.82, 0.98 vs 0.93) and on average by more than 0.03."""
+    falling to 0.1 at the host top leaves at least as much of the lithium inside the pores: the
+    mean paired gain is above -2 standard errors of the paired differences.  A gain is not
+    asserted: at this size it is within the seed-to-seed noise (measured over seeds 0-7: +0.023,
+    standard error 0.019, with this KMC random stream; +0.023, 0.021 with the previous one; zero
+    where the host takes all the lithium, up to +0.16 where the baseline grows on top), as the
+    study's 8-replica ensemble finds for the gradient alone (README).  An every-seed inequality
+    held for seeds 0-2 of the previous stream only (its seed 5 reversed it, -0.063)."""
     base, grad = [], []
     for seed in (0, 1, 2):
         cfg, plan = _plan([f"seed={seed}"])
@@ -61,8 +66,8 @@ def test_activity_gradient_keeps_lithium_inside_the_host_better_than_the_baselin
                 r = run_case(c.config_for(cfg), c.host, c.segments, c.seed, c.slug)
                 assert r.summary[col.CHARGE_ERROR] < 1.0
                 (base if c.protocol_label == "Baseline" else grad).append(remedy_row(r, c)[INSIDE_FRACTION])
-    assert all(g > b for g, b in zip(grad, base)), (base, grad)
-    assert np.mean(grad) - np.mean(base) > 0.03, (base, grad)
+    gain = np.array(grad) - np.array(base)
+    assert gain.mean() > -2.0 * gain.std(ddof=1) / np.sqrt(gain.size), (base, grad)
 
 
 def test_first_growth_above_and_fill_profile_on_hand_built_rows():

@@ -1,7 +1,7 @@
 """Unknown numbering, links and boundary lists of a phase-field geometry: which voxels carry
 xi and c (free: electrolyte and lithium), which carry phi (free and conductive host), the
-host contacts (free voxels sharing a face with conductive host) with their site kinetics, the
-collector and top layers."""
+host contacts (free voxels sharing a face with conductive host that start bare: the wetting
+layer; `set_wetting`) with their site kinetics, the collector and top layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -59,11 +59,12 @@ class Geometry:
             n_host += hit
             mult += np.where(hit, act[nbv] * np.exp(-params.alpha_c * params.f * en[nbv]), 0.0)
         self.n_host = n_host[self.free]
-        self.contact = self.n_host > 0
-        self.cathodic_factor = np.where(self.contact, mult[self.free] / np.maximum(self.n_host, 1), 1.0)
-        # reduction on the bare host faces (docs/phasefield.md "Host contact"): per face the flat
-        # front's rate v / h = 6 L_eta (sqrt(kappa/2W) / h) [...], as the KMC's k_red per host face
-        self.face_weight = 6.0 * params.profile_length / spacing * self.n_host
+        self._site_factor = mult[self.free] / np.maximum(self.n_host, 1)
+        self._face_rate = 6.0 * params.profile_length / spacing * self.n_host
+        # the wetting layer's voxels: free voxels on conductive host faces that start bare (a
+        # face under a LITHIUM voxel of ``phase``, e.g. a foil's film, is lithium-covered and
+        # its voxel an ordinary one); the solver narrows this to its initial xi (`set_wetting`)
+        self.set_wetting(phase.ravel()[self.free] != LITHIUM)
         # potential unknowns: free and conductive host (dielectric carries no current)
         pm = free | cond
         self.pidx = np.flatnonzero(pm)
@@ -79,3 +80,19 @@ class Geometry:
         self.ptop = pnode[top_free]
         self.ctop = node[top_free]
         self.footprint = shape[0] * shape[1] * spacing**2
+
+    def set_wetting(self, bare):
+        """The host contacts (the wetting layer, docs/phasefield.md "Host contact"): free voxels
+        with host faces where ``bare`` (on the free voxels) holds; the others are ordinary."""
+        self.contact = (self.n_host > 0) & np.asarray(bare, dtype=bool)
+        # the wetting layer's site factor m = mean over host faces of a exp(-alpha_c f eta_nuc)
+        self.cathodic_factor = np.where(self.contact, self._site_factor, 1.0)
+        # its reaction on the host faces: per face the flat front's rate v / h = 6 L_eta
+        # (sqrt(kappa/2W) / h) [...], the KMC's k_red (and k_ox) per host face
+        self.face_weight = self._face_rate * self.contact
+        # links with a contact at one end: the contact feels no Allen-Cahn force, its free
+        # neighbour sees the contact's lithium (one-way); n_contact_links counts such links per
+        # voxel for the Jacobian's diagonal
+        self.contact_link = self.contact[self.a] | self.contact[self.b]
+        self.n_contact_links = (np.bincount(self.a[self.contact_link], minlength=self.n)
+                                + np.bincount(self.b[self.contact_link], minlength=self.n)) * ~self.contact

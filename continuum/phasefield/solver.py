@@ -3,20 +3,22 @@
 Equations (../shared/MODEL.md section 9; docs/phasefield.md has the discretisation, the scheme
 and why):
 
-    dxi/dt = -L_sigma (g'(xi) - kappa lap xi) - L_eta h'(xi) [exp(alpha_a f eta) - m (c/c0) exp(-alpha_c f eta)]
+    dxi/dt = -L_sigma (g'(xi) - kappa lap xi) - L_eta h'(xi) [exp(alpha_a f eta) - (c/c0) exp(-alpha_c f eta)]
     dc/dt  = div(D_eff (grad c + f c grad phi)) - c_s dxi/dt
     div(sigma_eff grad phi) = F c_s dxi/dt,        eta = phi
 
 with g = W xi^2 (1 - xi)^2, h = xi^3 (6 xi^2 - 15 xi + 10), D_eff and sigma_eff interpolated by
-h, m = 1 except on free voxels touching a conductive host (there the host's activity and
-eta_nuc: m = mean over host faces of ``a exp(-alpha_c f eta_nuc)``, and the cathodic branch
-carries the bare host faces' reduction); host faces carry a contact-angle wall energy (none at
-the default 90 degrees).  phi is measured against a
+h.  On a free voxel with n_f faces on conductive host (a contact) xi is the host's wetting
+layer: no Allen-Cahn force acts on it (its neighbours see it), and it adds the KMC's
+nucleation law per host face, ``- L_eta 6 n_f (sqrt(kappa/2W)/h) (1 - h(xi)) [theta
+exp(alpha_a f eta) - (1 - theta) m (c/c0) exp(-alpha_c f eta)]``, theta = xi, m = mean over
+host faces of ``a exp(-alpha_c f eta_nuc)`` (`_reaction`); host faces carry a contact-angle
+wall energy (none at the default 90 degrees).  phi is measured against a
 lithium reference at c0; phi = V (cell potential) on the collector face z = 0, phi = phi_top
 and c = c_top half a voxel above the top layer (or a closed top).
 
-One step of length dt: implicit Euler for (xi, c) together with phi lagged by one step
-(`_coupled_step`: block Gauss-Seidel Newton iterations, c first through a Schur diagonal that
+One step of length dt: BDF2 (implicit Euler on the first steps) for (xi, c) together with phi
+lagged by one step (`_coupled_step`: block Gauss-Seidel Newton iterations, c first through a Schur diagonal that
 holds the stiff reaction-depletion-transport loop, then xi with its exact Jacobian, Anderson
 mixing; the galvanostat's cell potential is a scalar root inside each iteration); the
 optional Langevin noise, added to xi and taken from c in place; then phi with the realised
@@ -45,6 +47,22 @@ from .parameters import HONG2018, PhaseFieldParameters
 # correction needs a few digits, the stopping test reads the exact residuals; the final c solve
 # and the galvanostat's xi solves, which carry the balances, go to 1e-11)
 INNER_RTOL = 1e-4
+
+# Relative tolerance of the final c solve (iterative solvers; LU is exact): the Li+ balance
+# holds to the residual's sum, ~1e-12 of the metal with this (it was 1e-11: 12 V-cycles per
+# solve in Hong's case, now 10)
+FINAL_RTOL = 1e-9
+
+# Largest step ratio dt / dt_last a BDF2 step takes (variable-step BDF2 is zero-stable below
+# 1 + sqrt 2); above, e.g. after a step cut to end an `advance`, the step is implicit Euler
+BDF2_MAX_RATIO = 2.0
+
+# Largest relative residual of phi's solve below the balances' target (1e-9 of the Faradaic
+# source, 1e-13 of the boundary driving; about 1e-4 of the start's residual in Hong's case).
+# phi is then within nV of a solve to 1e-9, and the boundaries balance to ~1e-7 of their
+# current (at 1e-4 the residuals' sums added up to 1.5e-6 over 20 s; the cap was 1e-6: 27
+# V-cycles per solve in Hong's case, now 16)
+PHI_RTOL_MAX = 1e-5
 
 
 _BLAS = None
@@ -78,48 +96,78 @@ class Galvanostatic:
     current_density: float
 
 
-def _allen_cahn(g: Geometry, p: PhaseFieldParameters, xi):
+def _allen_cahn(g: Geometry, p: PhaseFieldParameters, xi, exempt=None):
     """-L_sigma (g'(xi) - kappa lap xi + wall) on free voxels [1/s].  Dielectric and domain faces
     carry no flux; a conductive host face adds Cahn's wall energy -gamma cos(theta) (3 xi^2 -
     2 xi^3) per face area (contact angle theta; none at 90 degrees), which exerts no force at
-    xi = 0: a bare host is at rest."""
+    xi = 0: a bare host is at rest.  The ``exempt`` voxels (default: the host contacts, whose
+    lithium is the wetting layer, docs/phasefield.md "Host contact") feel neither the double
+    well nor the gradient term, only the wall's; their neighbours see their xi (one-way)."""
     k = p.interface_mobility * p.gradient_coefficient / g.h**2
     flux = k * (xi[g.a] - xi[g.b])
     lap = np.bincount(g.b, weights=flux, minlength=g.n) - np.bincount(g.a, weights=flux, minlength=g.n)
+    out = lap - p.interface_mobility * 2.0 * p.barrier_height * xi * (1.0 - xi) * (1.0 - 2.0 * xi)
+    out[g.contact if exempt is None else exempt] = 0.0
     if p.wall_tension:
-        lap += p.interface_mobility * 6.0 * p.wall_tension / g.h * g.n_host * xi * (1.0 - xi)
-    return lap - p.interface_mobility * 2.0 * p.barrier_height * xi * (1.0 - xi) * (1.0 - 2.0 * xi)
+        out += p.interface_mobility * 6.0 * p.wall_tension / g.h * g.n_host * xi * (1.0 - xi)
+    return out
 
 
-def _double_well_curvature(g: Geometry, p: PhaseFieldParameters, xi):
-    """L_sigma (g''(xi) + the wall energy's second derivative per volume) [1/s]."""
+def _double_well_curvature(g: Geometry, p: PhaseFieldParameters, xi, exempt=None):
+    """L_sigma (g''(xi) + the wall energy's second derivative per volume) [1/s] (no g'' on the
+    ``exempt`` voxels, see `_allen_cahn`)."""
     out = p.interface_mobility * 2.0 * p.barrier_height * (1.0 - 6.0 * xi + 6.0 * xi * xi)
+    out[g.contact if exempt is None else exempt] = 0.0
     if p.wall_tension:
         out -= p.interface_mobility * 6.0 * p.wall_tension / g.h * g.n_host * (1.0 - 2.0 * xi)
     return out
 
 
+def _gradient_links(g: Geometry, k: float, exempt=None):
+    """Link conductances and extra diagonal of the gradient term's Jacobian (`_allen_cahn`): a
+    link to an ``exempt`` voxel enters only its other end's diagonal.  Its off-diagonal (the
+    free voxel's dependence on the wetting layer) is left out to keep the matrix symmetric; the
+    wetting layer's own rows are exact, so the iterations pick it up in one more pass."""
+    if exempt is None:
+        cut, n_cut = g.contact_link, g.n_contact_links
+    else:
+        cut = exempt[g.a] | exempt[g.b]
+        n_cut = (np.bincount(g.a[cut], minlength=g.n) + np.bincount(g.b[cut], minlength=g.n)) * ~exempt
+    return np.where(cut, 0.0, k), k * n_cut
+
+
 def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act):
-    """On the voxels ``act`` (eta given there): R = L_eta (h'(xi) exp(alpha_a f eta) - w_c (c+/c0)
-    m exp(-alpha_c f eta)) (dxi/dt gets -R), dR/dxi, and B = -dR/dc.  The cathodic weight w_c is
-    h'(xi) plus, on host contacts, the bare faces' reduction ``face_weight (1 - h(xi))``: lithium
-    grows on a bare host face by reduction alone, as in the KMC (its reverse is the double
-    well, which dissolves what stays below the barrier).  The cathodic branch sees c+ = (c +
-    sqrt(c^2 + e^2)) / 2, e = 1e-3 c0: a smooth positive part, because c in this model can go
-    negative where the Allen-Cahn part converts faster than transport brings Li+
-    (docs/phasefield.md)."""
+    """On the voxels ``act`` (eta given there): R (dxi/dt gets -R), dR/dxi, and B = -dR/dc, with
+
+        R = L_eta h'(xi) [exp(alpha_a f eta) - (c+/c0) exp(-alpha_c f eta)]
+            + L_eta face_weight (1 - h(xi)) [theta exp(alpha_a f eta) - (1 - theta) m (c+/c0) exp(-alpha_c f eta)]
+
+    The first line is the lithium front's.  The second, on host contacts only (face_weight =
+    6 n_f sqrt(kappa/2W) / h, theta = xi clipped to [0, 1], m the site factor a exp(-alpha_c f
+    eta_nuc)), is the wetting layer's: per host face the KMC's reduction on the bare share
+    (1 - theta) at eta + eta_nuc with the site's activity, and the oxidation of the covered
+    share theta at eta, each at the flat front's rate per face (docs/phasefield.md "Host
+    contact"); it hands over to the front's term as the contact fills (1 - h(xi)).  The cathodic
+    branches see c+ = (c + sqrt(c^2 + e^2)) / 2, e = 1e-3 c0: a smooth positive part, because c
+    in this model can go negative where the Allen-Cahn part converts faster than transport
+    brings Li+ (docs/phasefield.md)."""
     x = xi[act]
     ea = clipped_exp(p.alpha_a * p.f * eta)
-    ec = clipped_exp(-p.alpha_c * p.f * eta) * g.cathodic_factor[act]
+    ec = clipped_exp(-p.alpha_c * p.f * eta)
     cc, e = c[act], 1e-3 * p.bulk_concentration
     root = np.sqrt(cc * cc + e * e)
     cp = 0.5 * (cc + root) / p.bulk_concentration
     dhx, face = dh(x), g.face_weight[act]
-    wc = dhx + face * (1.0 - interpolation(x))
+    theta = np.clip(x, 0.0, 1.0)
+    bare = face * (1.0 - interpolation(x))  # the wetting layer's weight
+    mec = g.cathodic_factor[act] * ec
+    film = theta * ea - (1.0 - theta) * mec * cp
+    inside = (x > 0.0) & (x < 1.0)
     L = p.kinetic_coefficient
     slope = 0.5 * (1.0 + cc / root)
-    return (L * (dhx * ea - wc * cp * ec), L * (d2h(x) * ea - (d2h(x) - face * dhx) * cp * ec),
-            L * wc * ec * slope / p.bulk_concentration)
+    return (L * (dhx * (ea - cp * ec) + bare * film),
+            L * (d2h(x) * (ea - cp * ec) - face * dhx * film + np.where(inside, bare * (ea + mec * cp), 0.0)),
+            L * (dhx * ec + bare * (1.0 - theta) * mec) * slope / p.bulk_concentration)
 
 
 def _active(g: Geometry, xi):
@@ -155,7 +203,8 @@ class _Transport:
             return self._solve_multigrid(lin, mg, rhs, extra, guess)
         if extra is None:
             x0 = None if guess is None else self.s * guess
-            return lin.solve(self.M, self.s * rhs, self.key, dominant=self.dominant, x0=x0) / self.s
+            return lin.solve(self.M, self.s * rhs, self.key, rtol=FINAL_RTOL, dominant=self.dominant,
+                             x0=x0) / self.s
         if self.schur is None or self.schur[0] is not extra:
             K = self.solver.geo.pattern.assemble(self.Ghat, self.diag + extra)
             self.schur = (extra, K, self.solver._key())
@@ -171,9 +220,13 @@ class _Transport:
             top = np.zeros(g.n)
             if self.solver.top_reservoir and g.ctop.size:
                 top[g.ctop] = self.Bt * w[g.ctop]
-            mg.set_operator(g.slots, self.Bab * w[g.a], storage, top)
+            # the final solve after the same step's Schur solves: its operator differs only in
+            # the interface's storage, so it keeps their coarse levels (a set-up saved per attempt)
+            last = self.solver._mg_c_key
+            mg.set_operator(g.slots, self.Bab * w[g.a], storage, top,
+                            hierarchy=not (extra is None and last is not None and last[0] == self.key))
             self.solver._mg_c_key = key
-        du = lin.solve(None, rhs, key, rtol=1e-11 if extra is None else INNER_RTOL, multigrid=mg,
+        du = lin.solve(None, rhs, key, rtol=FINAL_RTOL if extra is None else INNER_RTOL, multigrid=mg,
                        x0=None if guess is None else guess / w)
         return w * du
 
@@ -226,13 +279,15 @@ class PhaseFieldSolver:
         self._lin = {k: LinearSolver(linear_solver, n, dmax)
                      for k, n in (("xi", g.n), ("c", g.n), ("phi", g.np_))}
         # phi's operator is a weighted graph Laplacian on voxels with contrast 1e6: the project's
-        # coefficient-aware geometric multigrid (continuum/multigrid.py) preconditions it
+        # coefficient-aware geometric multigrid (continuum/multigrid.py) preconditions it.  Its
+        # hierarchy is rebuilt every attempt: coarsest at most 64 cells (a 169-cell dense inverse
+        # per build cost 1 ms on a 200^2 grid, and phi took more V-cycles)
         self._mg = self._mg_c = None
         if not self._lin["phi"].direct and linear_solver == "auto":
-            self._mg = VoxelMultigrid(phase.shape, g.pidx)
+            self._mg = VoxelMultigrid(phase.shape, g.pidx, coarse_max=64)
             self._mg_key = None
         if not self._lin["c"].direct and linear_solver == "auto":  # c in the Slotboom variable
-            self._mg_c = VoxelMultigrid(phase.shape, g.free)
+            self._mg_c = VoxelMultigrid(phase.shape, g.free, coarse_max=64)
             self._mg_c_key = None
         self.dt_max, self._dt_next = float(dt_max), float(dt_initial)
         # step-size control's memory: the last accepted step's error, and whether the attempt
@@ -245,6 +300,7 @@ class PhaseFieldSolver:
         if xi.shape != phase.shape:
             raise ValueError(f"xi has shape {xi.shape}, the grid is {phase.shape}")
         self.xi = xi.ravel()[g.free].copy()
+        g.set_wetting(self.xi < 0.5)  # host faces under lithium at the start are not bare
         if c is None:
             self.c = params.bulk_concentration * (1.0 - interpolation(self.xi))
         else:
@@ -261,7 +317,9 @@ class PhaseFieldSolver:
         self.iterations = 0  # (xi, c) iterations, summed over steps
         self.timing = {"order parameter": 0.0, "galvanostat": 0.0, "potential": 0.0,
                        "concentration": 0.0, "error control": 0.0}
-        self._hist = None  # (dt, dxi, dc) of the last accepted step, for the error estimate
+        # (dt, dxi, dc) of the last two accepted steps: BDF2's history and the error estimate
+        self._hist = self._hist_prev = None
+        self._order = 1  # of the step just attempted (its error goes as dt^(order + 1))
         self._control = None
         self._keys = 0  # numbers assembled matrices, so a cached factorisation is never reused wrongly
         self._psi = None
@@ -325,7 +383,7 @@ class PhaseFieldSolver:
         drive = np.linalg.norm(gbot * V) + np.linalg.norm(gtop * top)
         target = 1e-9 * np.linalg.norm(source) + 1e-13 * drive
         rnorm = np.linalg.norm(res)
-        rtol = float(np.clip(target / rnorm, 1e-12, 1e-6)) if rnorm > 0 else 1e-12
+        rtol = float(np.clip(target / rnorm, 1e-12, PHI_RTOL_MAX)) if rnorm > 0 else 1e-12
         if accuracy is not None:
             if rnorm <= accuracy * drive:
                 return phi0.copy(), (0.0, 0.0)
@@ -369,23 +427,28 @@ class PhaseFieldSolver:
         positive semi-definite with a zero eigenvalue on the front's translation, so the
         iterations converge along that mode in one go whatever dt (a stabilised or clipped
         g'' would give it an eigenvalue lambda and a contraction of only lambda dt /
-        (1 + lambda dt) per iteration)."""
+        (1 + lambda dt) per iteration).  The host contacts' rows (the wetting layer, no
+        Allen-Cahn force) are diagonal; the free voxels' dependence on them is left out
+        (`_gradient_links`)."""
         g, p = self.geo, self.params
         k = p.interface_mobility * p.gradient_coefficient / g.h**2
         extra = _double_well_curvature(g, p, xi)
         extra[act] += self._reaction(xi, c, eta, act)[1]
         diag = 1.0 / dt + extra
-        return g.pattern.assemble(np.full(g.a.size, k), diag), self._key(), diag
+        links, cut = _gradient_links(g, k)
+        return g.pattern.assemble(links, diag + cut), self._key(), diag
 
     def _noise(self, xi, dt):
         """Langevin increment on the interface: amplitude sqrt(tau dt) U(-1/2, 1/2) 4 xi (1 - xi),
         tau = noise_time, so a step of tau draws Hong's per-step noise and the variance per unit
-        time does not depend on dt."""
+        time does not depend on dt.  Not on the host contacts: the wetting layer is not a diffuse
+        interface, and nothing there would restore it (docs/phasefield.md "Host contact")."""
         p = self.params
         if p.noise_amplitude == 0.0:
             return np.zeros(self.geo.n)
         u = self.rng.random(self.geo.n) - 0.5
-        return p.noise_amplitude * np.sqrt(p.noise_time * dt) * u * np.maximum(4.0 * xi * (1.0 - xi), 0.0)
+        return (p.noise_amplitude * np.sqrt(p.noise_time * dt) * u * np.maximum(4.0 * xi * (1.0 - xi), 0.0)
+                * ~self.geo.contact)
 
     def _bracket(self, fun, V0, limit=10.0):
         lo, hi, step = V0 - 0.01, V0 + 0.01, 0.02
@@ -449,19 +512,22 @@ class PhaseFieldSolver:
                           Bt, Btm, Bab)
 
     # -- stepping -------------------------------------------------------------------------
-    def _residuals(self, xi, dxi, c_start, dc, eta0, psi, dV, dt, tr):
+    def _residuals(self, xi, dxi, c_start, dc, eta0, psi, dV, dt, tr, xi_hist):
         """G (xi equation, 1/s) and H (c equation, mol/(m^3 s)) at the iterate (dxi, dc),
-        with R and B on the active voxels ak of xi + dxi."""
+        with R and B on the active voxels ak of xi + dxi.  ``dt``: the implicit-Euler length
+        dt/a of the scheme, ``xi_hist`` its history term (`_scheme`)."""
         x = xi + dxi
         ak = _active(self.geo, x)
         R, _, B = self._reaction(x, c_start + dc, eta0[ak] + dV * psi[ak], ak)
-        G = dxi / dt - self._allen_cahn(x)
+        G = (dxi - xi_hist) / dt - self._allen_cahn(x)
         G[ak] += R
         H = tr.apply(dc) - tr.r0 + self.params.solid_concentration * dxi / dt
         return G, H, R, B, ak, x
 
-    def _coupled_step(self, control, dt, noise):
-        """Implicit Euler for (xi, c) together, phi lagged: find dxi, dc with
+    def _coupled_step(self, control, dt, noise, sch):
+        """Implicit Euler (or BDF2, ``sch`` from `_scheme`: implicit Euler of length dt/a with
+        the history's source, written below with dt for dt/a) for (xi, c) together, phi
+        lagged: find dxi, dc with
         ``G = dxi/dt - F_ac(xi + dxi) + R(xi + dxi, c + dc, V) = 0`` and
         ``H = M dc - r0 + c_s dxi/dt = 0`` (c's implicit transport with the sink c_s dxi/dt).
 
@@ -475,16 +541,19 @@ class PhaseFieldSolver:
         iterations).  A last solve makes dc exactly the transport of the final sink.  Returns
         (V, dxi, dc, eta on act, act, transport, estimated remaining correction / tol)."""
         p, g = self.params, self.geo
-        clock = time.perf_counter()
+        clock = time.process_time()
         xi, c_start = self.xi, self.c - p.solid_concentration * noise  # noise's Li+ leaves its voxel
+        dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
         tr = self._transport(xi, self.phi[g.pfree], c_start, dt)
+        if sch["order"] == 2:  # BDF2's history: (b/a)(dc^n + c_s dxi^n) / (dt/a) of Li+ per time
+            tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         clock = self._tick("concentration", clock)
         galvanostatic = isinstance(control, Galvanostatic)
         Vn = self.cell_potential
         V = Vn if galvanostatic else float(control.potential)
         psi = self._unit_response()[g.pfree] if V != Vn or galvanostatic else np.zeros(g.n)
         eta0, cs = self.phi[g.pfree], p.solid_concentration
-        target = (-control.current_density * g.footprint * dt / (FARADAY * cs * g.h**3)
+        target = (-control.current_density * g.footprint * dt_full / (FARADAY * cs * g.h**3)
                   - noise.sum()) if galvanostatic else None
         act = _active(g, xi)
         J, key, Jd = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
@@ -496,13 +565,13 @@ class PhaseFieldSolver:
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
-        # xi starts from the last step's increment scaled to this dt (a predictor; c's
+        # xi starts from the last steps' increments extrapolated to this dt (a predictor; c's
         # increment, started likewise, made a galvanostatic front's steps collapse after a
         # transient of c: its increments are no guide to the next)
-        dxi = dt / self._hist[0] * self._hist[1] if self._hist is not None else np.zeros(g.n)
+        dxi = sch["pred"][0].copy() if sch["pred"] is not None else np.zeros(g.n)
         dc = np.zeros(g.n)
-        mixer = Anderson(depth=3)
-        G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
+        mixer = Anderson(depth=2)
+        G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr, xh)
         for it in range(6):
             Dc = tr.solve(-H + cs * G / np.maximum(dt * Jd, 1.0), extra)
             clock = self._tick("concentration", clock)
@@ -520,7 +589,7 @@ class PhaseFieldSolver:
             Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else INNER_RTOL, dominant=dominant)
             new = mixer.next(np.concatenate([dxi, dc]), np.concatenate([Dx, Dc]))
             dxi, dc = new[:g.n], new[g.n:]
-            G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr)
+            G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr, xh)
             clock = self._tick("order parameter", clock)
             # the next correction: at most dt |G| (J >= I/dt near a stable front), plus what the
             # c residual changes through B (c's correction ~ H / M_pp).  Stop below half the
@@ -542,9 +611,18 @@ class PhaseFieldSolver:
         p, g = self.params, self.geo
         xi = self.xi
         noise = self._noise(xi, dt)
+        sch = self._scheme(dt)
+        self._order = sch["order"]
         try:
-            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise)
-            clock = time.perf_counter()
+            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise, sch)
+            clock = time.process_time()
+            # the increments' error first: a step it rejects needs no potential solve (a third
+            # of an attempt, and the multigrid's failures come from steps far too long)
+            err = max(coupling, self._error(dt, dxi, dc, sch))
+            if err > 1.0:
+                self._tick("error control", clock)
+                self.rejected += 1
+                return False, err
             xi_new = xi + dxi + noise
             c_new = self.c - p.solid_concentration * noise + dc
             psys = self._potential_system(xi_new)
@@ -562,7 +640,9 @@ class PhaseFieldSolver:
             self.rejected += 1
             return False, None
         clock = self._tick("potential", clock)
-        err = max(coupling, self._error(dt, dxi, dc, xi_new[act], eta, phi_new[g.pfree][act]))
+        # the lag of eta at the interface (phi^n used for phi^{n+1})
+        lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree][act] - eta), initial=0.0)
+        err = max(err, lag / self.tol["eta"])
         self._tick("error control", clock)
         if err > 1.0:
             self.rejected += 1
@@ -572,37 +652,67 @@ class PhaseFieldSolver:
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
         self.charge += dq
         self.current_density = dq / dt / g.footprint
-        self.top_inflow += transport.inflow(c_new) * dt
+        # BDF2's Li+ balance per step: (b/a) of the last step's plus dt/a of the end-of-step inflow
+        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + sch["inflow"]
         self.boundary_charge += charge_in[0] * dt
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
         self.steps += 1
-        self._hist = (dt, dxi, dc)
+        self._hist_prev, self._hist = self._hist, (dt, dxi, dc)
         return True, err
 
     def _tick(self, part, since):
-        now = time.perf_counter()
+        now = time.process_time()
         self.timing[part] += now - since
         return now
 
-    def _error(self, dt, dxi, dc, xi_act, eta_used, eta_new):
-        """Error of the step over the tolerance (accept when <= 1): the first-order local
-        error of xi (max over voxels) and of c (root mean square: the Li+ the noise trades
-        voxel by voxel is uncorrelated and averages out, a diffusion layer's transient does
-        not) from their increments against the previous step's, the lag of eta at the
-        interface (phi^n used for phi^{n+1}), and a cap of 0.25 on any xi increment."""
+    def _scheme(self, dt):
+        """The scheme of a step of length dt from the last two accepted steps' increments
+        (docs/phasefield.md "Time stepping"): variable-step BDF2 when both are known and
+        omega = dt / dt_last <= BDF2_MAX_RATIO (zero-stable below 1 + sqrt 2), else implicit
+        Euler.  BDF2 ``a dx - b dx_last = dt F(x^{n+1})``, a = (1 + 2 omega)/(1 + omega),
+        b = omega^2/(1 + omega), is implicit Euler of length dt/a with the history (b/a)
+        dx_last as a source.  Returns order, a, the history terms of xi and c, the Li+ the
+        history carries in [mol] (``inflow``: the top inflow's share), the predicted
+        increments (xi, c) (the last increments extrapolated: linearly for implicit Euler,
+        quadratically for BDF2; None on a first step) and the weight that turns increment
+        minus prediction into the local error estimate."""
+        first = {"order": 1, "a": 1.0, "xi": 0.0, "c": 0.0, "inflow": 0.0, "pred": None, "weight": None}
+        if self._hist is None:
+            return first
+        dtp, dxp, dcp = self._hist
+        w = dt / dtp
+        if self._hist_prev is None or w > BDF2_MAX_RATIO:
+            return {**first, "pred": (w * dxp, w * dcp), "weight": dt / (dt + dtp)}
+        dtpp, dxpp, dcpp = self._hist_prev
+        a, b = (1.0 + 2.0 * w) / (1.0 + w), w * w / (1.0 + w)
+        # Newton form of the parabola through the last three states, at t + dt
+        q = dt * (dt + dtp) / (dtp + dtpp)
+        pred = tuple(w * d1 + q * (d1 / dtp - d2 / dtpp) for d1, d2 in ((dxp, dxpp), (dcp, dcpp)))
+        # BDF2's local error (1 + w)^2 / (6 w (1 + 2 w)) dt^3 x3 (x3 the third derivative) over
+        # the predictor's miss dt (dt + dtp) (dt + dtp + dtpp) x3 / 6
+        weight = dt * (1.0 + w) / ((1.0 + 2.0 * w) * (dt + dtp + dtpp))
+        p = self.params
+        inflow = b / a * float(np.sum(dcp + p.solid_concentration * dxp)) * self.geo.h**3
+        return {"order": 2, "a": a, "xi": b / a * dxp, "c": b / a * dcp, "inflow": inflow, "pred": pred,
+                "weight": weight}
+
+    def _error(self, dt, dxi, dc, sch):
+        """Error of the step's increments over the tolerance (accept when <= 1; `_attempt`
+        adds the lag of eta): the local error of xi (max over voxels) and of c (root mean
+        square: the Li+ the noise trades voxel by voxel is uncorrelated and averages out, a
+        diffusion layer's transient does not) from their increments against the prediction
+        from the previous steps' (`_scheme`: first order for implicit Euler, second for
+        BDF2), and a cap of 0.25 on any xi increment."""
         p, tol = self.params, self.tol
-        w = dh(xi_act) / DH_MAX
-        parts = [np.max(w * np.abs(eta_new - eta_used), initial=0.0) / tol["eta"],
-                 np.max(np.abs(dxi), initial=0.0) / 0.25]
-        if self._hist is None:  # first step after a start or a control change
+        parts = [np.max(np.abs(dxi), initial=0.0) / 0.25]
+        if sch["pred"] is None:  # first step after a start or a control change
             parts += [np.max(np.abs(dxi), initial=0.0) / 0.05,
                       np.sqrt(np.mean(dc**2)) / (0.25 * p.bulk_concentration)]
         else:
-            dtp, dxp, dcp = self._hist
-            r, wt = dt / dtp, dt / (dt + dtp)
-            parts += [np.max(np.abs(dxi - r * dxp), initial=0.0) * wt / tol["xi"],
-                      np.sqrt(np.mean((dc - r * dcp) ** 2)) * wt / (tol["c"] * p.bulk_concentration)]
+            (px, pc), wt = sch["pred"], sch["weight"]
+            parts += [np.max(np.abs(dxi - px), initial=0.0) * wt / tol["xi"],
+                      np.sqrt(np.mean((dc - pc) ** 2)) * wt / (tol["c"] * p.bulk_concentration)]
         return float(max(parts))
 
     def advance(self, duration: float, control) -> "PhaseFieldSolver":
@@ -613,7 +723,7 @@ class PhaseFieldSolver:
         if not duration >= 0:
             raise ValueError(f"duration = {duration!r} is out of range: must be >= 0 [s]")
         if control != self._control:
-            self._hist = None  # the time derivative jumps at a control change
+            self._hist = self._hist_prev = None  # the time derivative jumps at a control change
             self._control = control
             self._err_prev = 1.0
         t_end = self.t + duration
@@ -642,15 +752,16 @@ class PhaseFieldSolver:
         elementary controller 0.9 / sqrt(err); after a rejection it does not grow.  A step cut
         to fit the end of `advance` keeps the length that was allowed (when it would have
         grown) and does not enter the memory."""
+        k = self._order + 1  # the error goes as dt^k
         if not accepted:
             self._after_rejection = True
-            self._dt_next = dt * (0.25 if err is None else float(np.clip(0.9 / np.sqrt(err), 0.2, 0.9)))
+            self._dt_next = dt * (0.25 if err is None else float(np.clip(0.9 * err ** (-1.0 / k), 0.2, 0.9)))
             return
         e = max(err, 1e-4)
         # PI, but never slower than 1.25 per step where the elementary controller would grow:
-        # at a steady small error (an estimate that does not follow dt^2, as in a transient
-        # of c) PI alone grows by only 0.9 err^-0.15 per step
-        factor = max(0.9 * e**-0.35 * self._err_prev**0.2, min(0.9 / np.sqrt(e), 1.25))
+        # at a steady small error (an estimate that does not follow dt^k, as in a transient
+        # of c) PI alone grows by only 0.9 err^(-0.3/k) per step
+        factor = max(0.9 * e ** (-0.7 / k) * self._err_prev ** (0.4 / k), min(0.9 * e ** (-1.0 / k), 1.25))
         factor = float(np.clip(factor, 0.2, 2.0))
         if self._after_rejection:
             factor = min(factor, 1.0)
@@ -670,13 +781,14 @@ class PhaseFieldSolver:
     def state_dict(self) -> dict:
         """Everything the stepping reads that the constructor does not rebuild from its arguments:
         the fields, the last source (phi's re-solves in `set_top`), the clock, the step-size
-        control (the next step's length, the last accepted (dt, dxi, dc) the error estimate
-        extrapolates, the control they were taken under), the top boundary, the ledgers, the
+        control (the next step's length, the last two accepted (dt, dxi, dc), BDF2's history that
+        the error estimate extrapolates, the control they were taken under), the top boundary, the ledgers, the
         lithium and ions at the start (`balance`) and the noise's generator.  Keep in step with
         `advance`, `_attempt` and `_error`: a test resumes a run bit-identically."""
         return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
                 **{k: getattr(self, k) for k in self._STATE_SCALARS},
-                "_hist": self._hist, "_control": self._control, "_initial": self._initial,
+                "_hist": self._hist, "_hist_prev": self._hist_prev, "_control": self._control,
+                "_initial": self._initial,
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, d: dict) -> None:
@@ -692,8 +804,9 @@ class PhaseFieldSolver:
             setattr(self, k, a)
         for k in self._STATE_SCALARS:
             setattr(self, k, type(getattr(self, k))(d[k]))
-        hist = d["_hist"]
-        self._hist = None if hist is None else (float(hist[0]), np.array(hist[1]), np.array(hist[2]))
+        for k in ("_hist", "_hist_prev"):  # (a checkpoint before BDF2 has no _hist_prev)
+            hist = d.get(k)
+            setattr(self, k, None if hist is None else (float(hist[0]), np.array(hist[1]), np.array(hist[2])))
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
         self.rng.bit_generator.state = d["rng"]
         self._psys, self._psi = self._potential_system(self.xi), None
@@ -763,7 +876,8 @@ class PhaseFieldSolver:
                 "boundary": self.boundary_charge + self.charge}
 
     def timing_shares(self) -> dict:
-        """Share of the stepping wall time per part."""
+        """Share of the stepping time per part (CPU time of this process: wall time on a shared
+        machine mixes in the other jobs)."""
         total = sum(self.timing.values()) or 1.0
         return {k: v / total for k, v in self.timing.items()}
 
@@ -790,19 +904,21 @@ def flat_front_velocity(params: PhaseFieldParameters, eta: float, *, spacing: fl
 
 def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters = HONG2018, xi=None, *,
                             eta_nuc=None, activity=None, max_steps: int = 60, tol: float = 1e-10) -> np.ndarray:
-    """The order parameter at rest at eta = 0 and c = c0: relaxed under the interface forces, the
-    wall energy and the reaction (``dxi/dt = -L_sigma (g'(xi) - kappa lap xi + wall) - R(xi, c0,
-    0)``) by implicit Euler steps doubling from 0.1 / (L_sigma W) up to 50 / (L_sigma W), until no
-    voxel moves by more than ``tol`` in a step or for ``max_steps`` steps (about 2500 / (L_sigma
-    W), 170 s with Hong's constants); from ``xi`` (default: the equilibrium profile around the
-    LITHIUM voxels).  ``eta_nuc``, ``activity``: the host's site kinetics, as the solver's.
+    """The order parameter at rest at eta = 0: the bare host contacts (xi < 1/2 in ``xi``) hold
+    the wetting layer at rest, the root of its reaction with c = c0 (1 - h(xi)) (the ions runs
+    start from; Langmuir's theta / (1 - theta) = m (c/c0) but for the front's own term: 0.28, and
+    0.24-0.27 with it, at eta_nuc = 40 mV, a = 1); every other free voxel is relaxed under the interface forces, the
+    wall energy and the reaction at c = c0 (``dxi/dt = -L_sigma (g'(xi) - kappa lap xi + wall) -
+    R(xi, c0, 0)``, the wetting layer held) by implicit Euler steps doubling from 0.1 / (L_sigma
+    W) up to 50 / (L_sigma W), until no voxel moves by more than ``tol`` in a step or for
+    ``max_steps`` steps (about 2500 / (L_sigma W), 170 s with Hong's constants); from ``xi``
+    (default: the equilibrium profile around the LITHIUM voxels).  ``eta_nuc``, ``activity``:
+    the host's site kinetics, as the solver's.
 
-    What a run on a host starts from.  A bare host is at rest at xi = 0 but for the reduction on
-    its faces, which the double well dissolves again: the contact voxels hold
-    ``~ L_eta face_weight m / (2 L_sigma W)`` (1e-4 with Hong's constants at h = 1 um).  On grids
-    that resolve the interface (h <= 0.4 sqrt(kappa/2W)) a lithium front near a host face with
-    a contact angle other than 90 degrees is pulled or pushed by the wall (the force falls off
-    as exp(-2 d / sqrt(kappa/2W))): followed here only for the ``max_steps``."""
+    What a run on a host starts from (docs/phasefield.md "Host contact").  On grids that resolve
+    the interface (h <= 0.4 sqrt(kappa/2W)) a lithium front near a host face with a contact
+    angle other than 90 degrees is pulled or pushed by the wall (the force falls off as
+    exp(-2 d / sqrt(kappa/2W))): followed here only for the ``max_steps``."""
     phase = np.ascontiguousarray(phase, dtype=np.uint8)
     g = Geometry(phase, float(spacing), params, eta_nuc, activity)
     if xi is None:
@@ -811,19 +927,32 @@ def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters 
     if xi.shape != phase.shape:
         raise ValueError(f"xi has shape {xi.shape}, the grid is {phase.shape}")
     x = xi.ravel()[g.free].copy()
+    # the bare contacts' wetting layer at rest: R(theta) < 0 at 0 (m > 0), > 0 below 1; bisection
+    wet = np.flatnonzero(g.contact & (x < 0.5))
+    lo, hi = np.zeros(wet.size), np.ones(wet.size)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        x[wet] = mid
+        c = params.bulk_concentration * (1.0 - interpolation(x))
+        up = _reaction(g, params, x, c, np.zeros(wet.size), wet)[0] < 0.0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    x[wet] = 0.5 * (lo + hi)
+    held = np.zeros(g.n, dtype=bool)
+    held[wet] = True
     rate = params.interface_mobility * params.barrier_height
     lin = LinearSolver("auto", g.n, 10**6 if phase.shape[0] * phase.shape[1] <= 16 else 4000)
     k = params.interface_mobility * params.gradient_coefficient / g.h**2
+    links, cut = _gradient_links(g, k, held)
     c0 = np.full(g.n, params.bulk_concentration)
     dt = 0.1 / rate
     for step in range(max_steps):
-        act = _active(g, x)
+        act = np.flatnonzero(((dh(x) > 1e-14) | g.contact) & ~held)
         R, dR, _ = _reaction(g, params, x, c0, np.zeros(act.size), act)
-        diag = 1.0 / dt + _double_well_curvature(g, params, x)
+        diag = 1.0 / dt + _double_well_curvature(g, params, x, held)
         diag[act] += dR
-        rhs = _allen_cahn(g, params, x)
+        rhs = _allen_cahn(g, params, x, held)
         rhs[act] -= R
-        dx = lin.solve(g.pattern.assemble(np.full(g.a.size, k), diag), rhs, step, rtol=1e-12, dominant=True)
+        dx = lin.solve(g.pattern.assemble(links, diag + cut), rhs, step, rtol=1e-12, dominant=True)
         x = np.clip(x + dx, 0.0, 1.0)
         if np.max(np.abs(dx), initial=0.0) < tol:
             break

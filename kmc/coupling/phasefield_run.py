@@ -92,11 +92,12 @@ class PhaseFieldRun:
         self.params = phasefield_parameters(config.physics, base, noise_amplitude=pf.noise_amplitude)
         fine = refine(host.phase, r)
         hf = self.h / r
-        # lithium counts above the bare host's rest state (its contacts hold ~1e-4, what the
-        # reduction on its faces and the double well balance at eta = 0), both at rest
+        # lithium counts above the bare host's rest state (its contacts hold the wetting layer at
+        # rest, docs/phasefield.md "Host contact"), both at rest; where the run starts with lithium
+        # (a foil's film) the host is not bare and lithium counts from 0
         bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
         sites = {"eta_nuc": refine(host.eta_nuc, r), "activity": refine(host.activity, r)}
-        self.xi_host = relaxed_order_parameter(bare, hf, self.params, **sites)
+        self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
         xi0 = relaxed_order_parameter(fine, hf, self.params, **sites) if (host.phase == LITHIUM).any() else self.xi_host
         self.free_fine = (fine == ELECTROLYTE) | (fine == LITHIUM)
         c0 = np.where(self.free_fine, config.physics.electrolyte.concentration * (1.0 - interpolation(xi0)), 0.0)

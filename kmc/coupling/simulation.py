@@ -40,6 +40,9 @@ from .waveforms import Segment, expected_duration
 # The end refinement of the step length acts in a segment's last this many regular steps
 # (the last step's reduction cap and the charge-terminated end bound the error, not it).
 END_REFINEMENT_STEPS = 1
+# A step that would leave less than this fraction of itself before the segment's end takes the
+# rest too (no sliver step).
+SLIVER_FRACTION = 0.25
 # A stripping step asks for at most this fraction of the live lithium (docs/model.md, "Step length").
 STRIP_STEP_LIVE_FRACTION = 0.25
 # A hold's current changes fastest at its start (the salt near the surfaces depletes): its steps
@@ -367,7 +370,12 @@ class PlatingSimulation:
                 # count grow as 2 sqrt(packets)).
                 per_packet = self.packet_charge / (j * self.footprint)  # s per packet
                 left = remaining / per_packet
-                if left < END_REFINEMENT_STEPS * dt / per_packet:
+                last = END_REFINEMENT_STEPS
+                if not (segment.until_charge or segment.until_stripped):
+                    # ends on the clock, so nothing pays a shortfall after it: the step that will
+                    # take the sliver after it (below) is its last step too
+                    last += SLIVER_FRACTION
+                if left < last * dt / per_packet:
                     dt = min(dt, max(3.0, math.sqrt(left)) * per_packet)
             if segment.current_density > 0:
                 # A strip never asks a step for more than a quarter of the live lithium (at least
@@ -376,7 +384,7 @@ class PlatingSimulation:
                 live = int(np.count_nonzero((self.state.phase == LITHIUM) & self.state.connected))
                 dt = min(dt, max(1.0, STRIP_STEP_LIVE_FRACTION * live) * self.packet_charge / (j * self.footprint))
         # avoid a sliver step at the end of a segment
-        if remaining - dt < 0.25 * dt:
+        if remaining - dt < SLIVER_FRACTION * dt:
             dt = remaining
         return dt
 

@@ -43,7 +43,7 @@ Pulses (1 s on, 1 s open circuit) are compared twice: with the DC current as the
 on-current, and with the DC current as the pulse's average current. The study's current,
 38 mA/cm^2, sits just under the cell's transport limit (printed at the end), where pulsing
 matters; well below it growth is reaction-limited and the protocols agree. The quick default
-(24 x 24 um footprint, 0.2 mAh/cm^2) takes about 15 s on a 2-core laptop once compiled; --full runs a
+(24 x 24 um footprint, 0.2 mAh/cm^2) takes about 10 s on a 2-core laptop once compiled; --full runs a
 larger lattice and capacity; --replicas N adds confidence intervals and p-values.
 
 Examples:

@@ -159,13 +159,17 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
     t = prm[P_T]
     release = ip[I_RELEASE] != 0
     status = ST_DONE
-    # The selection uniform of the next attempt is drawn one attempt ahead, so the packet it
-    # will pick (if this attempt leaves the tree as it is, nearly always) can be prefetched:
-    # its voxel record then loads while this attempt waits on its own.  The next attempt
-    # reuses that walk while the tree is unchanged (tree[0] counts its changes).
+    # Selection is pipelined over three attempts: the uniform of attempt i+2 is drawn at
+    # attempt i and the packet record it picks is prefetched; at attempt i+1 that record is
+    # read and the voxel records it points at are prefetched (two dependent cache misses, each
+    # hidden behind a whole attempt).  A walk is reused while the tree is unchanged (tree[0]
+    # counts its changes), so each attempt walks it once.
+    P_flat = P.reshape(-1)
     u1 = np.random.random()
+    u2 = np.random.random()
     W = tree[1]
     leaf1, rest1 = tree_walk(tree, u1 * W)
+    leaf2, rest2 = tree_walk(tree, u2 * W)
     walked = tree[0]
     while True:
         if cnt[C_OVERFLOW] > 0:
@@ -201,20 +205,26 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
         t += dt
         if tree[0] == walked:
             leaf, x = leaf1, rest1
+            leaf1, rest1 = leaf2, rest2
         else:
             leaf, x = tree_walk(tree, u1 * W)
-        u1 = np.random.random()
-        leaf1, rest1 = tree_walk(tree, u1 * W)
+            leaf1, rest1 = tree_walk(tree, u2 * W)
+        u1 = u2
+        u2 = np.random.random()
+        leaf2, rest2 = tree_walk(tree, u2 * W)
         walked = tree[0]
-        # the next attempt's voxel and hop target (R = 0), written out: a call with array
-        # arguments costs reference counts in the loop, even inlined
-        if leaf1 < NG:
+        # written out, not called: a call with array arguments costs reference counts
+        if leaf1 < NG:  # attempt i+1: its packet record is cached; prefetch voxel, hop target
             k1, y1 = pick(pstart, leaf1, B[leaf1], rest1)
             if k1 >= 0:
                 v1 = P[k1, VOX]
                 prefetch(U, v1)
                 d1 = min(int(y1 / (B[leaf1] / 6.0)), 5)
                 prefetch(U, max(neighbour(v1, P[k1, PX], P[k1, PY], P[k1, PZ], d1, nx, ny, nz), 0))
+        if leaf2 < NG:  # attempt i+2: prefetch its packet record
+            k2, _ = pick(pstart, leaf2, B[leaf2], rest2)
+            if k2 >= 0:
+                prefetch(P_flat, k2 * N_FIELDS)
         ok = False
         if leaf < NG:
             bg = B[leaf]
