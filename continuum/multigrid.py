@@ -81,23 +81,27 @@ class _Level:
         g = [gi * (keep & np.roll(keep, -1, axis=a)) for a, gi in enumerate(g)]
         return _Level(g[0], g[1], g[2], self.d * keep, self.dtop * keep[:, :, -1])
 
-    def matrix(self):
-        """This level as a CSR matrix over its unknown cells (and their flat indices)."""
+    def matrix(self, cells: np.ndarray | None = None):
+        """This level as a CSC matrix over its unknown cells (and their flat indices), or over
+        the unknown ones of ``cells`` (sorted flat indices closed under links, e.g. pockets:
+        built from those cells alone, without a pass over the grid)."""
         shape = self.shape
-        N = int(np.prod(shape))
-        act = np.flatnonzero(self.dtot.ravel() > 0)
-        idx = np.full(N, -1, dtype=np.int64)
-        idx[act] = np.arange(act.size)
-        flat = np.arange(N).reshape(shape)
+        dtot = self.dtot.ravel()
+        act = np.flatnonzero(dtot > 0) if cells is None else cells[dtot[cells] > 0]
+        ijk = np.unravel_index(act, shape)
         own = np.arange(act.size)
-        rows, cols, vals = [own], [own], [self.dtot.ravel()[act]]
+        rows, cols, vals = [own], [own], [dtot[act]]
         for axis, g in enumerate((self.gx, self.gy, self.gz)):
-            nb = np.roll(flat, -1, axis=axis).ravel()
-            w = g.ravel()
+            w = g.ravel()[act]
+            nb = list(ijk)
+            nb[axis] = (nb[axis] + 1) % shape[axis]
+            nb = np.ravel_multi_index(nb, shape)
+            pos = np.searchsorted(act, nb)
             sel = np.flatnonzero(w > 0)
-            a, b = idx[sel], idx[nb[sel]]
-            rows += [a, b]
-            cols += [b, a]
+            sel = sel[pos[sel] < act.size]
+            sel = sel[act[pos[sel]] == nb[sel]]
+            rows += [own[sel], pos[sel]]
+            cols += [pos[sel], own[sel]]
             vals += [-w[sel], -w[sel]]
         A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                           shape=(act.size, act.size))
@@ -163,7 +167,7 @@ class VoxelMultigrid:
             self._pockets = self._find_pockets(fine)
         pockets_before = self._pockets
         if self._pockets is not None:
-            A, self._pocket_cells = self._pocket_matrix(fine)
+            A, self._pocket_cells = fine.matrix(np.flatnonzero(self._pockets.ravel()))
             if np.any(A.diagonal() <= 0) or A.shape[0] > 4 * self.pocket_max:
                 self._pockets = None  # a pocket without a diagonal is singular; too many cells: leave them
             else:
@@ -172,14 +176,15 @@ class VoxelMultigrid:
             # the cycle's faces (pockets cut off) are unchanged too: new diagonals only, written
             # into the packed single-precision level in place
             L0 = self.levels[0]
-            keep = 1.0 if self._pockets is None else ~self._pockets
-            cycle_fine = _Level(L0.gx, L0.gy, L0.gz, fine.d * keep, fine.dtop * (keep if self._pockets is None
-                                                                               else keep[:, :, -1]))
+            d, dtop = fine.d, fine.dtop
+            if self._pockets is not None:  # the cycle leaves them out, as `masked` does
+                d, dtop = d * ~self._pockets, dtop * ~self._pockets[:, :, -1]
+            cycle_fine = _Level(L0.gx, L0.gy, L0.gz, d, dtop)
             cycle_fine.factors = L0.factors
             self.levels[0] = cycle_fine
             if self._compiled is not None:
                 n0 = cycle_fine.dtot.size
-                cscale = self._compiled[-1]
+                cscale = self._compiled[-1]  # entries 3 and 4: the packed dtot and dinv
                 self._compiled[3][:n0] = cycle_fine.dtot.ravel() / cscale
                 self._compiled[4][:n0] = cycle_fine.dinv.ravel() * cscale
             return
@@ -196,29 +201,6 @@ class VoxelMultigrid:
         A, self._coarse_cells = levels[-1].matrix()
         self._coarse_inverse = _symmetric_inverse(A)
         self._compiled = None
-
-    def _pocket_matrix(self, fine: _Level):
-        """The pockets' block of the fine operator (CSC) and its cells (flat indices), from
-        the pocket cells alone: a pocket's unknown neighbours are in the same pocket."""
-        shape = self.shape
-        cells = np.flatnonzero(self._pockets.ravel())
-        cells = cells[fine.dtot.ravel()[cells] > 0]
-        ijk = np.unravel_index(cells, shape)
-        own = np.arange(cells.size)
-        rows, cols, vals = [own], [own], [fine.dtot.ravel()[cells]]
-        for axis, g in enumerate((fine.gx, fine.gy, fine.gz)):
-            w = g.ravel()[cells]
-            nb = list(ijk)
-            nb[axis] = (nb[axis] + 1) % shape[axis]
-            nb = np.ravel_multi_index(nb, shape)
-            pos = np.minimum(np.searchsorted(cells, nb), cells.size - 1)
-            sel = np.flatnonzero((w > 0) & (cells[pos] == nb))
-            rows += [own[sel], pos[sel]]
-            cols += [pos[sel], own[sel]]
-            vals += [-w[sel], -w[sel]]
-        A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(cells.size, cells.size))
-        return A, cells
 
     def _find_pockets(self, fine: _Level) -> np.ndarray | None:
         """Cells of the components (face-connected unknowns, periodic in x and y) of at most

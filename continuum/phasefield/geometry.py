@@ -93,6 +93,10 @@ class Geometry:
         # links with a contact at one end: the contact feels no Allen-Cahn force, its free
         # neighbour sees the contact's lithium (one-way); n_contact_links counts such links per
         # voxel for the Jacobian's diagonal
-        self.contact_link = self.contact[self.a] | self.contact[self.b]
-        self.n_contact_links = (np.bincount(self.a[self.contact_link], minlength=self.n)
-                                + np.bincount(self.b[self.contact_link], minlength=self.n)) * ~self.contact
+        self.contact_link, self.n_contact_links = self.cut_links(self.contact)
+
+    def cut_links(self, exempt):
+        """The links with an ``exempt`` voxel at one end, and per voxel that is not exempt the
+        number of such links (the gradient term's one-way links, `solver._gradient_links`)."""
+        cut = exempt[self.a] | exempt[self.b]
+        return cut, (np.bincount(self.a[cut], minlength=self.n) + np.bincount(self.b[cut], minlength=self.n)) * ~exempt

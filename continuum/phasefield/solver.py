@@ -128,11 +128,7 @@ def _gradient_links(g: Geometry, k: float, exempt=None):
     link to an ``exempt`` voxel enters only its other end's diagonal.  Its off-diagonal (the
     free voxel's dependence on the wetting layer) is left out to keep the matrix symmetric; the
     wetting layer's own rows are exact, so the iterations pick it up in one more pass."""
-    if exempt is None:
-        cut, n_cut = g.contact_link, g.n_contact_links
-    else:
-        cut = exempt[g.a] | exempt[g.b]
-        n_cut = (np.bincount(g.a[cut], minlength=g.n) + np.bincount(g.b[cut], minlength=g.n)) * ~exempt
+    cut, n_cut = (g.contact_link, g.n_contact_links) if exempt is None else g.cut_links(exempt)
     return np.where(cut, 0.0, k), k * n_cut
 
 
