@@ -133,7 +133,8 @@ def run_hong(args):
     while s.t < t_end - 1e-9:
         s.advance(min(chunk, t_end - s.t), control)
         top, mean, _ = deposit(s)
-        print(f"  t = {s.t:7.2f} s  wall {time.perf_counter() - t0:8.1f} s  steps {s.steps:6d} "
+        print(f"  t = {s.t:7.2f} s  wall {time.perf_counter() - t0:8.1f} s  CPU {time.process_time() - cpu0:7.1f} s  "
+              f"steps {s.steps:6d} "
               f"(+{s.rejected} rejected)  i = {s.current_density / MA_CM2:9.1f} mA/cm^2  "
               f"max height {top * 1e6:6.1f} um  mean {(mean + H) * 1e6:6.1f} um", flush=True)
     wall = time.perf_counter() - t0

@@ -5,8 +5,10 @@ field is high), collector layer z = 0, the top 4 layers electrolyte.  Uniform 1 
 smooth +-5 % perturbation (so the diffusion-potential source is exercised), plating at
 1 mA/cm^2 over the cross-section.
 
-For each size and linear solver: cold (construction + solve) and warm (same solver object, 5 %
-different current, previous solution as initial guess).  Solvers: the voxel-grid multigrid
+For each size and linear solver: cold (construction + solve), warm (same solver object, 5 %
+different current, previous solution as initial guess) and "warm + salt" (then the salt field
+changed by a smooth 1 % and the current by another 5 %, as between two macro-steps: the warm
+line changes only the current, which the last solution's d phi / dV predicts almost exactly).  Solvers: the voxel-grid multigrid
 PCG (gmg; "gmg+eta" stops Newton on a 0.01 mV face-overpotential change, as coupled runs
 do), pyamg smoothed-aggregation PCG (amg), Jacobi-preconditioned CG, and sparse direct LU
 (scipy splu) where affordable (skipped above --direct-max unknowns).  Ratios and the largest
@@ -50,6 +52,8 @@ def run(n: int, labels, h: float = 1e-6):
     blur = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
     c = P.electrolyte.concentration * (1 + 0.05 * np.tanh(blur / blur.std()))
     I = -10.0 * n * n * h**2
+    blur2 = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
+    c_step = c * (1 + 0.01 * np.tanh(blur2 / blur2.std()))
     out = {}
     for m in labels:
         method, eta_tol = VARIANTS[m]
@@ -60,7 +64,11 @@ def run(n: int, labels, h: float = 1e-6):
         t2, c2 = time.perf_counter(), time.process_time()
         warm = s.solve(c, current=1.05 * I, c_top=P.electrolyte.concentration, initial=sol)
         t3, c3 = time.perf_counter(), time.process_time()
+        # as a macro-step does it: the salt moved too (1 %, smooth), from the warm solution
+        step = s.solve(c_step, current=1.1 * I, c_top=P.electrolyte.concentration, initial=warm)
+        c4 = time.process_time()
         out[m] = dict(setup=t1 - t0, cold=t2 - t0, solve=t2 - t1, warm=t3 - t2, warm_cpu=c3 - c2, V=sol.cell_potential,
+                      step_cpu=c4 - c3, newton_s=step.iterations, lin_s=step.linear_iterations,
                       Vw=warm.cell_potential, newton=sol.iterations, lin=sol.linear_iterations,
                       newton_w=warm.iterations, lin_w=warm.linear_iterations, eta=sol.face_overpotential,
                       eta_w=warm.face_overpotential,
@@ -69,7 +77,8 @@ def run(n: int, labels, h: float = 1e-6):
         r = out[m]
         print(f"  {n}^3 {m:8s} unknowns={r['unknowns']} faces={r['faces']}  setup {r['setup']:.2f}s  "
               f"cold {r['cold']:.2f}s [Newton {r['newton']}, CG {r['lin']}]  "
-              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s) [Newton {r['newton_w']}, CG {r['lin_w']}]  V={r['V']:.9f}  "
+              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s) [Newton {r['newton_w']}, CG {r['lin_w']}]  "
+              f"warm + salt 1 % {r['step_cpu']:.2f} CPU-s [Newton {r['newton_s']}, CG {r['lin_s']}]  V={r['V']:.9f}  "
               f"|I/Iapp-1|={r['err']:.1e}  |I_top/Iapp-1|={r['kirchhoff']:.1e}", flush=True)
     ref_label = labels[0]
     ref = out[ref_label]

@@ -149,13 +149,15 @@ class SPDSolver:
         self.stats["iterations"] += count[0]
         return x, info, count[0]
 
-    def solve(self, K: sp.csr_matrix, rhs, x0=None, rtol: float = 1e-10, cache_key=None, multigrid=None):
+    def solve(self, K: sp.csr_matrix, rhs, x0=None, rtol: float = 1e-10, cache_key=None, multigrid=None,
+              xtol: float = 0.0):
         """Solve K x = b for each b in ``rhs`` (a list of vectors, all with this K).
 
         ``x0``: list of initial guesses (or None).  ``cache_key``: with the direct method, a
         factorization made under the same key is reused (the caller promises K is unchanged).
         ``multigrid``: the ``VoxelMultigrid`` for 'gmg': its fine level is the operator (K may
-        be None) and its cycle the preconditioner.
+        be None) and its cycle the preconditioner.  ``xtol`` (gmg only): CG also stops once an
+        iteration moved no unknown by more than this (an absolute accuracy).
         Returns the list of solutions.
         """
         n = K.shape[0] if K is not None else multigrid.n
@@ -183,7 +185,7 @@ class SPDSolver:
                 if not np.any(b):
                     out.append(np.zeros(n))
                     continue
-                x, it = multigrid.solve(b, g, rtol=rtol, maxiter=self.maxiter)
+                x, it = multigrid.solve(b, g, rtol=rtol, maxiter=self.maxiter, xtol=xtol)
                 if it < 0:
                     raise RuntimeError(f"CG (gmg) did not converge in {self.maxiter} iterations")
                 self.stats["iterations"] += it

@@ -55,9 +55,8 @@ class _Level:
         self.gx, self.gy, self.gz, self.d, self.dtop = gx, gy, gz, d, dtop
         self.shape = d.shape
         self.dtot = np.empty(self.shape)
-        K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot)
-        unknown = self.dtot > 0
-        self.dinv = np.where(unknown, 1.0 / np.where(unknown, self.dtot, 1.0), 0.0)
+        self.dinv = np.empty(self.shape)
+        K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot, self.dinv)
         self.factors = None  # to the next level
 
     def coarsen(self) -> "_Level":
@@ -131,6 +130,7 @@ class VoxelMultigrid:
         self._coarse_inverse = None
         self._compiled = None  # the hierarchy as the compiled CG takes it (built on first use)
         self._slots = self._conductance = None  # the fine faces' last input (reused when unchanged)
+        self._work = None  # the CG's vectors, kept between solves
 
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
@@ -176,10 +176,11 @@ class VoxelMultigrid:
             # the cycle's faces (pockets cut off) are unchanged too: new diagonals only, written
             # into the packed single-precision level in place
             L0 = self.levels[0]
-            d, dtop = fine.d, fine.dtop
-            if self._pockets is not None:  # the cycle leaves them out, as `masked` does
-                d, dtop = d * ~self._pockets, dtop * ~self._pockets[:, :, -1]
-            cycle_fine = _Level(L0.gx, L0.gy, L0.gz, d, dtop)
+            if self._pockets is None:
+                cycle_fine = fine  # the same faces (L0's arrays)
+            else:  # the cycle leaves them out, as `masked` does
+                cycle_fine = _Level(L0.gx, L0.gy, L0.gz, fine.d * ~self._pockets,
+                                    fine.dtop * ~self._pockets[:, :, -1])
             cycle_fine.factors = L0.factors
             self.levels[0] = cycle_fine
             if self._compiled is not None:
@@ -259,11 +260,12 @@ class VoxelMultigrid:
         return self._compiled
 
     def solve(self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10,
-              maxiter: int = 5000) -> tuple[np.ndarray, int]:
+              maxiter: int = 5000, xtol: float = 0.0) -> tuple[np.ndarray, int]:
         """CG on the fine operator preconditioned by the V-cycle, in one compiled call:
         (x over the unknowns, iterations; -1 when ``maxiter`` was not enough).  Stops at
-        |b - A x| <= rtol |b|.  Closed pockets are solved exactly beside it (they share no
-        link with the rest, so the system splits)."""
+        |b - A x| <= rtol |b| or (``xtol`` > 0) once an iteration moved no unknown by more
+        than xtol.  Closed pockets are solved exactly beside it (they share no link with the
+        rest, so the system splits)."""
         bg = np.zeros(self.N)
         bg[self.node_voxel] = b
         xg = np.zeros(self.N)
@@ -277,8 +279,10 @@ class VoxelMultigrid:
             xg[cells] = 0.0
         xg = xg.reshape(self.shape)
         L = self.levels[0]
-        its = K.pcg(xg, bg.reshape(self.shape), L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(), self.sweeps,
-                    float(rtol), int(maxiter))
+        if self._work is None:
+            self._work = tuple(np.empty(self.shape) for _ in range(4))
+        its = K.pcg(xg, bg.reshape(self.shape), *self._work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
+                    self.sweeps, float(rtol), int(maxiter), float(xtol))
         xg = xg.ravel()
         if xp is not None:
             xg[self._pocket_cells] = xp

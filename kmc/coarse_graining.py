@@ -12,7 +12,8 @@ phase field (``continuum.phasefield``) takes, and back.
   as the phase field holds lithium, rounded to whole voxels.
 - ``packets_from_concentration``: c -> KMC packets, moles conserved to the packet.
 - ``phasefield_parameters``: the phase-field constants that give a flat front the KMC's
-  Butler-Volmer law (the mapping the flat-front test fixes).
+  Butler-Volmer law (the mapping the flat-front test fixes); ``capillary_constants``: those that
+  give it the KMC's interface energy and linearised Gibbs-Thomson velocity.
 
 Grids are ``[x, y, z]``, periodic in x and y; z = 0 the collector, z boundaries zero-flux (a
 kernel meets them by reflection).  A refined grid splits every axis of length > 1 into
@@ -28,13 +29,45 @@ from scipy import ndimage
 from scipy.optimize import brentq
 from scipy.special import expit, logit, ndtr
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from continuum.constants import ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.parameters import PhysicalParameters
 from continuum.phasefield import HONG2018, PhaseFieldParameters
 
 from .engine.seeds import generator
 
 KERNELS = ("logistic", "gaussian")
+
+
+def capillary_mobility(physics: PhysicalParameters) -> float:
+    """The KMC's reaction-limited interface mobility M [m^4/(J s)]: its normal velocity per
+    unit capillary driving force gamma K, at eta = 0 (docs/phasefield.md "Validation", "The
+    phase field at the KMC's interface energy").
+
+    A KMC interface reacts at eta + d, d the coordination shift, whose continuum limit is
+    Gibbs-Thomson's ``gamma V_m K / F`` (K the mean curvature, sum of the principal curvatures,
+    > 0 convex); so it moves at ``v = -(V_m/F) i_BV(eta + gamma V_m K / F)``, and linearised
+    ``v = v(eta) - M gamma K`` with ``M = (V_m/F)^2 di/deta``, ``di/deta = i0 f (alpha_a +
+    alpha_c)`` at eta = 0."""
+    if not isinstance(physics, PhysicalParameters):
+        raise TypeError("physics must be a PhysicalParameters")
+    kin = physics.kinetics
+    di_deta = kin.exchange_current_density * physics.f * (kin.alpha_a + kin.alpha_c)
+    return (physics.lithium_molar_volume / FARADAY) ** 2 * di_deta
+
+
+def capillary_constants(physics: PhysicalParameters, interface_energy: float, profile_length: float) -> dict:
+    """The phase field's interface constants that give it the KMC's capillarity: interface
+    energy ``interface_energy`` [J/m^2] at the profile length sqrt(kappa/2W) =
+    ``profile_length`` [m] (kappa = 6 gamma l, W = 3 gamma / l), and the interface mobility
+    whose Allen-Cahn curvature flow, ``v = -L_sigma kappa K``, is the KMC's linearised
+    Gibbs-Thomson velocity ``-M gamma K`` (:func:`capillary_mobility`): ``L_sigma = M / (6 l)``,
+    independent of gamma.  PhaseFieldParameters field -> value."""
+    for name, v in (("interface_energy", interface_energy), ("profile_length", profile_length)):
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name} = {v!r} is out of range: must be > 0")
+    return {"gradient_coefficient": 6.0 * interface_energy * profile_length,
+            "barrier_height": 3.0 * interface_energy / profile_length,
+            "interface_mobility": capillary_mobility(physics) / (6.0 * profile_length)}
 
 
 def phasefield_parameters(physics: PhysicalParameters, base: PhaseFieldParameters = HONG2018,

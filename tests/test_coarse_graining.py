@@ -343,3 +343,18 @@ def test_packets_from_a_phase_field_state_conserve_lithium():
     assert np.all(lattice.ravel()[packets] == ELECTROLYTE)
     assert abs(n_li + packets.size - metal - ions) <= 1.0
     assert n_li >= 15 and packets.size > 100
+
+
+def test_capillary_constants_keep_the_flat_front_and_name_bad_values():
+    """The KMC's interface energy at a given width: the flat front's i0 (set from L_eta after
+    them) is untouched; a non-positive gamma or width is refused by name."""
+    from kmc.coarse_graining import capillary_constants, phasefield_parameters
+
+    phys = PhysicalParameters()
+    p = phasefield_parameters(phys, HONG2018, **capillary_constants(phys, 155.4, 0.5e-6))
+    assert p.interface_energy == pytest.approx(155.4, rel=1e-12) and p.profile_length == pytest.approx(0.5e-6)
+    assert p.front_velocity(-0.05) == pytest.approx(phasefield_parameters(phys).front_velocity(-0.05), rel=1e-12)
+    with pytest.raises(ValueError, match="interface_energy = 0.0 is out of range"):
+        capillary_constants(phys, 0.0, 0.5e-6)
+    with pytest.raises(ValueError, match="profile_length"):
+        capillary_constants(phys, 155.4, float("nan"))

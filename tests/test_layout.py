@@ -8,7 +8,8 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("continuum", "kmc")
 # lowest first; a module may import from its own layer or any layer below it
-LAYERS = ["continuum", "kmc.engine", "kmc.hosts", "kmc.coarse_graining", "kmc.coupling", "kmc.studies", "kmc.cli", "kmc"]
+# (kmc.workers: process pools, standard library only, so `python -m kmc` can start them first)
+LAYERS = ["kmc.workers", "continuum", "kmc.engine", "kmc.hosts", "kmc.coarse_graining", "kmc.coupling", "kmc.studies", "kmc.cli", "kmc"]
 
 
 def _modules():

@@ -65,10 +65,11 @@ def test_first_run_compiles_in_two_workers_and_changes_nothing(tmp_path, monkeyp
     single worker."""
     import kmc.studies.base as base
     import kmc.studies.parallel as parallel
+    import kmc.workers as workers_module
 
     calls = []
     monkeypatch.setattr(base, "_kernels_compiled", lambda: False)
-    monkeypatch.setattr(parallel, "process_pool", lambda n, make=parallel.process_pool: calls.append(n) or make(n))
+    monkeypatch.setattr(workers_module, "process_pool", lambda n, make=workers_module.process_pool: calls.append(n) or make(n))
     summaries = {}
     for workers in ("1", "2"):
         out = tmp_path / workers

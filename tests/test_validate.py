@@ -148,7 +148,8 @@ def test_a_paid_step_at_open_circuit_never_plates_past_the_segments_charge():
 # 32 x 2 x 7 voxels, 0.35 mAh/cm^2 (109 packets) at 40 mA/cm^2 in both "regimes", a 1 um
 # interface: seconds, not physics.
 TINY = ["host.nx=32", "host.host_layers=2", "host.reservoir_layers=4", "protocol.capacity_mAh_cm2=0.35",
-        "protocol.current_density_mA_cm2=40", "phasefield.interface_width_um=1.0", "phasefield.tol_xi=0.01"]
+        "protocol.current_density_mA_cm2=40", "phasefield.interface_width_um=1.0", "phasefield.tol_xi=0.01",
+        "phasefield.refinement=1"]
 
 
 @pytest.mark.slow  # the phase field's three cases: 30-55 s each on the shared 2 cores (the KMC's: 2 s)
@@ -187,3 +188,131 @@ def test_cli_refuses_one_replica_before_writing(tmp_path, capsys):
     out = tmp_path / "v"
     assert main(["validate", "--replicas", "1", "--out", str(out), "--no-progress"]) == 2
     assert "replicas" in capsys.readouterr().err and not out.exists()
+
+
+# -- the phase field at the KMC's interface energy (--phasefield-interface-energy match) ----------
+def _matched(gamma=155.4, width=0.5e-6, extra=()):
+    from kmc.coupling.phasefield_run import phasefield_constants
+
+    cfg = make_config({}, ["model=phasefield", "phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma}",
+                           f"phasefield.interface_width_um={width * 1e6}", *extra])
+    return cfg, phasefield_constants(cfg)
+
+
+def test_matched_phase_field_has_the_kmcs_gamma_width_and_kinetics():
+    from kmc.coarse_graining import capillary_mobility
+
+    cfg, p = _matched()
+    assert p.interface_energy == pytest.approx(155.4, rel=1e-12)
+    assert p.profile_length == pytest.approx(0.5e-6, rel=1e-12)
+    assert p.exchange_current_density == pytest.approx(cfg.physics.kinetics.exchange_current_density, rel=1e-12)
+    # L_sigma = (V_m/F)^2 i0 f (alpha_a + alpha_c) / (6 l): 2.36e-12 m^3/(J s), independent of gamma
+    vm, kin = cfg.physics.lithium_molar_volume, cfg.physics.kinetics
+    mobility = (vm / FARADAY) ** 2 * kin.exchange_current_density * cfg.physics.f * (kin.alpha_a + kin.alpha_c)
+    assert capillary_mobility(cfg.physics) == pytest.approx(mobility, rel=1e-12)
+    assert p.interface_mobility == pytest.approx(mobility / 3e-6, rel=1e-12)
+    assert p.interface_mobility == pytest.approx(2.355e-12, rel=1e-3)
+    assert _matched(gamma=10.0)[1].interface_mobility == p.interface_mobility
+    # Hong's L_sigma is 1.06e6 times the KMC's Gibbs-Thomson mobility per unit gamma (6 L_sigma l)
+    assert 6 * 2.5e-6 * 0.5e-6 / mobility == pytest.approx(1.06e6, rel=0.01)
+    # hong2018: Hong's interface at the same width
+    from kmc.coupling.phasefield_run import phasefield_constants
+
+    hong = phasefield_constants(cfg.model_copy(update={"phasefield": cfg.phasefield.model_copy(
+        update={"capillarity": "hong2018"})}))
+    assert hong.interface_energy == pytest.approx(0.5) and hong.interface_mobility == 2.5e-6
+
+
+def test_matched_mobility_is_the_kmc_rate_laws_linearised_gibbs_thomson_velocity():
+    """The KMC's own rates (kmc.engine.rates) at the Gibbs-Thomson shift gamma V_m K / F of a
+    sphere of radius 100 um: the net growth per face, h (k_red c V_m - k_ox), against the phase
+    field's curvature flow -L_sigma kappa K (f d = 0.016: linearisation error ~ (f d)^2 / 24 = 1e-5)."""
+    from kmc.engine.rates import RateConstants
+
+    cfg, p = _matched()
+    h, gamma, curvature = 1e-6, 155.4, 2 / 100e-6
+    shift = gamma * cfg.physics.lithium_molar_volume * curvature / FARADAY
+    r = RateConstants.from_parameters(cfg.physics, h)  # a kink voxel (3 bonds): no lattice shift of its own
+    kmc = h * (r.implicit_reduction(shift, cfg.physics.c_ref) - r.oxidation(shift))
+    assert kmc < 0  # a convex surface dissolves
+    assert -p.interface_mobility * p.gradient_coefficient * curvature == pytest.approx(float(kmc), rel=1e-3)
+
+
+@pytest.mark.slow  # 4 CPU-s, up to 20 s wall on the shared cores
+def test_matched_phase_field_moves_a_disc_at_the_kmcs_curvature_velocity():
+    """Measured, not a closed form: a 2D lithium disc (R0 = 4 um, interface 0.5 um, h = 0.2 um,
+    reactions off) shrinks under the matched Allen-Cahn part at dA/dt = -2 pi L_sigma kappa, which
+    the mapping sets to the KMC's -2 pi M gamma.  The sharp-interface law holds for l << R: after
+    the profile has relaxed (3 / (L_sigma W)) the disc shrinks 2.4 % faster at R = 3.7 to 3.5 um
+    (l/R = 0.14), 6.9 % at 2.5 to 2.2 um (the excess ~ (l/R)^2); 6 % allowed.  Hong's L_sigma
+    would be 3400x off."""
+    import math
+
+    from continuum.phasefield import PhaseFieldSolver, Potentiostatic
+    from continuum.phasefield.fields import order_parameter_from_mask
+    from kmc.coarse_graining import capillary_mobility
+
+    cfg, p = _matched()
+    p = p.replace(kinetic_coefficient=0.0, noise_amplitude=0.0)
+    h, r0 = 0.2e-6, 4e-6
+    n = round(4 * r0 / h)  # periodic: the disc's images 16 um apart
+    x = (np.arange(n) + 0.5) * h - n * h / 2
+    disc = (x[:, None] ** 2 + x[None, :] ** 2 < r0**2)[:, None, :]
+    phase = np.full((n, 1, n), ELECTROLYTE, np.uint8)
+    s = PhaseFieldSolver(phase, h, p, xi=order_parameter_from_mask(phase, disc, h, p))
+    s.advance(3.0 / (p.interface_mobility * p.barrier_height), Potentiostatic(0.0))  # the profile relaxes
+    area, t0 = s.order_parameter.sum() * h * h, s.t
+    s.advance(0.05 * r0**2 / (p.interface_mobility * p.gradient_coefficient), Potentiostatic(0.0))
+    rate = (s.order_parameter.sum() * h * h - area) / (s.t - t0)
+    assert rate == pytest.approx(-2 * math.pi * capillary_mobility(cfg.physics) * 155.4, rel=0.06)
+
+
+def test_phasefield_interface_energy_option_sets_the_phase_field_cases_and_names_bad_values():
+    from kmc.coupling.phasefield_run import phasefield_constants
+
+    cfg = make_config({}, get_study("validate").overrides)
+    for setting, capillarity in (("match", "kmc"), ("hong", "hong2018")):
+        plan = Validate(2, phasefield_interface_energy=setting).plan(cfg, np.random.SeedSequence(0))
+        (kmc_gamma,) = {c.config.kmc.interface_energy_J_m2 for c in plan.cases if c.config.model == "kmc"}
+        assert kmc_gamma == pytest.approx(155.37, rel=1e-3)
+        for c in (c for c in plan.cases if c.config.model == "phasefield"):
+            assert c.config.phasefield.capillarity == capillarity
+            gamma = phasefield_constants(c.config).interface_energy
+            assert gamma == pytest.approx(kmc_gamma if setting == "match" else 0.5, rel=1e-9)
+    assert Validate(2).phasefield_interface_energy == "match"  # the default: like for like
+    with pytest.raises(ConfigError, match="phasefield-interface-energy 'kmc'"):
+        Validate(2, phasefield_interface_energy="kmc")
+    # match needs a KMC interface energy to take
+    with pytest.raises(ConfigError, match="match takes the KMC replicas' interface energy"):
+        Validate(2, kmc_interface_energy=0).plan(cfg, np.random.SeedSequence(0))
+    Validate(2, kmc_interface_energy=0, phasefield_interface_energy="hong").plan(cfg, np.random.SeedSequence(0))
+    # the config: capillarity=kmc without a KMC interface energy, and an unknown value
+    with pytest.raises(ConfigError, match="kmc.interface_energy_J_m2 = 0.0: set it > 0"):
+        phasefield_constants(make_config({}, ["model=phasefield", "phasefield.capillarity=kmc"]))
+    with pytest.raises(ConfigError, match="capillarity"):
+        make_config({}, ["phasefield.capillarity=chen"])
+
+
+def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):
+    out = tmp_path / "v"
+    with pytest.raises(SystemExit) as exit_:  # argparse's choices: usage error, exit 2
+        main(["validate", "--phasefield-interface-energy", "kmc", "--out", str(out), "--no-progress"])
+    assert exit_.value.code == 2
+    assert "phasefield-interface-energy" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("refinement", [1, 3])
+def test_the_foils_film_starts_whole_on_a_refined_grid(refinement):
+    """The film is lithium on the collector, metal on metal: its profile starts at the film's top
+    only (before, the collector counted as an interface and a relaxed 2-voxel film held 115 of 160
+    voxels at refinement 3, 230 at 2)."""
+    from kmc.coupling.phasefield_run import PhaseFieldRun
+    from kmc.coupling.streams import root_sequence
+
+    study = Validate(2)
+    cfg = make_config({}, study.overrides + [f"phasefield.refinement={refinement}"])
+    plan = study.plan(cfg, root_sequence(cfg.seed))
+    case = next(c for c in plan.cases if c.host_label == "Planar foil" and c.config.model == "phasefield")
+    run = PhaseFieldRun(case.config_for(cfg), case.host, case.seed)
+    assert run.lithium_voxels() == pytest.approx(FILM_LAYERS * 40 * 2, abs=1.0)
+    assert run.rows[0][col.MEAN_HEIGHT] == pytest.approx(FILM_LAYERS, abs=0.05)

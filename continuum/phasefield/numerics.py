@@ -6,8 +6,8 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..fv import SPDSolver
+from . import kernels
 
-MAX_EXP = 200.0  # clip for exp() arguments: only prevents inf, never reached in a sane step
 DH_MAX = 1.875  # max of h'(xi), at xi = 1/2
 
 
@@ -27,16 +27,6 @@ def dh(x):
     return 30.0 * y * y
 
 
-def d2h(x):
-    """h''(xi) = 60 xi (1 - xi) (1 - 2 xi) on xi clipped to [0, 1]."""
-    x = np.clip(x, 0.0, 1.0)
-    return 60.0 * x * (1.0 - x) * (1.0 - 2.0 * x)
-
-
-def clipped_exp(x):
-    return np.exp(np.clip(x, -MAX_EXP, MAX_EXP))
-
-
 def bernoulli(x):
     """B(x) = x / (exp(x) - 1), the Scharfetter-Gummel weight (B(0) = 1)."""
     x = np.clip(x, -700.0, 700.0)
@@ -44,15 +34,85 @@ def bernoulli(x):
     return np.where(small, 1.0 - 0.5 * x, x / np.where(small, 1.0, np.expm1(x)))
 
 
-def bernoulli_sym(x):
-    """(x/2) / sinh(x/2) = B(x) exp(x/2): the symmetric SG conductance after scaling."""
-    x = np.clip(x, -1400.0, 1400.0)
-    small = np.abs(x) < 1e-8
-    return np.where(small, 1.0, 0.5 * x / np.sinh(np.where(small, 1.0, 0.5 * x)))
-
-
 GMG_FALLBACK = 100  # V-cycles per solve above which a field leaves the voxel-grid multigrid...
 GMG_PAUSE = 10  # ...for this many solves, doubled at each failure in a row (at most 1000)
+JACOBI_MAXITER = 5000  # CG iterations of a Jacobi-preconditioned solve (SPDSolver's default)
+
+
+class HierarchyReuse:
+    """When a field's multigrid hierarchy is rebuilt for a new operator (a full set-up costs
+    about six V-cycles on Hong's grid) and when only its fine level is replaced
+    (`VoxelMultigrid.set_operator(hierarchy=False)`: the coarse levels then precondition a
+    slightly different operator, CG still solves the new one).  Rebuilt after ``max_reuse``
+    reuses, when a solve on a reused hierarchy took more than ``slack`` V-cycles above the
+    first solve on a fresh one, or when the last solve was not the multigrid's.  The
+    decisions depend on the solves' history only: same run, same decisions; the solver resets
+    it at the end of every `advance`, so no state outside its checkpoint carries over."""
+
+    def __init__(self, max_reuse: int, slack: int):
+        self.max_reuse, self.slack = max_reuse, slack
+        self.reset()
+
+    def reset(self):
+        self.uses, self.fresh, self.last = None, None, None
+
+    def rebuild(self) -> bool:
+        return (self.uses is None or self.uses >= self.max_reuse
+                or (self.fresh is not None and self.last > self.fresh + self.slack))
+
+    def built(self, rebuilt: bool):
+        if rebuilt:
+            self.uses, self.fresh, self.last = 0, None, None
+        else:
+            self.uses += 1
+
+    def solved(self, cycles):
+        """After the first solve on each operator: its V-cycles (None: not the multigrid's)."""
+        if cycles is None:
+            self.uses = None
+        elif self.fresh is None:
+            self.fresh = self.last = cycles
+        else:
+            self.last = cycles
+
+
+class LinkMatrix:
+    """The SPD matrix ``sum_links G (e_p - e_q)(e_p - e_q)^T + diag(extra)`` on the links (a, b)
+    of ``pattern``, kept as links: products and Jacobi-CG run on them compiled; the CSR matrix
+    (for LU and AMG) is assembled on first use only (the multigrid paths never need it)."""
+
+    def __init__(self, pattern, a, b, G, extra):
+        self.pattern, self.a, self.b, self.G, self.extra = pattern, a, b, G, extra
+        self.total = kernels.link_diagonal(a, b, G, extra)
+        self._csr = None
+
+    @property
+    def shape(self):
+        return (self.total.size, self.total.size)
+
+    def diagonal(self):
+        return self.total
+
+    def csr(self):
+        if self._csr is None:
+            self._csr = self.pattern.assemble(self.G, self.extra)
+        return self._csr
+
+    def apply(self, v):
+        out = np.empty(self.total.size)
+        kernels.link_apply(self.a, self.b, self.G, self.total, np.ascontiguousarray(v, dtype=np.float64), out)
+        return out
+
+    def jacobi_cg(self, rhs, x0, rtol):
+        """Jacobi-preconditioned CG in one compiled call (scipy's cg loops in Python: its
+        overhead was a tenth of a step on 10^4 unknowns)."""
+        if not np.any(rhs):
+            return np.zeros(rhs.size)
+        x = np.zeros(rhs.size) if x0 is None else np.array(x0, dtype=np.float64)
+        if kernels.jacobi_cg(self.a, self.b, self.G, self.total, np.ascontiguousarray(rhs, dtype=np.float64), x,
+                             float(rtol), JACOBI_MAXITER) < 0:
+            raise RuntimeError(f"CG (jacobi) did not converge in {JACOBI_MAXITER} iterations")
+        return x
 
 
 class LinearSolver:
@@ -71,7 +131,6 @@ class LinearSolver:
         self.method = method
         self.direct = method == "direct" or (method == "auto" and n <= direct_max)
         self.amg = {}  # one hierarchy per kind of matrix, so each stays a good preconditioner
-        self.jacobi = SPDSolver("jacobi")
         self.gmg = SPDSolver("gmg", maxiter=500)
         # solves left on AMG after the voxel-grid multigrid failed to converge in GMG_FALLBACK
         # iterations on a matrix the caller also gave (phi); then the multigrid is tried again.
@@ -81,17 +140,22 @@ class LinearSolver:
         # long, which the error control rejects
         self.gmg_off, self.gmg_pause = 0, GMG_PAUSE
         self.lu, self.key = None, None
+        self.cycles = None
         self.stats = {"factorizations": 0, "solves": 0, "multigrid failures": 0}
 
     def solve(self, K, b, key, rtol=1e-11, dominant=False, kind="", multigrid=None, x0=None):
-        """x with K x = b (iterative: |b - K x| <= rtol |b|, from ``x0`` when given)."""
+        """x with K x = b (iterative: |b - K x| <= rtol |b|, from ``x0`` when given).  K: a
+        `LinkMatrix` (None with a multigrid that holds the operator and no fallback)."""
         self.stats["solves"] += 1
+        self.cycles = None  # V-cycles of this solve when the multigrid did it
         if not self.direct:
             guess, x = None if x0 is None else [x0], None
             if multigrid is not None and not self.gmg_off:
                 self.gmg.maxiter = 5000 if K is None else GMG_FALLBACK
                 try:
+                    before = self.gmg.stats["iterations"]
                     x = self.gmg.solve(None, [b], x0=guess, rtol=rtol, multigrid=multigrid)[0]
+                    self.cycles = self.gmg.stats["iterations"] - before
                     self.gmg_pause = GMG_PAUSE
                 except RuntimeError:
                     if K is None:
@@ -101,14 +165,14 @@ class LinearSolver:
             elif multigrid is not None:
                 self.gmg_off -= 1
             if x is None and (self.method == "jacobi" or (self.method == "auto" and dominant)):
-                x = self.jacobi.solve(K, [b], x0=guess, rtol=rtol)[0]
+                x = K.jacobi_cg(b, x0, rtol)
             elif x is None:
                 # a short leash: these matrices move with the interface every step, and a stale
                 # hierarchy (contrast 1e6 in phi) can take thousands of iterations before
                 # SPDSolver would rebuild it at its default 5000
                 amg = self.amg.setdefault(kind, SPDSolver("amg", rebuild_factor=2.0, maxiter=60))
                 try:
-                    x = amg.solve(K, [b], x0=guess, rtol=rtol)[0]
+                    x = amg.solve(K.csr(), [b], x0=guess, rtol=rtol)[0]
                 except RuntimeError:
                     if multigrid is None:
                         raise
@@ -118,11 +182,11 @@ class LinearSolver:
                     raise FloatingPointError("linear solve did not converge") from None
         else:
             if key != self.key or self.lu is None:
-                self.lu = spla.splu(K.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+                self.lu = spla.splu(K.csr().tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
                 self.key = key
                 self.stats["factorizations"] += 1
             x = self.lu.solve(b)
-            x += self.lu.solve(b - K @ x)  # one refinement: balances exact to round-off
+            x += self.lu.solve(b - K.apply(x))  # one refinement: balances exact to round-off
         if not np.all(np.isfinite(x)):
             raise FloatingPointError("linear solve gave non-finite values")
         return x

@@ -105,7 +105,8 @@ class PhaseFieldSettings(StrictModel):
     """The phase-field model's options (``model = "phasefield"``, docs/phasefield.md)."""
 
     refinement: int = Field(1, ge=1, le=16, description="phase-field cells per voxel edge: the voxel grid refined by this factor on every axis longer than 1 [-]")
-    interface_width_um: Optional[float] = Field(None, gt=0, le=100, description="profile length sqrt(kappa / 2W) of the diffuse interface at Hong 2018's interface energy (0.5 J/m^2); None: Hong's 0.25 um. Fronts move freely only on cells of at most 0.4 of it [um]")
+    interface_width_um: Optional[float] = Field(None, gt=0, le=100, description="profile length sqrt(kappa / 2W) of the diffuse interface, at the interface energy phasefield.capillarity sets; None: Hong's 0.25 um. Fronts move freely only on cells of at most 0.4 of it [um]")
+    capillarity: Literal["hong2018", "kmc"] = Field("hong2018", description="interface energy and mobility of the diffuse interface: hong2018 (gamma 0.5 J/m^2, L_sigma 2.5e-6 m^3/(J s)) or kmc (gamma = kmc.interface_energy_J_m2, which must be > 0, and L_sigma = (V_m/F)^2 i0 f (alpha_a + alpha_c) / (6 sqrt(kappa/2W)): the KMC's linearised Gibbs-Thomson velocity; docs/phasefield.md 'Validation')")
     noise_amplitude: float = Field(0.0, ge=0, le=1000, description="Langevin noise on the order parameter (Hong 2018: 0.04); 0 = off [1/s]")
     record_interval_s: float = Field(5.0, gt=0, le=1e5, description="time between rows of the time series [s]")
     tol_xi: float = Field(2e-3, gt=0, le=0.1, description="local error tolerance of the order parameter per time step [-]")

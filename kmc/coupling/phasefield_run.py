@@ -5,7 +5,7 @@ so a study runs either model by one switch.
 
 The phase field (``continuum.phasefield``) runs on the voxel grid or one refined by
 ``phasefield.refinement``, its constants mapped from the KMC's physics
-(:func:`kmc.coarse_graining.phasefield_parameters`), under the protocol's segments: a current
+(:func:`phasefield_constants`), under the protocol's segments: a current
 density is ``Galvanostatic`` (exact to the root's tolerance, no packets), a potentiostatic hold
 ``Potentiostatic``.  The separator column of the KMC run sets the top's concentration and
 potential between rows.  Every deposit observable is the KMC's, computed on the lattice
@@ -32,14 +32,14 @@ from typing import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from continuum.constants import ELECTROLYTE, HOST_DIELECTRIC, LITHIUM
+from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from continuum.grid import collector_connected, face_dilate
-from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldSolver, Potentiostatic, interpolation,
-                                  relaxed_order_parameter)
+from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldParameters, PhaseFieldSolver, Potentiostatic,
+                                  interpolation, order_parameter_from_mask, relaxed_order_parameter)
 from continuum.separator import SeparatorColumn
 
-from ..coarse_graining import (block_mean, lattice_from_order_parameter, phasefield_parameters, refine,
-                               volume_ratio)
+from ..coarse_graining import (block_mean, capillary_constants, lattice_from_order_parameter, phasefield_parameters,
+                               refine, volume_ratio)
 from ..hosts import Host
 from . import columns as col
 from . import simulation as _simulation
@@ -63,6 +63,7 @@ def check_phasefield_case(config: SimulationConfig, host: Host, segments, label:
     packet-granularity check, which is the KMC's."""
     from .preflight import check_case
 
+    phasefield_constants(config)  # ConfigError for constants it cannot map
     if host.conductivity is not None:
         raise ConfigError(f"{label}: model=phasefield takes one metal conductivity (sigma_s); the host's "
                           "per-voxel conductivity is the KMC run's only")
@@ -72,6 +73,36 @@ def check_phasefield_case(config: SimulationConfig, host: Host, segments, label:
                               "which model=phasefield does not evaluate: give strips a capacity or a duration "
                               "(protocol.steps 'strip at X mA/cm^2 for Y mAh/cm^2'), or use model=kmc")
     return [w for w in check_case(config, host, segments, label, allow_coarse=True) if "one packet is" not in w]
+
+
+def lithium_profile(phase: np.ndarray, spacing: float, params: PhaseFieldParameters) -> np.ndarray:
+    """The equilibrium profile around the LITHIUM voxels of ``phase`` whose interface is the
+    lithium/electrolyte boundary only: lithium against a conductive host (a foil's film on the
+    collector) is metal on metal, no interface (counting it as one started a 2-voxel film as a
+    lens, xi = 0.58 at the collector at refinement 3, which then relaxed to 1.4 voxels)."""
+    lithium = phase == LITHIUM
+    inside = order_parameter_from_mask(phase, lithium | (phase == HOST_CONDUCTIVE), spacing, params)
+    return np.where(lithium, inside, order_parameter_from_mask(phase, lithium, spacing, params))
+
+
+def phasefield_constants(config: SimulationConfig) -> PhaseFieldParameters:
+    """The phase field's constants for a run's configuration: the flat-front mapping of the
+    KMC's physics (:func:`~kmc.coarse_graining.phasefield_parameters`) on Hong 2018's interface,
+    at the profile length ``phasefield.interface_width_um``; with ``phasefield.capillarity =
+    "kmc"`` at the KMC's interface energy ``kmc.interface_energy_J_m2`` and the interface
+    mobility of its linearised Gibbs-Thomson velocity
+    (:func:`~kmc.coarse_graining.capillary_constants`)."""
+    pf = config.phasefield
+    base = HONG2018 if pf.interface_width_um is None else HONG2018.with_profile_length(pf.interface_width_um * 1e-6)
+    changes = {"noise_amplitude": pf.noise_amplitude}
+    if pf.capillarity == "kmc":
+        gamma = config.kmc.interface_energy_J_m2
+        if not gamma > 0:
+            raise ConfigError(f"phasefield.capillarity = 'kmc' takes the KMC's interface energy, but "
+                              f"kmc.interface_energy_J_m2 = {gamma!r}: set it > 0 (at most 1000 J/m^2), or use "
+                              "phasefield.capillarity = 'hong2018'")
+        changes.update(capillary_constants(config.physics, gamma, base.profile_length))
+    return phasefield_parameters(config.physics, base, **changes)
 
 
 class PhaseFieldRun:
@@ -88,8 +119,7 @@ class PhaseFieldRun:
         self.h = host.spacing
         nx, ny, _ = host.phase.shape
         self.footprint = nx * ny * self.h**2
-        base = HONG2018 if pf.interface_width_um is None else HONG2018.with_profile_length(pf.interface_width_um * 1e-6)
-        self.params = phasefield_parameters(config.physics, base, noise_amplitude=pf.noise_amplitude)
+        self.params = phasefield_constants(config)
         fine = refine(host.phase, r)
         hf = self.h / r
         # lithium counts above the bare host's rest state (its contacts hold the wetting layer at
@@ -98,7 +128,10 @@ class PhaseFieldRun:
         bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
         sites = {"eta_nuc": refine(host.eta_nuc, r), "activity": refine(host.activity, r)}
         self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
-        xi0 = relaxed_order_parameter(fine, hf, self.params, **sites) if (host.phase == LITHIUM).any() else self.xi_host
+        # lithium at the start (a foil's film) carries its equilibrium profile, not relaxed further:
+        # relaxed_order_parameter's long steps (up to 50 / (L_sigma W)) dissolve a resolved film
+        # (0 of 160 voxels left at refinement 2 and 3, docs/phasefield.md "Validation")
+        xi0 = np.maximum(lithium_profile(fine, hf, self.params), self.xi_host)
         self.free_fine = (fine == ELECTROLYTE) | (fine == LITHIUM)
         c0 = np.where(self.free_fine, config.physics.electrolyte.concentration * (1.0 - interpolation(xi0)), 0.0)
         sep = config.separator

@@ -368,7 +368,7 @@ def _executor(workers, scheduler, n):
         return submit, as_completed, close
     import concurrent.futures as cf
 
-    from .parallel import process_pool
+    from ..workers import process_pool
 
     ex = process_pool(min(workers, n))
     return ex.submit, cf.as_completed, lambda futures: ex.shutdown(wait=True, cancel_futures=True)

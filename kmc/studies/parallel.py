@@ -1,26 +1,7 @@
-"""Local process pools for independent runs (study cases, ensemble replicas)."""
+"""The first run's Numba compilation split over two workers (pools: :mod:`kmc.workers`)."""
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` single-threaded processes.
-
-    Spawn, not fork: forking a parent that already runs Numba/BLAS threads can deadlock.
-    One BLAS thread per worker: several workers each spinning a multi-threaded BLAS on the
-    same cores oversubscribe them (a 2-worker study ran over 5x slower than serial). Spawned
-    children read these variables when they import numpy, and the pool may start workers at
-    any later submit, so the variables stay set in this process (its own BLAS, already
-    loaded, is not affected).
-    """
-    for k in _THREAD_VARS:
-        os.environ[k] = "1"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+from pathlib import Path
 
 
 # -- first run: the two halves of the Numba kernels compiled side by side --------------------
@@ -57,3 +38,21 @@ def compile_continuum_kernels() -> None:
     sol = PotentialSolver(ph, 1e-6, p, linear_solver="gmg", eta_tolerance=1e-5, rtol=1e-6).solve(p.c_ref, current=-1e-9)
     ConcentrationSolver(ph, 1e-6, p, linear_solver="gmg").step(np.full(ph.shape, p.c_ref), 1.0, sol.faces,
                                                                  sol.face_current_density)
+
+
+def kernels_compiled() -> bool:
+    """Whether the KMC event loop is compiled in this process or in Numba's cache."""
+    from ..engine.kernels import loop
+
+    cache = Path(loop.__file__).parent / "__pycache__"
+    return bool(loop.run_events.signatures) or any(cache.glob("loop.run_events-*.nbi"))
+
+
+def warm_worker() -> None:
+    """A new worker's first task (kmc.workers.prestart): import the coupled run and load the
+    kernels from Numba's cache, so its first case starts at once. With nothing cached it only
+    imports (this module's package: every study and the coupled run): a first run compiles the
+    two halves in two workers instead (base._run_in_pool)."""
+    if kernels_compiled():
+        compile_kmc_kernels()
+        compile_continuum_kernels()

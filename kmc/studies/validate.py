@@ -6,7 +6,9 @@ one phase-field run (a case whose own configuration has ``model = "phasefield"``
 regime: (a) reaction-limited, a lithium foil (FILM_LAYERS of lithium on the collector) and a
 small bare porous host, at a low current; (b) near the transport limit, the foil at a fraction
 of its 1D limiting current.  The KMC replicas run at the interface energy that puts their lattice
-at its roughening point (packet_interface_energy), unless told otherwise.  Both models' deposits
+at its roughening point (packet_interface_energy), unless told otherwise, and the phase field at
+the same interface energy with the interface mobility of the KMC's linearised Gibbs-Thomson
+velocity (MATCH; kmc.coarse_graining.capillary_constants).  Both models' deposits
 are read off the same lattice observables; the cross-sections compare the KMC's coarse-grained
 order parameter (``kmc.coarse_graining.order_parameter_from_lattice`` with the phase field's
 interface width, averaged over replicas) with the phase field's own.
@@ -37,11 +39,13 @@ from .base import Case, Study, StudyPlan, labelled_rows
 # 2D slabs (ny = 2, the smallest the hosts take) keep the phase field, ~100x the KMC's cost per
 # case, to a minute; 40 x 2 voxels of 1 um plate 233 packets per 0.6 mAh/cm^2 (at 116 packets
 # the KMC's whole-packet charge error, 1.6 packets, missed the 1 % tolerance).  The phase field's interface is 0.5 um wide (Hong's 0.25 um pins fronts
-# to a 1 um grid: 8x the steps).
+# to a 1 um grid: 8x the steps), on cells of 1/3 um: at the KMC's interface energy the porous
+# host's deposit is grid-converged there (refinement 3 and 4 give the same lattice), not on the
+# voxel grid (mean height 6.78 against 6.31 um, inside fraction 0.725 against 0.824).
 STUDY_OVERRIDES = [
     "host.kind=random_porous", "host.nx=40", "host.ny=2", "host.host_layers=8", "host.reservoir_layers=10",
     "host.porosity=0.6", "host.feature_size_um=2", "protocol.current_density_mA_cm2=1.5",
-    "protocol.capacity_mAh_cm2=0.6", "snapshots=0", "phasefield.interface_width_um=0.5",
+    "protocol.capacity_mAh_cm2=0.6", "snapshots=0", "phasefield.interface_width_um=0.5", "phasefield.refinement=3",
 ]
 FULL_OVERRIDES = ["host.nx=64", "host.host_layers=16", "host.reservoir_layers=16", "protocol.capacity_mAh_cm2=1"]
 
@@ -54,6 +58,11 @@ FILM_LAYERS = 2
 # The KMC replicas' interface energy (kmc.interface_energy_J_m2): "auto" puts the KMC lattice at its
 # roughening point (packet_interface_energy; docs/phasefield.md "Validation").
 AUTO = "auto"
+# The phase field's interface energy and mobility (phasefield.capillarity): "match" = the KMC
+# replicas' interface energy with the mobility of the KMC's linearised Gibbs-Thomson velocity
+# (kmc.coarse_graining.capillary_constants), "hong" = Hong 2018's (0.5 J/m^2, 2.5e-6 m^3/(J s)).
+MATCH, HONG = "match", "hong"
+PF_INTERFACE_ENERGIES = (MATCH, HONG)
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -77,7 +86,9 @@ default 8) against one phase-field run per host and regime: (a) reaction-limited
 in the quick default) on a lithium foil (2 voxels of lithium) and a small porous host, (b)
 near the transport limit (0.9 x the foil's 1D limiting current) on the foil; 2D slabs of
 40 x 2 x 19 voxels of 1 um, 0.6 mAh/cm^2.  The KMC replicas run at the interface energy of their
-lattice's roughening point (--kmc-interface-energy).
+lattice's roughening point (--kmc-interface-energy), the phase field at the same interface
+energy and the interface mobility of the KMC's linearised Gibbs-Thomson velocity
+(--phasefield-interface-energy).
 Outputs: cross-sections (the KMC's coarse-grained order parameter, mean and spread over the
 replicas, next to the phase field's), lithium per layer with the ensemble's 95 % band and the
 phase-field line, mean height and lithium-inside fraction against capacity, validation.csv
@@ -90,6 +101,7 @@ Examples:
   python -m kmc validate --replicas 16 --workers 2
   python -m kmc validate --i0-roughness 3.8   # phase-field i0 x the KMC foil's roughness
   python -m kmc validate --kmc-interface-energy 0   # the KMC at its configured (physical) gamma
+  python -m kmc validate --phasefield-interface-energy hong   # the phase field at Hong's 0.5 J/m^2
 """
 
 
@@ -137,7 +149,7 @@ class Validate(Study):
     key_observables = KEY_OBSERVABLES
 
     def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0,
-                 kmc_interface_energy: float | str = AUTO):
+                 kmc_interface_energy: float | str = AUTO, phasefield_interface_energy: str = MATCH):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
@@ -147,8 +159,13 @@ class Validate(Study):
                                                  and 0 <= kmc_interface_energy <= 1000):
             raise ConfigError(f"--kmc-interface-energy {kmc_interface_energy!r} is out of range: 'auto' or a value "
                               "in [0, 1000] J/m^2 (0: the configured kmc.interface_energy_J_m2)")
+        if phasefield_interface_energy not in PF_INTERFACE_ENERGIES:
+            raise ConfigError(f"--phasefield-interface-energy {phasefield_interface_energy!r}: must be one of "
+                              f"{', '.join(PF_INTERFACE_ENERGIES)} (match: the KMC replicas' interface energy and "
+                              "its Gibbs-Thomson mobility; hong: Hong 2018's 0.5 J/m^2)")
         self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
         self.kmc_interface_energy = kmc_interface_energy
+        self.phasefield_interface_energy = phasefield_interface_energy
 
     # -- the study's own options (kmc/cli.py) ---------------------------------------------------
     @staticmethod
@@ -163,9 +180,14 @@ class Validate(Study):
                        help="the KMC replicas' kmc.interface_energy_J_m2: 'auto' (default: the lattice's "
                             "roughening point, 4 K_R R T h / (2 V_m), 155 J/m^2 at 1 um and 25 C) or a value "
                             "[J/m^2]; 0 keeps the configured one")
+        p.add_argument("--phasefield-interface-energy", choices=PF_INTERFACE_ENERGIES, default=MATCH,
+                       help="the phase field's interface: 'match' (default: the KMC replicas' interface energy "
+                            "at the same width, interface mobility (V_m/F)^2 i0 f (alpha_a + alpha_c) / (6 l), the "
+                            "KMC's linearised Gibbs-Thomson velocity) or 'hong' (Hong 2018: 0.5 J/m^2, "
+                            "2.5e-6 m^3/(J s)); docs/phasefield.md 'Validation'")
 
     def from_args(self, args) -> Validate:
-        return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy)
+        return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -191,20 +213,36 @@ class Validate(Study):
     def n_cases(self, config, prots=None) -> int:
         return len(PAIRS) * (self.replicas + 1)
 
+    def kmc_interface_energy_for(self, config: SimulationConfig, spacing: float) -> float:
+        """The KMC replicas' interface energy [J/m^2] under ``kmc_interface_energy``."""
+        if self.kmc_interface_energy == AUTO:
+            return packet_interface_energy(config.physics, spacing)
+        return float(self.kmc_interface_energy) or config.kmc.interface_energy_J_m2
+
     def kmc_config(self, config: SimulationConfig, spacing: float) -> SimulationConfig | None:
         """The KMC replicas' configuration: the study's with the interface energy of
-        ``kmc_interface_energy`` (None: the study's own, when that is 0)."""
-        gamma = (packet_interface_energy(config.physics, spacing) if self.kmc_interface_energy == AUTO
-                 else float(self.kmc_interface_energy))
-        if gamma == 0:
+        ``kmc_interface_energy`` (None: the study's own)."""
+        gamma = self.kmc_interface_energy_for(config, spacing)
+        if gamma == config.kmc.interface_energy_J_m2:
             return None
         return config.model_copy(update={"kmc": config.kmc.model_copy(update={"interface_energy_J_m2": gamma})})
 
-    def phasefield_config(self, config: SimulationConfig, segments) -> SimulationConfig:
+    def phasefield_config(self, config: SimulationConfig, segments, spacing: float) -> SimulationConfig:
         """The phase-field cases' configuration: model=phasefield, one snapshot (the final
-        fields), PF_ROWS rows, the exchange current density times ``i0_roughness``."""
+        fields), PF_ROWS rows, the exchange current density times ``i0_roughness``; with
+        ``phasefield_interface_energy`` = "match" the KMC replicas' interface energy and
+        ``phasefield.capillarity = kmc`` (ConfigError if that energy is 0)."""
         sets = ["model=phasefield", "snapshots=1",
                 f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
+        if self.phasefield_interface_energy == MATCH:
+            gamma = self.kmc_interface_energy_for(config, spacing)
+            if not gamma > 0:
+                raise ConfigError("--phasefield-interface-energy match takes the KMC replicas' interface energy, "
+                                  "which is 0 here (--kmc-interface-energy 0 and kmc.interface_energy_J_m2 = 0): give "
+                                  "the KMC one, or use --phasefield-interface-energy hong")
+            sets += ["phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma!r}"]
+        else:
+            sets.append("phasefield.capillarity=hong2018")
         if self.i0_roughness != 1.0:
             i0 = config.physics.kinetics.exchange_current_density_mA_cm2 * self.i0_roughness
             sets.append(f"physics.kinetics.exchange_current_density_mA_cm2={i0!r}")
@@ -226,7 +264,7 @@ class Validate(Study):
                 cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
                                   kmc_config))
             cases.append(Case(host_label, f"{regime}, {PF_TAG}", hosts[host_label], segments, next(streams),
-                              self.phasefield_config(config, segments)))
+                              self.phasefield_config(config, segments, hosts[FOIL].spacing)))
         return StudyPlan(hosts, cases)
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -248,7 +286,9 @@ class Validate(Study):
         plot_capacity_curves(outdir / "versus_capacity.png", curves)
         roughness = np.mean([r.summary[col.INTERFACE_AREA] for r in groups[(FOIL, REACTION)]["kmc"]])
         kmc_case = next(c for c in plan.cases if KMC_TAG in c.protocol_label)
-        echo(format_verdict(rows, self.replicas, roughness, kmc_case.config_for(config).kmc.interface_energy_J_m2))
+        pf_case = next(c for c in plan.cases if PF_TAG in c.protocol_label)
+        echo(format_verdict(rows, self.replicas, roughness, kmc_case.config_for(config).kmc.interface_energy_J_m2,
+                            phasefield_interface(pf_case.config_for(config))))
 
 
 # -- grouping and the compared quantities ----------------------------------------------------------
@@ -413,7 +453,18 @@ def summary_line(case: Case, result: RunResult) -> dict:
     return {**summary_row(result, case), INSIDE_FRACTION: inside_fraction(result.summary)}
 
 
-def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None) -> str:
+def phasefield_interface(pf_config: SimulationConfig) -> str:
+    """One line on the phase field's interface constants (its gamma, L_sigma, width)."""
+    from ..coupling.phasefield_run import phasefield_constants
+
+    p = phasefield_constants(pf_config)
+    return (f"phasefield.capillarity = {pf_config.phasefield.capillarity}: gamma {p.interface_energy:.4g} J/m^2, "
+            f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
+            f"refinement {pf_config.phasefield.refinement}")
+
+
+def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None,
+                   phasefield_line: str | None = None) -> str:
     """The one-screen verdict: every judged row, then the acceptance's outcome."""
     lines = [f"Validation: {replicas} KMC replicas (mean [95 % CI]) against the phase field",
              f"  {'host / regime':32s} {'quantity':24s} {'KMC':>24s} {'phase field':>11s} {'diff':>8s} {'tol':>7s}"]
@@ -440,6 +491,8 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
     if kmc_gamma is not None:
         lines.append(f"  KMC replicas at kmc.interface_energy_J_m2 = {kmc_gamma:.4g} J/m^2 (--kmc-interface-energy); the "
                      f"foil starts as a {FILM_LAYERS}-voxel lithium film in both models.")
+    if phasefield_line is not None:
+        lines.append(f"  Phase field at {phasefield_line} (--phasefield-interface-energy).")
     return "\n".join(lines)
 
 
@@ -564,12 +617,14 @@ def plot_capacity_curves(path, curves: dict) -> None:
 
 
 def run_validate(config: SimulationConfig, outdir: str | Path, *, replicas: int = DEFAULT_REPLICAS,
-                 i0_roughness: float = 1.0, kmc_interface_energy: float | str = AUTO, progress: bool = True,
+                 i0_roughness: float = 1.0, kmc_interface_energy: float | str = AUTO,
+                 phasefield_interface_energy: str = MATCH, progress: bool = True,
                  workers: int | None = None, echo=print, **kwargs) -> dict[str, RunResult]:
     """Run the validation (``config`` with the study's overrides applied) into ``outdir``."""
     from .base import run_study
 
-    return run_study(Validate(replicas, i0_roughness, kmc_interface_energy), config, outdir, progress=progress,
+    return run_study(Validate(replicas, i0_roughness, kmc_interface_energy, phasefield_interface_energy), config,
+                     outdir, progress=progress,
                      workers=workers, echo=echo, **kwargs)
 
 

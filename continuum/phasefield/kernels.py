@@ -1,0 +1,191 @@
+"""Compiled kernels of the phase-field stepping: the reaction term, the Allen-Cahn force and
+the Jacobi-preconditioned CG of the xi solves.  Each is one pass (or one call) where the numpy
+versions made a dozen temporaries per evaluation; the formulas are the solver's (see
+`solver._reaction`, `solver._allen_cahn`), which documents them."""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+MAX_EXP = 200.0  # clip for exp() arguments: only prevents inf, never reached in a sane step
+
+
+
+@numba.njit(cache=True)
+def reaction(xi, c, eta, act, face_weight, cathodic_factor, L, alpha_a_f, alpha_c_f, c0, want):
+    """R, dR/dxi and B = -dR/dc on the voxels ``act`` (`solver._reaction`); ``want`` 0: R only
+    (the other two left empty), 1: all three."""
+    m = act.size
+    R = np.empty(m)
+    dR = np.empty(m if want else 0)
+    B = np.empty(m if want else 0)
+    e = 1e-3 * c0
+    for j in range(m):
+        i = act[j]
+        x = xi[i]
+        t = min(max(x, 0.0), 1.0)  # theta, and xi clipped for h and its derivatives
+        u = alpha_a_f * eta[j]
+        ea = math.exp(min(max(u, -MAX_EXP), MAX_EXP))
+        v = -alpha_c_f * eta[j]
+        ec = math.exp(min(max(v, -MAX_EXP), MAX_EXP))
+        cc = c[i]
+        root = math.sqrt(cc * cc + e * e)
+        cp = 0.5 * (cc + root) / c0
+        y = t * (1.0 - t)
+        dhx = 30.0 * y * y
+        hx = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
+        face = face_weight[i]
+        bare = face * (1.0 - hx)
+        mec = cathodic_factor[i] * ec
+        film = t * ea - (1.0 - t) * mec * cp
+        drive = ea - cp * ec
+        R[j] = L * (dhx * drive + bare * film)
+        if want:
+            d2 = 60.0 * y * (1.0 - 2.0 * t)
+            extra = bare * (ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
+            dR[j] = L * (d2 * drive - face * dhx * film + extra)
+            B[j] = L * (dhx * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
+    return R, dR, B
+
+
+@numba.njit(cache=True)
+def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
+    """-L_sigma (g'(xi) - kappa lap xi + wall) on the free voxels (`solver._allen_cahn`): ``k``
+    the link conductance L_sigma kappa / h^2, ``well`` 2 L_sigma W, ``wall`` L_sigma 6 gamma_w
+    / h (0: none)."""
+    n = xi.size
+    out = np.zeros(n)
+    for j in range(a.size):
+        p, q = a[j], b[j]
+        f = k * (xi[p] - xi[q])
+        out[q] += f
+        out[p] -= f
+    for i in range(n):
+        x = xi[i]
+        if exempt[i]:
+            out[i] = 0.0
+        else:
+            out[i] -= well * x * (1.0 - x) * (1.0 - 2.0 * x)
+        if wall != 0.0:
+            out[i] += wall * n_host[i] * x * (1.0 - x)
+    return out
+
+
+@numba.njit(cache=True)
+def _scharfetter_gummel(x):
+    """(B(x), B(-x), (x/2)/sinh(x/2)), B(x) = x / (exp(x) - 1) (`numerics.bernoulli`), from one
+    expm1: with e = exp(|x|) - 1, B(|x|) = |x|/e, B(-|x|) = |x| (e + 1)/e and (x/2)/sinh(x/2) =
+    |x| sqrt(e + 1)/e, no cancellation at any x (|x| clipped at 700)."""
+    ax = min(abs(x), 700.0)
+    if ax < 1e-8:
+        return 1.0 - 0.5 * x, 1.0 + 0.5 * x, 1.0
+    e = math.expm1(ax)
+    lo = ax / e
+    hi = ax * (e + 1.0) / e
+    sym = ax * math.sqrt(e + 1.0) / e
+    if x > 0.0:
+        return lo, hi, sym
+    return hi, lo, sym
+
+
+@numba.njit(cache=True)
+def transport_links(a, b, xi, phi, c, inv_dt, d_solid, d_liquid, h2, f):
+    """The implicit-Euler transport operator of c (`solver._transport`): per link the
+    Scharfetter-Gummel weights Bab (a -> b) and the symmetric conductance Ghat = k (x/2) /
+    sinh(x/2); per voxel the link-flux divergence at ``c`` and the scaled matrix's diagonal
+    without its links (1/dt + sum (B - Ghat))."""
+    n = xi.size
+    m = a.size
+    Bab = np.empty(m)
+    Ghat = np.empty(m)
+    res = np.zeros(n)
+    diag = np.full(n, inv_dt)
+    for j in range(m):
+        p, q = a[j], b[j]
+        t = min(max(0.5 * (xi[p] + xi[q]), 0.0), 1.0)
+        hf = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
+        k = (d_solid * hf + d_liquid * (1.0 - hf)) / h2
+        x = f * (phi[q] - phi[p])
+        bp, bm, bs = _scharfetter_gummel(x)
+        bab = k * bp
+        bba = k * bm
+        gh = k * bs
+        Bab[j] = bab
+        Ghat[j] = gh
+        flux = bab * c[p] - bba * c[q]
+        res[q] += flux
+        res[p] -= flux
+        diag[p] += bab - gh
+        diag[q] += bba - gh
+    return Bab, Ghat, res, diag
+
+
+@numba.njit(cache=True)
+def link_diagonal(a, b, G, extra):
+    """Diagonal of ``sum_links G (e_p - e_q)(e_p - e_q)^T + diag(extra)``."""
+    out = extra.copy()
+    for j in range(a.size):
+        out[a[j]] += G[j]
+        out[b[j]] += G[j]
+    return out
+
+
+@numba.njit(cache=True)
+def link_apply(a, b, G, dtot, v, out):
+    """out = A v for A with off-diagonals -G on the links and diagonal ``dtot``."""
+    for i in range(v.size):
+        out[i] = dtot[i] * v[i]
+    for j in range(a.size):
+        p, q = a[j], b[j]
+        out[p] -= G[j] * v[q]
+        out[q] -= G[j] * v[p]
+
+
+@numba.njit(cache=True)
+def jacobi_cg(a, b, G, dtot, rhs, x, rtol, maxiter):
+    """CG with the Jacobi preconditioner on the SPD link matrix (off-diagonals -G, diagonal
+    ``dtot``) from ``x`` (overwritten): stops at |rhs - A x| <= rtol |rhs|.  Returns the
+    iterations, -1 when ``maxiter`` was not enough."""
+    n = rhs.size
+    r = np.empty(n)
+    link_apply(a, b, G, dtot, x, r)
+    bn = 0.0
+    rn = 0.0
+    for i in range(n):
+        r[i] = rhs[i] - r[i]
+        bn += rhs[i] * rhs[i]
+        rn += r[i] * r[i]
+    goal = rtol * math.sqrt(bn)
+    if math.sqrt(rn) <= goal:
+        return 0
+    z = np.empty(n)
+    rz = 0.0
+    for i in range(n):
+        z[i] = r[i] / dtot[i]
+        rz += r[i] * z[i]
+    pdir = z.copy()
+    ap = np.empty(n)
+    for it in range(1, maxiter + 1):
+        link_apply(a, b, G, dtot, pdir, ap)
+        pap = 0.0
+        for i in range(n):
+            pap += pdir[i] * ap[i]
+        alpha = rz / pap
+        rn = 0.0
+        for i in range(n):
+            x[i] += alpha * pdir[i]
+            r[i] -= alpha * ap[i]
+            rn += r[i] * r[i]
+        if math.sqrt(rn) <= goal:
+            return it
+        rz_new = 0.0
+        for i in range(n):
+            z[i] = r[i] / dtot[i]
+            rz_new += r[i] * z[i]
+        beta = rz_new / rz
+        rz = rz_new
+        for i in range(n):
+            pdir[i] = z[i] + beta * pdir[i]
+    return -1

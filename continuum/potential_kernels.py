@@ -1,0 +1,169 @@
+"""Numba kernels of the potential solver's Newton iteration (continuum.potential owns the arrays).
+
+One pass each over the links and the faces instead of numpy's gathers, temporaries and
+bincounts: at 128^3 (3.7 M links, 0.67 M faces) the residual fell from ~0.1 s to ~0.01 s.
+The Butler-Volmer law here is continuum.kinetics' (``butler_volmer``, derivative and exponent
+clip included) written per face; tests/test_continuum_potential.py holds the two equal.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+
+from .kinetics import _MAX_EXPONENT
+
+
+@numba.njit(cache=True, inline="always")
+def _clipped_exp(x):
+    return math.exp(min(max(x, -_MAX_EXPONENT), _MAX_EXPONENT))
+
+
+@numba.njit(cache=True, inline="always")
+def _face_bv(eta, c, on_li, pref, eta_nuc, aaf, acf, f, alpha_a, alpha_c, c_ref):
+    """(i, di/deta) of one face: continuum.kinetics.butler_volmer."""
+    anodic = pref * _clipped_exp(aaf * eta) if on_li else 0.0
+    shift = 0.0 if on_li else eta_nuc
+    cathodic = pref * (max(c, 0.0) / c_ref) * _clipped_exp(-acf * (eta + shift))
+    return anodic - cathodic, f * (alpha_a * anodic + alpha_c * cathodic)
+
+
+@numba.njit(cache=True)
+def face_currents(eta, c, on_li, pref, eta_nuc, aaf, acf, f, alpha_a, alpha_c, c_ref, i_out, di_out):
+    """Butler-Volmer current density and its derivative per face (vector form of _face_bv)."""
+    for k in range(eta.size):
+        i_out[k], di_out[k] = _face_bv(eta[k], c[k], on_li[k], pref[k], eta_nuc[k], aaf, acf, f, alpha_a,
+                                       alpha_c, c_ref)
+
+
+@numba.njit(cache=True, inline="always")
+def _log_mean(a, b):
+    """(a - b) / ln(a / b) for positive a, b.  With x = (a - b) / (a + b), ln(a / b) =
+    2 artanh(x), so this is (a + b) / 2 over 1 + x^2/3 + x^4/5 + ...: for |x| < 0.01
+    (neighbours within 2 %) five terms are exact to double precision, need no logarithm
+    (3x faster) and escape the cancellation of (a - b) / ln(a / b) near a = b (1e-10
+    relative there)."""
+    x = (a - b) / (a + b)
+    x2 = x * x
+    if x2 < 1e-4:
+        return (0.5 * (a + b)) / (1.0 + x2 * (1.0 / 3.0 + x2 * (0.2 + x2 * (1.0 / 7.0 + x2 / 9.0))))
+    return (a - b) / math.log(a / b)
+
+
+@numba.njit(cache=True)
+def log_means(a, b, scale, out):
+    """out = scale times the logarithmic mean of a and b, elementwise."""
+    for k in range(a.size):
+        out[k] = scale * _log_mean(a[k], b[k])
+
+
+@numba.njit(cache=True)
+def link_conductances(kap, p, q, h, out):
+    """out[k] = h times the logarithmic mean of kap over link k (p[k], q[k])."""
+    for k in range(p.size):
+        out[k] = h * _log_mean(kap[p[k]], kap[q[k]])
+
+
+@numba.njit(cache=True)
+def diffusion_source(ce, p, q, dp, src):
+    """src += the diffusion current F (D+ - D-) h (c_p - c_q) of every link, out of p into q."""
+    for k in range(p.size):
+        s = dp * (ce[p[k]] - ce[q[k]])
+        src[p[k]] += s
+        src[q[k]] -= s
+
+
+@numba.njit(cache=True)
+def residual(u, V, lp, lq, G, top, G_top, phi_top, src, pins, g_pin, cv_p, G_cv,
+             bv_e, bv_q, bv_v, area, c_face, on_li, pref, eta_nuc, aaf, acf, f, alpha_a, alpha_c, c_ref,
+             R, eta, i, di):
+    """The Newton residual R (current out of each unknown), per-face eta, i, di/deta.  Returns
+    (sum of A i over the faces, sum of A |i|, sum |R|, the round-off scale sum |G phi| of
+    R's link terms)."""
+    n = R.size
+    scale = 0.0
+    for a in range(n):
+        R[a] = src[a]
+    for k in range(lp.size):
+        up = u[lp[k]]
+        uq = u[lq[k]]
+        fl = G[k] * (up - uq)
+        R[lp[k]] += fl
+        R[lq[k]] -= fl
+        scale += G[k] * (abs(up) + abs(uq))
+    for k in range(top.size):
+        t = top[k]
+        R[t] += G_top[k] * (u[t] - phi_top)
+        scale += G_top[k] * abs(u[t])
+    for k in range(pins.size):
+        R[pins[k]] += g_pin * u[pins[k]]
+        scale += g_pin * abs(u[pins[k]])
+    for k in range(cv_p.size):
+        R[cv_p[k]] += G_cv[k] * (u[cv_p[k]] - V)
+        scale += G_cv[k] * abs(u[cv_p[k]])
+    total = 0.0
+    total_abs = 0.0
+    for k in range(bv_e.size):
+        e = bv_e[k]
+        x = V if bv_v[k] else u[bv_q[k]]
+        et = x - u[e]
+        ii, dd = _face_bv(et, c_face[k], on_li[k], pref[k], eta_nuc[k], aaf, acf, f, alpha_a, alpha_c, c_ref)
+        eta[k] = et
+        i[k] = ii
+        di[k] = dd
+        Ai = area * ii
+        R[e] -= Ai
+        if not bv_v[k]:
+            R[bv_q[k]] += Ai
+        total += Ai
+        total_abs += abs(Ai)
+    rabs = 0.0
+    for a in range(n):
+        rabs += abs(R[a])
+    return total, total_abs, rabs, scale
+
+
+@numba.njit(cache=True)
+def bv_jacobian(g, bv_e, bv_q, bv_v, diag_v, rvec, bv_links):
+    """The Butler-Volmer part of the Newton matrix from the face conductances g = A di/deta:
+    diag_v (links to the cell potential, on the diagonal), rvec (d(sum A i)/du), the links
+    to resistive conductors (in face order).  Returns d(sum A i)/dV."""
+    diag_v[:] = 0.0
+    rvec[:] = 0.0
+    d = 0.0
+    m = 0
+    for k in range(bv_e.size):
+        gk = g[k]
+        rvec[bv_e[k]] -= gk
+        if bv_v[k]:
+            diag_v[bv_e[k]] += gk
+            d += gk
+        else:
+            rvec[bv_q[k]] += gk
+            bv_links[m] = gk
+            m += 1
+    return d
+
+
+@numba.njit(cache=True)
+def largest_face_change(du, dV, bv_e, bv_q, bv_v):
+    """max |d eta| over the faces of the step (du, dV)."""
+    m = 0.0
+    for k in range(bv_e.size):
+        x = dV if bv_v[k] else du[bv_q[k]]
+        m = max(m, abs(x - du[bv_e[k]]))
+    return m
+
+
+@numba.njit(cache=True)
+def ray_current(eta0, slope, s, c_face, on_li, pref, eta_nuc, aaf, acf, f, alpha_a, alpha_c, c_ref):
+    """(sum of i, sum of slope di/deta) over the faces at overpotentials eta0 + s slope: the
+    charge balance along a predictor ray and its derivative in s."""
+    total = 0.0
+    deriv = 0.0
+    for k in range(eta0.size):
+        ii, dd = _face_bv(eta0[k] + s * slope[k], c_face[k], on_li[k], pref[k], eta_nuc[k], aaf, acf, f, alpha_a,
+                          alpha_c, c_ref)
+        total += ii
+        deriv += slope[k] * dd
+    return total, deriv
