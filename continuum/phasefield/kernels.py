@@ -9,8 +9,7 @@ import math
 import numba
 import numpy as np
 
-MAX_EXP = 200.0  # clip for exp() arguments: only prevents inf, never reached in a sane step
-
+from ..kinetics import _MAX_EXPONENT as MAX_EXP  # the clip of exp() arguments, continuum.kinetics'
 
 
 @numba.njit(cache=True)
