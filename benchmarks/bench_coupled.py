@@ -6,6 +6,7 @@
     python benchmarks/bench_coupled.py --no-scaling --studies pulse_vs_dc --full   # quick and full
     python benchmarks/bench_coupled.py --no-scaling --studies top_deposition gradient_hosts cycling
     python benchmarks/bench_coupled.py --compare-to ../old   # each case also in another checkout
+    python benchmarks/bench_coupled.py --no-scaling --studies pulse_vs_dc --compare-to ../old --repeat 5
 
 Scaling table: porous conductive host, DC at 8 mA/cm^2, 24 um host + 24 um reservoir,
 0.05 mAh/cm^2, footprints 24, 48 (96) um, 1 um voxels.  Host scale: a 96 um deep random
@@ -18,7 +19,11 @@ rows - 1), wall time of the process [s] (imports and output writing included), s
 macro-step, the share of the run's own time (timing.json: wall of the runs) spent in the
 continuum solves, the KMC and the observables, and the growth factor from the previous
 footprint (4x the voxels; cost that grows as the voxels is <= 4.5x).  With --compare-to, the
-other checkout's wall time and the ratio (this / other), run alternately in the same session.
+other checkout's wall time and the ratio (this / other), run alternately in the same session
+(--repeat N: N alternations of each study, the median and every ratio). The machine's load is
+printed beside each study's wall: on a shared machine, compare ratios, not absolute numbers.
+A study of a checkout with time stamps (KMC_TIMELINE, kmc.workers.stamp) also prints its
+phases: start-up, the cases, and what follows the last case, in wall and CPU seconds.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,12 +60,41 @@ HOST_SCALE = {"host": {"kind": "random_porous", "nx": 64, "ny": 64, "host_layers
               "snapshots": 0}
 
 
-def _python(checkout: Path, args: list, workdir: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(checkout), **ENV1}
+def _python(checkout: Path, args: list, workdir: Path, timeline: list | None = None) -> float:
+    """Wall time of ``python -m kmc args`` in ``checkout``; ``timeline``: filled with its
+    KMC_TIMELINE stamps (kmc.workers.stamp) as (wall clock, pid, CPU-s, what)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout), **ENV1, **({"KMC_TIMELINE": "1"} if timeline is not None else {})}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "kmc", *args, "--no-progress"], cwd=checkout, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    done = subprocess.run([sys.executable, "-m", "kmc", *args, "--no-progress"], cwd=checkout, env=env, check=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if timeline is not None else None,
+                          text=True)
+    wall = time.perf_counter() - t0
+    if timeline is not None:
+        for line in done.stderr.splitlines():
+            if line.startswith("[timeline] "):
+                t, _, pid, _, cpu, what = line[11:].split(" ", 5)
+                timeline.append((float(t), pid, float(cpu), what))
+    return wall
+
+
+def phases(timeline: list) -> str:
+    """A study's phases from its stamps: start-up until the last worker starts its first case
+    (the CPU-s of the command and of each worker until then), the cases (each worker's CPU-s),
+    and after the last case (the command's CPU-s for the outputs); '' for a checkout without stamps."""
+    if not timeline:
+        return ""
+    t0, main = timeline[0][0], timeline[0][1]
+    by: dict[str, list] = {}
+    for t, pid, cpu, what in timeline:
+        by.setdefault(pid, []).append((t - t0, cpu, what))
+    mine = {what: (t, cpu) for t, cpu, what in by.pop(main)}
+    first = [next((t, c) for t, c, w in ev if w.startswith("case start")) for ev in by.values()]
+    last = [[(t, c) for t, c, w in ev if w.startswith("case done")][-1] for ev in by.values()]
+    start, end = max(t for t, _ in first), mine["cases done"][0]
+    return (f"start-up {start:.1f} s (CPU-s: command {mine['cases start'][1]:.1f}, workers "
+            f"{'/'.join(f'{c:.1f}' for _, c in first)}), cases {end - start:.1f} s (workers' CPU-s "
+            f"{'/'.join(f'{b[1] - a[1]:.1f}' for a, b in zip(first, last))}), after the last case "
+            f"{mine['command done'][0] - end:.1f} s ({mine['command done'][1] - mine['cases done'][1]:.1f} CPU-s)")
 
 
 def run_config(checkout: Path, cfg: dict, name: str, workdir: Path) -> dict:
@@ -112,17 +147,30 @@ def host_scale(checkouts, work: Path) -> None:
               f"{r['wall'] / r['steps']:.2f} s/step, {shares(r['timing'])}", flush=True)
 
 
-def studies(checkouts, names, full: bool, work: Path) -> None:
-    print("studies (2 workers): wall of the whole command, and the cases' own time from timing.json")
+def studies(checkouts, names, full: bool, work: Path, repeat: int = 1) -> None:
+    print("studies (2 workers): wall of the whole command, and the cases' own time from timing.json; "
+          "load: the 1-minute load average as the command started")
     for name in names:
         for flag in ([], ["--full"]) if full else ([],):
-            for c in checkouts:
-                out = work / f"{name}-{c.name}-{'full' if flag else 'quick'}"
-                wall = _python(c, [name, *flag, "--out", str(out), "--overwrite"], work)
-                t = json.loads((out / "timing.json").read_text())
-                print(f"  {name} {'--full' if flag else 'quick '} ({c.name}): wall {wall:.1f} s "
-                      f"(cases' own time: continuum {t.get('continuum [s]', 0):.1f} s, KMC {t.get('kmc [s]', 0):.1f} s)",
-                      flush=True)
+            walls: dict[Path, list[float]] = {c: [] for c in checkouts}
+            for r in range(repeat):
+                for c in checkouts if r % 2 == 0 else checkouts[::-1]:  # alternate who goes first
+                    out = work / f"{name}-{c.name}-{'full' if flag else 'quick'}"
+                    load, timeline = os.getloadavg()[0], []
+                    wall = _python(c, [name, *flag, "--out", str(out), "--overwrite"], work, timeline)
+                    walls[c].append(wall)
+                    t = json.loads((out / "timing.json").read_text())
+                    print(f"  {name} {'--full' if flag else 'quick '} ({c.name}): wall {wall:.1f} s, load {load:.1f} "
+                          f"(cases' own time: continuum {t.get('continuum [s]', 0):.1f} s, "
+                          f"KMC {t.get('kmc [s]', 0):.1f} s)", flush=True)
+                    if timeline:
+                        print(f"    {phases(timeline)}", flush=True)
+            if len(checkouts) > 1:
+                this, other = walls[checkouts[0]], walls[checkouts[1]]
+                ratios = sorted(a / b for a, b in zip(this, other))
+                print(f"  {name} {'--full' if flag else 'quick '}: median wall {statistics.median(this):.1f} s "
+                      f"({checkouts[0].name}) against {statistics.median(other):.1f} s ({checkouts[1].name}); "
+                      f"this/other per alternation: {', '.join(f'{q:.2f}' for q in ratios)}", flush=True)
 
 
 def main() -> None:
@@ -134,6 +182,8 @@ def main() -> None:
                     help="time these studies' quick defaults (no name: pulse_vs_dc)")
     ap.add_argument("--full", action="store_true", help="with --studies: also each study's --full")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="with --studies: run each study N times per checkout, alternating which goes first")
     args = ap.parse_args()
     checkouts = [ROOT] + ([args.compare_to.resolve()] if args.compare_to else [])
     with tempfile.TemporaryDirectory() as d:
@@ -144,7 +194,7 @@ def main() -> None:
         if args.host_scale:
             host_scale(checkouts, work)
         if args.studies is not None:
-            studies(checkouts, args.studies or ["pulse_vs_dc"], args.full, work)
+            studies(checkouts, args.studies or ["pulse_vs_dc"], args.full, work, args.repeat)
 
 
 if __name__ == "__main__":

@@ -110,9 +110,12 @@ def report(s, wall, setup, t_end, cpu0):
           f"{s.iterations / max(attempts, 1):.2f} (xi, c) iterations per attempt, "
           f"{(wall - setup) / max(attempts, 1) * 1e3:.1f} ms per attempt "
           f"({cpu / max(attempts, 1) * 1e3:.1f} ms of CPU)")
+    cycles = [f"{k} {v.gmg.stats['iterations'] / v.gmg.stats['solves']:.1f}" for k, v in s._lin.items()
+              if v.gmg.stats["solves"]]
     print("linear solves: " + ", ".join(f"{k} {v.stats['solves']}" for k, v in s._lin.items())
           + "; multigrid failures (the next solves on AMG): "
-          + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items()))
+          + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items())
+          + ("; V-cycles per multigrid solve: " + ", ".join(cycles) if cycles else ""))
     print("share of stepping CPU time: " + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))
     bal = s.balance()
     print(f"conservation: lithium {bal['lithium'] / max(s.lithium_amount(), 1e-300):.1e} (relative to the metal), "

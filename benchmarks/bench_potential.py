@@ -17,13 +17,20 @@ face-overpotential difference are against the first method listed.
 Timings are wall seconds; the warm solve also prints its CPU seconds (time.process_time),
 the figure to quote on a shared machine.
 
-Run:  python benchmarks/bench_potential.py [--sizes 64 128] [--methods gmg gmg+eta amg]
+``--threads 1 2`` runs each size at each Numba thread count in turn (the multigrid's cycle
+kernels use them) and prints the solves' wall and CPU seconds side by side, with the load
+average, and whether the answers are the same bit for bit (they must be).  A 2-thread
+speed-up shows only on cores nothing else is using.
+
+Run:  python benchmarks/bench_potential.py [--sizes 64 128] [--methods gmg gmg+eta amg] [--threads 1 2]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -66,12 +73,13 @@ def run(n: int, labels, h: float = 1e-6):
         t3, c3 = time.perf_counter(), time.process_time()
         # as a macro-step does it: the salt moved too (1 %, smooth), from the warm solution
         step = s.solve(c_step, current=1.1 * I, c_top=P.electrolyte.concentration, initial=warm)
-        c4 = time.process_time()
+        t4, c4 = time.perf_counter(), time.process_time()
         out[m] = dict(setup=t1 - t0, cold=t2 - t0, solve=t2 - t1, warm=t3 - t2, warm_cpu=c3 - c2, V=sol.cell_potential,
-                      step_cpu=c4 - c3, newton_s=step.iterations, lin_s=step.linear_iterations,
+                      step=t4 - t3, step_cpu=c4 - c3, phi=(sol.phi_l, warm.phi_l, step.phi_l),
+                      newton_s=step.iterations, lin_s=step.linear_iterations,
                       Vw=warm.cell_potential, newton=sol.iterations, lin=sol.linear_iterations,
                       newton_w=warm.iterations, lin_w=warm.linear_iterations, eta=sol.face_overpotential,
-                      eta_w=warm.face_overpotential,
+                      eta_w=warm.face_overpotential, eta_s=step.face_overpotential,
                       err=abs(sol.total_current / I - 1), kirchhoff=abs(sol.top_current / I - 1),
                       unknowns=sol.diagnostics["unknowns"], faces=len(sol.faces))
         r = out[m]
@@ -86,9 +94,33 @@ def run(n: int, labels, h: float = 1e-6):
         if m == ref_label:
             continue
         deta = np.nanmax(np.abs(r["eta_w"] - ref["eta_w"])) * 1e3
+        deta_s = np.nanmax(np.abs(r["eta_s"] - ref["eta_s"])) * 1e3
         print(f"  {n}^3 {m} / {ref_label}: cold x{r['cold'] / ref['cold']:.2f}, warm x{r['warm'] / ref['warm']:.2f}, "
-              f"|dV| = {abs(r['V'] - ref['V']):.1e} V, largest face |d eta| (warm) = {deta:.1e} mV")
+              f"|dV| = {abs(r['V'] - ref['V']):.1e} V, largest face |d eta| (warm) = {deta:.1e} mV, "
+              f"(warm + salt) = {deta_s:.1e} mV", flush=True)
+        if max(deta, deta_s) > 1e-2:  # the coupled runs' tolerance, 0.01 mV
+            raise SystemExit(f"{m}: a face's overpotential is more than 0.01 mV off {ref_label}'s")
     return out
+
+
+def compare_threads(n: int, by_threads: dict) -> None:
+    """The same solves at each thread count side by side (wall / CPU seconds) and whether they
+    gave the same bits."""
+    counts = list(by_threads)
+    first = by_threads[counts[0]]
+    for m in first:
+        cells = []
+        for t in counts:
+            r = by_threads[t][m]
+            cells.append(f"{t} thr: solve {r['solve']:.2f}s, warm {r['warm']:.2f}s/{r['warm_cpu']:.2f} CPU-s, "
+                         f"warm + salt {r['step']:.2f}s/{r['step_cpu']:.2f} CPU-s [load {r['load']:.2f}]")
+        same = all(a.tobytes() == b.tobytes() for t in counts[1:]
+                   for a, b in zip(first[m]["phi"], by_threads[t][m]["phi"]))
+        wall = {t: sum(by_threads[t][m][k] for k in ("solve", "warm", "step")) for t in counts}
+        ratios = ", ".join(f"wall {t} / {counts[0]} thr x{wall[t] / wall[counts[0]]:.2f}" for t in counts[1:])
+        print(f"  {n}^3 {m:8s} " + " | ".join(cells) + f" | {ratios}; same bits: {'yes' if same else 'NO'}", flush=True)
+        if not same:
+            raise SystemExit(f"{m}: {n}^3 solves differ between thread counts")
 
 
 def main():
@@ -98,13 +130,27 @@ def main():
                     choices=list(VARIANTS), help="the first is the reference of the ratios")
     ap.add_argument("--direct-max", type=int, default=200_000,
                     help="largest system given to the direct (splu) baseline")
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help=f"Numba thread counts to compare (1..{numba.config.NUMBA_NUM_THREADS}); default: Numba's own")
     args = ap.parse_args()
+    for t in args.threads or []:
+        if not 1 <= t <= numba.config.NUMBA_NUM_THREADS:
+            ap.error(f"--threads {t}: must be 1..{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)")
     for n in args.sizes:
         ne = int(0.6 * n**3)  # about
         methods = [m for m in args.methods if m != "direct" or ne <= args.direct_max]
         if len(methods) < len(args.methods):
             print(f"  {n}^3: direct LU baseline skipped (~{ne} unknowns > --direct-max {args.direct_max})")
-        run(n, methods)
+        by_threads = {}
+        for t in args.threads or [numba.get_num_threads()]:
+            numba.set_num_threads(t)
+            load = os.getloadavg()[0]
+            print(f"  {n}^3 at {t} Numba thread(s), load average {load:.2f} on {os.cpu_count()} cores", flush=True)
+            by_threads[t] = run(n, methods)
+            for r in by_threads[t].values():
+                r["load"] = load
+        if len(by_threads) > 1:
+            compare_threads(n, by_threads)
 
 
 if __name__ == "__main__":

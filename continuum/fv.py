@@ -4,37 +4,75 @@ from __future__ import annotations
 
 import time
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .faces import neighbour_index
 
 
 def voxel_links(mask: np.ndarray, with_slots: bool = False):
     """Face-sharing pairs (p, q) of voxels both in ``mask``, each face once (+x, +y, +z).
 
-    Flat C-order indices.  Periodic in x and y; an axis of length 1 has no faces along it
-    (a voxel is not its own neighbour).  With length 2 the two periodic faces both appear,
-    as they should: the two voxels share two faces.  ``with_slots``: also each face's slot
-    ``axis * N + p`` (p is on the low side), the multigrid's face numbering.
+    Flat C-order indices, ordered by axis, then p.  Periodic in x and y; an axis of length 1
+    has no faces along it (a voxel is not its own neighbour).  With length 2 the two periodic
+    faces both appear, as they should: the two voxels share two faces.  ``with_slots``: also
+    each face's slot ``axis * N + p`` (p is on the low side), the multigrid's face numbering.
+    Compiled (one pass to count, one to fill): 0.01 s at 128^3 where the numpy version's
+    rolled index grids took 0.3-0.5 s, paid by every solver built on a new geometry.
     """
     shape = mask.shape
-    m = mask.ravel()
-    ps, qs, slots = [], [], []
-    for axis, d in enumerate((0, 2, 4)):
-        if axis < 2 and shape[axis] == 1:
-            continue
-        nb, valid = neighbour_index(shape, d)
-        nbv = np.where(valid, nb, 0).ravel()
-        ok = m & valid.ravel() & m[nbv]
-        p = np.flatnonzero(ok)
-        ps.append(p)
-        qs.append(nbv[p])
-        slots.append(axis * m.size + p)
+    if len(shape) != 3:
+        raise ValueError("mask must be a 3D array [x, y, z]")
+    p, q, slots = _voxel_links(np.ascontiguousarray(mask, dtype=np.bool_).ravel(), *shape)
     if with_slots:
-        return np.concatenate(ps), np.concatenate(qs), np.concatenate(slots)
-    return np.concatenate(ps), np.concatenate(qs)
+        return p, q, slots
+    return p, q
+
+
+@numba.njit(cache=True)
+def _voxel_links(m, nx, ny, nz):
+    """(p, q, slots) of voxel_links over the flat C-order mask m of shape (nx, ny, nz)."""
+    N = nx * ny * nz
+    syz = ny * nz
+    counts = np.zeros(3, dtype=np.int64)
+    for fill in range(2):  # count, then fill (each axis's faces in increasing p)
+        if fill:
+            total = counts[0] + counts[1] + counts[2]
+            p = np.empty(total, dtype=np.int64)
+            q = np.empty(total, dtype=np.int64)
+            at = np.array([0, counts[0], counts[0] + counts[1]], dtype=np.int64)
+        for i in range(nx):
+            ix = ((i + 1) % nx) * syz if nx > 1 else -1
+            for j in range(ny):
+                jy = i * syz + ((j + 1) % ny) * nz if ny > 1 else -1
+                for k in range(nz):
+                    v = i * syz + j * nz + k
+                    if not m[v]:
+                        continue
+                    for axis in range(3):
+                        if axis == 0:
+                            nb = ix + j * nz + k if ix >= 0 else -1
+                        elif axis == 1:
+                            nb = jy + k if jy >= 0 else -1
+                        else:
+                            nb = v + 1 if k + 1 < nz else -1
+                        if nb < 0 or not m[nb]:
+                            continue
+                        if fill:
+                            c = at[axis]
+                            p[c] = v
+                            q[c] = nb
+                            at[axis] = c + 1
+                        else:
+                            counts[axis] += 1
+    slots = np.empty(p.size, dtype=np.int64)
+    start = 0
+    for axis in range(3):
+        for c in range(start, start + counts[axis]):
+            slots[c] = axis * N + p[c]
+        start += counts[axis]
+    return p, q, slots
 
 
 class SymmetricPattern:

@@ -5,10 +5,12 @@ unknown voxels, a diagonal for links to fixed potentials and storage, a Dirichle
 the structured grid these are a 7-point stencil with a conductance per face, so the
 hierarchy needs no algebraic setup: each level halves every axis longer than one (the last
 cell of an odd axis keeps one child), coarse face conductances follow the fine paths in
-series (``mg_kernels.coarse_faces``: coefficient-aware, a wall inside a coarse cell stays
-a wall), diagonals add up.  Piecewise-constant transfers, symmetric Gauss-Seidel (forward
-before, backward after the coarse correction) and an exact coarsest solve make one V-cycle
-a symmetric positive definite preconditioner for any such operator.  The cycle runs in
+series (``mg_kernels.coarse_faces``: coefficient-aware, a weak link inside a coarse cell
+weakens its rows, but a row keeps at least a fifth of a strong crossing face, so a diffuse
+metal front at contrast 1e6 is not cut apart on the coarse grids), diagonals add up.
+Piecewise-constant transfers, symmetric Gauss-Seidel (forward before, backward after the
+coarse correction) and an exact coarsest solve make one V-cycle a symmetric positive
+definite preconditioner for any such operator.  The cycle runs in
 single precision on scaled coefficients (the CG's operator and vectors stay double): a sweep
 costs the bytes it reads.  ``sweeps`` Gauss-Seidel sweeps each way (the potential and salt
 solvers use two: 16 CG iterations for 33 on a 128^3 porous host's warm solve).

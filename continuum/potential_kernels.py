@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 from .kinetics import _MAX_EXPONENT
 
@@ -143,6 +144,70 @@ def bv_jacobian(g, bv_e, bv_q, bv_v, diag_v, rvec, bv_links):
             bv_links[m] = gk
             m += 1
     return d
+
+
+@numba.njit(cache=True)
+def add_diffusion_potential(u, c_now, c_then, beta, ref, clip):
+    """u[k] -= beta (ln(c_now[k] / c_then[k]) - ref), the bracket clipped to +-clip, for the
+    first c_now.size unknowns; nothing where c_then is not positive (NaN: a voxel new to the
+    electrolyte)."""
+    for k in range(c_now.size):
+        ct = c_then[k]
+        if ct > 0.0:
+            x = c_now[k]
+            d = (math.log(x / ct) if x != ct else 0.0) - ref
+            u[k] -= beta * min(max(d, -clip), clip)
+
+
+@numba.njit(cache=True)
+def neighbour_means(grid, nx, ny, nz, cells, default, out):
+    """out[j]: the mean of the finite face neighbours (periodic in x, y) of voxel cells[j]
+    (sorted flat indices) in the flat field grid, where the field is not finite there; cells
+    with none take the mean of the cells filled in an earlier sweep (three); else default."""
+    m = cells.size
+    done = np.zeros(m, dtype=np.int64)  # the sweep that filled the cell (0: not yet)
+    syz = ny * nz
+    for sweep in range(1, 4):
+        for j in range(m):
+            if done[j]:
+                continue
+            v = cells[j]
+            i, rest = divmod(v, syz)
+            jj, k = divmod(rest, nz)
+            nbs = (((i + 1) % nx) * syz + rest, ((i - 1) % nx) * syz + rest,
+                   i * syz + ((jj + 1) % ny) * nz + k, i * syz + ((jj - 1) % ny) * nz + k,
+                   v + 1 if k + 1 < nz else -1, v - 1 if k > 0 else -1)
+            total = 0.0
+            count = 0
+            for nb in nbs:
+                if nb < 0:
+                    continue
+                x = grid[nb]
+                if not math.isfinite(x):
+                    at = np.searchsorted(cells, nb)
+                    if at < m and cells[at] == nb and 0 < done[at] < sweep:
+                        x = out[at]
+                    else:
+                        continue
+                total += x
+                count += 1
+            if count:
+                out[j] = total / count
+                done[j] = sweep
+    for j in range(m):
+        if not done[j]:
+            out[j] = default
+
+
+@numba.njit(cache=True)
+def largest_relative_change(new, old):
+    """max |new - old| / old over positive old values (inf where old is 0 and new is not)."""
+    m = 0.0
+    for k in range(new.size):
+        d = abs(new[k] - old[k])
+        if d > 0.0:
+            m = max(m, d / old[k] if old[k] > 0.0 else math.inf)
+    return m
 
 
 @numba.njit(cache=True)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 # Commands that never use a local pool (a single run, configuration, host statistics).
 _SERIAL_COMMANDS = ("run", "config", "host_analysis")
+
+_TIMELINE = os.environ.get("KMC_TIMELINE")  # set: time stamps of the command's phases to stderr
 
 _prestarted: ProcessPoolExecutor | None = None
 _prestarted_workers = 0
@@ -36,7 +39,11 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
             return pool
         pool.shutdown(wait=False, cancel_futures=True)
     for k in _THREAD_VARS:
-        os.environ[k] = "1"
+        # Numba rereads NUMBA_NUM_THREADS at every compilation and fails once its threads run at
+        # another count: with Numba loaded here, workers take one thread per case from
+        # kmc.coupling.threads instead
+        if k != "NUMBA_NUM_THREADS" or "numba" not in sys.modules:
+            os.environ[k] = "1"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
@@ -77,9 +84,16 @@ def discard_prestarted() -> None:
     stopped on bad input): at once, not after their imports."""
     global _prestarted
     pool, _prestarted = _prestarted, None
-    if pool is None:
-        return
-    for p in list(getattr(pool, "_processes", {}).values()):
+    if pool is not None:
+        end_pool(pool)
+
+
+def end_pool(pool: ProcessPoolExecutor) -> None:
+    """End the pool's processes now, dropping what is queued: a study's last step once every
+    result is in (each case wrote and closed its files before returning), where
+    ``shutdown()`` would wait for each worker's interpreter teardown of numpy, scipy and Numba
+    (0.3-2 s of a quick study, after its last case)."""
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
         p.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -90,3 +104,14 @@ def call_by_name(target: str):
 
     module, _, function = target.partition(":")
     return getattr(import_module(module), function)()
+
+
+def stamp(what: str) -> None:
+    """With ``KMC_TIMELINE=1``: print ``what`` with the wall clock and this process's CPU time
+    to stderr (phases of a command across its processes, for benchmarks/bench_coupled.py)."""
+    if _TIMELINE:
+        import sys
+        import time
+
+        print(f"[timeline] {time.time():.3f} pid {os.getpid()} cpu {time.process_time():.2f} {what}",
+              file=sys.stderr, flush=True)

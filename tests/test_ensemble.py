@@ -207,3 +207,26 @@ def test_pulse_vs_dc_ensemble_statistics_and_cli(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if dask were not installed
     with pytest.raises(EnsembleError, match="needs Dask"):
         run_ensemble(config, 1, outdir=tmp_path / "nodask", scheduler="tcp://127.0.0.1:1", progress=False)
+
+
+def test_short_cases_checkpoint_only_when_asked_and_run_the_same(tmp_path, monkeypatch):
+    """A study's KMC case estimated under CHECKPOINT_MIN_SECONDS writes no checkpoint unless
+    --checkpoint-every is given; its series is the same bit for bit either way."""
+    from kmc.coupling.preflight import estimate_seconds
+    from kmc.studies import get_study, run_study
+    from kmc.studies.base import CHECKPOINT_MIN_SECONDS
+
+    config = make_config({}, ["host.nx=16", "host.ny=16", "host.host_layers=4", "host.reservoir_layers=6",
+                              "protocol.capacity_mAh_cm2=0.1", "protocol.current_density_mA_cm2=20", "snapshots=0",
+                              "kmc.max_macro_step_s=0.5"])
+    assert estimate_seconds(config, config.host.build(np.random.SeedSequence(0)), config.protocol.segments()) \
+        < CHECKPOINT_MIN_SECONDS
+    saved = []
+    save = RunCheckpointer.save
+    monkeypatch.setattr(RunCheckpointer, "save", lambda self, *a, **k: saved.append(self.label) or save(self, *a, **k))
+    quiet = {"progress": False, "workers": 1, "echo": lambda s: None}
+    run_study(get_study("single"), config, tmp_path / "short", **quiet)
+    assert saved == []
+    run_study(get_study("single"), config, tmp_path / "asked", checkpoint_every=5, **quiet)
+    assert len(saved) >= 3  # every 5 of > 20 macro-steps, and the end
+    assert (tmp_path / "short" / "timeseries.csv").read_bytes() == (tmp_path / "asked" / "timeseries.csv").read_bytes()

@@ -202,6 +202,58 @@ def test_lithium_and_charge_are_conserved(shape, linear_solver, direct_max):
     assert np.all(np.isnan(s.concentration[s.phase != 0][s.phase[s.phase != 0] != 3]))
 
 
+def test_potential_through_the_multigrid_is_within_microvolts_of_lu(monkeypatch):
+    """phi's multigrid CG stops once an iteration moved phi by at most 1e-3 of tol_eta (2 uV)
+    and half the move before (`solver.PHI_XTOL`): from a start 1 mV off, with a finger 4 um
+    under the Dirichlet top at contrast 1e6, it lands within 2 uV of the LU answer (0.4 uV
+    measured) in fewer V-cycles than the residual test alone takes (7 for 18)."""
+    from continuum.phasefield import solver as pf_solver
+    n = 48
+    phase, xi = planar_electrode((n, 1, n), 1e-6, HONG2018, 10e-6, seed_radius=34e-6)
+    lu = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, cell_potential=-0.45)
+    mg = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, cell_potential=-0.45, direct_max=0)
+    assert lu._lin["phi"].direct and not mg._lin["phi"].direct
+    start = lu.phi + 1e-3 * np.random.default_rng(0).standard_normal(lu.phi.size)
+    source = np.zeros(lu.geo.n)
+    exact = lu._solve_potential(lu._psys, start, -0.45, source)[0]
+    phi = mg._solve_potential(mg._psys, start, -0.45, source)[0]
+    cycles = mg._lin["phi"].cycles
+    assert np.abs(phi - exact).max() < 1e-3 * mg.tol["eta"]
+    monkeypatch.setattr(pf_solver, "PHI_XTOL", 0.0)
+    tight = mg._solve_potential(mg._psys, start, -0.45, source)[0]
+    assert np.abs(tight - exact).max() < 1e-9
+    assert 0 < cycles < mg._lin["phi"].cycles
+
+
+def test_final_concentration_solve_through_the_multigrid_is_well_inside_tol_c(monkeypatch):
+    """The step's last c solve stops at FINAL_RTOL (1e-4) of its right-hand side: on Hong's
+    case after 2 s of growth (a finger 4 um under the top, cations gathered at the front),
+    with a step's sink, c from zero lands within 2e-4 tol_c of the LU answer in every voxel
+    (relative to max(c, c0), as the step's error control measures c); at 1e-2 it would not."""
+    from continuum.phasefield import solver as pf_solver
+    from continuum.phasefield.numerics import LinearSolver
+    n = 48
+    phase, xi = planar_electrode((n, 1, n), 1e-6, HONG2018, 10e-6, seed_radius=34e-6)
+    s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, cell_potential=-0.45, direct_max=0, rng=0)
+    s.advance(2.0, Potentiostatic(-0.45))
+    dt, dxi = s._hist[0], s._hist[1]
+    tr = s._transport(s.xi, s.phi[s.geo.pfree], s.c, dt)
+    rhs = tr.r0 - HONG2018.solid_concentration * dxi / dt
+    exact = LinearSolver("direct", s.geo.n, 0).solve(tr.M, tr.s * rhs, None) / tr.s
+    scale = np.maximum(np.abs(s.c), HONG2018.bulk_concentration)
+
+    def error(rtol):
+        monkeypatch.setattr(pf_solver, "FINAL_RTOL", rtol)
+        s._mg_c_key = None
+        dc = tr.solve(rhs)
+        dc += tr.balance_shift(dc, rhs)
+        e = np.abs(dc - exact) / scale
+        return np.sqrt(np.mean(e ** 2)) / s.tol["c"], e.max() / s.tol["c"]
+
+    assert max(error(pf_solver.FINAL_RTOL)) < 2e-4  # 4e-5 measured (1e-6: 1e-6)
+    assert max(error(1e-2)) > 2e-4  # 7e-4 measured
+
+
 def test_noise_is_reproducible_from_its_seed():
     """The Langevin noise comes from the seeded Generator: the same seed gives the same state
     to the last bit, another seed a different one; without noise the seed does not matter."""

@@ -20,12 +20,15 @@ from kmc.studies.validate import (
     PROFILE_L1,
     Validate,
     depth_profile,
+    format_verdict,
     judge,
     l1_distance,
     lithium_film,
     normalised,
     packet_interface_energy,
     profile_l1_with_ci,
+    replicas_to_resolve,
+    sampling_l1,
 )
 
 
@@ -54,6 +57,35 @@ def test_profile_l1_ci_brackets_the_estimate_and_shrinks_to_it_without_spread():
     est, lo, hi = profile_l1_with_ci(noisy, pf)
     assert lo <= est <= hi and hi - lo > 0.01
     assert profile_l1_with_ci(noisy, pf) == (est, lo, hi)  # fixed bootstrap seed
+
+
+def test_sampling_l1_is_the_mean_profiles_expected_sampling_error():
+    # replicas = a profile plus independent Gaussian noise per layer: the mean of N is off by
+    # sigma / sqrt(N) per layer, so E L1(mean, truth) = sqrt(2 / pi) sum(sigma) / sqrt(N)
+    rng = np.random.default_rng(3)
+    truth = np.full(10, 0.1)
+    sigma = np.linspace(0.005, 0.05, 10)
+    n = 8
+    expected = np.sqrt(2 / np.pi) * sigma.sum() / np.sqrt(n)
+    estimates = [sampling_l1(truth + sigma * rng.standard_normal((n, 10)), n_boot=400, seed=k) for k in range(150)]
+    # the sample's sd is biased low by c4(8) = 0.965; 150 ensembles put the mean's SE near 2 %
+    assert np.mean(estimates) == pytest.approx(0.965 * expected, rel=0.08)
+    assert sampling_l1(np.tile(truth, (n, 1))) == 0.0  # no spread, no sampling error
+    # four times the replicas halve it: 0.08 at 8 replicas is 0.025 (half of 0.05) at 82
+    assert replicas_to_resolve(0.08, 8, 0.05) == 82
+    assert replicas_to_resolve(0.02, 8, 0.05) == 6
+
+
+def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
+    def l1_row(host, sampling):
+        return {"Host": host, "Regime": "Reaction-limited", "Quantity": PROFILE_L1, "KMC mean": 0.2,
+                "KMC CI95 low": 0.1, "KMC CI95 high": 0.3, "Phase field": 0.2, "Difference": 0.2,
+                "Tolerance": 0.05, "Pass": "FAIL", "Acceptance": True, "KMC sampling L1": sampling}
+
+    text = format_verdict([l1_row("Porous host", 0.08), l1_row("Planar foil", 0.02)], 8, 1.0)
+    assert "Porous host: at 8 replicas sampling alone gives L1 ~ 0.080" in text
+    assert "from about 82 replicas" in text
+    assert "Planar foil: at 8" not in text  # 0.02 is under half the tolerance: resolved
 
 
 def test_pass_fail_against_the_acceptance_tolerances():

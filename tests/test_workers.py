@@ -62,3 +62,15 @@ def test_bad_input_from_the_command_line_ends_the_early_workers_and_writes_nothi
     assert done.returncode == 2
     assert "host.nx" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_end_pool_ends_the_workers_at_once_without_their_teardown():
+    import signal
+
+    pool = workers.process_pool(2)
+    assert pool.submit(pow, 2, 10).result(timeout=120) == 1024
+    procs = list(pool._processes.values())
+    workers.end_pool(pool)
+    for p in procs:
+        p.join(timeout=30)
+    assert [p.exitcode for p in procs] == [-signal.SIGTERM] * len(procs)  # ended, not exited after a teardown

@@ -134,18 +134,20 @@ class LinearSolver:
         self.gmg = SPDSolver("gmg", maxiter=500)
         # solves left on AMG after the voxel-grid multigrid failed to converge in GMG_FALLBACK
         # iterations on a matrix the caller also gave (phi); then the multigrid is tried again.
-        # phi on a 3D porous conductive host (contrast 1e6 along a tortuous network) took it
-        # 350-650 V-cycles, AMG 7-13 (there it fails every time: the pauses grow); in Hong's
-        # 2D case it takes 20-30 and AMG is slower, and it fails only on an attempt far too
-        # long, which the error control rejects
+        # A safety net: phi at contrast 1e6 takes 4-10 V-cycles on Hong's case and on a 3D
+        # porous host since the coarse faces keep strong fine faces (mg_kernels.coarse_faces;
+        # before, 350-650 on the porous host and up to 100+ as Hong's front neared the top,
+        # where AMG took 7-13 cycles)
         self.gmg_off, self.gmg_pause = 0, GMG_PAUSE
         self.lu, self.key = None, None
         self.cycles = None
         self.stats = {"factorizations": 0, "solves": 0, "multigrid failures": 0}
 
-    def solve(self, K, b, key, rtol=1e-11, dominant=False, kind="", multigrid=None, x0=None):
+    def solve(self, K, b, key, rtol=1e-11, dominant=False, kind="", multigrid=None, x0=None, xtol=0.0):
         """x with K x = b (iterative: |b - K x| <= rtol |b|, from ``x0`` when given).  K: a
-        `LinkMatrix` (None with a multigrid that holds the operator and no fallback)."""
+        `LinkMatrix` (None with a multigrid that holds the operator and no fallback).  ``xtol``
+        > 0: the multigrid's CG also stops once an iteration moved no unknown by more than
+        xtol (and by at most half the move before: `mg_kernels.pcg`)."""
         self.stats["solves"] += 1
         self.cycles = None  # V-cycles of this solve when the multigrid did it
         if not self.direct:
@@ -154,7 +156,7 @@ class LinearSolver:
                 self.gmg.maxiter = 5000 if K is None else GMG_FALLBACK
                 try:
                     before = self.gmg.stats["iterations"]
-                    x = self.gmg.solve(None, [b], x0=guess, rtol=rtol, multigrid=multigrid)[0]
+                    x = self.gmg.solve(None, [b], x0=guess, rtol=rtol, multigrid=multigrid, xtol=xtol)[0]
                     self.cycles = self.gmg.stats["iterations"] - before
                     self.gmg_pause = GMG_PAUSE
                 except RuntimeError:

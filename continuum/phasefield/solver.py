@@ -46,15 +46,21 @@ from .parameters import HONG2018, PhaseFieldParameters
 
 
 # Relative tolerance of the linear solves inside the (xi, c) iterations (inexact Newton: a
-# correction needs a few digits, the stopping test reads the exact residuals; the final c solve
-# and the galvanostat's xi solves, which carry the balances, go to 1e-11)
+# correction needs a few digits, the stopping test reads the exact residuals; the galvanostat's
+# xi solves, which carry the charge, go to 1e-11, the final c solve to FINAL_RTOL)
 INNER_RTOL = 1e-4
+# ...and of c's Schur solves in them: the iterations' stop reads the exact residuals, so a
+# looser correction costs iterations, not accuracy; at 1e-2 instead of 1e-4, 3.6 instead of
+# 5.3 V-cycles per c solve in the quick benchmark for 2 % more iterations (3e-2: 3.2)
+SCHUR_RTOL = 1e-2
 
 # Relative tolerance of the final c solve (iterative solvers; LU is exact): the Li+ balance
 # holds to round-off whatever it is (`_Transport.balance_shift`), so it is what c's accuracy
-# needs, far inside tol_c (it was 1e-9 for the balance: 10 V-cycles per solve in Hong's case;
-# now about 6)
-FINAL_RTOL = 1e-6
+# needs, far inside tol_c (it was 1e-9 for the balance: 10 V-cycles per solve in Hong's case,
+# then 6 at 1e-6).  Measured against a solve to 1e-12 over the quick benchmark's attempts: c's
+# error at 1e-4 at most 5e-6 of max(c, c0) as a root mean square, 6e-5 in any voxel (tol_c:
+# 0.02); 1e-6 left 8e-8 and 1e-6
+FINAL_RTOL = 1e-4
 
 # Largest step ratio dt / dt_last a BDF2 step takes (variable-step BDF2 is zero-stable below
 # 1 + sqrt 2); above, e.g. after a step cut to end an `advance`, the step is implicit Euler
@@ -64,8 +70,14 @@ BDF2_MAX_RATIO = 2.0
 # the boundary driving: the from-zero solves).  The boundaries' balance no longer rests on it
 # (a uniform shift closes it, `_solve_potential`); phi's error at 1e-4 is a few uV against the
 # 2 mV of tol_eta (measured from a 1 mV rough start: 0.7 uV at 1e-5, 3.8 uV at 1e-4).  It was
-# 1e-5 for the balances: 17-19 V-cycles per solve in Hong's case, now 14-17
+# 1e-5 for the balances: 17-19 V-cycles per solve in Hong's case, then 14-17; 9-10 since the
+# multigrid's coarse faces keep strong fine faces
 PHI_RTOL_MAX = 1e-4
+# ...and the multigrid's CG stops once an iteration moved phi by at most this fraction of
+# tol_eta (2 uV; and by half the move before, `mg_kernels.pcg`): in Hong's case 9.4 -> 4.2
+# V-cycles per solve while growing, 17 -> 7.8 at the top, where the residual of the last phi
+# under the new conductances asks for 1e-9 of itself
+PHI_XTOL = 1e-3
 
 # Steps phi's multigrid hierarchy serves (only its fine level replaced) before a rebuild, at
 # most (`HierarchyReuse`): the interface moves by a fraction of a voxel per step
@@ -181,7 +193,7 @@ class _Transport:
 
     def solve(self, rhs, extra=None, guess=None):
         """dc with (M + diag(extra)) dc = rhs; with ``extra`` (an iteration's correction) to
-        the inexact-Newton tolerance INNER_RTOL.  ``guess``: a starting dc for the iterative
+        the inexact-Newton tolerance SCHUR_RTOL.  ``guess``: a starting dc for the iterative
         solvers (the iterations' last dc for the final solve)."""
         lin, mg = self.solver._lin["c"], self.solver._mg_c
         if mg is not None:
@@ -194,7 +206,7 @@ class _Transport:
             g = self.solver.geo
             K = LinkMatrix(g.pattern, g.a, g.b, self.Ghat, self.diag + extra)
             self.schur = (extra, K, self.solver._key())
-        return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=INNER_RTOL, dominant=self.dominant,
+        return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=SCHUR_RTOL, dominant=self.dominant,
                          kind="schur") / self.s
 
     def _solve_multigrid(self, lin, mg, rhs, extra, guess):
@@ -220,7 +232,7 @@ class _Transport:
             first = extra is not None
         else:
             first = False
-        du = lin.solve(None, rhs, key, rtol=FINAL_RTOL if extra is None else INNER_RTOL, multigrid=mg,
+        du = lin.solve(None, rhs, key, rtol=FINAL_RTOL if extra is None else SCHUR_RTOL, multigrid=mg,
                        x0=None if guess is None else guess / w)
         if first:
             self.solver._mg_c_reuse.solved(lin.cycles)
@@ -408,7 +420,8 @@ class PhaseFieldSolver:
                 self._mg_reuse.built(rebuild)
                 self._mg_key = key
             mg = self._mg
-        dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg)
+        xtol = PHI_XTOL * self.tol["eta"] if accuracy is None else 0.0
+        dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg, xtol=xtol)
         if mg is not None and accuracy is None:
             self._mg_reuse.solved(self._lin["phi"].cycles)
         phi = phi0 + dphi

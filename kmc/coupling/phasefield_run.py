@@ -47,6 +47,7 @@ from .config import ConfigError, SimulationConfig
 from .observables import REGION_NAMES, cycle_balance, cycle_summary, deposit_observables, region_map, time_weighted_mean
 from .simulation import RunResult, _applied_mA_cm2, walk_protocol
 from .streams import root_sequence
+from .threads import case_threads
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment
 
@@ -229,7 +230,7 @@ class PhaseFieldRun:
         """Run a protocol (the arguments of :meth:`PlatingSimulation.run`, which see: a row is a
         macro-step, so ``checkpoint_every_steps`` counts rows)."""
         check_phasefield_case(self.config, self.host, segments, label)
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), case_threads():
             return self._run(list(segments), label, outdir, snapshots, progress, series, checkpoint_dir,
                              checkpoint_every_steps, resume)
 

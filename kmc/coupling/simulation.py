@@ -34,6 +34,7 @@ from .observables import (REGION_NAMES, DeadLithiumLedger, cycle_balance, cycle_
                           region_map, time_weighted_mean)
 from .salt import SaltBalance
 from .streams import root_sequence, simulation_streams
+from .threads import case_threads
 from .units import MA_PER_CM2, MAH_PER_CM2
 from .waveforms import Segment, expected_duration
 
@@ -520,7 +521,9 @@ class PlatingSimulation:
         the run ends).  ``checkpoint_dir``: checkpoint every ``checkpoint_every_steps``
         macro-steps and at the end (kmc/coupling/checkpoint.py); ``resume``: continue
         bit-identically from the newest one there."""
-        with threadpool_limits(limits=1):  # BLAS threads on these small dense pieces only contend
+        # BLAS threads on these small dense pieces only contend; the multigrid's kernels take the
+        # case's Numba threads (kmc/coupling/threads.py)
+        with threadpool_limits(limits=1), case_threads():
             return self._run(segments, label, outdir, snapshots, progress, checkpoint_dir, checkpoint_every_steps,
                              resume, series)
 

@@ -165,10 +165,29 @@ def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, labe
 
 
 def _run_job(job, progress=None):
-    config, case, outdir, series, resume, every = job
-    return case.label, run_case(case.config_for(config), case.host, case.segments, case.seed, case.slug,
-                                outdir / "snapshots", progress, series, outdir / "checkpoints" / case.slug, resume,
-                                every)
+    from ..workers import stamp
+
+    config, case, outdir, series, checkpoints, resume, every = job
+    stamp(f"case start {case.label}")
+    result = run_case(case.config_for(config), case.host, case.segments, case.seed, case.slug, outdir / "snapshots",
+                      progress, series, checkpoints, resume, every)
+    stamp(f"case done {case.label}")
+    return case.label, result
+
+
+# A case estimated shorter (preflight.estimate_seconds) is not checkpointed unless asked
+# (--checkpoint-every): --resume reruns it, which costs less than its checkpoints (~55 ms each,
+# four or five of a quick pulse_vs_dc's 6 s of cases). KMC runs only: a phase-field checkpoint
+# also resets the solver state (as a resumed run would), so skipping one would change the run.
+CHECKPOINT_MIN_SECONDS = 60.0
+
+
+def _checkpoint_dir(config: SimulationConfig, case: Case, outdir: Path, cost: float, resume: bool, every):
+    """Where the case checkpoints, or None (short KMC cases; see CHECKPOINT_MIN_SECONDS)."""
+    path = outdir / "checkpoints" / case.slug
+    if every is not None or cost >= CHECKPOINT_MIN_SECONDS or case.config_for(config).model != "kmc":
+        return path
+    return path if resume and path.is_dir() else None  # an earlier run's checkpoints are still used
 
 
 def summary_row(result: RunResult, case: Case | None = None) -> dict:
@@ -214,8 +233,8 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     run and checkpoints let ``resume`` continue an interrupted study.  A case whose charge error
     exceeds the tolerance raises :class:`ChargeToleranceError` after everything is written."""
     from ..coupling.outputs import OutputFolder
-
     from ..coupling.preflight import check_memory
+    from ..workers import stamp
 
     t_start = time.perf_counter()
     n_workers = max(1, workers if workers else (os.cpu_count() or 1))
@@ -236,6 +255,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     if not _kernels_compiled():
         echo("compiling kernels (first run only, about 25 s)...")
     folder.status("running", cases=[c.label for c in plan.cases])
+    stamp("cases start")
     try:
         results = _run_cases(study, config, plan, outdir, n_workers, progress, resume, checkpoint_every)
     except KeyboardInterrupt:
@@ -245,7 +265,9 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     except Exception as e:
         folder.status("failed", reason=f"{type(e).__name__}: {e}")
         raise
+    stamp("cases done")
     study.write_outputs(config, plan, results, outdir, echo)
+    stamp("outputs written")
     write_csv(outdir / "segments.csv", labelled_rows(results, plan.cases, "segments"))
     cycles = [{"Host": c.host_label, "Protocol": c.protocol_label, **row} for c in plan.cases
               if any(is_stripping_segment(seg) for seg in results[c.label].segments)
@@ -284,10 +306,15 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
 def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
+    from ..coupling.preflight import estimate_seconds
+
     durations = {case.label: expected_duration(case.segments) for case in plan.cases}
     bar = tqdm(total=sum(durations.values()), unit="s", desc=f"{study.name} (simulated time)",
                disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s simulated [{elapsed}<{remaining}]")
-    jobs = [(config, case, outdir, study.series_path(outdir, case), resume, every) for case in plan.cases]
+    cost = [estimate_seconds(case.config_for(config), case.host, case.segments) for case in plan.cases]
+    checkpoints = [_checkpoint_dir(config, case, outdir, c, resume, every) for case, c in zip(plan.cases, cost)]
+    jobs = [(config, case, outdir, study.series_path(outdir, case), ckpt, resume, every)
+            for case, ckpt in zip(plan.cases, checkpoints)]
     results: dict[str, RunResult] = {}
     try:
         if n_workers == 1:
@@ -301,22 +328,25 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
                 results[case.label] = _run_job(job, tick)[1]
                 _advance(bar, start + durations[case.label])
         else:  # longest first, so the last case to finish does not start last (results do not depend on it)
-            from ..coupling.preflight import estimate_seconds
+            from continuum.constants import ELECTROLYTE
 
-            cost = [estimate_seconds(case.config_for(config), case.host, case.segments) for case in plan.cases]
-            order = sorted(range(len(jobs)), key=lambda i: -cost[i])
-            _import_plotting_meanwhile()
+            # equal estimates: more electrolyte first (the field solves' unknowns; a foil also took 1.3-2x a
+            # porous host's macro-steps under the same protocol in pulse_vs_dc)
+            pores = [np.count_nonzero(case.host.phase == ELECTROLYTE) for case in plan.cases]
+            order = sorted(range(len(jobs)), key=lambda i: (-cost[i], -pores[i]))
             results = _run_in_pool([jobs[i] for i in order], n_workers, bar, durations,
-                                   compile_first=not _kernels_compiled())
+                                   compile_first=not _kernels_compiled(), last_started=_import_plotting_meanwhile)
     finally:
         bar.close()
     return {case.label: results[case.label] for case in plan.cases}
 
 
 def _import_plotting_meanwhile() -> None:
-    """Import matplotlib and the figures module in a background thread while the workers run
-    the cases (this process only waits on them): the outputs then start drawing at once
-    (about 0.5 s of a 10 s quick study). The import lock makes a later import wait for it."""
+    """Import matplotlib and the figures module in a background thread, so the outputs start
+    drawing at once when the last case is in (0.4 CPU-s of a quick study). Called once the last
+    case has a worker: earlier, the import would slow all cases; later (a worker idle), the
+    last two cases of a balanced study end so close together that the import came after
+    them. The import lock makes a later import wait for it."""
     import threading
 
     def _load():
@@ -331,15 +361,17 @@ def _advance(bar, value: float) -> None:
     bar.refresh()
 
 
-def _run_in_pool(jobs, n_workers, bar, durations, compile_first: bool = False) -> dict[str, RunResult]:
+def _run_in_pool(jobs, n_workers, bar, durations, compile_first: bool = False,
+                 last_started=None) -> dict[str, RunResult]:
     """Cases in worker processes; Ctrl-C ends them at once (not after their current case).
     ``compile_first`` (nothing compiled yet): two workers compile the KMC's and the continuum's
     kernels side by side before any case starts, and each then loads the other half from
-    Numba's cache (every worker would otherwise compile all of them)."""
+    Numba's cache (every worker would otherwise compile all of them). ``last_started`` is
+    called (once) as soon as every case left has a worker."""
     import multiprocessing
     from concurrent.futures import as_completed, wait
 
-    from ..workers import process_pool
+    from ..workers import end_pool, process_pool
     from .parallel import compile_continuum_kernels, compile_kmc_kernels
 
     results = {}
@@ -348,8 +380,12 @@ def _run_in_pool(jobs, n_workers, bar, durations, compile_first: bool = False) -
         if compile_first and n_workers >= 2:
             for fut in wait([pool.submit(compile_kmc_kernels), pool.submit(compile_continuum_kernels)]).done:
                 fut.result()
+        if last_started is not None and len(jobs) <= n_workers:
+            last_started()
         for fut in as_completed([pool.submit(_run_job, job) for job in jobs]):
             label, results[label] = fut.result()
+            if last_started is not None and len(jobs) - len(results) == n_workers:
+                last_started()  # this result's worker took the last case
             bar.set_postfix_str(label)
             _advance(bar, bar.n + durations[label])
     except BaseException:
@@ -357,5 +393,5 @@ def _run_in_pool(jobs, n_workers, bar, durations, compile_first: bool = False) -
             child.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
+    end_pool(pool)
     return results

@@ -368,10 +368,16 @@ def _executor(workers, scheduler, n):
         return submit, as_completed, close
     import concurrent.futures as cf
 
-    from ..workers import process_pool
+    from ..workers import end_pool, process_pool
 
     ex = process_pool(min(workers, n))
-    return ex.submit, cf.as_completed, lambda futures: ex.shutdown(wait=True, cancel_futures=True)
+
+    def close(futures):
+        if all(f.done() for f in futures):  # every record is in: no worker teardown to wait for
+            end_pool(ex)
+        else:
+            ex.shutdown(wait=True, cancel_futures=True)
+    return ex.submit, cf.as_completed, close
 
 
 def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None, workers: int | None = None,

@@ -53,6 +53,10 @@ def warm_worker() -> None:
     kernels from Numba's cache, so its first case starts at once. With nothing cached it only
     imports (this module's package: every study and the coupled run): a first run compiles the
     two halves in two workers instead (base._run_in_pool)."""
+    from ..workers import stamp
+
+    stamp("worker imported")
     if kernels_compiled():
         compile_kmc_kernels()
         compile_continuum_kernels()
+    stamp("worker warm")

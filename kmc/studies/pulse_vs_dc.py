@@ -95,19 +95,21 @@ def run_pulse_vs_dc(config: SimulationConfig, outdir: str | Path, *, progress: b
 
 
 def _write_outputs(config, results, cases: list[Case], outdir: Path) -> None:
-    from .plots import plot_cross_sections, plot_height_maps, plot_series
+    from .plots import draw_side_by_side, plot_cross_sections, plot_height_maps, plot_series
 
     write_csv(outdir / "timeseries.csv", labelled_rows(results, cases, "rows"))
     write_csv(outdir / "summary.csv", [summary_row(results[c.label], c) for c in cases])
     h = next(iter(results.values())).host.spacing
-    plot_cross_sections(outdir / "cross_sections.png",
-                        {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].connected)
-                         for c in cases}, h, title="Deposits after plating (x-z section through the middle)")
-    plot_height_maps(outdir / "height_maps.png",
-                     {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].host.phase)
-                      for c in cases}, h)
-    plot_series(outdir / "potential_and_roughness.png", {c.label: results[c.label].rows for c in cases},
-                col.PLATED_CAP, [col.POTENTIAL, col.RMS_ROUGHNESS, col.MAX_HEIGHT], under_current=[col.POTENTIAL])
+    sections = {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].connected) for c in cases}
+    tops = {c.label.replace(" | ", "\n"): (results[c.label].final_phase, results[c.label].host.phase) for c in cases}
+    series = {c.label: results[c.label].rows for c in cases}
+    draw_side_by_side([
+        (plot_cross_sections, (outdir / "cross_sections.png", sections, h,
+                               "Deposits after plating (x-z section through the middle)")),
+        (plot_height_maps, (outdir / "height_maps.png", tops, h)),
+        (plot_series, (outdir / "potential_and_roughness.png", series, col.PLATED_CAP,
+                       [col.POTENTIAL, col.RMS_ROUGHNESS, col.MAX_HEIGHT], [col.POTENTIAL])),
+    ])
 
 
 def format_summary(results: dict[str, RunResult]) -> str:
