@@ -10,8 +10,8 @@ The 7-point stencil is written out in each kernel on purpose: a shared helper, e
 ``inline="always"``, made the Gauss-Seidel sweep 2x slower at 128^3.
 
 Threads (the cycle kernels, gauss_seidel to pcg): a kernel splits its pass into pieces whose
-arithmetic does not depend on the thread count (planes, slabs, CHUNK-long pieces summed in
-order) and runs them in the calling thread (``range``) when ``_threads`` says 1, on Numba's
+arithmetic does not depend on the thread count (planes, slabs; the CG's vector passes stay
+serial) and runs them in the calling thread (``range``) when ``_threads`` says 1, on Numba's
 threads (``prange``) otherwise: the same numbers bit for bit either way.  The serial branch
 starts no threads, so a forked child (GNU OpenMP cannot run there) works at one thread.
 """
