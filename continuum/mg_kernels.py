@@ -9,9 +9,9 @@ diagonal.  ``dtot == 0`` marks a cell that is not an unknown.
 The 7-point stencil is written out in each kernel on purpose: a shared helper, even with
 ``inline="always"``, made the Gauss-Seidel sweep 2x slower at 128^3.
 
-Threads (the cycle kernels, gauss_seidel to pcg): a kernel splits its pass into pieces whose
-arithmetic does not depend on the thread count (planes, slabs; the CG's vector passes stay
-serial) and runs them in the calling thread (``range``) when ``_threads`` says 1, on Numba's
+Threads (gauss_seidel, apply_operator; the transfers and the CG's vector passes stay serial,
+docs/model.md "Threads"): a kernel splits its pass into pieces whose arithmetic does not
+depend on the thread count (planes, slabs) and runs them in the calling thread (``range``) when ``_threads`` says 1, on Numba's
 threads (``prange``) otherwise: the same numbers bit for bit either way.  The serial branch
 starts no threads, so a forked child (GNU OpenMP cannot run there) works at one thread.
 """
@@ -265,7 +265,8 @@ def _apply_plane(x, gx, gy, gz, dtot, out, i):
 # factors from level l to l + 1 (1 or 2 per axis: shifts, not divisions, index the parents).
 # The coarsest level is solved by a dense inverse over its unknown cells.
 
-@numba.njit(parallel=True, cache=True)
+# compiled serial (prange runs as range): threaded, it cost compilation for no measured gain
+@numba.njit(cache=True)
 def restrict_residual(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
     """rc = sum over each coarse cell's children of the residual b - A x (``sx``..: the
     coarsening factors as shifts, 0 or 1); a column's residual is formed first (vectorised),
@@ -304,7 +305,8 @@ def _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic):
                 rc[ic, jc, k >> sz] += r[k]
 
 
-@numba.njit(parallel=True, cache=True)
+# compiled serial (prange runs as range): threaded, it cost compilation for no measured gain
+@numba.njit(cache=True)
 def prolong_add(x, ec, dtot, sx, sy, sz):
     """x += the coarse correction, constant over each coarse cell's children (planes i on
     the threads)."""
