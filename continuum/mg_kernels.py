@@ -265,20 +265,14 @@ def _apply_plane(x, gx, gy, gz, dtot, out, i):
 # factors from level l to l + 1 (1 or 2 per axis: shifts, not divisions, index the parents).
 # The coarsest level is solved by a dense inverse over its unknown cells.
 
-# compiled serial (prange runs as range): threaded, it cost compilation for no measured gain
+# serial: threaded, the transfers cost compilation time for no measured gain (docs/model.md "Threads")
 @numba.njit(cache=True)
 def restrict_residual(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
     """rc = sum over each coarse cell's children of the residual b - A x (``sx``..: the
     coarsening factors as shifts, 0 or 1); a column's residual is formed first (vectorised),
-    then summed into the parents.  Coarse planes on the threads, each summing its children
-    in the serial order."""
-    ncx = rc.shape[0]
-    if _threads(x.size) == 1:
-        for ic in range(ncx):
-            _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic)
-    else:
-        for ic in prange(ncx):
-            _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic)
+    then summed into the parents, coarse plane by coarse plane."""
+    for ic in range(rc.shape[0]):
+        _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic)
 
 
 @numba.njit(cache=True)
@@ -305,18 +299,12 @@ def _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic):
                 rc[ic, jc, k >> sz] += r[k]
 
 
-# compiled serial (prange runs as range): threaded, it cost compilation for no measured gain
 @numba.njit(cache=True)
 def prolong_add(x, ec, dtot, sx, sy, sz):
-    """x += the coarse correction, constant over each coarse cell's children (planes i on
-    the threads)."""
-    nx = x.shape[0]
-    if _threads(x.size) == 1:
-        for i in range(nx):
-            _prolong_plane(x, ec, dtot, sx, sy, sz, i)
-    else:
-        for i in prange(nx):
-            _prolong_plane(x, ec, dtot, sx, sy, sz, i)
+    """x += the coarse correction, constant over each coarse cell's children (serial, as
+    restrict_residual)."""
+    for i in range(x.shape[0]):
+        _prolong_plane(x, ec, dtot, sx, sy, sz, i)
 
 
 @numba.njit(cache=True)
