@@ -18,7 +18,8 @@ tiny run, so compilation is not counted).  Printed per case: voxels, macro-steps
 rows - 1), wall time of the process [s] (imports and output writing included), seconds per
 macro-step, the share of the run's own time (timing.json: wall of the runs) spent in the
 continuum solves, the KMC and the observables, and the growth factor from the previous
-footprint (4x the voxels; cost that grows as the voxels is <= 4.5x).  With --compare-to, the
+footprint (4x the voxels; cost that grows as the voxels is <= 4.5x), in wall and in the
+process's CPU seconds (user + system; on a shared machine read the CPU growth).  With --compare-to, the
 other checkout's wall time and the ratio (this / other), run alternately in the same session
 (--repeat N: N alternations of each study, the median and every ratio). The machine's load is
 printed beside each study's wall: on a shared machine, compare ratios, not absolute numbers.
@@ -31,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,15 +62,24 @@ HOST_SCALE = {"host": {"kind": "random_porous", "nx": 64, "ny": 64, "host_layers
               "snapshots": 0}
 
 
-def _python(checkout: Path, args: list, workdir: Path, timeline: list | None = None) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _python(checkout: Path, args: list, workdir: Path, timeline: list | None = None,
+            cpu: list | None = None) -> float:
     """Wall time of ``python -m kmc args`` in ``checkout``; ``timeline``: filled with its
-    KMC_TIMELINE stamps (kmc.workers.stamp) as (wall clock, pid, CPU-s, what)."""
+    KMC_TIMELINE stamps (kmc.workers.stamp) as (wall clock, pid, CPU-s, what); ``cpu``: gets
+    the CPU seconds of the command and its workers appended."""
     env = {**os.environ, "PYTHONPATH": str(checkout), **ENV1, **({"KMC_TIMELINE": "1"} if timeline is not None else {})}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     done = subprocess.run([sys.executable, "-m", "kmc", *args, "--no-progress"], cwd=checkout, env=env, check=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if timeline is not None else None,
                           text=True)
     wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(_children_cpu() - c0)
     if timeline is not None:
         for line in done.stderr.splitlines():
             if line.startswith("[timeline] "):
@@ -98,15 +109,16 @@ def phases(timeline: list) -> str:
 
 
 def run_config(checkout: Path, cfg: dict, name: str, workdir: Path) -> dict:
-    """Wall, macro-steps and timing.json of one `python -m kmc run`."""
+    """Wall, CPU seconds, macro-steps and timing.json of one `python -m kmc run`."""
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(cfg))
     out = workdir / f"out-{checkout.name}-{name}"
-    wall = _python(checkout, ["run", str(path), "--out", str(out), "--overwrite"], workdir)
+    cpu = []
+    wall = _python(checkout, ["run", str(path), "--out", str(out), "--overwrite"], workdir, cpu=cpu)
     with open(out / "timeseries.csv", newline="") as fh:
         steps = sum(1 for _ in csv.DictReader(fh)) - 1
     timing = json.loads((out / "timing.json").read_text())
-    return {"wall": wall, "steps": steps, "timing": timing}
+    return {"wall": wall, "cpu": cpu[0], "steps": steps, "timing": timing}
 
 
 def shares(timing: dict) -> str:
@@ -123,19 +135,22 @@ def warm(checkouts, work: Path) -> None:
 
 def scaling(checkouts, sizes, work: Path) -> None:
     print("Scaling: porous host, DC 8 mA/cm^2, 0.05 mAh/cm^2, 24 um host + 24 um reservoir")
-    print(f"{'footprint':>10} {'voxels':>9} {'steps':>6} {'wall [s]':>9} {'s/step':>7} {'growth':>7}  share of run time"
-          + ("   | other: steps  wall [s]  this/other" if len(checkouts) > 1 else ""), flush=True)
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'footprint':>10} {'voxels':>9} {'steps':>6} {'wall [s]':>9} {'CPU-s':>7} {'s/step':>7} {'growth':>7} "
+          f"{'(CPU)':>6}  share of run time" + ("   | other: steps  wall [s]  this/other" if len(checkouts) > 1 else ""),
+          flush=True)
     prev = None
     for n in sizes:
         r = run_config(checkouts[0], scaling_config(n), f"s{n}", work)
         vox = n * n * (1 + 24 + 24)
-        line = (f"{n:>7} um {vox:>9} {r['steps']:>6} {r['wall']:>9.1f} {r['wall'] / r['steps']:>7.2f} "
-                f"{(r['wall'] / prev if prev else float('nan')):>7.2f}  {shares(r['timing'])}")
+        growth = (r["wall"] / prev["wall"], r["cpu"] / prev["cpu"]) if prev else (float("nan"),) * 2
+        line = (f"{n:>7} um {vox:>9} {r['steps']:>6} {r['wall']:>9.1f} {r['cpu']:>7.1f} {r['wall'] / r['steps']:>7.2f} "
+                f"{growth[0]:>7.2f} {growth[1]:>6.2f}  {shares(r['timing'])}")
         if len(checkouts) > 1:
             o = run_config(checkouts[1], scaling_config(n), f"s{n}", work)
             line += f"   | {o['steps']:>12} {o['wall']:>9.1f} {r['wall'] / o['wall']:>11.2f}"
         print(line, flush=True)
-        prev = r["wall"]
+        prev = r
 
 
 def host_scale(checkouts, work: Path) -> None:

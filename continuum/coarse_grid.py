@@ -10,6 +10,7 @@ fine conductors inside a coarse non-conductor block the cell potential (equipote
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -87,6 +88,19 @@ class CoarsePotentialSolver:
                                       sig, **options)
         self.params = params
 
+    def renewed(self) -> CoarsePotentialSolver:
+        """This geometry's solver in a new one's state (:meth:`PotentialSolver.renewed`)."""
+        new = copy.copy(self)
+        new.coarse = self.coarse.renewed()
+        return new
+
+    def scratch(self):
+        """:meth:`PotentialSolver.scratch` of the coarse grid's solver."""
+        return self.coarse.scratch()
+
+    def use_scratch(self, work) -> None:
+        self.coarse.use_scratch(work)
+
     def solve(self, c, *, initial=None, **kw) -> PotentialSolution:
         k = self.k
         elec = self.fine_phase == ELECTROLYTE
@@ -110,8 +124,10 @@ class CoarsePotentialSolver:
 
 
 def make_potential_solver(phase, spacing, params, eta_nuc=None, activity=None, conductivity=None, coarsen: int = 1,
-                          **options):
-    """A potential solver on the voxel grid (coarsen = 1) or on a grid coarsened by ``coarsen``."""
+                          connected=None, **options):
+    """A potential solver on the voxel grid (coarsen = 1) or on a grid coarsened by ``coarsen``.
+    ``connected``: the phase's collector connectivity if the caller has it (used on the voxel grid)."""
     if int(coarsen) == 1:
-        return PotentialSolver(phase, spacing, params, eta_nuc, activity, conductivity, **options)
+        return PotentialSolver(phase, spacing, params, eta_nuc, activity, conductivity, connected=connected,
+                               **options)
     return CoarsePotentialSolver(phase, spacing, params, eta_nuc, activity, conductivity, coarsen, **options)

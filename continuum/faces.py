@@ -42,15 +42,16 @@ class InterfaceFaces:
                               self.activity[mask], self.shape)
 
 
-def _site_values(value, default, shape):
+def _site_values(value, default, shape, index):
+    """The site array ``value`` (per voxel, scalar or None: ``default``) at the flat ``index``."""
     if value is None:
         value = default
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
-        return np.full(int(np.prod(shape)), float(arr))
+        return np.full(index.size, float(arr))
     if arr.shape != tuple(shape):
         raise ValueError(f"site array has shape {arr.shape}, grid is {tuple(shape)}")
-    return arr.ravel()
+    return arr.ravel()[index]
 
 
 def neighbour_index(shape, d: int) -> tuple:
@@ -82,22 +83,38 @@ def interface_faces(phase: np.ndarray, connected: np.ndarray, eta_nuc=None, acti
     """
     phase = np.asarray(phase)
     shape = phase.shape
+    nx, ny, nz = shape
     elec = phase == ELECTROLYTE
     conn = np.asarray(connected, dtype=bool) & conductor_mask(phase)
-    conn_flat = conn.ravel()
     eidx, cidx, dirs = [], [], []
     for d in range(6):
-        nb, valid = neighbour_index(shape, d)
-        nbv = np.where(valid, nb, 0)
-        mask = elec & valid & conn_flat[nbv]
-        e = np.flatnonzero(mask)
+        # the conductor mask seen from each voxel in direction d, and the neighbour's flat index
+        # from the face's own (no full-grid index arrays: they cost their page faults at 128^3)
+        dx, dy, dz = DIRECTION_OFFSETS[d]
+        if dz == 0:
+            nb_conn = np.roll(conn, shift=(-dx, -dy), axis=(0, 1))
+        else:
+            nb_conn = np.zeros(shape, dtype=bool)
+            if dz == 1:
+                nb_conn[:, :, :-1] = conn[:, :, 1:]
+            else:
+                nb_conn[:, :, 1:] = conn[:, :, :-1]
+        e = np.flatnonzero(elec & nb_conn)
+        if dx:
+            i = e // (ny * nz)
+            c = e + ((i + dx) % nx - i) * (ny * nz)
+        elif dy:
+            j = (e // nz) % ny
+            c = e + ((j + dy) % ny - j) * nz
+        else:
+            c = e + dz
         eidx.append(e)
-        cidx.append(nb.ravel()[e])
+        cidx.append(c)
         dirs.append(np.full(e.size, d, dtype=np.int8))
     eidx = np.concatenate(eidx)
     cidx = np.concatenate(cidx)
     dirs = np.concatenate(dirs)
     on_li = phase.ravel()[cidx] == LITHIUM
-    en = np.where(on_li, 0.0, _site_values(eta_nuc, 0.0, shape)[cidx])
-    act = np.where(on_li, 1.0, _site_values(activity, 1.0, shape)[cidx])
+    en = np.where(on_li, 0.0, _site_values(eta_nuc, 0.0, shape, cidx))
+    act = np.where(on_li, 1.0, _site_values(activity, 1.0, shape, cidx))
     return InterfaceFaces(eidx, cidx, dirs, on_li, en, act, tuple(shape))

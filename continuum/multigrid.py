@@ -127,6 +127,7 @@ class VoxelMultigrid:
         self._fine: _Level | None = None  # the whole fine operator
         self._coarse_cells = None
         self._pockets: np.ndarray | None = None  # bool grid, or None when there are none
+        self._unknown = self._found = None  # the cells of the last pocket search, and what it found
         self._pocket_lu = None
         self._pocket_cells = None
         self._coarse_inverse = None
@@ -209,15 +210,21 @@ class VoxelMultigrid:
         """Cells of the components (face-connected unknowns, periodic in x and y) of at most
         ``pocket_max`` cells other than the largest, or None.  Components are taken from the
         unknowns' adjacency: a zero conductance between two unknowns only merges components,
-        which leaves them in the cycle as before."""
-        lab, n = periodic_components(fine.dtot > 0)
-        if n <= 1:
-            return None
-        size = np.bincount(lab.ravel())
-        size[0] = 0
-        small = (size <= self.pocket_max) & (size > 0)
-        small[np.argmax(size)] = False
-        return small[lab] if small.any() else None
+        which leaves them in the cycle as before.  Kept while the unknowns are the same cells
+        (the labelling was a fifth of a hierarchy's set-up on Hong's 200^2 grid)."""
+        unknown = fine.dtot > 0
+        if self._unknown is not None and np.array_equal(unknown, self._unknown):
+            return self._found
+        lab, n = periodic_components(unknown)
+        found = None
+        if n > 1:
+            size = np.bincount(lab.ravel())
+            size[0] = 0
+            small = (size <= self.pocket_max) & (size > 0)
+            small[np.argmax(size)] = False
+            found = small[lab] if small.any() else None
+        self._unknown, self._found = unknown, found
+        return found
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """The fine operator on a vector over the unknowns."""
@@ -250,10 +257,11 @@ class VoxelMultigrid:
             # single precision, scaled so the largest diagonal is 1 (the cycle's answer is
             # scaled back by cscale): no conductance units under- or overflow a float32
             cscale = float(levels[0].dtot.max(initial=0.0)) or 1.0
-            packed = [(np.concatenate([getattr(L, a).ravel() for L in levels]) * f).astype(np.float32)
-                      for a, f in (("gx", 1 / cscale), ("gy", 1 / cscale), ("gz", 1 / cscale),
-                                   ("dtot", 1 / cscale), ("dinv", cscale))]
             total = int(shapes.prod(axis=1).sum())
+            packed = [np.empty(total, np.float32) for _ in range(5)]
+            for L, o in zip(levels, offsets):
+                K.pack_level(L.gx.ravel(), L.gy.ravel(), L.gz.ravel(), L.dtot.ravel(), L.dinv.ravel(),
+                             cscale, int(o), *packed)
             shifts = np.array([[f // 2 for f in L.factors] for L in levels[:-1]] or [[0, 0, 0]],
                               dtype=np.int64)
             self._compiled = (*packed, np.zeros(total, np.float32), np.zeros(total, np.float32), offsets, shapes, shifts,

@@ -29,6 +29,7 @@ more than ``max_step`` (the exponential BV branches overshoot otherwise).
 """
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -60,6 +61,11 @@ _SHIFT_CLIP = 0.1
 def _harmonic(a, b):
     s = a + b
     return np.where(s > 0, 2.0 * a * b / np.where(s > 0, s, 1.0), 0.0)
+
+
+def _joined(*parts):
+    """np.concatenate of int arrays, the first itself when the others are empty."""
+    return parts[0] if all(p.size == 0 for p in parts[1:]) else np.concatenate(parts)
 
 
 def _log_mean(a, b):
@@ -122,7 +128,9 @@ class PotentialSolver:
     conductances are reused; with ``eta_tolerance`` so is the multigrid's operator while every
     coefficient stays within 10 % of it.  A warm start from a solution (any solver's) shifts
     phi_l by the diffusion potential of the salt's change since (``concentration``) and,
-    galvanostatic, steps along its ``sensitivity`` to the new current.
+    galvanostatic, steps along its ``sensitivity`` to the new current.  :meth:`renewed` gives a
+    solver for the same geometry in a new one's state (its solves bit for bit a new solver's)
+    without building the geometry again.
 
     Parameters: ``phase`` uint8 [x, y, z]; ``spacing`` h [m]; ``params``; ``eta_nuc`` [V] and
     ``activity`` per-voxel arrays (or scalars / None); ``conductivity`` [S/m] per-voxel
@@ -134,13 +142,15 @@ class PotentialSolver:
     residual alone; else it stops once a Newton step moved no face overpotential by more than
     this and the charge balance meets ``rtol``: the accuracy the KMC's rates need, reached in
     far fewer linear iterations), ``max_iterations``, ``max_step`` (largest change of a face
-    overpotential per Newton step, V).
+    overpotential per Newton step, V), ``connected`` (``continuum.grid.collector_connected(phase)``
+    where the caller has it already: the coupled run's lattice does).
     """
 
     def __init__(self, phase, spacing: float, params: PhysicalParameters, eta_nuc=None, activity=None,
                  conductivity=None, coarsen: int = 1, *, linear_solver: str = "auto",
                  direct_max: int | None = None, rtol: float = 1e-10, eta_tolerance: float | None = None,
-                 max_iterations: int = 60, max_step: float = 0.1, c_floor_fraction: float = 1e-6):
+                 max_iterations: int = 60, max_step: float = 0.1, c_floor_fraction: float = 1e-6,
+                 connected=None):
         if coarsen != 1:
             raise ValueError("PotentialSolver works on the grid it is given: for coarsen > 1 use "
                              "continuum.coarse_grid.CoarsePotentialSolver (or make_potential_solver)")
@@ -158,16 +168,23 @@ class PotentialSolver:
         self.max_iterations = max_iterations
         self.max_step = max_step
         self.c_floor = c_floor_fraction * params.c_ref
-        self.connected = collector_connected(phase)
+        if connected is None:
+            connected = collector_connected(phase)
+        elif np.shape(connected) != phase.shape:
+            raise ValueError(f"connected has shape {np.shape(connected)}, phase {phase.shape}")
+        self.connected = np.array(connected, dtype=bool)  # a copy: the caller's may change
         self.faces = interface_faces(phase, self.connected, eta_nuc, activity)
-        self.linear = SPDSolver(linear_solver, direct_max=_default_direct_max(phase.shape, direct_max))
+        self._linear_options = (linear_solver, _default_direct_max(phase.shape, direct_max))
+        self.linear = SPDSolver(linear_solver, direct_max=self._linear_options[1])
 
         self._number_nodes(conductivity)
-        lp, lq = self._reacting_faces()
-        self.pins = self._pin_floating_pockets(lp, lq)
-        self._lp = np.concatenate([self.ee_p, self.cc_p])  # the linear (conductance) links
-        self._lq = np.concatenate([self.ee_q, self.cc_q])
-        self._cv_diag = np.bincount(self.cv_p, weights=self.G_cv, minlength=self.n).astype(float)
+        self._reacting_faces()
+        self.pins = self._pin_floating_pockets()
+        # the linear (conductance) links (no copy on equipotential conductors: a 30 MB array
+        # at 128^3, and fresh memory costs its page faults)
+        self._lp = _joined(self.ee_p, self.cc_p)
+        self._lq = _joined(self.ee_q, self.cc_q)
+        self._cv_diag = np.bincount(self.cv_p, weights=self.G_cv, minlength=self.n).astype(float, copy=False)
         self._g_pin = self.h * params.conductivity(params.c_ref)
         # the Jacobian's diagonal from links to fixed potentials other than the top: pins, collector
         self._diag_other = self._cv_diag + np.bincount(self.pins, weights=np.full(self.pins.size, self._g_pin),
@@ -180,25 +197,54 @@ class PotentialSolver:
         self._bv_args = (self._rf.on_lithium, kin.exchange_current_density * self._rf.activity,
                          self._rf.eta_nuc, kin.alpha_a * params.f, kin.alpha_c * params.f, params.f,
                          kin.alpha_a, kin.alpha_c, params.c_ref)
-        self._mg = self.pattern = None
-        self._mg_operator = None  # (links, diagonal, top) of the multigrid's current operator
+        self.pattern = None
         if self.linear.effective_method(self.n) == "gmg":  # the grid operator is the matrix
             rf = self._rf.subset(~self.bv_v)
             bv_slots = face_slots(self.shape, rf.electrolyte_index, rf.conductor_index, rf.direction)
-            # two Gauss-Seidel sweeps each way: 16 CG iterations for 33 (warm, 128^3 porous host)
-            self._mg = VoxelMultigrid(self.shape, np.concatenate([self.elec_flat, self.cond_flat]), sweeps=2)
-            self._mg_slots = np.concatenate([self._ee_slots, self._cc_slots, bv_slots])
+            self._mg_slots = _joined(self._ee_slots, self._cc_slots, bv_slots)
         else:
-            self.pattern = SymmetricPattern(self.n, lp, lq)
+            self.pattern = SymmetricPattern(self.n, *self._jacobian_links())
 
         self.area = self.h**2
+        self.face_site = dict(activity=self._rf.activity, eta_nuc=self._rf.eta_nuc,
+                              on_lithium=self._rf.on_lithium)
+        self._start_state()
+
+    def _start_state(self):
+        """What solves keep and reuse (linear solver, multigrid hierarchy and operator, the last
+        sensitivity and salt field), as a new solver has it."""
+        self._mg = None
+        if self.pattern is None:
+            # two Gauss-Seidel sweeps each way: 16 CG iterations for 33 (warm, 128^3 porous host)
+            self._mg = VoxelMultigrid(self.shape, _joined(self.elec_flat, self.cond_flat), sweeps=2)
+        self._mg_operator = None  # (links, diagonal, top) of the multigrid's current operator
         self._w_prev = None  # last sensitivity d(phi)/dV solve: initial guess for the next
         self._calls = 0
         self._ce_built = None  # the concentrations the multigrid's coarse levels were built with
         self._last_prepare = None
         self.hierarchy_builds = 0
-        self.face_site = dict(activity=self._rf.activity, eta_nuc=self._rf.eta_nuc,
-                              on_lithium=self._rf.on_lithium)
+
+    def scratch(self):
+        """The multigrid CG's vectors (scratch; None: none yet), for :meth:`use_scratch`."""
+        return None if self._mg is None else self._mg._work
+
+    def use_scratch(self, work) -> None:
+        """Take another solver's :meth:`scratch` on the same grid as this one's CG vectors: fresh
+        ones cost their page faults (a deposit step's solve at 128^3: 1.2 CPU-s for 1.7-1.9)."""
+        if self._mg is not None and self._mg._work is None and work is not None and work[0].shape == self.shape:
+            self._mg._work = work
+
+    def renewed(self) -> PotentialSolver:
+        """A solver for this geometry in the state a new one starts in: its solves are bit for bit
+        those of ``PotentialSolver`` built again from the same arguments (nothing of this one's
+        solves carries over, so a run resumed from a checkpoint, which starts without it, repeats
+        them), without the geometry's construction (0.15-0.3 CPU-s at 128^3, 0.035 at 64 x 64 x
+        112) nor new CG vectors.  A coupled run's macro-step whose deposit changed no voxel takes one."""
+        new = copy.copy(self)
+        new.linear = SPDSolver(self._linear_options[0], direct_max=self._linear_options[1])
+        new._start_state()
+        new.use_scratch(self.scratch())
+        return new
 
     # -- geometry (built once in __init__) ------------------------------------------------
     def _number_nodes(self, conductivity):
@@ -206,7 +252,6 @@ class PotentialSolver:
         phase = self.phase
         nz = self.shape[2]
         N = phase.size
-        zcoord = np.arange(N) % nz
         elec = (phase == ELECTROLYTE).ravel()
         self.elec_flat = np.flatnonzero(elec)
         ne = self.elec_flat.size
@@ -219,7 +264,9 @@ class PotentialSolver:
             sigma = np.broadcast_to(np.asarray(conductivity, dtype=np.float64), self.shape).ravel()
             if np.any(~(sigma[conn] > 0)):
                 raise ValueError("conductivity must be positive on every connected conductor")
-            collector = conn & (zcoord == 0)
+            collector = np.zeros(self.shape, dtype=bool)
+            collector[:, :, 0] = self.connected[:, :, 0]
+            collector = collector.ravel()
             self.cond_flat = np.flatnonzero(conn & ~collector)
             n = ne + self.cond_flat.size
             node[self.cond_flat] = ne + np.arange(self.cond_flat.size)
@@ -244,10 +291,10 @@ class PotentialSolver:
 
         p, q, self._ee_slots = voxel_links(phase == ELECTROLYTE, with_slots=True)
         self.ee_p, self.ee_q = node[p], node[q]
-        self.top = node[self.elec_flat[zcoord[self.elec_flat] == nz - 1]]
+        self.top = node[self.elec_flat[self.elec_flat % nz == nz - 1]]
 
     def _reacting_faces(self):
-        """face_active, the BV index arrays of the active faces, and the Jacobian links (lp, lq)."""
+        """face_active and the BV index arrays of the active faces."""
         n, node = self.n, self.node
         # Electrolyte pockets cut off from the top carry no net current.  If such a pocket has
         # only bare-host faces (cathodic branch only) no finite potential satisfies that: its
@@ -268,12 +315,13 @@ class PotentialSolver:
         self.bv_v = self.bv_q == n  # faces whose conductor side is the V node
         self.bvc_e, self.bvc_q = self.bv_e[~self.bv_v], self.bv_q[~self.bv_v]
 
-        lp = np.concatenate([self.ee_p, self.cc_p, self.bvc_e])
-        lq = np.concatenate([self.ee_q, self.cc_q, self.bvc_q])
-        return lp, lq
+    def _jacobian_links(self):
+        """(lp, lq): the Jacobian's off-diagonal links (electrolyte, conductor, BV to resistive
+        conductors)."""
+        return (_joined(self.ee_p, self.cc_p, self.bvc_e), _joined(self.ee_q, self.cc_q, self.bvc_q))
 
-    def _pin_floating_pockets(self, lp, lq):
-        """Nodes to pin to 0, one per component of the (lp, lq) graph with no fixed potential."""
+    def _pin_floating_pockets(self):
+        """Nodes to pin to 0, one per component of the Jacobian's link graph with no fixed potential."""
         n = self.n
         # electrolyte pockets touching neither the top, nor a reacting face, nor (through
         # conductors) the collector have a floating potential: pin one voxel each to 0.
@@ -284,6 +332,7 @@ class PotentialSolver:
         if n == self.ne:  # equipotential conductors: the graph is the electrolyte's links
             ncomp, lab = int(self._lab_e.max(initial=-1)) + 1, self._lab_e
         else:
+            lp, lq = self._jacobian_links()
             adj = sp.coo_matrix((np.ones(lp.size), (lp, lq)), shape=(n, n))
             ncomp, lab = connected_components(adj, directed=False)
         comp_anchored = np.zeros(ncomp, dtype=bool)

@@ -13,7 +13,9 @@ phase field (``continuum.phasefield``) takes, and back.
 - ``packets_from_concentration``: c -> KMC packets, moles conserved to the packet.
 - ``phasefield_parameters``: the phase-field constants that give a flat front the KMC's
   Butler-Volmer law (the mapping the flat-front test fixes); ``capillary_constants``: those that
-  give it the KMC's interface energy and linearised Gibbs-Thomson velocity.
+  give it the KMC's interface energy and linearised Gibbs-Thomson velocity;
+  ``contact_coordination_shift``: the KMC's coordination shift of a first voxel on a host, as
+  the host's nucleation overpotential.
 
 Grids are ``[x, y, z]``, periodic in x and y; z = 0 the collector, z boundaries zero-flux (a
 kernel meets them by reflection).  A refined grid splits every axis of length > 1 into
@@ -68,6 +70,38 @@ def capillary_constants(physics: PhysicalParameters, interface_energy: float, pr
     return {"gradient_coefficient": 6.0 * interface_energy * profile_length,
             "barrier_height": 3.0 * interface_energy / profile_length,
             "interface_mobility": capillary_mobility(physics) / (6.0 * profile_length)}
+
+
+def _face_neighbour_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of ``a`` over each voxel's six face neighbours (periodic in x and y; nothing through
+    the z boundaries, as in the KMC's ``neighbour``)."""
+    a = np.asarray(a, dtype=np.float64)
+    out = np.zeros_like(a)
+    for ax in (0, 1):
+        out += np.roll(a, 1, ax) + np.roll(a, -1, ax)
+    out[:, :, 1:] += a[:, :, :-1]
+    out[:, :, :-1] += a[:, :, 1:]
+    return out
+
+
+def contact_coordination_shift(phase, shift_per_bond: float) -> np.ndarray:
+    """The KMC's coordination shift of a first voxel plated on a host, as a nucleation
+    overpotential per host voxel [V] (``phasefield.contact_coordination``, docs/phasefield.md
+    "Validation").  A KMC voxel plated in electrolyte voxel e reduces at eta + eta_nuc + (3 - n)
+    delta, n its face neighbours that are not electrolyte (host and lithium,
+    ``kmc.engine.rates.coordination_shift``): 2 delta on a flat wall, 0 in a corner of three
+    walls, -2 delta at the floor of a one-voxel pit.  The phase field's wetting layer reduces at
+    its host's eta_nuc, so each conductive host voxel gets the mean of that shift over its
+    electrolyte face neighbours (the contacts it serves); 0 on every other voxel."""
+    from .engine.rates import coordination_shift
+
+    phase = np.asarray(phase)
+    free = phase == ELECTROLYTE
+    bonds = _face_neighbour_sum(~free)
+    shift = np.where(free, coordination_shift(bonds, float(shift_per_bond)), 0.0)
+    contacts = _face_neighbour_sum(free)
+    host = (phase == HOST_CONDUCTIVE) & (contacts > 0)
+    return np.where(host, _face_neighbour_sum(shift) / np.maximum(contacts, 1.0), 0.0)
 
 
 def phasefield_parameters(physics: PhysicalParameters, base: PhaseFieldParameters = HONG2018,

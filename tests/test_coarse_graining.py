@@ -9,7 +9,7 @@ from continuum.parameters import PhysicalParameters
 from continuum.phasefield import (HONG2018, PhaseFieldSolver, Potentiostatic, flat_front_velocity, logistic_profile,
                                   planar_electrode)
 from kmc.coarse_graining import (concentration_from_mean_field, concentration_from_packets,
-                                 lattice_from_order_parameter, order_parameter_from_lattice, packets_from_concentration,
+                                 contact_coordination_shift, lattice_from_order_parameter, order_parameter_from_lattice, packets_from_concentration,
                                  phasefield_parameters, refine, volume_ratio)
 from kmc.engine import KMCEngine
 from kmc.engine.lattice import LatticeState
@@ -358,3 +358,35 @@ def test_capillary_constants_keep_the_flat_front_and_name_bad_values():
         capillary_constants(phys, 0.0, 0.5e-6)
     with pytest.raises(ValueError, match="profile_length"):
         capillary_constants(phys, 155.4, float("nan"))
+
+
+def test_contact_coordination_shift_is_the_kmcs_first_voxel_shift_averaged_over_a_host_voxels_contacts():
+    """(3 - n) delta of the voxel a first packet would fill, n its non-electrolyte face
+    neighbours (host, lithium; periodic in x, y), averaged over each conductive host voxel's
+    electrolyte faces: 2 delta under a flat wall's contact, -2 delta at the floor of a one-voxel
+    pit, the mean of both on a pit's wall."""
+    delta = 0.0419  # 155 J/m^2 at 1 um
+    phase = np.full((4, 4, 5), ELECTROLYTE, np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    np.testing.assert_allclose(contact_coordination_shift(phase, delta)[:, :, 0], 2 * delta)  # n = 1
+    phase[:, :, 1] = HOST_CONDUCTIVE
+    phase[1, 1, 1] = ELECTROLYTE  # a pit: 4 walls and a floor, n = 5
+    s = contact_coordination_shift(phase, delta)
+    assert s[1, 1, 0] == pytest.approx(-2 * delta)
+    assert s[0, 1, 1] == pytest.approx(0.0)  # its contacts: the pit (-2 delta) and the flat top (2 delta)
+    assert s[3, 3, 1] == pytest.approx(2 * delta) and s[2, 2, 0] == 0.0  # buried: no contact, no shift
+    assert (s[:, :, 2:] == 0).all()  # not host
+    # the KMC's rates at that shift: a first voxel on a flat wall reduces exp(-alpha_c f 2 delta) slower than at a kink
+    rc = RateConstants.from_parameters(PhysicalParameters(), 1e-6, interface_energy=155.37)
+    assert rc.coordination_shift == pytest.approx(delta, rel=1e-3)
+    assert rc.reduction(-0.03, 0.04, bonds=1) / rc.reduction(-0.03, 0.04) == pytest.approx(
+        np.exp(-rc.alpha_c_f * 2 * rc.coordination_shift))
+    # lithium and dielectric neighbours are bonds as well (the KMC's count); across the periodic x boundary
+    phase[3, 3, 2] = LITHIUM
+    phase[0, 3, 2] = HOST_DIELECTRIC
+    s = contact_coordination_shift(phase, delta)
+    # contact (3, 3, 2) is now lithium; (2, 3, 2) above host (3 - 2) and next to lithium -> n = 2;
+    # host (2, 3, 1) serves only (2, 3, 2)
+    assert s[2, 3, 1] == pytest.approx(delta)
+    # contact (1, 3, 2): its neighbours (0, 3, 2) dielectric, host below -> n = 2
+    assert s[1, 3, 1] == pytest.approx(delta)

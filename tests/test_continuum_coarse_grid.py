@@ -59,3 +59,25 @@ def test_coarsen_phase_rules():
 def test_bad_factor():
     with pytest.raises(ValueError, match="coarsen"):
         make_potential_solver(_foil(4, 9), 1e-6, PARAMS, coarsen=2)
+
+
+def test_renewed_coarse_solver_repeats_a_new_one():
+    """The coarse solver's renewal keeps its coarse geometry and repeats a new solver's warm
+    solve bit for bit (continuum.potential.PotentialSolver.renewed)."""
+    rng = np.random.default_rng(4)
+    noise = ndimage.gaussian_filter(rng.standard_normal((16, 16, 16)), 1.5, mode="wrap")
+    phase = np.where(noise > np.quantile(noise, 0.6), HOST_CONDUCTIVE, ELECTROLYTE).astype(np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    phase[:, :, 12:] = ELECTROLYTE
+    current = -10.0 * 256e-12
+    kw = dict(coarsen=2, linear_solver="gmg", eta_tolerance=1e-5)
+    old = make_potential_solver(phase, 1e-6, PARAMS, **kw)
+    sol = old.solve(1000.0, current=current)
+    sol = old.solve(1010.0, current=1.1 * current, initial=sol)
+    renewed = old.renewed()
+    assert renewed.coarse.faces is old.coarse.faces and renewed.coarse is not old.coarse
+    got = renewed.solve(1020.0, current=1.2 * current, initial=sol)
+    want = make_potential_solver(phase, 1e-6, PARAMS, **kw).solve(1020.0, current=1.2 * current, initial=sol)
+    assert got.cell_potential == want.cell_potential
+    assert np.array_equal(got.phi_l, want.phi_l, equal_nan=True)
+    assert np.array_equal(got.face_overpotential, want.face_overpotential, equal_nan=True)

@@ -437,3 +437,88 @@ def test_voxels_new_to_a_warm_start_take_their_neighbours_mean():
     out = np.empty(1)
     PK.neighbour_means(iso.ravel(), *shape, np.array([flat(2, 2, 2)]), -7.0, out)
     assert out[0] == -7.0
+
+
+def _same_solution(a, b):
+    for name in ("phi_l", "phi_s", "face_overpotential", "face_current_density", "sensitivity", "concentration"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or np.array_equal(x, y, equal_nan=True), name
+    assert (a.cell_potential, a.iterations, a.linear_iterations) == (b.cell_potential, b.iterations,
+                                                                     b.linear_iterations)
+
+
+@pytest.mark.parametrize("method,resistive,tol", [("gmg", False, 1e-5), ("gmg", True, None), ("direct", False, 1e-5)])
+def test_renewed_solver_repeats_a_new_one_bit_for_bit(method, resistive, tol):
+    """A renewed solver keeps the geometry (not built again) and nothing of its solves: after
+    two solves on the old one (kept multigrid hierarchy, operator and sensitivity), the renewed
+    one's warm solve on a moved salt field is bit for bit a new solver's, so a resumed run,
+    which starts without it, repeats the uninterrupted one."""
+    ph = porous_host(n=12, nz=14, seed=3)
+    rng = np.random.default_rng(3)
+    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
+    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
+    I = -10.0 * 12 * 12 * 1e-12
+    kw = dict(eta_nuc=0.02, conductivity=sigma, linear_solver=method, eta_tolerance=tol)
+    old = PotentialSolver(ph, 1e-6, P, **kw)
+    sol = old.solve(c, current=I, c_top=P.c_ref)
+    sol = old.solve(c, current=1.05 * I, c_top=P.c_ref, initial=sol)
+    renewed = old.renewed()
+    assert renewed.ee_p is old.ee_p and renewed.faces is old.faces  # the geometry is shared
+    c2 = c * _smooth_factor(ph.shape, 0.02, rng)
+    for k in range(2):  # its own state grows as a new one's
+        got = renewed.solve(c2, current=(1.1 + 0.05 * k) * I, c_top=P.c_ref, initial=sol)
+        if k == 0:
+            new = PotentialSolver(ph, 1e-6, P, **kw)
+        want = new.solve(c2, current=(1.1 + 0.05 * k) * I, c_top=P.c_ref, initial=sol)
+        _same_solution(got, want)
+        assert renewed.hierarchy_builds == new.hierarchy_builds
+        sol = want
+    # the old one is unaffected by the renewed one's solves
+    assert old.solve(c2, current=I, c_top=P.c_ref, initial=sol).converged
+
+
+def test_coupled_run_reuses_the_solver_while_the_geometry_is_unchanged():
+    """A pulse's off-times and short steps fill no voxel: the run renews the last solver
+    instead of building the geometry again, and its rows are bit for bit those of a run that
+    builds a new solver every step."""
+    from kmc.coupling.config import make_config
+    from kmc.coupling.simulation import PlatingSimulation
+
+    cfg = make_config({}, ["host.nx=8", "host.ny=8", "host.host_layers=4", "host.reservoir_layers=6",
+                           "protocol.kind=pulse", "protocol.current_density_mA_cm2=5",
+                           "protocol.capacity_mAh_cm2=0.02", "snapshots=0"])
+    host = cfg.host.build(np.random.SeedSequence(1))
+    segs = cfg.protocol.segments()
+    sims = []
+    for reuse in (True, False):
+        sim = PlatingSimulation(cfg, host, seed_sequence=np.random.SeedSequence(2))
+        if not reuse:  # forget the kept solver before every step
+            step = sim.macro_step
+            def forgetting(*a, sim=sim, step=step, **k):
+                sim._kept_solver = None
+                return step(*a, **k)
+
+            sim.macro_step = forgetting
+        sims.append((sim, sim.run(segs)))
+    (a, ra), (b, rb) = sims
+    assert a.steps == b.steps > 10
+    assert b.solvers_built > a.solvers_built  # reuse happened
+    assert len(ra.rows) == len(rb.rows)
+    for x, y in zip(ra.rows, rb.rows):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == y[k] or (x[k] != x[k] and y[k] != y[k]), k
+
+
+def test_given_connectivity_builds_the_same_solver():
+    """A caller's collector connectivity (the coupled run's lattice has it) replaces the
+    solver's own flood fill: the same solver, kept as a copy; a wrong shape is refused."""
+    ph = porous_host(n=10, nz=12, seed=5)
+    conn = collector_connected(ph)
+    a = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02)
+    b = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, connected=conn)
+    assert b.connected is not conn and np.array_equal(a.connected, b.connected)
+    I = -10.0 * 10 * 10 * 1e-12
+    _same_solution(a.solve(P.c_ref, current=I), b.solve(P.c_ref, current=I))
+    with pytest.raises(ValueError, match="connected"):
+        PotentialSolver(ph, 1e-6, P, connected=conn[:, :, 1:])

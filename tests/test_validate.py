@@ -17,6 +17,7 @@ from kmc.studies.validate import (
     FILM_LAYERS,
     INSIDE_FRACTION,
     MEAN_HEIGHT,
+    POROUS_NY,
     PROFILE_L1,
     Validate,
     depth_profile,
@@ -87,6 +88,16 @@ def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
     assert "from about 82 replicas" in text
     assert "Planar foil: at 8" not in text  # 0.02 is under half the tolerance: resolved
 
+    def height_row(host, low, high):  # KMC mean 5.5 um: tolerance 0.275 um
+        return {"Host": host, "Regime": "Reaction-limited", "Quantity": MEAN_HEIGHT, "KMC mean": 5.5,
+                "KMC CI95 low": low, "KMC CI95 high": high, "Phase field": 6.3, "Difference": 0.8,
+                "Tolerance": 0.275, "Pass": "FAIL", "Acceptance": True}
+
+    # the 40 x 2 slab's +-0.45 um is 3.3x half the tolerance: 8 x 3.3^2 = 86 replicas
+    text = format_verdict([height_row("Porous host", 5.05, 5.95), height_row("Planar foil", 5.4, 5.6)], 8, 1.0)
+    assert "Porous host: the KMC's mean height is known to +-0.45 um" in text and "from about 86 replicas" in text
+    assert "Planar foil: the KMC's mean height" not in text  # +-0.1 um is under half of 0.275 um
+
 
 def test_pass_fail_against_the_acceptance_tolerances():
     # mean height: 5 % of the KMC mean, relative
@@ -108,6 +119,27 @@ def test_bad_options_are_named():
     cfg = make_config({}, get_study("validate").overrides + ["model=phasefield"])
     with pytest.raises(ConfigError, match="validate runs both models"):
         Validate(2).plan(cfg, np.random.SeedSequence(0))
+    for bad in (1, 1025, 2.5, True):
+        with pytest.raises(ConfigError, match=r"--porous-ny .* out of range: a whole number of voxels in \[2, 1024\]"):
+            Validate(2, porous_ny=bad)
+
+
+def test_the_porous_host_has_its_own_footprint_and_the_foil_keeps_the_slab():
+    cfg = make_config({}, get_study("validate").overrides)
+    for ny in (2, 5):
+        hosts = Validate(2, porous_ny=ny).plan(cfg, np.random.SeedSequence(0)).hosts
+        assert hosts["Porous host"].phase.shape == (40, ny, 19) and hosts["Planar foil"].phase.shape == (40, 2, 19)
+    porous = Validate(2).plan(cfg, np.random.SeedSequence(0)).hosts["Porous host"]
+    assert porous.phase.shape == (40, POROUS_NY, 19)
+    # the same host for the same seed (a validation's cases all plate one host)
+    again = Validate(2).plan(cfg, np.random.SeedSequence(0)).hosts["Porous host"]
+    np.testing.assert_array_equal(porous.phase, again.phase)
+
+
+def test_cli_refuses_a_porous_ny_out_of_range_before_writing(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["validate", "--porous-ny", "1", "--out", str(out), "--no-progress"]) == 2
+    assert "porous-ny" in capsys.readouterr().err and not out.exists()
 
 
 def test_plan_gives_every_replica_its_stream_and_the_phase_field_its_config():
@@ -186,7 +218,7 @@ TINY = ["host.nx=32", "host.host_layers=2", "host.reservoir_layers=4", "protocol
 
 @pytest.mark.slow  # the phase field's three cases: 30-55 s each on the shared 2 cores (the KMC's: 2 s)
 def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path):
-    study = Validate(2)
+    study = Validate(2, porous_ny=4)
     cfg = make_config({}, study.overrides + TINY)
     out = tmp_path / "v"
     said = []
@@ -323,6 +355,33 @@ def test_phasefield_interface_energy_option_sets_the_phase_field_cases_and_names
         phasefield_constants(make_config({}, ["model=phasefield", "phasefield.capillarity=kmc"]))
     with pytest.raises(ConfigError, match="capillarity"):
         make_config({}, ["phasefield.capillarity=chen"])
+
+
+def test_match_gives_the_wetting_layer_the_kmcs_coordination_shift_and_match_front_does_not():
+    from kmc.coarse_graining import contact_coordination_shift
+    from kmc.coupling.phasefield_run import (
+        check_phasefield_case,
+        host_nucleation_overpotential,
+    )
+
+    cfg = make_config({}, get_study("validate").overrides)
+    for setting, on in (("match", True), ("match-front", False)):
+        plan = Validate(2, phasefield_interface_energy=setting, porous_ny=3).plan(cfg, np.random.SeedSequence(0))
+        case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
+        assert case.config.phasefield.contact_coordination is on and case.config.phasefield.capillarity == "kmc"
+        eta_nuc = host_nucleation_overpotential(case.config, case.host)
+        delta = 2 * case.config.kmc.interface_energy_J_m2 * cfg.physics.lithium_molar_volume / (FARADAY * 1e-6)
+        expected = case.host.eta_nuc + (contact_coordination_shift(case.host.phase, delta) if on else 0.0)
+        np.testing.assert_allclose(eta_nuc, expected, rtol=1e-12, atol=1e-15)
+    assert eta_nuc is case.host.eta_nuc  # off: the host's own
+    # on: a host voxel whose contacts all lie on flat faces nucleates at 40 mV + 2 delta = 124 mV
+    pf_on = case.config.phasefield.model_copy(update={"contact_coordination": True})
+    on = host_nucleation_overpotential(case.config.model_copy(update={"phasefield": pf_on}), case.host)
+    assert on.max() == pytest.approx(0.04 + 2 * delta, rel=1e-9)
+    # the shift needs the KMC's interface energy
+    bad = make_config({}, ["model=phasefield", "phasefield.contact_coordination=true"])
+    with pytest.raises(ConfigError, match="contact_coordination takes the KMC's coordination shift"):
+        check_phasefield_case(bad, case.host, case.segments, "porous")
 
 
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):

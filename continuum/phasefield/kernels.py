@@ -1,7 +1,8 @@
-"""Compiled kernels of the phase-field stepping: the reaction term, the Allen-Cahn force and
-the Jacobi-preconditioned CG of the xi solves.  Each is one pass (or one call) where the numpy
-versions made a dozen temporaries per evaluation; the formulas are the solver's (see
-`solver._reaction`, `solver._allen_cahn`), which documents them."""
+"""Compiled kernels of the phase-field stepping: the reaction term, the Allen-Cahn force, the xi
+residual of an iterate (both, with the active voxels, in one call), the transport operator's
+links and the Jacobi-preconditioned CG of the xi solves.  Each is one pass (or one call)
+where the numpy versions made a dozen temporaries per evaluation; the formulas are the
+solver's (see `solver._reaction`, `solver._allen_cahn`), which documents them."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,36 @@ import numpy as np
 from ..kinetics import _MAX_EXPONENT as MAX_EXP  # the clip of exp() arguments, continuum.kinetics'
 
 
+@numba.njit(cache=True, inline="always")
+def _reaction_at(x, cc, eta, face, cathodic, L, alpha_a_f, alpha_c_f, c0, want):
+    """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`); ``want`` False: R only (the
+    other two 0)."""
+    e = 1e-3 * c0
+    t = min(max(x, 0.0), 1.0)  # theta, and xi clipped for h and its derivatives
+    u = alpha_a_f * eta
+    ea = math.exp(min(max(u, -MAX_EXP), MAX_EXP))
+    v = -alpha_c_f * eta
+    ec = math.exp(min(max(v, -MAX_EXP), MAX_EXP))
+    root = math.sqrt(cc * cc + e * e)
+    cp = 0.5 * (cc + root) / c0
+    y = t * (1.0 - t)
+    dhx = 30.0 * y * y
+    hx = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
+    bare = face * (1.0 - hx)
+    mec = cathodic * ec
+    film = t * ea - (1.0 - t) * mec * cp
+    drive = ea - cp * ec
+    r = L * (dhx * drive + bare * film)
+    dr = 0.0
+    bb = 0.0
+    if want:
+        d2 = 60.0 * y * (1.0 - 2.0 * t)
+        extra = bare * (ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
+        dr = L * (d2 * drive - face * dhx * film + extra)
+        bb = L * (dhx * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
+    return r, dr, bb
+
+
 @numba.njit(cache=True)
 def reaction(xi, c, eta, act, face_weight, cathodic_factor, L, alpha_a_f, alpha_c_f, c0, want):
     """R, dR/dxi and B = -dR/dc on the voxels ``act`` (`solver._reaction`); ``want`` 0: R only
@@ -20,32 +51,14 @@ def reaction(xi, c, eta, act, face_weight, cathodic_factor, L, alpha_a_f, alpha_
     R = np.empty(m)
     dR = np.empty(m if want else 0)
     B = np.empty(m if want else 0)
-    e = 1e-3 * c0
     for j in range(m):
         i = act[j]
-        x = xi[i]
-        t = min(max(x, 0.0), 1.0)  # theta, and xi clipped for h and its derivatives
-        u = alpha_a_f * eta[j]
-        ea = math.exp(min(max(u, -MAX_EXP), MAX_EXP))
-        v = -alpha_c_f * eta[j]
-        ec = math.exp(min(max(v, -MAX_EXP), MAX_EXP))
-        cc = c[i]
-        root = math.sqrt(cc * cc + e * e)
-        cp = 0.5 * (cc + root) / c0
-        y = t * (1.0 - t)
-        dhx = 30.0 * y * y
-        hx = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
-        face = face_weight[i]
-        bare = face * (1.0 - hx)
-        mec = cathodic_factor[i] * ec
-        film = t * ea - (1.0 - t) * mec * cp
-        drive = ea - cp * ec
-        R[j] = L * (dhx * drive + bare * film)
+        r, dr, bb = _reaction_at(xi[i], c[i], eta[j], face_weight[i], cathodic_factor[i], L, alpha_a_f,
+                                 alpha_c_f, c0, want != 0)
+        R[j] = r
         if want:
-            d2 = 60.0 * y * (1.0 - 2.0 * t)
-            extra = bare * (ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
-            dR[j] = L * (d2 * drive - face * dhx * film + extra)
-            B[j] = L * (dhx * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
+            dR[j] = dr
+            B[j] = bb
     return R, dR, B
 
 
@@ -70,6 +83,39 @@ def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
         if wall != 0.0:
             out[i] += wall * n_host[i] * x * (1.0 - x)
     return out
+
+
+@numba.njit(cache=True)
+def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
+                             face_weight, cathodic_factor, L, alpha_a_f, alpha_c_f, c0):
+    """The xi residual of an iterate in one call (`solver._residuals`): x = xi + dxi, the active
+    voxels ak (h'(x) > 1e-14 or a host contact, `solver._active`), G = (dxi - hist)/dt -
+    F_ac(x) + R on ak, and R, B = -dR/dc on ak at c and eta0 + dV psi."""
+    n = xi.size
+    x = np.empty(n)
+    for i in range(n):
+        x[i] = xi[i] + dxi[i]
+    G = allen_cahn(x, a, b, k, well, contact, wall, n_host)
+    ak = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        G[i] = (dxi[i] - hist[i]) / dt - G[i]
+        t = min(max(x[i], 0.0), 1.0)
+        y = t * (1.0 - t)
+        if 30.0 * y * y > 1e-14 or contact[i]:
+            ak[m] = i
+            m += 1
+    ak = ak[:m]
+    R = np.empty(m)
+    B = np.empty(m)
+    for j in range(m):
+        i = ak[j]
+        r, _, bb = _reaction_at(x[i], c[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i], L,
+                                 alpha_a_f, alpha_c_f, c0, True)
+        R[j] = r
+        B[j] = bb
+        G[i] += r
+    return G, R, B, ak, x
 
 
 @numba.njit(cache=True)
@@ -146,7 +192,8 @@ def link_apply(a, b, G, dtot, v, out):
 def jacobi_cg(a, b, G, dtot, rhs, x, rtol, maxiter):
     """CG with the Jacobi preconditioner on the SPD link matrix (off-diagonals -G, diagonal
     ``dtot``) from ``x`` (overwritten): stops at |rhs - A x| <= rtol |rhs|.  Returns the
-    iterations, -1 when ``maxiter`` was not enough."""
+    iterations, -1 when ``maxiter`` was not enough.  Four passes per iteration (the diagonal
+    part of A p is taken with the update of p, the updates of x, r and z share one)."""
     n = rhs.size
     r = np.empty(n)
     link_apply(a, b, G, dtot, x, r)
@@ -160,31 +207,36 @@ def jacobi_cg(a, b, G, dtot, rhs, x, rtol, maxiter):
     if math.sqrt(rn) <= goal:
         return 0
     z = np.empty(n)
+    pdir = np.empty(n)
+    ap = np.empty(n)
     rz = 0.0
     for i in range(n):
         z[i] = r[i] / dtot[i]
         rz += r[i] * z[i]
-    pdir = z.copy()
-    ap = np.empty(n)
+        pdir[i] = z[i]
+        ap[i] = dtot[i] * z[i]
     for it in range(1, maxiter + 1):
-        link_apply(a, b, G, dtot, pdir, ap)
+        for j in range(a.size):
+            p, q = a[j], b[j]
+            ap[p] -= G[j] * pdir[q]
+            ap[q] -= G[j] * pdir[p]
         pap = 0.0
         for i in range(n):
             pap += pdir[i] * ap[i]
         alpha = rz / pap
         rn = 0.0
+        rz_new = 0.0
         for i in range(n):
             x[i] += alpha * pdir[i]
             r[i] -= alpha * ap[i]
             rn += r[i] * r[i]
-        if math.sqrt(rn) <= goal:
-            return it
-        rz_new = 0.0
-        for i in range(n):
             z[i] = r[i] / dtot[i]
             rz_new += r[i] * z[i]
+        if math.sqrt(rn) <= goal:
+            return it
         beta = rz_new / rz
         rz = rz_new
         for i in range(n):
             pdir[i] = z[i] + beta * pdir[i]
+            ap[i] = dtot[i] * pdir[i]
     return -1

@@ -116,6 +116,13 @@ class Galvanostatic:
     current_density: float
 
 
+def _allen_cahn_coefficients(g: Geometry, p: PhaseFieldParameters):
+    """(L_sigma kappa / h^2, 2 L_sigma W, L_sigma 6 gamma_w / h or 0): the link conductance of
+    the gradient term, the double well's and the wall's factors (`kernels.allen_cahn`)."""
+    return (p.interface_mobility * p.gradient_coefficient / g.h**2, p.interface_mobility * 2.0 * p.barrier_height,
+            p.interface_mobility * 6.0 * p.wall_tension / g.h if p.wall_tension else 0.0)
+
+
 def _allen_cahn(g: Geometry, p: PhaseFieldParameters, xi, exempt=None):
     """-L_sigma (g'(xi) - kappa lap xi + wall) on free voxels [1/s].  Dielectric and domain faces
     carry no flux; a conductive host face adds Cahn's wall energy -gamma cos(theta) (3 xi^2 -
@@ -123,9 +130,8 @@ def _allen_cahn(g: Geometry, p: PhaseFieldParameters, xi, exempt=None):
     xi = 0: a bare host is at rest.  The ``exempt`` voxels (default: the host contacts, whose
     lithium is the wetting layer, docs/phasefield.md "Host contact") feel neither the double
     well nor the gradient term, only the wall's; their neighbours see their xi (one-way)."""
-    return kernels.allen_cahn(xi, g.a, g.b, p.interface_mobility * p.gradient_coefficient / g.h**2,
-                              p.interface_mobility * 2.0 * p.barrier_height, g.contact if exempt is None else exempt,
-                              p.interface_mobility * 6.0 * p.wall_tension / g.h if p.wall_tension else 0.0, g.n_host)
+    k, well, wall = _allen_cahn_coefficients(g, p)
+    return kernels.allen_cahn(xi, g.a, g.b, k, well, g.contact if exempt is None else exempt, wall, g.n_host)
 
 
 def _double_well_curvature(g: Geometry, p: PhaseFieldParameters, xi, exempt=None):
@@ -186,6 +192,7 @@ class _Transport:
         self.mdiag = M.diagonal()
         self.dominant = diag.min() / self.mdiag.max() > 0.02  # I/dt dominates: Jacobi-CG
         self.schur = None  # (extra diagonal, matrix, key) of the last Schur system
+        self.slotboom = None  # (w, links, top) of the multigrid's system, made on its first solve
 
     def apply(self, dc):
         """M dc (unscaled)."""
@@ -211,13 +218,16 @@ class _Transport:
 
     def _solve_multigrid(self, lin, mg, rhs, extra, guess):
         g, dt = self.solver.geo, self.solver._dt
-        w = 1.0 / self.s**2  # exp(-f (phi - phi0)): c = w u
-        key = (self.key, id(extra))
-        if self.solver._mg_c_key != key:
-            storage = w / dt if extra is None else w * (1.0 / dt + extra)
+        if self.slotboom is None:  # the same for all of a step's solves
+            w = 1.0 / self.s**2  # exp(-f (phi - phi0)): c = w u
             top = np.zeros(g.n)
             if self.solver.top_reservoir and g.ctop.size:
                 top[g.ctop] = self.Bt * w[g.ctop]
+            self.slotboom = (w, self.Bab * w[g.a], top)
+        w, links, top = self.slotboom
+        key = (self.key, id(extra))
+        if self.solver._mg_c_key != key:
+            storage = w / dt if extra is None else w * (1.0 / dt + extra)
             # the final solve after the same step's Schur solves: its operator differs only in
             # the interface's storage, so it keeps their coarse levels (a set-up saved per
             # attempt); a step's Schur operator keeps the last steps' while that costs at most
@@ -225,7 +235,7 @@ class _Transport:
             last, reuse = self.solver._mg_c_key, self.solver._mg_c_reuse
             final = extra is None and last is not None and last[0] == self.key
             rebuild = not final and reuse.rebuild()
-            mg.set_operator(g.slots, self.Bab * w[g.a], storage, top, hierarchy=rebuild)
+            mg.set_operator(g.slots, links, storage, top, hierarchy=rebuild)
             if not final:
                 reuse.built(rebuild)
             self.solver._mg_c_key = key
@@ -343,6 +353,7 @@ class PhaseFieldSolver:
         self._control = None
         self._keys = 0  # numbers assembled matrices, so a cached factorisation is never reused wrongly
         self._psi = None
+        self._xi_links = None  # (links, extra diagonal) of xi's gradient term (`_jacobian`)
         self._psi_start = np.zeros(g.np_)  # the last psi: where the next one's solve starts
         self._source = np.zeros(g.n)  # F c_s dxi/dt of the last step [A/m^3], for re-solving phi
         self._psys = self._potential_system(self.xi)
@@ -447,9 +458,6 @@ class PhaseFieldSolver:
         return self._psi
 
     # -- order parameter ------------------------------------------------------------------
-    def _allen_cahn(self, xi):
-        return _allen_cahn(self.geo, self.params, xi)
-
     def _reaction(self, xi, c, eta, act, derivatives=True):
         return _reaction(self.geo, self.params, xi, c, eta, act, derivatives)
 
@@ -461,14 +469,17 @@ class PhaseFieldSolver:
         g'' would give it an eigenvalue lambda and a contraction of only lambda dt /
         (1 + lambda dt) per iteration).  The host contacts' rows (the wetting layer, no
         Allen-Cahn force) are diagonal; the free voxels' dependence on them is left out
-        (`_gradient_links`)."""
+        (`_gradient_links`).  Returns J, its key, its diagonal without the links and B = -dR/dc
+        on ``act`` (the Schur diagonal's, from the same reaction call)."""
         g, p = self.geo, self.params
-        k = p.interface_mobility * p.gradient_coefficient / g.h**2
+        if self._xi_links is None:  # the gradient term's links: fixed by the geometry
+            self._xi_links = _gradient_links(g, _allen_cahn_coefficients(g, p)[0])
+        links, cut = self._xi_links
         extra = _double_well_curvature(g, p, xi)
-        extra[act] += self._reaction(xi, c, eta, act)[1]
+        _, dR, B = self._reaction(xi, c, eta, act)
+        extra[act] += dR
         diag = 1.0 / dt + extra
-        links, cut = _gradient_links(g, k)
-        return LinkMatrix(g.pattern, g.a, g.b, links, diag + cut), self._key(), diag
+        return LinkMatrix(g.pattern, g.a, g.b, links, diag + cut), self._key(), diag, B
 
     def _noise(self, xi, dt):
         """Langevin increment on the interface: amplitude sqrt(tau dt) U(-1/2, 1/2) 4 xi (1 - xi),
@@ -541,12 +552,15 @@ class PhaseFieldSolver:
         """G (xi equation, 1/s) and H (c equation, mol/(m^3 s)) at the iterate (dxi, dc),
         with R and B on the active voxels ak of xi + dxi.  ``dt``: the implicit-Euler length
         dt/a of the scheme, ``xi_hist`` its history term (`_scheme`)."""
-        x = xi + dxi
-        ak = _active(self.geo, x)
-        R, _, B = self._reaction(x, c_start + dc, eta0[ak] + dV * psi[ak], ak)
-        G = (dxi - xi_hist) / dt - self._allen_cahn(x)
-        G[ak] += R
-        H = tr.apply(dc) - tr.r0 + self.params.solid_concentration * dxi / dt
+        g, p = self.geo, self.params
+        hist = xi_hist if np.ndim(xi_hist) else np.zeros(g.n)
+        k, well, wall = _allen_cahn_coefficients(g, p)
+        # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`), G
+        G, R, B, ak, x = kernels.order_parameter_residual(
+            xi, dxi, hist, dt, c_start + dc, eta0, psi, float(dV), g.contact, g.a, g.b, k, well, wall, g.n_host,
+            g.face_weight, g.cathodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
+            p.bulk_concentration)
+        H = tr.apply(dc) - tr.r0 + p.solid_concentration * dxi / dt
         return G, H, R, B, ak, x
 
     def _coupled_step(self, control, dt, noise, sch):
@@ -581,12 +595,12 @@ class PhaseFieldSolver:
         target = (-control.current_density * g.footprint * dt_full / (FARADAY * cs * g.h**3)
                   - noise.sum()) if galvanostatic else None
         act = _active(g, xi)
-        J, key, Jd = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
+        J, key, Jd, B0 = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
         # the Schur diagonal c_s theta B, taken at the step's start for all iterations (one
         # matrix per step; the iterations correct for its drift)
+        theta = cs / np.maximum(dt * Jd, 1.0)  # c_s theta of the Schur complement, per voxel
         extra = np.zeros(g.n)
-        B0 = self._reaction(xi, c_start, eta0[act] + (V - Vn) * psi[act], act)[2]
-        extra[act] = cs * B0 / np.maximum(dt * Jd[act], 1.0)
+        extra[act] = theta[act] * B0
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
@@ -598,18 +612,20 @@ class PhaseFieldSolver:
         mixer = Anderson(depth=2)
         G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr, xh)
         for it in range(6):
-            Dc = tr.solve(-H + cs * G / np.maximum(dt * Jd, 1.0), extra)
+            Dc = tr.solve(theta * G - H, extra)
             clock = self._tick("concentration", clock)
             rhs = -G
-            rhs[ak] += R + B * Dc[ak]  # the reaction goes back in at the root's V below
+            if galvanostatic:  # the reaction goes back in at the root's V
+                rhs[ak] += R + B * Dc[ak]
 
-            def reaction(v, ak=ak, x=x, c=c_start + dc):
-                return self._reaction(x, c, eta0[ak] + (v - Vn) * psi[ak], ak, derivatives=False)[0]
+                def reaction(v, ak=ak, x=x, c=c_start + dc):
+                    return self._reaction(x, c, eta0[ak] + (v - Vn) * psi[ak], ak, derivatives=False)[0]
 
-            if galvanostatic:
                 V = self._cell_potential(w, w @ rhs - (target - dxi.sum()), reaction, ak)
                 clock = self._tick("galvanostat", clock)
-            rhs[ak] -= reaction(V)
+                rhs[ak] -= reaction(V)
+            else:  # V fixed: G already holds the reaction at it
+                rhs[ak] += B * Dc[ak]
             # galvanostatic: sum(dxi) is the charge passed, as exact as this solve
             Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else INNER_RTOL, dominant=dominant)
             new = mixer.next(np.concatenate([dxi, dc]), np.concatenate([Dx, Dc]))

@@ -38,8 +38,8 @@ from continuum.phasefield import (HONG2018, Galvanostatic, PhaseFieldParameters,
                                   interpolation, order_parameter_from_mask, relaxed_order_parameter)
 from continuum.separator import SeparatorColumn
 
-from ..coarse_graining import (block_mean, capillary_constants, lattice_from_order_parameter, phasefield_parameters,
-                               refine, volume_ratio)
+from ..coarse_graining import (block_mean, capillary_constants, contact_coordination_shift, lattice_from_order_parameter,
+                               phasefield_parameters, refine, volume_ratio)
 from ..hosts import Host
 from . import columns as col
 from . import simulation as _simulation
@@ -65,6 +65,7 @@ def check_phasefield_case(config: SimulationConfig, host: Host, segments, label:
     from .preflight import check_case
 
     phasefield_constants(config)  # ConfigError for constants it cannot map
+    host_nucleation_overpotential(config, host)
     if host.conductivity is not None:
         raise ConfigError(f"{label}: model=phasefield takes one metal conductivity (sigma_s); the host's "
                           "per-voxel conductivity is the KMC run's only")
@@ -106,6 +107,24 @@ def phasefield_constants(config: SimulationConfig) -> PhaseFieldParameters:
     return phasefield_parameters(config.physics, base, **changes)
 
 
+def host_nucleation_overpotential(config: SimulationConfig, host: Host) -> np.ndarray:
+    """eta_nuc [V] per voxel of the phase field's wetting layer: the host's, plus with
+    ``phasefield.contact_coordination`` the KMC's coordination shift of a first voxel on it
+    (:func:`~kmc.coarse_graining.contact_coordination_shift`, delta = 2 gamma V_m / (F h) at
+    gamma = ``kmc.interface_energy_J_m2``, the KMC engine's own shift per bond)."""
+    if not config.phasefield.contact_coordination:
+        return host.eta_nuc
+    from ..engine.rates import RateConstants
+
+    gamma = config.kmc.interface_energy_J_m2
+    if not gamma > 0:
+        raise ConfigError(f"phasefield.contact_coordination takes the KMC's coordination shift, but "
+                          f"kmc.interface_energy_J_m2 = {gamma!r}: set it > 0 (at most 1000 J/m^2), or "
+                          "phasefield.contact_coordination = false")
+    delta = RateConstants.from_parameters(config.physics, host.spacing, interface_energy=gamma).coordination_shift
+    return host.eta_nuc + contact_coordination_shift(host.phase, delta)
+
+
 class PhaseFieldRun:
     """One phase-field run on one host under one protocol; ``run`` returns the KMC run's
     :class:`RunResult`."""
@@ -127,7 +146,7 @@ class PhaseFieldRun:
         # rest, docs/phasefield.md "Host contact"), both at rest; where the run starts with lithium
         # (a foil's film) the host is not bare and lithium counts from 0
         bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
-        sites = {"eta_nuc": refine(host.eta_nuc, r), "activity": refine(host.activity, r)}
+        sites = {"eta_nuc": refine(host_nucleation_overpotential(config, host), r), "activity": refine(host.activity, r)}
         self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
         # lithium at the start (a foil's film) carries its equilibrium profile, not relaxed further:
         # relaxed_order_parameter's long steps (up to 50 / (L_sigma W)) dissolve a resolved film
