@@ -22,12 +22,20 @@ kernels use them) and prints the solves' wall and CPU seconds side by side, with
 average, and whether the answers are the same bit for bit (they must be).  A 2-thread
 speed-up shows only on cores nothing else is using.
 
-Run:  python benchmarks/bench_potential.py [--sizes 64 128] [--methods gmg gmg+eta amg] [--threads 1 2]
+``--series N`` then runs N more macro-step-like warm solves on the same solver (each: the salt
+moved by another smooth 1 %, the current by another 5 %) and prints each one's CPU seconds,
+Newton steps, CG iterations and the page faults it took (a first touch of fresh memory; on a
+virtual machine whose host reclaims freed pages one costs up to ~50 us), and their median: the
+steady state of a run, where the single "warm + salt" figure also pays for its new arrays.
+
+Run:  python benchmarks/bench_potential.py [--sizes 64 128] [--methods gmg gmg+eta amg] [--threads 1 2] [--series 8]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import time
 
 import numba
@@ -52,7 +60,7 @@ VARIANTS = {"gmg": ("gmg", None), "gmg+eta": ("gmg", 1e-5), "amg": ("amg", None)
             "direct": ("direct", None)}
 
 
-def run(n: int, labels, h: float = 1e-6):
+def run(n: int, labels, h: float = 1e-6, series: int = 0):
     P = PhysicalParameters()
     ph = porous_host(n)
     rng = np.random.default_rng(1)
@@ -83,6 +91,19 @@ def run(n: int, labels, h: float = 1e-6):
                       err=abs(sol.total_current / I - 1), kirchhoff=abs(sol.top_current / I - 1),
                       unknowns=sol.diagnostics["unknowns"], faces=len(sol.faces))
         r = out[m]
+        if series:
+            cpus, c_now, last = [], c_step, step
+            for k in range(series):
+                blur_k = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
+                c_now = c_now * (1 + 0.01 * np.tanh(blur_k / blur_k.std()))
+                f0, t5 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+                last = s.solve(c_now, current=(1.15 + 0.05 * k) * I, c_top=P.electrolyte.concentration, initial=last)
+                cpus.append(time.process_time() - t5)
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+                print(f"  {n}^3 {m:8s} series {k + 1}: {cpus[-1]:.2f} CPU-s [Newton {last.iterations}, "
+                      f"CG {last.linear_iterations}], {faults} page faults", flush=True)
+            print(f"  {n}^3 {m:8s} series of {series} warm + salt 1 % solves: median {statistics.median(cpus):.2f} "
+                  f"CPU-s (min {min(cpus):.2f}, max {max(cpus):.2f})", flush=True)
         print(f"  {n}^3 {m:8s} unknowns={r['unknowns']} faces={r['faces']}  setup {r['setup']:.2f}s  "
               f"cold {r['cold']:.2f}s [Newton {r['newton']}, CG {r['lin']}]  "
               f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s) [Newton {r['newton_w']}, CG {r['lin_w']}]  "
@@ -132,7 +153,11 @@ def main():
                     help="largest system given to the direct (splu) baseline")
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help=f"Numba thread counts to compare (1..{numba.config.NUMBA_NUM_THREADS}); default: Numba's own")
+    ap.add_argument("--series", type=int, default=0, metavar="N",
+                    help="N more macro-step-like warm solves (salt +1 %%, current +5 %% each), their CPU-s and median")
     args = ap.parse_args()
+    if args.series < 0:
+        ap.error(f"--series {args.series}: must be >= 0")
     for t in args.threads or []:
         if not 1 <= t <= numba.config.NUMBA_NUM_THREADS:
             ap.error(f"--threads {t}: must be 1..{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)")
@@ -146,7 +171,7 @@ def main():
             numba.set_num_threads(t)
             load = os.getloadavg()[0]
             print(f"  {n}^3 at {t} Numba thread(s), load average {load:.2f} on {os.cpu_count()} cores", flush=True)
-            by_threads[t] = run(n, methods)
+            by_threads[t] = run(n, methods, series=args.series)
             for r in by_threads[t].values():
                 r["load"] = load
         if len(by_threads) > 1:

@@ -40,9 +40,6 @@ numba.get_num_threads()
 PARALLEL_MIN_CELLS = 1 << 15
 # Slabs along i of a Gauss-Seidel sweep (gauss_seidel): half of them at once on the threads.
 GS_SLABS = 8
-# Shortest column (nz) of a 2D grid whose Gauss-Seidel sweep interleaves its slabs' z-recurrences
-# (`_gauss_seidel_interleaved`): 1.7x at nz = 100, 1.1x at 64, slower below
-INTERLEAVE_MIN_NZ = 64
 # Length of the pieces of a vector pass (dot products: summed piece by piece, in order, so
 # the rounding is the same whatever the thread count).
 CHUNK = 1 << 14
@@ -127,15 +124,11 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
 
     Per column, every neighbour but the one just updated is known, so those terms are summed
     first (a loop the compiler vectorises) and only a multiply-add recurrence runs along z:
-    2.5x faster than updating cell by cell, whose divisions chained through z.  On a 2D grid
-    (ny = 1, the phase field's x-z plane) that recurrence is what a sweep waits on; there the
-    four slabs of a colour run in the calling thread with their recurrences interleaved
-    (`_gauss_seidel_interleaved`: the same order per slab, so the same numbers)."""
-    nx, ny, nz = x.shape
+    2.5x faster than updating cell by cell, whose divisions chained through z.  (Interleaving
+    four slabs' recurrences in one thread made a 2D sweep 2x faster but added 9 s to the first
+    run's compilation: not kept, docs/phasefield.md "Speed".)"""
+    nx = x.shape[0]
     ns = 2 * min(GS_SLABS // 2, nx // 2) if nx > 1 else 1
-    if ny == 1 and ns == 8 and nz >= INTERLEAVE_MIN_NZ:
-        _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse)
-        return
     serial = _threads(x.size) == 1
     for colour in range(2 if ns > 1 else 1):
         first = 1 - colour if reverse and ns > 1 else colour
@@ -147,107 +140,6 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
             for h in prange((ns - first + 1) // 2):
                 s = first + 2 * h
                 _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
-
-
-@numba.njit(cache=True)
-def _column_sums(x, b, gx, gy, gz, reverse, i, s, q):
-    """s[q] = a 2D grid's column (i, 0) sums of every term but the one the z-recurrence adds
-    (the same expressions as _gauss_seidel_slab's)."""
-    nx, _, nz = x.shape
-    ip = i + 1 if i + 1 < nx else 0
-    im = i - 1 if i > 0 else nx - 1
-    j = jp = jm = 0
-    if not reverse:
-        for k in range(nz):
-            old = gz[i, j, k] * x[i, j, k + 1] if k + 1 < nz else 0.0
-            s[q, k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
-                       + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k] + old)
-    else:
-        s[q, 0] = (b[i, j, 0] + gx[i, j, 0] * x[ip, j, 0] + gx[im, j, 0] * x[im, j, 0]
-                   + gy[i, j, 0] * x[i, jp, 0] + gy[i, jm, 0] * x[i, jm, 0])
-        for k in range(1, nz):
-            s[q, k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
-                       + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k]
-                       + gz[i, j, k - 1] * x[i, j, k - 1])
-
-
-@numba.njit(cache=True)
-def _four_columns(x, b, gx, gy, gz, dinv, reverse, i0, i1, i2, i3, s):
-    """The columns (i0..i3, 0) of a 2D grid, one from each slab of a colour (they share no
-    face), swept with their z-recurrences interleaved: four independent chains keep the core
-    busy where one waits on each multiply-add."""
-    nz = x.shape[2]
-    _column_sums(x, b, gx, gy, gz, reverse, i0, s, 0)
-    _column_sums(x, b, gx, gy, gz, reverse, i1, s, 1)
-    _column_sums(x, b, gx, gy, gz, reverse, i2, s, 2)
-    _column_sums(x, b, gx, gy, gz, reverse, i3, s, 3)
-    c0 = c1 = c2 = c3 = 0.0
-    if not reverse:
-        for k in range(nz):
-            v0 = (s[0, k] + c0) * dinv[i0, 0, k]
-            v1 = (s[1, k] + c1) * dinv[i1, 0, k]
-            v2 = (s[2, k] + c2) * dinv[i2, 0, k]
-            v3 = (s[3, k] + c3) * dinv[i3, 0, k]
-            x[i0, 0, k] = v0
-            x[i1, 0, k] = v1
-            x[i2, 0, k] = v2
-            x[i3, 0, k] = v3
-            c0 = gz[i0, 0, k] * v0
-            c1 = gz[i1, 0, k] * v1
-            c2 = gz[i2, 0, k] * v2
-            c3 = gz[i3, 0, k] * v3
-    else:
-        for k in range(nz - 1, 0, -1):
-            v0 = (s[0, k] + c0) * dinv[i0, 0, k]
-            v1 = (s[1, k] + c1) * dinv[i1, 0, k]
-            v2 = (s[2, k] + c2) * dinv[i2, 0, k]
-            v3 = (s[3, k] + c3) * dinv[i3, 0, k]
-            x[i0, 0, k] = v0
-            x[i1, 0, k] = v1
-            x[i2, 0, k] = v2
-            x[i3, 0, k] = v3
-            c0 = gz[i0, 0, k - 1] * v0
-            c1 = gz[i1, 0, k - 1] * v1
-            c2 = gz[i2, 0, k - 1] * v2
-            c3 = gz[i3, 0, k - 1] * v3
-        x[i0, 0, 0] = (s[0, 0] + c0) * dinv[i0, 0, 0]
-        x[i1, 0, 0] = (s[1, 0] + c1) * dinv[i1, 0, 0]
-        x[i2, 0, 0] = (s[2, 0] + c2) * dinv[i2, 0, 0]
-        x[i3, 0, 0] = (s[3, 0] + c3) * dinv[i3, 0, 0]
-
-
-@numba.njit(cache=True)
-def _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse):
-    """gauss_seidel on a 2D grid (ny = 1) of 8 slabs: each colour's four slabs plane by plane
-    in step, the four columns' recurrences interleaved (`_four_columns`); a slab's planes left
-    over (slabs differ by one plane) after, in its order.  Each slab sees the order the plain
-    sweep gives it, so the numbers are gauss_seidel's bit for bit.  In one thread: at 200^2 2x
-    the plain sweep's speed (4 ns per cell, the recurrence's latency), as fast as two threads
-    of it."""
-    nx, _, nz = x.shape
-    ns = 8
-    s = np.empty((4, nz))  # double sums, as _gauss_seidel_slab's
-    lo = np.empty(4, np.int64)
-    ln = np.empty(4, np.int64)
-    for colour in range(2):
-        first = 1 - colour if reverse else colour
-        for h in range(4):
-            sl = first + 2 * h
-            lo[h] = sl * nx // ns
-            ln[h] = (sl + 1) * nx // ns - lo[h]
-        m = ln.min()
-        for ii in range(m):
-            if reverse:
-                _four_columns(x, b, gx, gy, gz, dinv, True, lo[0] + ln[0] - 1 - ii, lo[1] + ln[1] - 1 - ii,
-                              lo[2] + ln[2] - 1 - ii, lo[3] + ln[3] - 1 - ii, s)
-            else:
-                _four_columns(x, b, gx, gy, gz, dinv, False, lo[0] + ii, lo[1] + ii, lo[2] + ii, lo[3] + ii, s)
-        for h in range(4):
-            if ln[h] > m:
-                if reverse:
-                    _gauss_seidel_slab(x, b, gx, gy, gz, dinv, True, lo[h], lo[h] + ln[h] - m)
-                else:
-                    _gauss_seidel_slab(x, b, gx, gy, gz, dinv, False, lo[h] + m, lo[h] + ln[h])
 
 
 @numba.njit(cache=True)
