@@ -269,6 +269,17 @@ class VoxelMultigrid:
                               cscale)
         return self._compiled
 
+    @property
+    def work(self):
+        """The CG's vectors (None before the first solve), for another hierarchy's :meth:`share_work`."""
+        return self._work
+
+    def share_work(self, work) -> None:
+        """Take ``work`` (another hierarchy's :attr:`work` on the same grid) as this one's CG vectors
+        if it has none: fresh ones cost their page faults (17 MB each at 128^3)."""
+        if self._work is None and work is not None and work[0].shape == self.shape:
+            self._work = work
+
     def solve(self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10,
               maxiter: int = 5000, xtol: float = 0.0) -> tuple[np.ndarray, int]:
         """CG on the fine operator preconditioned by the V-cycle, in one compiled call:

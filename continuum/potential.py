@@ -226,13 +226,13 @@ class PotentialSolver:
 
     def scratch(self):
         """The multigrid CG's vectors (scratch; None: none yet), for :meth:`use_scratch`."""
-        return None if self._mg is None else self._mg._work
+        return None if self._mg is None else self._mg.work
 
     def use_scratch(self, work) -> None:
         """Take another solver's :meth:`scratch` on the same grid as this one's CG vectors: fresh
         ones cost their page faults (a deposit step's solve at 128^3: 1.2 CPU-s for 1.7-1.9)."""
-        if self._mg is not None and self._mg._work is None and work is not None and work[0].shape == self.shape:
-            self._mg._work = work
+        if self._mg is not None:
+            self._mg.share_work(work)
 
     def renewed(self) -> PotentialSolver:
         """A solver for this geometry in the state a new one starts in: its solves are bit for bit

@@ -32,6 +32,7 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit, ndtr
 
 from continuum.constants import ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from continuum.grid import face_neighbour_sum
 from continuum.parameters import PhysicalParameters
 from continuum.phasefield import HONG2018, PhaseFieldParameters
 
@@ -72,18 +73,6 @@ def capillary_constants(physics: PhysicalParameters, interface_energy: float, pr
             "interface_mobility": capillary_mobility(physics) / (6.0 * profile_length)}
 
 
-def _face_neighbour_sum(a: np.ndarray) -> np.ndarray:
-    """Sum of ``a`` over each voxel's six face neighbours (periodic in x and y; nothing through
-    the z boundaries, as in the KMC's ``neighbour``)."""
-    a = np.asarray(a, dtype=np.float64)
-    out = np.zeros_like(a)
-    for ax in (0, 1):
-        out += np.roll(a, 1, ax) + np.roll(a, -1, ax)
-    out[:, :, 1:] += a[:, :, :-1]
-    out[:, :, :-1] += a[:, :, 1:]
-    return out
-
-
 def contact_coordination_shift(phase, shift_per_bond: float) -> np.ndarray:
     """The KMC's coordination shift of a first voxel plated on a host, as a nucleation
     overpotential per host voxel [V] (``phasefield.contact_coordination``, docs/phasefield.md
@@ -97,11 +86,11 @@ def contact_coordination_shift(phase, shift_per_bond: float) -> np.ndarray:
 
     phase = np.asarray(phase)
     free = phase == ELECTROLYTE
-    bonds = _face_neighbour_sum(~free)
+    bonds = face_neighbour_sum(~free)
     shift = np.where(free, coordination_shift(bonds, float(shift_per_bond)), 0.0)
-    contacts = _face_neighbour_sum(free)
+    contacts = face_neighbour_sum(free)
     host = (phase == HOST_CONDUCTIVE) & (contacts > 0)
-    return np.where(host, _face_neighbour_sum(shift) / np.maximum(contacts, 1.0), 0.0)
+    return np.where(host, face_neighbour_sum(shift) / np.maximum(contacts, 1.0), 0.0)
 
 
 def phasefield_parameters(physics: PhysicalParameters, base: PhaseFieldParameters = HONG2018,
