@@ -116,7 +116,9 @@ def report(s, wall, setup, t_end, cpu0):
           + "; multigrid failures (the next solves on AMG): "
           + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items())
           + ("; V-cycles per multigrid solve: " + ", ".join(cycles) if cycles else ""))
-    print("share of stepping CPU time: " + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))
+    stepping = sum(s.timing.values())  # without the setup and the kernels' compilation or loading
+    print(f"stepping CPU time {stepping:.1f} s ({stepping / max(attempts, 1) * 1e3:.1f} ms per attempt); share: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))
     bal = s.balance()
     print(f"conservation: lithium {bal['lithium'] / max(s.lithium_amount(), 1e-300):.1e} (relative to the metal), "
           f"charge {bal['charge'] / max(abs(s.charge), 1e-300):.1e}, potential-problem boundaries "

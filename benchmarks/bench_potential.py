@@ -22,11 +22,14 @@ kernels use them) and prints the solves' wall and CPU seconds side by side, with
 average, and whether the answers are the same bit for bit (they must be).  A 2-thread
 speed-up shows only on cores nothing else is using.
 
-``--series N`` then runs N more macro-step-like warm solves on the same solver (each: the salt
-moved by another smooth 1 %, the current by another 5 %) and prints each one's CPU seconds,
-Newton steps, CG iterations and the page faults it took (a first touch of fresh memory; on a
-virtual machine whose host reclaims freed pages one costs up to ~50 us), and their median: the
-steady state of a run, where the single "warm + salt" figure also pays for its new arrays.
+``--series N`` then runs N more warm solves on the same solver that change the current alone
+(another 5 % each, from the last solution), then N macro-step-like ones (each: the salt moved
+by another smooth 1 %, the current by another 5 %), and prints each one's CPU seconds, Newton
+steps, CG iterations and the page faults it took (a first touch of fresh memory; on a virtual
+machine whose host reclaims freed pages one costs up to ~50 us), and the medians: the steady
+state of a run, where the single "warm" and "warm + salt" figures also pay for memory the
+process had not used before (the solver keeps its work arrays from solve to solve,
+``continuum.scratch``, but the first solves of a kind still reach new peaks).
 
 Run:  python benchmarks/bench_potential.py [--sizes 64 128] [--methods gmg gmg+eta amg] [--threads 1 2] [--series 8]
 """
@@ -76,14 +79,14 @@ def run(n: int, labels, h: float = 1e-6, series: int = 0):
         s = PotentialSolver(ph, h, P, eta_nuc=0.02, linear_solver=method, eta_tolerance=eta_tol)
         t1 = time.perf_counter()
         sol = s.solve(c, current=I, c_top=P.electrolyte.concentration)
-        t2, c2 = time.perf_counter(), time.process_time()
+        t2, c2, f2 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         warm = s.solve(c, current=1.05 * I, c_top=P.electrolyte.concentration, initial=sol)
-        t3, c3 = time.perf_counter(), time.process_time()
+        t3, c3, f3 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         # as a macro-step does it: the salt moved too (1 %, smooth), from the warm solution
         step = s.solve(c_step, current=1.1 * I, c_top=P.electrolyte.concentration, initial=warm)
-        t4, c4 = time.perf_counter(), time.process_time()
+        t4, c4, f4 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         out[m] = dict(setup=t1 - t0, cold=t2 - t0, solve=t2 - t1, warm=t3 - t2, warm_cpu=c3 - c2, V=sol.cell_potential,
-                      step=t4 - t3, step_cpu=c4 - c3, phi=(sol.phi_l, warm.phi_l, step.phi_l),
+                      step=t4 - t3, step_cpu=c4 - c3, warm_faults=f3 - f2, step_faults=f4 - f3, phi=(sol.phi_l, warm.phi_l, step.phi_l),
                       newton_s=step.iterations, lin_s=step.linear_iterations,
                       Vw=warm.cell_potential, newton=sol.iterations, lin=sol.linear_iterations,
                       newton_w=warm.iterations, lin_w=warm.linear_iterations, eta=sol.face_overpotential,
@@ -92,22 +95,27 @@ def run(n: int, labels, h: float = 1e-6, series: int = 0):
                       unknowns=sol.diagnostics["unknowns"], faces=len(sol.faces))
         r = out[m]
         if series:
-            cpus, c_now, last = [], c_step, step
-            for k in range(series):
-                blur_k = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
-                c_now = c_now * (1 + 0.01 * np.tanh(blur_k / blur_k.std()))
-                f0, t5 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
-                last = s.solve(c_now, current=(1.15 + 0.05 * k) * I, c_top=P.electrolyte.concentration, initial=last)
-                cpus.append(time.process_time() - t5)
-                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-                print(f"  {n}^3 {m:8s} series {k + 1}: {cpus[-1]:.2f} CPU-s [Newton {last.iterations}, "
-                      f"CG {last.linear_iterations}], {faults} page faults", flush=True)
-            print(f"  {n}^3 {m:8s} series of {series} warm + salt 1 % solves: median {statistics.median(cpus):.2f} "
-                  f"CPU-s (min {min(cpus):.2f}, max {max(cpus):.2f})", flush=True)
+            c_now, last, x = c_step, step, 1.1
+            for kind in ("warm", "warm + salt 1 %"):
+                cpus = []
+                for k in range(series):
+                    if kind != "warm":
+                        blur_k = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
+                        c_now = c_now * (1 + 0.01 * np.tanh(blur_k / blur_k.std()))
+                    x += 0.05
+                    f0, t5 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+                    last = s.solve(c_now, current=x * I, c_top=P.electrolyte.concentration, initial=last)
+                    cpus.append(time.process_time() - t5)
+                    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+                    print(f"  {n}^3 {m:8s} {kind} series {k + 1}: {cpus[-1]:.2f} CPU-s [Newton {last.iterations}, "
+                          f"CG {last.linear_iterations}], {faults} page faults", flush=True)
+                print(f"  {n}^3 {m:8s} series of {series} {kind} solves: median {statistics.median(cpus):.2f} "
+                      f"CPU-s (min {min(cpus):.2f}, max {max(cpus):.2f})", flush=True)
         print(f"  {n}^3 {m:8s} unknowns={r['unknowns']} faces={r['faces']}  setup {r['setup']:.2f}s  "
               f"cold {r['cold']:.2f}s [Newton {r['newton']}, CG {r['lin']}]  "
-              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s) [Newton {r['newton_w']}, CG {r['lin_w']}]  "
-              f"warm + salt 1 % {r['step_cpu']:.2f} CPU-s [Newton {r['newton_s']}, CG {r['lin_s']}]  V={r['V']:.9f}  "
+              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s, {r['warm_faults']} page faults) "
+              f"[Newton {r['newton_w']}, CG {r['lin_w']}]  warm + salt 1 % {r['step_cpu']:.2f} CPU-s "
+              f"({r['step_faults']} page faults) [Newton {r['newton_s']}, CG {r['lin_s']}]  V={r['V']:.9f}  "
               f"|I/Iapp-1|={r['err']:.1e}  |I_top/Iapp-1|={r['kirchhoff']:.1e}", flush=True)
     ref_label = labels[0]
     ref = out[ref_label]
@@ -154,7 +162,8 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help=f"Numba thread counts to compare (1..{numba.config.NUMBA_NUM_THREADS}); default: Numba's own")
     ap.add_argument("--series", type=int, default=0, metavar="N",
-                    help="N more macro-step-like warm solves (salt +1 %%, current +5 %% each), their CPU-s and median")
+                    help="N more warm solves of each kind (current only; salt +1 %%, current +5 %%), their CPU-s "
+                         "and medians")
     args = ap.parse_args()
     if args.series < 0:
         ap.error(f"--series {args.series}: must be >= 0")

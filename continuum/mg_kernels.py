@@ -446,6 +446,14 @@ def _cg_step(x, r, p, q, alpha):
 
 
 @numba.njit(cache=True)
+def _subtract_from(b, r):
+    """r = b - r in place (an array expression would allocate a grid-sized temporary)."""
+    fb, fr = b.ravel(), r.ravel()
+    for i in range(fr.size):
+        fr[i] = fb[i] - fr[i]
+
+
+@numba.njit(cache=True)
 def _cg_direction(p, z, beta):
     """p = z + beta p."""
     fp, fz = p.ravel(), z.ravel()
@@ -466,7 +474,7 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
     the iteration count, or -1 when maxiter did not reach it.  r, z, p, q: work arrays
     shaped like x (the caller keeps them: fresh 17 MB arrays at 128^3 cost their page faults)."""
     apply_operator(x, gx, gy, gz, dtot, r)
-    r.ravel()[:] = b.ravel() - r.ravel()
+    _subtract_from(b, r)
     goal = rtol * np.sqrt(_dot(b, b))
     rn = np.sqrt(_dot(r, r))
     if rn <= goal:
@@ -486,6 +494,213 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
         last_move = move
         vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
                     sweeps, r, z, 1.0 / rn, rn / cscale)
+        rz_new = _dot(r, z)
+        beta = rz_new / rz
+        rz = rz_new
+        _cg_direction(p, z, beta)
+    return -1
+
+
+# -- the phase field's 2D grids (ny = 1): the CG and V-cycle above in the calling thread, with a
+# sweep that interleaves four slabs' z-recurrences (2x the plain sweep at 200^2, as fast as two
+# threads of it).  Entry points of their own (`pcg_plane`; VoxelMultigrid(plane=True)): compiled
+# into every V-cycle, the interleaved sweep's specialisations added 9-10 s to a first KMC run,
+# which never calls these (docs/phasefield.md "Speed").
+
+# Shortest column (nz) whose sweep interleaves (`_gauss_seidel_interleaved`): 1.7x at nz = 100,
+# 1.1x at 64, slower below
+INTERLEAVE_MIN_NZ = 64
+
+
+@numba.njit(cache=True)
+def _column_sums(x, b, gx, gy, gz, reverse, i, s, q):
+    """s[q] = a 2D grid's column (i, 0) sums of every term but the one the z-recurrence adds
+    (the same expressions as _gauss_seidel_slab's)."""
+    nx, _, nz = x.shape
+    ip = i + 1 if i + 1 < nx else 0
+    im = i - 1 if i > 0 else nx - 1
+    j = jp = jm = 0
+    if not reverse:
+        for k in range(nz):
+            old = gz[i, j, k] * x[i, j, k + 1] if k + 1 < nz else 0.0
+            s[q, k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
+                       + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k] + old)
+    else:
+        s[q, 0] = (b[i, j, 0] + gx[i, j, 0] * x[ip, j, 0] + gx[im, j, 0] * x[im, j, 0]
+                   + gy[i, j, 0] * x[i, jp, 0] + gy[i, jm, 0] * x[i, jm, 0])
+        for k in range(1, nz):
+            s[q, k] = (b[i, j, k] + gx[i, j, k] * x[ip, j, k] + gx[im, j, k] * x[im, j, k]
+                       + gy[i, j, k] * x[i, jp, k] + gy[i, jm, k] * x[i, jm, k]
+                       + gz[i, j, k - 1] * x[i, j, k - 1])
+
+
+@numba.njit(cache=True)
+def _four_columns(x, b, gx, gy, gz, dinv, reverse, i0, i1, i2, i3, s):
+    """The columns (i0..i3, 0) of a 2D grid, one from each slab of a colour (they share no
+    face), swept with their z-recurrences interleaved: four independent chains keep the core
+    busy where one waits on each multiply-add."""
+    nz = x.shape[2]
+    _column_sums(x, b, gx, gy, gz, reverse, i0, s, 0)
+    _column_sums(x, b, gx, gy, gz, reverse, i1, s, 1)
+    _column_sums(x, b, gx, gy, gz, reverse, i2, s, 2)
+    _column_sums(x, b, gx, gy, gz, reverse, i3, s, 3)
+    c0 = c1 = c2 = c3 = 0.0
+    if not reverse:
+        for k in range(nz):
+            v0 = (s[0, k] + c0) * dinv[i0, 0, k]
+            v1 = (s[1, k] + c1) * dinv[i1, 0, k]
+            v2 = (s[2, k] + c2) * dinv[i2, 0, k]
+            v3 = (s[3, k] + c3) * dinv[i3, 0, k]
+            x[i0, 0, k] = v0
+            x[i1, 0, k] = v1
+            x[i2, 0, k] = v2
+            x[i3, 0, k] = v3
+            c0 = gz[i0, 0, k] * v0
+            c1 = gz[i1, 0, k] * v1
+            c2 = gz[i2, 0, k] * v2
+            c3 = gz[i3, 0, k] * v3
+    else:
+        for k in range(nz - 1, 0, -1):
+            v0 = (s[0, k] + c0) * dinv[i0, 0, k]
+            v1 = (s[1, k] + c1) * dinv[i1, 0, k]
+            v2 = (s[2, k] + c2) * dinv[i2, 0, k]
+            v3 = (s[3, k] + c3) * dinv[i3, 0, k]
+            x[i0, 0, k] = v0
+            x[i1, 0, k] = v1
+            x[i2, 0, k] = v2
+            x[i3, 0, k] = v3
+            c0 = gz[i0, 0, k - 1] * v0
+            c1 = gz[i1, 0, k - 1] * v1
+            c2 = gz[i2, 0, k - 1] * v2
+            c3 = gz[i3, 0, k - 1] * v3
+        x[i0, 0, 0] = (s[0, 0] + c0) * dinv[i0, 0, 0]
+        x[i1, 0, 0] = (s[1, 0] + c1) * dinv[i1, 0, 0]
+        x[i2, 0, 0] = (s[2, 0] + c2) * dinv[i2, 0, 0]
+        x[i3, 0, 0] = (s[3, 0] + c3) * dinv[i3, 0, 0]
+
+
+@numba.njit(cache=True)
+def _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse):
+    """gauss_seidel on a 2D grid (ny = 1) of 8 slabs: each colour's four slabs plane by plane
+    in step, the four columns' recurrences interleaved (`_four_columns`); a slab's planes left
+    over (slabs differ by one plane) after, in its order.  Each slab sees the order the plain
+    sweep gives it, so the numbers are gauss_seidel's bit for bit."""
+    nx, _, nz = x.shape
+    ns = 8
+    s = np.empty((4, nz))  # double sums, as _gauss_seidel_slab's
+    lo = np.empty(4, np.int64)
+    ln = np.empty(4, np.int64)
+    for colour in range(2):
+        first = 1 - colour if reverse else colour
+        for h in range(4):
+            sl = first + 2 * h
+            lo[h] = sl * nx // ns
+            ln[h] = (sl + 1) * nx // ns - lo[h]
+        m = ln.min()
+        for ii in range(m):
+            if reverse:
+                _four_columns(x, b, gx, gy, gz, dinv, True, lo[0] + ln[0] - 1 - ii, lo[1] + ln[1] - 1 - ii,
+                              lo[2] + ln[2] - 1 - ii, lo[3] + ln[3] - 1 - ii, s)
+            else:
+                _four_columns(x, b, gx, gy, gz, dinv, False, lo[0] + ii, lo[1] + ii, lo[2] + ii, lo[3] + ii, s)
+        for h in range(4):
+            if ln[h] > m:
+                if reverse:
+                    _gauss_seidel_slab(x, b, gx, gy, gz, dinv, True, lo[h], lo[h] + ln[h] - m)
+                else:
+                    _gauss_seidel_slab(x, b, gx, gy, gz, dinv, False, lo[h] + m, lo[h] + ln[h])
+
+
+@numba.njit(cache=True)
+def gauss_seidel_plane(x, b, gx, gy, gz, dinv, reverse):
+    """gauss_seidel in the calling thread (the same order, so the same numbers); a 2D grid
+    (ny = 1) of 8 slabs with columns of at least INTERLEAVE_MIN_NZ cells runs a colour's four
+    slabs with their recurrences interleaved (`_gauss_seidel_interleaved`)."""
+    nx, ny, nz = x.shape
+    ns = 2 * min(GS_SLABS // 2, nx // 2) if nx > 1 else 1
+    if ny == 1 and ns == 8 and nz >= INTERLEAVE_MIN_NZ:
+        _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse)
+        return
+    for colour in range(2 if ns > 1 else 1):
+        first = 1 - colour if reverse and ns > 1 else colour
+        for h in range((ns - first + 1) // 2):
+            sl = first + 2 * h
+            _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, sl * nx // ns, (sl + 1) * nx // ns)
+
+
+@numba.njit(cache=True)
+def vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+                      sweeps, b0, out, rscale, oscale):
+    """vcycle_into with gauss_seidel_plane's sweeps: the same numbers, in the calling thread."""
+    nl = shapes.shape[0]
+    xs[:] = 0.0
+    n0 = b0.size
+    _scaled_copy(b0.ravel(), rscale, bs[:n0])
+    for lvl in range(nl - 1):
+        x = _level(xs, offsets, shapes, lvl)
+        b = _level(bs, offsets, shapes, lvl)
+        gx = _level(gxs, offsets, shapes, lvl)
+        gy = _level(gys, offsets, shapes, lvl)
+        gz = _level(gzs, offsets, shapes, lvl)
+        dt = _level(dts, offsets, shapes, lvl)
+        for _ in range(sweeps):
+            gauss_seidel_plane(x, b, gx, gy, gz, _level(dinvs, offsets, shapes, lvl), False)
+        restrict_residual(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2],
+                          _level(bs, offsets, shapes, lvl + 1))
+    xc = xs[offsets[nl - 1]:]
+    bc = bs[offsets[nl - 1]:]
+    m = coarse_cells.size
+    for a in range(m):
+        s = 0.0
+        for c in range(m):
+            s += coarse_inverse[a, c] * bc[coarse_cells[c]]
+        xc[coarse_cells[a]] = s
+    for lvl in range(nl - 2, -1, -1):
+        x = _level(xs, offsets, shapes, lvl)
+        dt = _level(dts, offsets, shapes, lvl)
+        prolong_add(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
+                    shifts[lvl, 2])
+        for _ in range(sweeps):
+            gauss_seidel_plane(x, _level(bs, offsets, shapes, lvl), _level(gxs, offsets, shapes, lvl),
+                               _level(gys, offsets, shapes, lvl), _level(gzs, offsets, shapes, lvl),
+                               _level(dinvs, offsets, shapes, lvl), True)
+    _scaled_copy(xs[:n0], oscale, out.ravel())
+
+
+@numba.njit(cache=True)
+def _apply_serial(x, gx, gy, gz, dtot, out):
+    """apply_operator in the calling thread."""
+    for i in range(x.shape[0]):
+        _apply_plane(x, gx, gy, gz, dtot, out, i)
+
+
+@numba.njit(cache=True)
+def pcg_plane(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts,
+              coarse_cells, coarse_inverse, cscale, sweeps, rtol, maxiter, xtol):
+    """pcg in the calling thread with vcycle_plane_into's V-cycle: the same iterations and
+    numbers bit for bit (no thread starts: on the phase field's 200 x 200 grid two threads
+    cost 15 % more CPU per step than one)."""
+    _apply_serial(x, gx, gy, gz, dtot, r)
+    _subtract_from(b, r)
+    goal = rtol * np.sqrt(_dot(b, b))
+    rn = np.sqrt(_dot(r, r))
+    if rn <= goal:
+        return 0
+    vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
+                      sweeps, r, z, 1.0 / rn, rn / cscale)
+    p[:] = z
+    rz = _dot(r, z)
+    last_move = 0.0  # no stop on the move in the first iteration
+    for it in range(1, maxiter + 1):
+        _apply_serial(p, gx, gy, gz, dtot, q)
+        alpha = rz / _dot(p, q)
+        move = _cg_step(x, r, p, q, alpha)
+        rn = np.sqrt(_dot(r, r))
+        if rn <= goal or (move <= xtol and move <= 0.5 * last_move):
+            return it
+        last_move = move
+        vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells,
+                          coarse_inverse, sweeps, r, z, 1.0 / rn, rn / cscale)
         rz_new = _dot(r, z)
         beta = rz_new / rz
         rz = rz_new

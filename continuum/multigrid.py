@@ -33,6 +33,7 @@ import scipy.sparse.linalg as spla
 
 from . import mg_kernels as K
 from .grid import periodic_components
+from .scratch import Scratch
 
 
 def face_slots(shape, a: np.ndarray, b: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -53,11 +54,11 @@ def _symmetric_inverse(A) -> np.ndarray:
 
 
 class _Level:
-    def __init__(self, gx, gy, gz, d, dtop):
+    def __init__(self, gx, gy, gz, d, dtop, dtot=None, dinv=None):
         self.gx, self.gy, self.gz, self.d, self.dtop = gx, gy, gz, d, dtop
         self.shape = d.shape
-        self.dtot = np.empty(self.shape)
-        self.dinv = np.empty(self.shape)
+        self.dtot = np.empty(self.shape) if dtot is None else dtot
+        self.dinv = np.empty(self.shape) if dinv is None else dinv
         K.operator_diagonal(gx, gy, gz, d, dtop, self.dtot, self.dinv)
         self.factors = None  # to the next level
 
@@ -76,11 +77,19 @@ class _Level:
         self.factors = f
         return _Level(gx, gy, gz, d, dtop)
 
-    def masked(self, keep: np.ndarray) -> "_Level":
-        """This level restricted to the cells ``keep`` (faces to other cells removed)."""
-        g = [self.gx, self.gy, self.gz]
-        g = [gi * (keep & np.roll(keep, -1, axis=a)) for a, gi in enumerate(g)]
-        return _Level(g[0], g[1], g[2], self.d * keep, self.dtop * keep[:, :, -1])
+    def masked(self, keep: np.ndarray, array=None) -> "_Level":
+        """This level restricted to the cells ``keep`` (faces to other cells removed), its
+        grid arrays from ``array(name, shape)`` if given (else new)."""
+        def out(name):
+            return np.empty(self.shape) if array is None else array(name, self.shape)
+
+        g = []
+        for a, (name, gi) in enumerate((("masked.gx", self.gx), ("masked.gy", self.gy), ("masked.gz", self.gz))):
+            both = np.roll(keep, -1, axis=a)
+            both &= keep
+            g.append(np.multiply(gi, both, out=out(name)))
+        return _Level(g[0], g[1], g[2], np.multiply(self.d, keep, out=out("masked.d")), self.dtop * keep[:, :, -1],
+                      out("masked.dtot"), out("masked.dinv"))
 
     def matrix(self, cells: np.ndarray | None = None):
         """This level as a CSC matrix over its unknown cells (and their flat indices), or over
@@ -112,10 +121,12 @@ class _Level:
 class VoxelMultigrid:
     """A V-cycle preconditioner for a system on the unknowns ``node_voxel`` (flat voxel index
     of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
-    conductances; :meth:`preconditioner` is the LinearOperator for CG."""
+    conductances; :meth:`preconditioner` is the LinearOperator for CG.  ``plane``: :meth:`solve`
+    runs in the calling thread with the 2D grids' interleaved sweep (`mg_kernels.pcg_plane`, the
+    same numbers; the phase field's x-z grids), compiled only where it is asked for."""
 
     def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 256, sweeps: int = 1,
-                 pocket_max: int = 4096):
+                 pocket_max: int = 4096, plane: bool = False):
         self.shape = tuple(int(s) for s in shape)
         self.N = int(np.prod(self.shape))
         self.node_voxel = np.asarray(node_voxel, dtype=np.int64)
@@ -123,6 +134,7 @@ class VoxelMultigrid:
         self.coarse_max = int(coarse_max)
         self.sweeps = int(sweeps)
         self.pocket_max = int(pocket_max)
+        self.plane = bool(plane)
         self.levels: list[_Level] = []  # the cycle's hierarchy (pockets masked out of the fine level)
         self._fine: _Level | None = None  # the whole fine operator
         self._coarse_cells = None
@@ -133,7 +145,16 @@ class VoxelMultigrid:
         self._coarse_inverse = None
         self._compiled = None  # the hierarchy as the compiled CG takes it (built on first use)
         self._slots = self._conductance = None  # the fine faces' last input (reused when unchanged)
-        self._work = None  # the CG's vectors, kept between solves
+        self._level_arrays = {}  # the fine level's and the packed cycle's arrays, rewritten in place
+        self.scratch = Scratch()  # the solves' temporaries (CG vectors, grid right-hand sides)
+
+    def _level_array(self, name: str, shape) -> np.ndarray:
+        """The fine level's array ``name``, reused from the last set_operator (whose level it
+        was part of is replaced by this call's): fresh grid arrays cost their page faults."""
+        a = self._level_arrays.get(name)
+        if a is None or a.shape != tuple(shape):
+            a = self._level_arrays[name] = np.empty(shape)
+        return a
 
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
@@ -145,7 +166,7 @@ class VoxelMultigrid:
         ``hierarchy`` False: replace the fine operator only and keep the coarse levels (a
         Newton step that changed only the weak interface conductances): :meth:`matvec` is
         then exact and the preconditioner slightly stale."""
-        N, shape = self.N, self.shape
+        shape = self.shape
         # a Newton step on equipotential conductors changes the diagonal only: keep the faces
         same_faces = (not hierarchy and bool(self.levels) and self._slots is not None
                       and (slots is self._slots or np.array_equal(slots, self._slots))
@@ -153,10 +174,19 @@ class VoxelMultigrid:
         if same_faces:
             g = (self._fine.gx, self._fine.gy, self._fine.gz)
         else:
-            g = np.bincount(slots, weights=conductance, minlength=3 * N).reshape((3,) + shape)
-            self._slots, self._conductance = slots, np.array(conductance, dtype=np.float64)
-        d = np.zeros(N)
-        d[self.node_voxel] = diagonal
+            # the sum over links per face slot (np.bincount's, in the same order) into the
+            # fine level's own array
+            g = self._level_array("faces", (3,) + shape)
+            g.fill(0.0)
+            np.add.at(g.reshape(-1), slots, conductance)
+            if self._conductance is not None and self._conductance.shape == np.shape(conductance):
+                np.copyto(self._conductance, conductance)
+            else:
+                self._conductance = np.array(conductance, dtype=np.float64)
+            self._slots = slots
+        d = self._level_array("diagonal", shape)
+        d.fill(0.0)
+        d.reshape(-1)[self.node_voxel] = diagonal
         dtop = np.zeros(shape[:2])
         if top_conductance is not None:
             vox = self.node_voxel
@@ -164,7 +194,7 @@ class VoxelMultigrid:
             if np.any(vox[on] % shape[2] != shape[2] - 1):
                 raise ValueError("top_conductance on an unknown outside the top layer")
             dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
-        fine = _Level(g[0], g[1], g[2], d.reshape(shape), dtop)
+        fine = _Level(g[0], g[1], g[2], d, dtop, self._level_array("dtot", shape), self._level_array("dinv", shape))
         self._fine = fine
         if hierarchy or not self.levels:
             self._pockets = self._find_pockets(fine)
@@ -182,17 +212,19 @@ class VoxelMultigrid:
             if self._pockets is None:
                 cycle_fine = fine  # the same faces (L0's arrays)
             else:  # the cycle leaves them out, as `masked` does
-                cycle_fine = _Level(L0.gx, L0.gy, L0.gz, fine.d * ~self._pockets,
-                                    fine.dtop * ~self._pockets[:, :, -1])
+                keep = ~self._pockets  # into the masked level's arrays (L0's, which this replaces)
+                d = np.multiply(fine.d, keep, out=self._level_array("masked.d", shape))
+                cycle_fine = _Level(L0.gx, L0.gy, L0.gz, d, fine.dtop * keep[:, :, -1],
+                                    self._level_array("masked.dtot", shape), self._level_array("masked.dinv", shape))
             cycle_fine.factors = L0.factors
             self.levels[0] = cycle_fine
             if self._compiled is not None:
                 n0 = cycle_fine.dtot.size
                 cscale = self._compiled[-1]  # entries 3 and 4: the packed dtot and dinv
-                self._compiled[3][:n0] = cycle_fine.dtot.ravel() / cscale
-                self._compiled[4][:n0] = cycle_fine.dinv.ravel() * cscale
+                np.divide(cycle_fine.dtot.ravel(), cscale, out=self._compiled[3][:n0], casting="same_kind")
+                np.multiply(cycle_fine.dinv.ravel(), cscale, out=self._compiled[4][:n0], casting="same_kind")
             return
-        cycle_fine = fine if self._pockets is None else fine.masked(~self._pockets)
+        cycle_fine = fine if self._pockets is None else fine.masked(~self._pockets, self._level_array)
         if not hierarchy and self.levels:
             cycle_fine.factors = self.levels[0].factors
             self.levels[0] = cycle_fine
@@ -258,27 +290,41 @@ class VoxelMultigrid:
             # scaled back by cscale): no conductance units under- or overflow a float32
             cscale = float(levels[0].dtot.max(initial=0.0)) or 1.0
             total = int(shapes.prod(axis=1).sum())
-            packed = [np.empty(total, np.float32) for _ in range(5)]
+            # the cycle's arrays: the faces, diagonals and the two vectors of its levels, float32;
+            # the last hierarchy's reused (the same sizes whenever the grid is)
+            packed = [self._level_arrays.get(f"packed{k}") for k in range(7)]
+            if packed[0] is None or packed[0].size != total:
+                packed = [np.empty(total, np.float32) for _ in range(7)]
+                self._level_arrays.update({f"packed{k}": a for k, a in enumerate(packed)})
             for L, o in zip(levels, offsets):
                 K.pack_level(L.gx.ravel(), L.gy.ravel(), L.gz.ravel(), L.dtot.ravel(), L.dinv.ravel(),
-                             cscale, int(o), *packed)
+                             cscale, int(o), *packed[:5])
             shifts = np.array([[f // 2 for f in L.factors] for L in levels[:-1]] or [[0, 0, 0]],
                               dtype=np.int64)
-            self._compiled = (*packed, np.zeros(total, np.float32), np.zeros(total, np.float32), offsets, shapes, shifts,
+            for a in packed[5:]:
+                a.fill(0.0)
+            self._compiled = (*packed, offsets, shapes, shifts,
                               np.asarray(self._coarse_cells, dtype=np.int64), self._coarse_inverse * cscale,
                               cscale)
         return self._compiled
 
     @property
+    def conductance(self):
+        """The fine operator's link conductances as last given to :meth:`set_operator` (its own
+        copy, rewritten in place by the next call)."""
+        return self._conductance
+
+    @property
     def work(self):
-        """The CG's vectors (None before the first solve), for another hierarchy's :meth:`share_work`."""
-        return self._work
+        """This hierarchy's :class:`Scratch` (the solves' temporaries), for another's :meth:`share_work`."""
+        return self.scratch
 
     def share_work(self, work) -> None:
-        """Take ``work`` (another hierarchy's :attr:`work` on the same grid) as this one's CG vectors
-        if it has none: fresh ones cost their page faults (17 MB each at 128^3)."""
-        if self._work is None and work is not None and work[0].shape == self.shape:
-            self._work = work
+        """Take ``work`` (another hierarchy's :attr:`work`, no longer solving) as this one's
+        scratch if this one has used none yet: fresh arrays cost their page faults (17 MB each
+        at 128^3)."""
+        if work is not None and not len(self.scratch):
+            self.scratch = work
 
     def solve(self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10,
               maxiter: int = 5000, xtol: float = 0.0) -> tuple[np.ndarray, int]:
@@ -287,9 +333,9 @@ class VoxelMultigrid:
         |b - A x| <= rtol |b| or (``xtol`` > 0) once an iteration moved no unknown by more
         than xtol.  Closed pockets are solved exactly beside it (they share no link with the
         rest, so the system splits)."""
-        bg = np.zeros(self.N)
+        bg = self.scratch.zeros("mg.b", self.N)
         bg[self.node_voxel] = b
-        xg = np.zeros(self.N)
+        xg = self.scratch.zeros("mg.x", self.N)
         if x0 is not None:
             xg[self.node_voxel] = x0
         xp = None
@@ -300,10 +346,10 @@ class VoxelMultigrid:
             xg[cells] = 0.0
         xg = xg.reshape(self.shape)
         L = self.levels[0]
-        if self._work is None:
-            self._work = tuple(np.empty(self.shape) for _ in range(4))
-        its = K.pcg(xg, bg.reshape(self.shape), *self._work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
-                    self.sweeps, float(rtol), int(maxiter), float(xtol))
+        work = [self.scratch.array(f"mg.cg{k}", self.shape) for k in range(4)]
+        cg = K.pcg_plane if self.plane else K.pcg
+        its = cg(xg, bg.reshape(self.shape), *work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
+                 self.sweeps, float(rtol), int(maxiter), float(xtol))
         xg = xg.ravel()
         if xp is not None:
             xg[self._pocket_cells] = xp

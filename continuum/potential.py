@@ -43,6 +43,7 @@ from . import potential_kernels as PK
 from .faces import InterfaceFaces, interface_faces
 from .fv import SPDSolver, SymmetricPattern, _default_direct_max, voxel_links
 from .multigrid import VoxelMultigrid, face_slots
+from .scratch import Scratch
 from .grid import collector_connected, periodic_components
 from .parameters import PhysicalParameters
 
@@ -50,6 +51,7 @@ from .parameters import PhysicalParameters
 # largest relative change of the Jacobian's coefficients for which an eta_tolerance solve's
 # Newton step keeps the multigrid's operator (PotentialSolver._set_multigrid)
 _KEPT_OPERATOR = 0.1
+_W_RESISTIVE = 1e-4  # relative tolerance of the sensitivity solve with resistive conductors
 # share of the overpotential tolerance a Newton step's sensitivity error may take (times dV;
 # |w| <= 1, so the last solve's w serves unsolved once dV is below this share)
 _W_BUDGET = 0.3
@@ -180,6 +182,9 @@ class PotentialSolver:
         self._number_nodes(conductivity)
         self._reacting_faces()
         self.pins = self._pin_floating_pockets()
+        self.node_flat = _joined(self.elec_flat, self.cond_flat)  # each unknown's voxel
+        # each face's other end among the unknowns (the V node's faces: any unknown, masked by bv_v)
+        self._bv_q_node = np.minimum(self.bv_q, self.n - 1)
         # the linear (conductance) links (no copy on equipotential conductors: a 30 MB array
         # at 128^3, and fresh memory costs its page faults)
         self._lp = _joined(self.ee_p, self.cc_p)
@@ -213,24 +218,32 @@ class PotentialSolver:
     def _start_state(self):
         """What solves keep and reuse (linear solver, multigrid hierarchy and operator, the last
         sensitivity and salt field), as a new solver has it."""
+        self._scratch = Scratch()  # a solve's temporaries (the multigrid's too)
         self._mg = None
         if self.pattern is None:
             # two Gauss-Seidel sweeps each way: 16 CG iterations for 33 (warm, 128^3 porous host)
-            self._mg = VoxelMultigrid(self.shape, _joined(self.elec_flat, self.cond_flat), sweeps=2)
+            self._mg = VoxelMultigrid(self.shape, self.node_flat, sweeps=2)
+            self._mg.share_work(self._scratch)
         self._mg_operator = None  # (links, diagonal, top) of the multigrid's current operator
+        self._kept_diagonals = None  # the solver's own copies of its two diagonals
         self._w_prev = None  # last sensitivity d(phi)/dV solve: initial guess for the next
         self._calls = 0
         self._ce_built = None  # the concentrations the multigrid's coarse levels were built with
         self._last_prepare = None
+        self._prepared_arrays = ({}, {})  # two sets of _prepare's kept arrays, used in turn
         self.hierarchy_builds = 0
 
-    def scratch(self):
-        """The multigrid CG's vectors (scratch; None: none yet), for :meth:`use_scratch`."""
-        return None if self._mg is None else self._mg.work
+    def scratch(self) -> Scratch:
+        """This solver's temporaries (``continuum.scratch``), for another's :meth:`use_scratch`."""
+        return self._scratch
 
-    def use_scratch(self, work) -> None:
-        """Take another solver's :meth:`scratch` on the same grid as this one's CG vectors: fresh
-        ones cost their page faults (a deposit step's solve at 128^3: 1.2 CPU-s for 1.7-1.9)."""
+    def use_scratch(self, work: Scratch | None) -> None:
+        """Take another solver's :meth:`scratch` (one that solves no more, or not while this one
+        does) as this one's, if this one has used none yet: fresh arrays cost their page faults
+        (a deposit step's solve at 128^3: 1.2 CPU-s for 1.7-1.9)."""
+        if work is None or len(self._scratch):
+            return
+        self._scratch = work
         if self._mg is not None:
             self._mg.share_work(work)
 
@@ -345,63 +358,88 @@ class PotentialSolver:
         """Everything that depends on c but not on the potentials."""
         prm = self.params
         c_full = np.broadcast_to(np.asarray(c, dtype=np.float64), self.shape).ravel()
-        ce = np.maximum(c_full[self.elec_flat], self.c_floor)
+        ce = np.take(c_full, self.elec_flat, out=self._scratch.array("potential.ce", self.ne))
+        np.maximum(ce, self.c_floor, out=ce)
         last = self._last_prepare
         if (last is not None and last["phi_top"] == phi_top and last["c_top"] == c_top
                 and np.array_equal(last["ce"], ce)):
             return last  # the same salt field as the last solve: nothing here changed
+        # the arrays kept with it: the other of two sets (the last one's may be compared next)
+        own = self._prepared_arrays[0 if last is None or last["arrays"] == 1 else 1]
+        arrays = 0 if own is self._prepared_arrays[0] else 1
+
+        def kept(name, size):
+            if name not in own or own[name].size != size:
+                own[name] = np.empty(size)
+            return own[name]
+
+        np.copyto(kept("ce", ce.size), ce)
+        ce = own["ce"]
         kap = prm.conductivity(ce)
         h = self.h
-        G_lin = np.empty(self._lp.size)
+        G_lin = kept("G_lin", self._lp.size)
         PK.link_conductances(kap, self.ee_p, self.ee_q, h, G_lin[: self.ee_p.size])
         G_lin[self.ee_p.size:] = self.G_cc
         ct = ce[self.top] if c_top is None else np.full(self.top.size, max(float(c_top), self.c_floor))
         G_top = 2.0 * h * _log_mean(kap[self.top], prm.conductivity(ct))
         n = self.n
-        diag_top = np.bincount(self.top, weights=G_top, minlength=n)
+        diag_top = kept("diag_top", n)
+        diag_top.fill(0.0)
+        np.add.at(diag_top, self.top, G_top)  # np.bincount's sum, into the kept array
         dp = FARADAY * (prm.cation_diffusivity - prm.anion_diffusivity) * h
         s_top = 2.0 * dp * (ce[self.top] - ct)
-        src = np.zeros(n)
+        src = kept("src", n)
+        src.fill(0.0)
         PK.diffusion_source(ce, self.ee_p, self.ee_q, dp, src)
         src[self.top] += s_top  # one entry per top voxel
-        pre = dict(ce=ce, c_face=ce[self.bv_e], G_top=G_top, diag_top=diag_top, src=src,
-                   src_abs=float(np.abs(src).sum()), s_top=s_top, phi_top=phi_top, c_top=c_top, G_lin=G_lin)
+        c_face = np.take(ce, self.bv_e, out=kept("c_face", self.bv_e.size))
+        pre = dict(ce=ce, c_face=c_face, G_top=G_top, diag_top=diag_top, src=src,
+                   src_abs=float(np.abs(src).sum()), s_top=s_top, phi_top=phi_top, c_top=c_top, G_lin=G_lin,
+                   arrays=arrays)
         self._last_prepare = pre
         return pre
 
-    def _residual(self, u, V, pre, I_app):
+    def _residual(self, u, V, pre, I_app, faces_only: bool = False):
         """(R, F, eta, i, di, sums): the residual of every unknown (current out of it), the
         charge balance (None when potentiostatic), per face eta, i, di/deta, and the sums
-        (A |i|, |R|, |G phi| of R's link terms: its round-off scale), in one compiled pass."""
+        (A |i|, |R|, |G phi| of R's link terms: its round-off scale), in one compiled pass.
+        The arrays are this solve's scratch, valid until the next call.  ``faces_only``: the
+        faces' part alone (R None and not written, the last two sums 0), a tenth of the cost."""
         nf = self.bv_e.size
-        R = np.empty(self.n)
-        eta, i, di = np.empty(nf), np.empty(nf), np.empty(nf)
+        ws = self._scratch
+        R = ws.array("potential.R", self.n)
+        eta, i, di = (ws.array(f"potential.{x}", nf) for x in ("eta", "i", "di"))
         total, *sums = PK.residual(u, float(V), self._lp, self._lq, pre["G_lin"], self.top, pre["G_top"],
                                    float(pre["phi_top"]), pre["src"], self.pins, self._g_pin, self.cv_p, self.G_cv,
                                    self.bv_e, self.bv_q, self.bv_v, self.area, pre["c_face"], *self._bv_args,
-                                   R, eta, i, di)
+                                   R, eta, i, di, not faces_only)
         # Charge balance on the total interfacial current (not on the collector current: with
         # resistive conductors the latter is a difference of large link currents and carries
         # round-off far above the tolerance; at convergence the two agree).
         F = None if I_app is None else total - I_app
-        return R, F, eta, i, di, sums
+        return (None if faces_only else R), F, eta, i, di, sums
 
     def _jacobian(self, pre, di, first_step: bool):
         """The Newton matrix (K; None on the gmg path, where it becomes the multigrid's fine
         operator, the coarse levels built on the first Newton step only: later steps change
         only the weak Butler-Volmer conductances), the Schur vectors and d."""
         n = self.n
+        ws = self._scratch
         g = self.area * di
-        diag_v, rvec = np.empty(n), np.empty(n)  # BV links to the V node; row of the balance
-        bv_links = np.empty(self.bvc_e.size)
-        d = PK.bv_jacobian(g, self.bv_e, self.bv_q, self.bv_v, diag_v, rvec, bv_links)
-        links = np.concatenate([pre["G_lin"], bv_links]) if bv_links.size else pre["G_lin"]
+        diag_v = ws.array("potential.diag_v", n)  # BV links to the V node
+        rvec = ws.array("potential.rvec", n)  # the row of the charge balance
+        nl, nb = pre["G_lin"].size, self.bvc_e.size
+        links = ws.array("potential.links", nl + nb)  # the linear links, then the BV ones
+        d = PK.bv_jacobian(g, self.bv_e, self.bv_q, self.bv_v, diag_v, rvec, links[nl:])
+        links[:nl] = pre["G_lin"]
+        diag = np.add(self._diag_other, diag_v, out=ws.array("potential.diag", n))
         K = None
         if self._mg is not None:
-            self._set_multigrid(pre, links, self._diag_other + diag_v, first_step)
+            self._set_multigrid(pre, links, diag, first_step)
         else:
             K = self.pattern.assemble(links, pre["diag_top"] + self._diag_other + diag_v)
-        cvec = -(self._cv_diag + diag_v)
+        cvec = np.add(self._cv_diag, diag_v, out=ws.array("potential.cvec", n))
+        np.negative(cvec, out=cvec)
         return K, cvec, rvec, d
 
     def _set_multigrid(self, pre, links, diag, first_step: bool):
@@ -423,7 +461,14 @@ class PotentialSolver:
             if close[0]:
                 new = (kept[0], diag, pre["diag_top"])
         self._mg.set_operator(self._mg_slots, *new, hierarchy=hierarchy)
-        self._mg_operator = new
+        # kept for the next comparison: the multigrid's copy of the links, the solver's of the
+        # diagonals (``links`` and ``diag`` are this solve's scratch, the top's is rewritten by
+        # the second _prepare from now)
+        if self._kept_diagonals is None:
+            self._kept_diagonals = (np.empty(diag.shape), np.empty(diag.shape))
+        for mine, given in zip(self._kept_diagonals, new[1:]):
+            np.copyto(mine, given)
+        self._mg_operator = (self._mg.conductance, *self._kept_diagonals)
 
     def _hierarchy_due(self, ce) -> bool:
         """Build the multigrid's coarse levels on this solve's first Newton step?  Only when
@@ -502,18 +547,19 @@ class PotentialSolver:
         (galvanostatic) the V predictor."""
         galv = I_app is not None
         n = self.n
-        u = np.full(n, float(phi_top))
+        u = self._scratch.array("potential.u", n)  # the Newton state: read out by _solution
+        u.fill(float(phi_top))
         V = float(cell_potential) if not galv else None
         w = self._w_prev if (self._w_prev is not None and self._w_prev.size == n) else None
         if initial is not None:
-            u[: self.ne] = self._warm_values(initial.phi_l, self.elec_flat, phi_top)
+            self._warm_values(initial.phi_l, self.elec_flat, phi_top, out=u[: self.ne])
             if self.eta_tolerance is not None:  # (tight solves: 56 CG iterations for 48 at 128^3)
                 self._shift_by_salt(u, initial, pre)
             if galv:
                 V = float(initial.cell_potential)
             ws = getattr(initial, "sensitivity", None)
             if galv and ws is not None and ws.shape == self.shape:
-                w = self._warm_values(ws, np.concatenate([self.elec_flat, self.cond_flat]), 0.0)
+                w = self._warm_values(ws, self.node_flat, 0.0)
         if self.resistive:
             ps = None if initial is None else initial.phi_s.ravel()[self.cond_flat]
             Vs = V if V is not None else 0.0
@@ -522,14 +568,14 @@ class PotentialSolver:
         if galv and initial is not None and w is not None and self.eta_tolerance is not None:
             # predictor along the sensitivity: phi moves by w dV with V (to first order the
             # answer to a new current), dV such that the faces carry I_app on that ray
-            xq = np.where(self.bv_v, V, u[np.minimum(self.bv_q, n - 1)])
-            wq = np.where(self.bv_v, -1.0, w[np.minimum(self.bv_q, n - 1)])
+            xq = np.where(self.bv_v, V, u[self._bv_q_node])
+            wq = np.where(self.bv_v, -1.0, w[self._bv_q_node])
             try:
                 s = self._initial_V(u, pre, I_app, eta0=xq - u[self.bv_e], slope=w[self.bv_e] - wq, guess=0.0)
             except ValueError:  # no root on the ray (a stale w?): the frozen-phi predictor below
                 s = None
             if s is not None:
-                u -= w * s
+                u -= np.multiply(w, s, out=self._scratch.array("potential.w_dV", n))
                 V += s
         if galv and s is None:
             # predictor: the V that carries I_app with phi_l frozen (a scalar root; from a warm
@@ -540,13 +586,14 @@ class PotentialSolver:
                 u[self.ne:] = V if V_old is None else u[self.ne:] + (V - V_old)
         return u, V, w
 
-    def _warm_values(self, field, flat, default):
-        """A warm start's ``field`` (full grid, NaN off its unknowns) on the voxels ``flat``:
-        voxels new to them take the mean of their neighbours there (else ``default``).  On a
-        16 x 16 x 28 host's plate and 40 mA/cm^2 strip, 91 -> 75 Newton steps, 327 -> 245 CG
-        iterations, where the value at the top took up to 11 steps after a deposit dissolved."""
+    def _warm_values(self, field, flat, default, out=None):
+        """A warm start's ``field`` (full grid, NaN off its unknowns) on the voxels ``flat``
+        (into ``out`` if given): voxels new to them take the mean of their neighbours there
+        (else ``default``).  On a 16 x 16 x 28 host's plate and 40 mA/cm^2 strip, 91 -> 75
+        Newton steps, 327 -> 245 CG iterations, where the value at the top took up to 11 steps
+        after a deposit dissolved."""
         grid = np.ascontiguousarray(field, dtype=np.float64).ravel()
-        vals = grid[flat]
+        vals = np.take(grid, flat, out=out)
         miss = np.flatnonzero(~np.isfinite(vals))
         if miss.size:
             out = np.empty(miss.size)
@@ -619,16 +666,17 @@ class PotentialSolver:
                     (w,) = self.linear.solve(K, [cvec], x0=[w], rtol=w_lin, cache_key=key, multigrid=mg,
                                              xtol=w_xtol)
                 dV = (-F - rvec @ a) / (d - rvec @ w)
-                du = a - w * dV
+                du = a  # a - w dV, in place (a is this step's own)
+                du -= np.multiply(w, dV, out=self._scratch.array("potential.w_dV", n))
             else:
                 (du,) = self.linear.solve(K, [-R], rtol=eta_lin, multigrid=mg, xtol=xtol)
                 dV = 0.0
             deta = PK.largest_face_change(du, float(dV), self.bv_e, self.bv_q, self.bv_v)
             scale = min(1.0, self.max_step / deta) if deta > 0 else 1.0
             last_deta = scale * deta
-            u += scale * du
+            u += du if scale == 1.0 else np.multiply(du, scale, out=self._scratch.array("potential.w_dV", n))
             V += scale * dV
-            step = scale * max(np.abs(du).max() if n else 0.0, abs(dV))
+            step = scale * max(max(du.max(), -du.min()) if n else 0.0, abs(dV))
             if scale == 1.0 and step < 1e-13 and res < 1e-6 and ferr < 1e-6:
                 # round-off floor reached before rtol (huge, well-conditioned systems)
                 R, F, eta, i, di, _ = self._residual(u, V, pre, I_app)
@@ -658,31 +706,39 @@ class PotentialSolver:
         # fall below a tenth of the tolerance (near the answer a relative residual would ask
         # for accuracy no face needs)
         lin = 1e-2 if last_deta > 10 * tol else 1e-1
-        return lin, lin, 0.1 * tol
+        # resistive conductors follow V (their sensitivity near 1): a loose one leaves them
+        # behind and Newton diverged (a 12 x 12 x 14 host at 1e2-1e3 S/m: 60 steps, 662 CG
+        # iterations, not converged; at 1e-4 2 steps, 27)
+        return lin, (min(lin, _W_RESISTIVE) if self.resistive else lin), 0.1 * tol
 
     def _polish_charge(self, u, V, pre, I_app, F, di, tol, floor):
         """Shift V (and resistive conductors with it) until the faces carry I_app, phi_l
-        fixed: (V, the residual there), or None when that takes more than a tenth of the
-        overpotential tolerance (then Newton goes on)."""
+        fixed: (V, the faces' residual there: R None), or None when that takes more than a
+        tenth of the overpotential tolerance (then Newton goes on from the state it had).
+        The faces are evaluated into the Newton step's arrays (a polish that returns ends the
+        solve: the charge balance met, the potentials within the tolerance, so no one reads
+        R); one that gives up evaluates them again where it started."""
         V0 = V
+        evaluated = False
         for _ in range(4):
             dF = self.area * di.sum()  # d(sum A i)/d(shift): every face's eta moves with it
             if not dF > 0:
-                return None
+                break
             step = -F / dF
             V += step
             if self.resistive:
                 u[self.ne:] += step
             if abs(V - V0) > 0.1 * tol:
-                if self.resistive:
-                    u[self.ne:] -= V - V0
-                return None
-            out = self._residual(u, V, pre, I_app)
+                break
+            out = self._residual(u, V, pre, I_app, faces_only=True)
+            evaluated = True
             F, di = out[1], out[4]
             if abs(F) / max(abs(I_app), floor) <= self.rtol:
                 return V, out
         if self.resistive:
             u[self.ne:] -= V - V0
+        if evaluated:
+            self._residual(u, V0, pre, I_app, faces_only=True)
         return None
 
     def _solution(self, u, V, eta, i, *, it, res, converged, pre, I_app, phi_top, lin_iters0, t0, w=None):
@@ -703,7 +759,7 @@ class PotentialSolver:
         sens = None
         if galv and w is not None:
             sens = np.full(self.phase.size, np.nan)
-            sens[np.concatenate([self.elec_flat, self.cond_flat])] = w
+            sens[self.node_flat] = w
             sens = sens.reshape(self.shape)
         conc = np.full(self.phase.size, np.nan)
         conc[self.elec_flat] = pre["ce"]

@@ -77,10 +77,42 @@ def diffusion_source(ce, p, q, dp, src):
 @numba.njit(cache=True)
 def residual(u, V, lp, lq, G, top, G_top, phi_top, src, pins, g_pin, cv_p, G_cv,
              bv_e, bv_q, bv_v, area, c_face, on_li, pref, eta_nuc, aaf, acf, f, alpha_a, alpha_c, c_ref,
-             R, eta, i, di):
+             R, eta, i, di, with_links):
     """The Newton residual R (current out of each unknown), per-face eta, i, di/deta.  Returns
     (sum of A i over the faces, sum of A |i|, sum |R|, the round-off scale sum |G phi| of
-    R's link terms)."""
+    R's link terms).  ``with_links`` False: the faces alone (R untouched, the last two 0)."""
+    n = R.size
+    scale = 0.0
+    if with_links:
+        scale = _link_residual(u, V, lp, lq, G, top, G_top, phi_top, src, pins, g_pin, cv_p, G_cv, R)
+    total = 0.0
+    total_abs = 0.0
+    for k in range(bv_e.size):
+        e = bv_e[k]
+        x = V if bv_v[k] else u[bv_q[k]]
+        et = x - u[e]
+        ii, dd = _face_bv(et, c_face[k], on_li[k], pref[k], eta_nuc[k], aaf, acf, f, alpha_a, alpha_c, c_ref)
+        eta[k] = et
+        i[k] = ii
+        di[k] = dd
+        Ai = area * ii
+        if with_links:
+            R[e] -= Ai
+            if not bv_v[k]:
+                R[bv_q[k]] += Ai
+        total += Ai
+        total_abs += abs(Ai)
+    rabs = 0.0
+    if with_links:
+        for a in range(n):
+            rabs += abs(R[a])
+    return total, total_abs, rabs, scale
+
+
+@numba.njit(cache=True, inline="always")
+def _link_residual(u, V, lp, lq, G, top, G_top, phi_top, src, pins, g_pin, cv_p, G_cv, R):
+    """R = the source plus the currents out of each unknown through its links (conductance,
+    top, pins, collector); returns the round-off scale sum |G phi|."""
     n = R.size
     scale = 0.0
     for a in range(n):
@@ -102,26 +134,7 @@ def residual(u, V, lp, lq, G, top, G_top, phi_top, src, pins, g_pin, cv_p, G_cv,
     for k in range(cv_p.size):
         R[cv_p[k]] += G_cv[k] * (u[cv_p[k]] - V)
         scale += G_cv[k] * abs(u[cv_p[k]])
-    total = 0.0
-    total_abs = 0.0
-    for k in range(bv_e.size):
-        e = bv_e[k]
-        x = V if bv_v[k] else u[bv_q[k]]
-        et = x - u[e]
-        ii, dd = _face_bv(et, c_face[k], on_li[k], pref[k], eta_nuc[k], aaf, acf, f, alpha_a, alpha_c, c_ref)
-        eta[k] = et
-        i[k] = ii
-        di[k] = dd
-        Ai = area * ii
-        R[e] -= Ai
-        if not bv_v[k]:
-            R[bv_q[k]] += Ai
-        total += Ai
-        total_abs += abs(Ai)
-    rabs = 0.0
-    for a in range(n):
-        rabs += abs(R[a])
-    return total, total_abs, rabs, scale
+    return scale
 
 
 @numba.njit(cache=True)

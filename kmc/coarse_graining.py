@@ -14,8 +14,9 @@ phase field (``continuum.phasefield``) takes, and back.
 - ``phasefield_parameters``: the phase-field constants that give a flat front the KMC's
   Butler-Volmer law (the mapping the flat-front test fixes); ``capillary_constants``: those that
   give it the KMC's interface energy and linearised Gibbs-Thomson velocity;
-  ``contact_coordination_shift``: the KMC's coordination shift of a first voxel on a host, as
-  the host's nucleation overpotential.
+  ``first_voxel_shift``: the KMC's coordination shift of a first voxel plated in each electrolyte
+  voxel; ``contact_coordination_shift``: the same averaged over a host voxel's contacts, as the
+  host's nucleation overpotential (``phasefield.contact_coordination = "static"``).
 
 Grids are ``[x, y, z]``, periodic in x and y; z = 0 the collector, z boundaries zero-flux (a
 kernel meets them by reflection).  A refined grid splits every axis of length > 1 into
@@ -73,21 +74,28 @@ def capillary_constants(physics: PhysicalParameters, interface_energy: float, pr
             "interface_mobility": capillary_mobility(physics) / (6.0 * profile_length)}
 
 
-def contact_coordination_shift(phase, shift_per_bond: float) -> np.ndarray:
-    """The KMC's coordination shift of a first voxel plated on a host, as a nucleation
-    overpotential per host voxel [V] (``phasefield.contact_coordination``, docs/phasefield.md
-    "Validation").  A KMC voxel plated in electrolyte voxel e reduces at eta + eta_nuc + (3 - n)
-    delta, n its face neighbours that are not electrolyte (host and lithium,
-    ``kmc.engine.rates.coordination_shift``): 2 delta on a flat wall, 0 in a corner of three
-    walls, -2 delta at the floor of a one-voxel pit.  The phase field's wetting layer reduces at
-    its host's eta_nuc, so each conductive host voxel gets the mean of that shift over its
-    electrolyte face neighbours (the contacts it serves); 0 on every other voxel."""
+def first_voxel_shift(phase, shift_per_bond: float) -> np.ndarray:
+    """The KMC's coordination shift [V] of a voxel plated in each electrolyte voxel e of ``phase``
+    (0 elsewhere): it reduces at eta + eta_nuc + (3 - n) delta, n its face neighbours that are
+    not electrolyte (host and lithium, ``kmc.engine.rates.coordination_shift``; nothing below
+    the collector or above the top): 2 delta on a flat wall, 0 in a corner of three walls, -2
+    delta at the floor of a one-voxel pit.  The phase field's dynamic contact coordination
+    (``phasefield.contact_coordination = "dynamic"``) gives its bare contacts exactly this."""
     from .engine.rates import coordination_shift
 
+    free = np.asarray(phase) == ELECTROLYTE
+    return np.where(free, coordination_shift(face_neighbour_sum(~free), float(shift_per_bond)), 0.0)
+
+
+def contact_coordination_shift(phase, shift_per_bond: float) -> np.ndarray:
+    """The KMC's coordination shift of a first voxel plated on a host, as a nucleation
+    overpotential per host voxel [V] (``phasefield.contact_coordination = "static"``,
+    docs/phasefield.md "Validation"): the phase field's wetting layer reduces at its host's
+    eta_nuc, so each conductive host voxel gets the mean of :func:`first_voxel_shift` over its
+    electrolyte face neighbours (the contacts it serves); 0 on every other voxel."""
     phase = np.asarray(phase)
     free = phase == ELECTROLYTE
-    bonds = face_neighbour_sum(~free)
-    shift = np.where(free, coordination_shift(bonds, float(shift_per_bond)), 0.0)
+    shift = first_voxel_shift(phase, shift_per_bond)
     contacts = face_neighbour_sum(free)
     host = (phase == HOST_CONDUCTIVE) & (contacts > 0)
     return np.where(host, face_neighbour_sum(shift) / np.maximum(contacts, 1.0), 0.0)

@@ -9,7 +9,7 @@ from continuum.parameters import PhysicalParameters
 from continuum.phasefield import (HONG2018, PhaseFieldSolver, Potentiostatic, flat_front_velocity, logistic_profile,
                                   planar_electrode)
 from kmc.coarse_graining import (concentration_from_mean_field, concentration_from_packets,
-                                 contact_coordination_shift, lattice_from_order_parameter, order_parameter_from_lattice, packets_from_concentration,
+                                 contact_coordination_shift, first_voxel_shift, lattice_from_order_parameter, order_parameter_from_lattice, packets_from_concentration,
                                  phasefield_parameters, refine, volume_ratio)
 from kmc.engine import KMCEngine
 from kmc.engine.lattice import LatticeState
@@ -390,3 +390,41 @@ def test_contact_coordination_shift_is_the_kmcs_first_voxel_shift_averaged_over_
     assert s[2, 3, 1] == pytest.approx(delta)
     # contact (1, 3, 2): its neighbours (0, 3, 2) dielectric, host below -> n = 2
     assert s[1, 3, 1] == pytest.approx(delta)
+
+
+@pytest.mark.parametrize("refinement", [1, 3])
+def test_dynamic_contact_shift_on_the_bare_host_is_the_kmcs_first_voxel_shift(refinement):
+    """``phasefield.contact_coordination = "dynamic"`` on bare geometry: with no lithium anywhere
+    each phase-field host contact's coordination shift is exactly the KMC's shift of a first
+    voxel plated in its lattice voxel (:func:`first_voxel_shift`, bonds counted per voxel of the
+    lattice, bond_cell = refinement), on a random porous host with dielectric parts; where a
+    host voxel serves one contact (a flat floor) its reduction factor is the static one's,
+    a exp(-alpha_c f (eta_nuc + 2 delta)) (:func:`contact_coordination_shift` in eta_nuc)."""
+    from continuum.phasefield.geometry import Geometry
+    from kmc.coupling.config import HostSpec
+
+    delta = 0.0419
+    host = HostSpec(nx=6, ny=4, host_layers=4, reservoir_layers=3, porosity=0.6, feature_size_um=2).build(
+        np.random.SeedSequence(5))
+    phase = host.phase.copy()
+    phase[0, 0, 1:3] = HOST_DIELECTRIC  # a dielectric neighbour is a bond too, and serves no contact
+    prm = HONG2018.replace(contact_bond_shift=delta)
+    fine = refine(phase, refinement)
+    cond = fine == HOST_CONDUCTIVE
+    g = Geometry(fine, 1e-6 / refinement, prm, np.where(cond, 0.04, 0.0), None, bond_cell=refinement)
+    assert g.contact.sum() > 20
+    expected = refine(first_voxel_shift(phase, delta), refinement).ravel()[g.free]
+    np.testing.assert_array_equal(g.coordination_shift[g.contact], expected[g.contact])
+    assert (g.coordination_shift[~g.contact] == 0).all()
+    # the flat floor of an open pore column: its host voxel serves that one contact
+    static = contact_coordination_shift(phase, delta)
+    one = (first_voxel_shift(phase, delta) == 2 * delta) & np.roll(phase == HOST_CONDUCTIVE, 1, axis=2)
+    one[:, :, 0] = False
+    below = np.roll(one, -1, axis=2)
+    served = below & np.isclose(static, 2 * delta)
+    assert served.any()
+    m_static = np.exp(-prm.alpha_c * prm.f * (0.04 + static))
+    fine_static = refine(np.roll(np.where(served, m_static, np.nan), 1, axis=2), refinement).ravel()[g.free]
+    pick = g.contact & np.isfinite(fine_static) & (g.n_host == 1)
+    assert pick.any()
+    np.testing.assert_allclose(g.cathodic_factor[pick], fine_static[pick], rtol=1e-13)

@@ -477,6 +477,99 @@ def test_renewed_solver_repeats_a_new_one_bit_for_bit(method, resistive, tol):
     assert old.solve(c2, current=I, c_top=P.c_ref, initial=sol).converged
 
 
+def test_resistive_conductors_converge_on_the_overpotential_tolerance():
+    """With resistive conductors the eta_tolerance solve (the coupled runs' stop) solves the
+    sensitivity tightly: loose (as without them) Newton diverged here, 60 steps without
+    converging.  Its faces agree with the tight solve's within the tolerance."""
+    ph = porous_host(n=12, nz=14, seed=3)
+    rng = np.random.default_rng(5)
+    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
+    sigma = rng.uniform(1e2, 1e3, ph.shape)
+    I = -10.0 * 12 * 12 * 1e-12
+    tight = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, conductivity=sigma).solve(c, current=I, c_top=P.c_ref)
+    s = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, conductivity=sigma, linear_solver="gmg", eta_tolerance=1e-5)
+    prev = None
+    for k in range(2):
+        sol = s.solve(c, current=I, c_top=P.c_ref, initial=prev)
+        assert sol.converged and sol.iterations <= 4
+        on = sol.face_active
+        assert np.max(np.abs(sol.face_overpotential[on] - tight.face_overpotential[on])) < 1e-5
+        assert sol.total_current == pytest.approx(I, rel=1e-9)
+        prev = sol
+
+
+@pytest.mark.parametrize("method,resistive,tol", [("gmg", False, 1e-5), ("gmg", True, 1e-5), ("gmg", True, None),
+                                                  ("direct", False, 1e-5)])
+def test_shared_scratch_carries_nothing_between_solves(method, resistive, tol):
+    """Solvers that share their temporaries (``use_scratch``: the coupled run hands each new
+    solver the last one's) give bit for bit the answers of a solver with its own: a solve of
+    another geometry between two of this one's, and a salt change that rebuilds the
+    multigrid's operator, leave no trace in them."""
+    ph = porous_host(n=12, nz=14, seed=3)
+    other_ph = porous_host(n=12, nz=14, seed=4)
+    rng = np.random.default_rng(5)
+    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
+    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
+    I = -10.0 * 12 * 12 * 1e-12
+    kw = dict(eta_nuc=0.02, conductivity=sigma, linear_solver=method, eta_tolerance=tol)
+    alone = PotentialSolver(ph, 1e-6, P, **kw)
+    shared = PotentialSolver(ph, 1e-6, P, **kw)
+    other = PotentialSolver(other_ph, 1e-6, P, eta_nuc=0.01, linear_solver=method, eta_tolerance=1e-5)
+    other.use_scratch(shared.scratch())
+    assert other.scratch() is shared.scratch()
+    prev_a = prev_s = prev_o = None
+    for k in range(4):
+        if k == 2:
+            c = c * _smooth_factor(ph.shape, 0.3, rng)  # beyond the kept operator's 10 %
+        want = alone.solve(c, current=(1 + 0.05 * k) * I, c_top=P.c_ref, initial=prev_a)
+        prev_o = other.solve(c, current=(1.2 - 0.05 * k) * I, c_top=P.c_ref, initial=prev_o)
+        got = shared.solve(c, current=(1 + 0.05 * k) * I, c_top=P.c_ref, initial=prev_s)
+        _same_solution(got, want)
+        assert got.converged and prev_o.converged
+        prev_a, prev_s = want, got
+    if method == "gmg":
+        assert len(shared.scratch()) > 0 and shared.scratch().nbytes > 0
+
+
+def test_faces_only_residual_is_the_full_residuals_face_part():
+    """The charge polish evaluates the faces alone (``faces_only``): the same eta, i, di/deta and
+    total current as the full residual, bit for bit, and R left unwritten."""
+    ph = porous_host(n=10, nz=12, seed=2)
+    s = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, eta_tolerance=1e-5)
+    c = P.c_ref * _smooth_factor(ph.shape, 0.05, np.random.default_rng(2))
+    sol = s.solve(c, current=-1e-9, c_top=P.c_ref)
+    pre = s._prepare(c, 0.0, P.c_ref)
+    u = np.concatenate([sol.phi_l.ravel()[s.elec_flat], sol.phi_s.ravel()[s.cond_flat]])
+    R, F, eta, i, di, sums = s._residual(u, sol.cell_potential + 1e-4, pre, -1e-9)
+    full = [R.copy(), F, eta.copy(), i.copy(), di.copy(), sums]
+    R[:] = 7.0
+    R2, F2, eta2, i2, di2, sums2 = s._residual(u, sol.cell_potential + 1e-4, pre, -1e-9, faces_only=True)
+    assert R2 is None and np.all(R == 7.0)
+    assert F2 == full[1] and sums2[0] == full[5][0] and sums2[1:] == [0.0, 0.0]
+    for a, b in zip((eta2, i2, di2), full[2:5]):
+        assert np.array_equal(a, b)
+    assert abs(F2) > 1e-3 * 1e-9  # the shifted V: the check is not of a zero
+
+
+def test_scratch_reuses_its_arrays_by_name_and_grows_with_room():
+    from continuum.scratch import Scratch
+
+    ws = Scratch()
+    a = ws.array("a", (4, 5))
+    assert a.shape == (4, 5) and a.flags.c_contiguous and len(ws) == 1
+    a[:] = 3.0
+    b = ws.array("a", 12)  # fewer elements: the same memory
+    assert np.shares_memory(a, b) and b.shape == (12,)
+    assert np.shares_memory(ws.array("a", 21), a)  # within the 1/16 to spare of 20
+    big = ws.array("a", 40)
+    assert not np.shares_memory(big, a)
+    assert not np.shares_memory(ws.array("b", 12), big)  # names do not share
+    ints = ws.array("a", 3, dtype=np.int64)
+    assert ints.dtype == np.int64 and not np.shares_memory(ints, big)
+    z = ws.zeros("a", 40)
+    assert np.shares_memory(z, big) and not z.any()
+
+
 def test_coupled_run_reuses_the_solver_while_the_geometry_is_unchanged():
     """A pulse's off-times and short steps fill no voxel: the run renews the last solver
     instead of building the geometry again, and its rows are bit for bit those of a run that

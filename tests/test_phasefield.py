@@ -529,12 +529,13 @@ def test_compiled_residual_is_the_sum_of_its_terms():
         assert np.array_equal(R, R1) and np.array_equal(B, B1) and np.array_equal(G, G1)
 
 
-@pytest.mark.parametrize("shape", [(200, 1, 200), (21, 1, 70)])
+@pytest.mark.parametrize("shape", [(200, 1, 200), (21, 1, 70), (16, 1, 20)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_two_dimensional_gauss_seidel_follows_the_slab_order_to_the_same_bits(shape, dtype):
     """The phase field's 2D grids (ny = 1): the multigrid's sweep is the documented order (even
     slabs, then odd ones, each lexicographic; backward the exact reverse) bit for bit, forward and
-    backward (21 planes: slabs of 2 and 3)."""
+    backward (21 planes: slabs of 2 and 3), threaded and in the calling thread with a colour's
+    slabs interleaved (`mg_kernels.gauss_seidel_plane`; 20 cells a column: not interleaved)."""
     from continuum import mg_kernels as K
 
     rng = np.random.default_rng(5)
@@ -552,6 +553,91 @@ def test_two_dimensional_gauss_seidel_follows_the_slab_order_to_the_same_bits(sh
         order = slabs[0::2] + slabs[1::2]
         for lo, hi in (order[::-1] if reverse else order):
             K._gauss_seidel_slab(ref, b, gx, gy, gz, dinv, reverse, lo, hi)
-        x = x0.copy()
-        K.gauss_seidel(x, b, gx, gy, gz, dinv, reverse)
-        assert x.tobytes() == ref.tobytes()
+        for sweep in (K.gauss_seidel, K.gauss_seidel_plane):
+            x = x0.copy()
+            sweep(x, b, gx, gy, gz, dinv, reverse)
+            assert x.tobytes() == ref.tobytes()
+
+
+def test_plane_multigrid_solves_to_the_same_bits_as_the_threaded_one():
+    """VoxelMultigrid(plane=True), the phase field's 2D grids (`mg_kernels.pcg_plane`: in the
+    calling thread, the interleaved sweep), takes the default CG's iterations to its numbers bit
+    for bit: phi's system at contrast 1e6 across a rough front, a Dirichlet top, tight tolerance."""
+    from continuum.multigrid import VoxelMultigrid
+
+    n = 72
+    phase, xi = planar_electrode((n, 1, n), 1e-6, HONG2018, 20e-6)
+    rng = np.random.default_rng(3)
+    xi[:, :, 10:30] = np.clip(xi[:, :, 10:30] + 0.3 * rng.standard_normal((n, 1, 20)), 0.0, 1.0)
+    s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, direct_max=0)
+    g = s.geo
+    _, G, gbot, gtop, _ = s._psys
+    bot, top = np.zeros(g.np_), np.zeros(g.np_)
+    bot[g.pbot], top[g.ptop] = gbot, gtop
+    b = rng.standard_normal(g.np_) * 1e6
+    out = []
+    for plane in (False, True):
+        mg = VoxelMultigrid(phase.shape, g.pidx, coarse_max=64, plane=plane)
+        mg.set_operator(g.pslots, G, bot, top)
+        out.append(mg.solve(b, rtol=1e-10))
+    assert out[0][1] == out[1][1] > 3
+    assert out[0][0].tobytes() == out[1][0].tobytes()
+
+
+@pytest.mark.parametrize("clipped", [False, True])
+def test_transport_links_match_their_numpy_form(clipped):
+    """`kernels.transport_links` (the links' exp(x/2) from per-voxel exp(f phi/2), the series for
+    small x, expm1 for large x or without the per-voxel values) against numpy's Scharfetter-Gummel
+    weights: B(x) = x/(exp(x) - 1) (`numerics.bernoulli`), B(-x), (x/2)/sinh(x/2), the flux
+    divergence and the diagonal, to 1e-11 over x from 1e-9 to 60."""
+    from continuum.phasefield import kernels
+    from continuum.phasefield.numerics import bernoulli
+
+    rng = np.random.default_rng(11)
+    n, m, f = 400, 1500, HONG2018.f
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    phi = rng.choice([1e-9, 1e-5, 1e-3, 3e-2, 1.5, 40.0], n) * rng.standard_normal(n) / f
+    xi, c = rng.random(n), rng.uniform(0.0, 2000.0, n)
+    u = 0.5 * f * (phi - 0.5 * (phi.max() + phi.min()))
+    half = np.empty(0) if clipped else np.exp(u)
+    args = (1e-12, 1.3e-10, 1e-12, f)
+    Bab, Ghat, res, diag = kernels.transport_links(a, b, xi, phi, c, half, 50.0, *args)
+    x = f * (phi[b] - phi[a])
+    assert np.abs(x).max() > 50 and np.sum(np.abs(x) < 1e-3) > 50 and np.sum(np.abs(x) > 1) > 50
+    t = np.clip(0.5 * (xi[a] + xi[b]), 0.0, 1.0)
+    hf = t**3 * (6 * t**2 - 15 * t + 10)
+    k = (1e-12 * hf + 1.3e-10 * (1 - hf)) / 1e-12
+    sym = np.where(np.abs(x) < 1e-8, 1.0, (x / 2) / np.sinh(np.where(np.abs(x) < 1e-8, 1.0, x / 2)))
+    ref = k * bernoulli(x), k * bernoulli(-x), k * sym
+    assert np.allclose(Bab, ref[0], rtol=1e-11, atol=0) and np.allclose(Ghat, ref[2], rtol=1e-11, atol=0)
+    flux = ref[0] * c[a] - ref[1] * c[b]
+    res_ref = np.bincount(b, flux, n) - np.bincount(a, flux, n)
+    diag_ref = 50.0 + np.bincount(a, ref[0] - ref[2], n) + np.bincount(b, ref[1] - ref[2], n)
+    gross = np.abs(ref[0] * c[a]) + np.abs(ref[1] * c[b])  # the terms a voxel's divergence sums
+    scale = np.bincount(a, gross, n) + np.bincount(b, gross, n)
+    assert np.all(np.abs(res - res_ref) <= 1e-11 * scale)
+    assert np.allclose(diag, diag_ref, rtol=1e-11, atol=1e-11 * np.abs(ref[1]).max())
+
+
+def test_anderson_mixing_keeps_its_differences_to_the_same_bits():
+    """`numerics.Anderson` keeps the differences of consecutive images and residuals and their
+    Gram matrix from call to call; each call's result is the textbook one (the combination of the
+    last depth + 1 images whose residual differences solve the normal equations) bit for bit."""
+    from continuum.phasefield.numerics import Anderson
+
+    rng = np.random.default_rng(2)
+    mixer, images, residuals = Anderson(depth=2), [], []
+    for _ in range(6):
+        x, r = rng.standard_normal(50), rng.standard_normal(50)
+        out = mixer.next(x, r)
+        images, residuals = (images + [x + r])[-3:], (residuals + [r])[-3:]
+        ref = images[-1].copy()
+        if len(images) > 1:
+            dR = [b - a for a, b in zip(residuals[:-1], residuals[1:])]
+            gram = np.array([[u @ v for v in dR] for u in dR])
+            gamma = np.linalg.lstsq(gram, np.array([u @ r for u in dR]), rcond=1e-12)[0]
+            for k, gk in enumerate(gamma):
+                ref -= gk * (images[k + 1] - images[k])
+        assert out.tobytes() == ref.tobytes()

@@ -78,8 +78,8 @@ def test_sampling_l1_is_the_mean_profiles_expected_sampling_error():
 
 
 def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
-    def l1_row(host, sampling):
-        return {"Host": host, "Regime": "Reaction-limited", "Quantity": PROFILE_L1, "KMC mean": 0.2,
+    def l1_row(host, sampling, n=8):
+        return {"Host": host, "Regime": "Reaction-limited", "Quantity": PROFILE_L1, "n": n, "KMC mean": 0.2,
                 "KMC CI95 low": 0.1, "KMC CI95 high": 0.3, "Phase field": 0.2, "Difference": 0.2,
                 "Tolerance": 0.05, "Pass": "FAIL", "Acceptance": True, "KMC sampling L1": sampling}
 
@@ -87,9 +87,14 @@ def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
     assert "Porous host: at 8 replicas sampling alone gives L1 ~ 0.080" in text
     assert "from about 82 replicas" in text
     assert "Planar foil: at 8" not in text  # 0.02 is under half the tolerance: resolved
+    assert text.startswith("Validation: 8 KMC replicas (mean")
+    # a host with its own replica count says so, and its resolution is counted from it
+    text = format_verdict([l1_row("Porous host", 0.02), l1_row("Planar foil", 0.04, n=24)], 8, 1.0)
+    assert text.startswith("Validation: 8 KMC replicas (planar foil reaction-limited: 24) (mean")
+    assert "Planar foil: at 24 replicas sampling alone gives L1 ~ 0.040" in text and "from about 62 replicas" in text
 
     def height_row(host, low, high):  # KMC mean 5.5 um: tolerance 0.275 um
-        return {"Host": host, "Regime": "Reaction-limited", "Quantity": MEAN_HEIGHT, "KMC mean": 5.5,
+        return {"Host": host, "Regime": "Reaction-limited", "Quantity": MEAN_HEIGHT, "n": 8, "KMC mean": 5.5,
                 "KMC CI95 low": low, "KMC CI95 high": high, "Phase field": 6.3, "Difference": 0.8,
                 "Tolerance": 0.275, "Pass": "FAIL", "Acceptance": True}
 
@@ -122,6 +127,31 @@ def test_bad_options_are_named():
     for bad in (1, 1025, 2.5, True):
         with pytest.raises(ConfigError, match=r"--porous-ny .* out of range: a whole number of voxels in \[2, 1024\]"):
             Validate(2, porous_ny=bad)
+    for bad in (1, 10001, 2.5, True):
+        with pytest.raises(ConfigError, match=r"--foil-replicas .* out of range: a whole number in \[2, 10000\]"):
+            Validate(2, foil_replicas=bad)
+
+
+def test_the_foils_extra_replicas_take_new_streams_and_leave_the_others_theirs():
+    """The reaction-limited foil runs 3x --replicas by default; its replicas beyond --replicas
+    draw the streams after every other case's, so all other cases keep theirs."""
+    cfg = make_config({}, get_study("validate").overrides)
+    assert Validate(3).foil_replicas == 9 and Validate(8).foil_replicas == 24
+    same = Validate(3, foil_replicas=3).plan(cfg, np.random.SeedSequence(0))
+    more = Validate(3).plan(cfg, np.random.SeedSequence(0))
+    fewer = Validate(3, foil_replicas=2).plan(cfg, np.random.SeedSequence(0))
+    keys = {c.label: tuple(c.seed.spawn_key) for c in same.cases}
+    for plan, foil_n in ((more, 9), (fewer, 2)):
+        got = {c.label: tuple(c.seed.spawn_key) for c in plan.cases}
+        assert len(set(got.values())) == len(got)  # every case its own stream
+        assert all(got[k] == v for k, v in keys.items() if k in got)
+        foil = [c for c in plan.cases if c.host_label == "Planar foil"
+                and c.protocol_label.startswith("Reaction-limited, KMC replica")]
+        assert len(foil) == foil_n
+        others = [c for c in plan.cases if c.config.model == "kmc" and c not in foil]
+        assert len(others) == 2 * 3
+    extra = [c for c in more.cases if c.label not in keys]
+    assert [c.protocol_label for c in extra] == [f"Reaction-limited, KMC replica {r}" for r in range(3, 9)]
 
 
 def test_the_porous_host_has_its_own_footprint_and_the_foil_keeps_the_slab():
@@ -143,7 +173,7 @@ def test_cli_refuses_a_porous_ny_out_of_range_before_writing(tmp_path, capsys):
 
 
 def test_plan_gives_every_replica_its_stream_and_the_phase_field_its_config():
-    study = Validate(3, i0_roughness=3.8)
+    study = Validate(3, i0_roughness=3.8, foil_replicas=3)
     cfg = make_config({}, study.overrides)
     plan = study.plan(cfg, np.random.SeedSequence(0))
     assert len(plan.cases) == 3 * (3 + 1)
@@ -218,7 +248,7 @@ TINY = ["host.nx=32", "host.host_layers=2", "host.reservoir_layers=4", "protocol
 
 @pytest.mark.slow  # the phase field's three cases: 30-55 s each on the shared 2 cores (the KMC's: 2 s)
 def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path):
-    study = Validate(2, porous_ny=4)
+    study = Validate(2, porous_ny=4, foil_replicas=2)
     cfg = make_config({}, study.overrides + TINY)
     out = tmp_path / "v"
     said = []
@@ -361,27 +391,54 @@ def test_match_gives_the_wetting_layer_the_kmcs_coordination_shift_and_match_fro
     from kmc.coarse_graining import contact_coordination_shift
     from kmc.coupling.phasefield_run import (
         check_phasefield_case,
+        contact_bond_shift,
         host_nucleation_overpotential,
     )
 
     cfg = make_config({}, get_study("validate").overrides)
-    for setting, on in (("match", True), ("match-front", False)):
-        plan = Validate(2, phasefield_interface_energy=setting, porous_ny=3).plan(cfg, np.random.SeedSequence(0))
+    for setting, mode, expect in (("match", "static", "static"), ("match", "dynamic", "dynamic"),
+                                  ("match-front", "dynamic", "off")):
+        plan = Validate(2, phasefield_interface_energy=setting, porous_ny=3,
+                        contact_coordination=mode).plan(cfg, np.random.SeedSequence(0))
         case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
-        assert case.config.phasefield.contact_coordination is on and case.config.phasefield.capillarity == "kmc"
+        assert case.config.phasefield.contact_coordination == expect and case.config.phasefield.capillarity == "kmc"
         eta_nuc = host_nucleation_overpotential(case.config, case.host)
         delta = 2 * case.config.kmc.interface_energy_J_m2 * cfg.physics.lithium_molar_volume / (FARADAY * 1e-6)
-        expected = case.host.eta_nuc + (contact_coordination_shift(case.host.phase, delta) if on else 0.0)
+        assert contact_bond_shift(case.config, case.host) == pytest.approx(delta if expect != "off" else 0.0,
+                                                                            rel=1e-12)
+        static = expect == "static"  # dynamic: the phase field's own shift per contact, eta_nuc the host's
+        expected = case.host.eta_nuc + (contact_coordination_shift(case.host.phase, delta) if static else 0.0)
         np.testing.assert_allclose(eta_nuc, expected, rtol=1e-12, atol=1e-15)
     assert eta_nuc is case.host.eta_nuc  # off: the host's own
-    # on: a host voxel whose contacts all lie on flat faces nucleates at 40 mV + 2 delta = 124 mV
-    pf_on = case.config.phasefield.model_copy(update={"contact_coordination": True})
-    on = host_nucleation_overpotential(case.config.model_copy(update={"phasefield": pf_on}), case.host)
+    # static: a host voxel whose contacts all lie on flat faces nucleates at 40 mV + 2 delta = 124 mV
+    # (true reads as static, false as off: older configurations)
+    on = host_nucleation_overpotential(make_config(case.config.model_dump(mode="json"),
+                                                   ["phasefield.contact_coordination=true"]), case.host)
     assert on.max() == pytest.approx(0.04 + 2 * delta, rel=1e-9)
+    assert make_config({}, ["phasefield.contact_coordination=false"]).phasefield.contact_coordination == "off"
+    with pytest.raises(ConfigError, match="contact_coordination"):
+        make_config({}, ["phasefield.contact_coordination=sometimes"])
+    with pytest.raises(ConfigError, match="contact-coordination"):
+        Validate(2, contact_coordination="sometimes")
+    # dynamic: the run's phase field counts bonds per lattice voxel (bond_cell = refinement) at the KMC's delta
+    from kmc.coarse_graining import first_voxel_shift, refine
+    from kmc.coupling.phasefield_run import PhaseFieldRun
+
+    dyn = make_config(case.config.model_dump(mode="json"), ["phasefield.contact_coordination=dynamic",
+                                                             "phasefield.refinement=2"])
+    run = PhaseFieldRun(dyn, case.host)
+    g = run.solver.geo
+    assert run.params.contact_bond_shift == pytest.approx(delta, rel=1e-12) and g.contact.any()
+    x, y, z = np.unravel_index(g.free, run.solver.phase.shape)  # each cell's lattice voxel
+    assert np.array_equal(g._bonds.cell_of, np.ravel_multi_index((x // 2, y // 2, z // 2), case.host.phase.shape))
+    # at the start the contacts' neighbours hold the rest layer and its halo: lithium only adds bonds
+    bare = refine(first_voxel_shift(case.host.phase, delta), 2).ravel()[g.free][g.contact]
+    assert np.all(g.coordination_shift[g.contact] <= bare + 1e-15)
     # the shift needs the KMC's interface energy
-    bad = make_config({}, ["model=phasefield", "phasefield.contact_coordination=true"])
-    with pytest.raises(ConfigError, match="contact_coordination takes the KMC's coordination shift"):
-        check_phasefield_case(bad, case.host, case.segments, "porous")
+    for mode in ("static", "dynamic"):
+        bad = make_config({}, ["model=phasefield", f"phasefield.contact_coordination={mode}"])
+        with pytest.raises(ConfigError, match="takes the KMC's coordination shift"):
+            check_phasefield_case(bad, case.host, case.segments, "porous")
 
 
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):

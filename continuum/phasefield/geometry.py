@@ -1,7 +1,8 @@
 """Unknown numbering, links and boundary lists of a phase-field geometry: which voxels carry
 xi and c (free: electrolyte and lithium), which carry phi (free and conductive host), the
 host contacts (free voxels sharing a face with conductive host that start bare: the wetting
-layer; `set_wetting`) with their site kinetics, the collector and top layers."""
+layer; `set_wetting`) with their site kinetics and, optionally, their coordination energy
+(`update_coordination`), the collector and top layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,10 @@ import numpy as np
 from ..constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..faces import neighbour_index
 from ..fv import SymmetricPattern, voxel_links
+
+# solid face neighbours of a kink site of a simple cubic crystal: filling or emptying it leaves
+# the interface area unchanged (the coordination energy's zero, `Geometry.update_coordination`)
+KINK_BONDS = 3
 
 
 def _site_array(value, default, shape, name):
@@ -25,7 +30,7 @@ def _site_array(value, default, shape, name):
 class Geometry:
     """Unknown numbering, links and boundary lists of one host geometry."""
 
-    def __init__(self, phase, spacing, params, eta_nuc, activity):
+    def __init__(self, phase, spacing, params, eta_nuc, activity, bond_cell=1):
         if phase.ndim != 3:
             raise ValueError(f"phase must be a 3D array [x, y, z] (2D: shape (nx, 1, nz)), got {phase.ndim}D")
         bad = ~np.isin(phase, (ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM))
@@ -61,6 +66,8 @@ class Geometry:
         self.n_host = n_host[self.free]
         self._site_factor = mult[self.free] / np.maximum(self.n_host, 1)
         self._face_rate = 6.0 * params.profile_length / spacing * self.n_host
+        self._bonds = _BondCells(phase, free, self.n_host > 0, bond_cell, params) \
+            if params.contact_bond_shift else None
         # the wetting layer's voxels: free voxels on conductive host faces that start bare (a
         # face under a LITHIUM voxel of ``phase``, e.g. a foil's film, is lithium-covered and
         # its voxel an ordinary one); the solver narrows this to its initial xi (`set_wetting`)
@@ -85,8 +92,12 @@ class Geometry:
         """The host contacts (the wetting layer, docs/phasefield.md "Host contact"): free voxels
         with host faces where ``bare`` (on the free voxels) holds; the others are ordinary."""
         self.contact = (self.n_host > 0) & np.asarray(bare, dtype=bool)
-        # the wetting layer's site factor m = mean over host faces of a exp(-alpha_c f eta_nuc)
+        # the wetting layer's site factor m = mean over host faces of a exp(-alpha_c f eta_nuc);
+        # with the coordination energy times exp(-alpha_c f s), the anodic one exp(alpha_a f s)
         self.cathodic_factor = np.where(self.contact, self._site_factor, 1.0)
+        self.anodic_factor = np.ones(self.n)
+        self.coordination_shift = np.zeros(self.n)
+        self.update_coordination(np.zeros(self.n))  # the bare geometry's until the first step
         # its reaction on the host faces: per face the flat front's rate v / h = 6 L_eta
         # (sqrt(kappa/2W) / h) [...], the KMC's k_red (and k_ox) per host face
         self.face_weight = self._face_rate * self.contact
@@ -95,8 +106,76 @@ class Geometry:
         # voxel for the Jacobian's diagonal
         self.contact_link, self.n_contact_links = self.cut_links(self.contact)
 
+    def update_coordination(self, xi):
+        """The wetting layer's coordination energy at the order parameter ``xi`` (free voxels;
+        no-op when ``contact_bond_shift`` is 0): each host contact reacts, in both branches, at
+        eta + s with s = (3 - n) delta, delta = ``contact_bond_shift``: a cubic cell of edge b with
+        n solid face neighbours changes the interface by 6 - 2n faces when it fills, gamma b^2 (6 -
+        2n) per b^3 / V_m mol, an overpotential shift (3 - n) delta with delta = 2 gamma V_m / (F b)
+        (the caller's choice of gamma and b).  n = the solid (host) faces of the contact's bond
+        cell plus the lithium of its free neighbouring bond cells (each the mean of xi, clipped to
+        [0, 1], over its voxels); bond cells are ``bond_cell`` voxels per edge.  Detailed balance
+        holds per contact: oxidation / reduction = exp(f (eta + s)) / (m c/c0).  The solver calls
+        it at every step with the step's starting xi (lagged by one step, as phi)."""
+        b = self._bonds
+        if b is None:
+            return
+        shift = b.shift(xi)
+        on = self.contact
+        self.coordination_shift = np.where(on, shift, 0.0)
+        self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * shift), 1.0)
+        self.cathodic_factor = np.where(on, self._site_factor * np.exp(-b.alpha_c_f * shift), 1.0)
+
     def cut_links(self, exempt):
         """The links with an ``exempt`` voxel at one end, and per voxel that is not exempt the
         number of such links (the gradient term's one-way links, `solver._gradient_links`)."""
         cut = exempt[self.a] | exempt[self.b]
         return cut, (np.bincount(self.a[cut], minlength=self.n) + np.bincount(self.b[cut], minlength=self.n)) * ~exempt
+
+
+class _BondCells:
+    """The bond count of `Geometry.update_coordination`: the grid in cells of ``cell`` voxels per
+    edge (axes of length 1 stay), each cell's solid (non-free) face neighbours, and per voxel
+    that can be a contact (``touch``) its cell's free neighbour cells."""
+
+    def __init__(self, phase, free, touch, cell, params):
+        if isinstance(cell, bool) or int(cell) != cell or cell < 1:
+            raise ValueError(f"bond_cell = {cell!r} is out of range: must be a whole number >= 1")
+        cell = int(cell)
+        shape = phase.shape
+        k = tuple(cell if n > 1 else 1 for n in shape)
+        if any(n % f for n, f in zip(shape, k)):
+            raise ValueError(f"bond_cell = {cell}: the grid {tuple(shape)} is not made of cells of {cell} "
+                             "voxels per edge")
+        cs = tuple(n // f for n, f in zip(shape, k))
+        ncell = cs[0] * cs[1] * cs[2]
+        idx = [np.arange(n) // f for n, f in zip(shape, k)]
+        of = ((idx[0][:, None, None] * cs[1] + idx[1][None, :, None]) * cs[2] + idx[2][None, None, :]).ravel()
+        # a cell is free when most of its voxels are (all or none on a refined voxel grid)
+        cfree = np.bincount(of, weights=free.ravel(), minlength=ncell) >= 0.5 * np.prod(k)
+        self.cell_of = of[np.flatnonzero(free)]
+        self.size, self.ncell = float(np.prod(k)), ncell
+        own = np.arange(ncell).reshape(cs)
+        bonds = np.zeros(ncell)
+        nbrs = []
+        for d in range(6):
+            nb, valid = neighbour_index(cs, d)
+            valid = valid & (nb != own)  # an axis of length 1 has no neighbour
+            nb, valid = nb.ravel(), valid.ravel()
+            bonds += valid & ~cfree[np.where(valid, nb, 0)]
+            nbrs.append(np.where(valid & cfree[np.where(valid, nb, 0)], nb, ncell))  # ncell: theta 0
+        mine = self.cell_of[touch]
+        self.touch = touch
+        self.host_bonds = bonds[mine]
+        self.neighbours = np.stack(nbrs, axis=1)[mine]
+        self.delta = params.contact_bond_shift
+        self.alpha_a_f, self.alpha_c_f = params.alpha_a * params.f, params.alpha_c * params.f
+
+    def shift(self, xi):
+        """s = (3 - n) delta on the free voxels (0 where no host face)."""
+        theta = np.bincount(self.cell_of, weights=np.clip(xi, 0.0, 1.0), minlength=self.ncell + 1) / self.size
+        theta[self.ncell] = 0.0
+        n = self.host_bonds + theta[self.neighbours].sum(axis=1)
+        out = np.zeros(self.cell_of.size)
+        out[self.touch] = (KINK_BONDS - n) * self.delta
+        return out

@@ -14,7 +14,7 @@ from ..kinetics import _MAX_EXPONENT as MAX_EXP  # the clip of exp() arguments, 
 
 
 @numba.njit(cache=True, inline="always")
-def _reaction_at(x, cc, eta, face, cathodic, L, alpha_a_f, alpha_c_f, c0, want):
+def _reaction_at(x, cc, eta, face, cathodic, anodic, L, alpha_a_f, alpha_c_f, c0, want):
     """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`); ``want`` False: R only (the
     other two 0)."""
     e = 1e-3 * c0
@@ -30,21 +30,21 @@ def _reaction_at(x, cc, eta, face, cathodic, L, alpha_a_f, alpha_c_f, c0, want):
     hx = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
     bare = face * (1.0 - hx)
     mec = cathodic * ec
-    film = t * ea - (1.0 - t) * mec * cp
+    film = t * anodic * ea - (1.0 - t) * mec * cp
     drive = ea - cp * ec
     r = L * (dhx * drive + bare * film)
     dr = 0.0
     bb = 0.0
     if want:
         d2 = 60.0 * y * (1.0 - 2.0 * t)
-        extra = bare * (ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
+        extra = bare * (anodic * ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
         dr = L * (d2 * drive - face * dhx * film + extra)
         bb = L * (dhx * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
     return r, dr, bb
 
 
 @numba.njit(cache=True)
-def reaction(xi, c, eta, act, face_weight, cathodic_factor, L, alpha_a_f, alpha_c_f, c0, want):
+def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, L, alpha_a_f, alpha_c_f, c0, want):
     """R, dR/dxi and B = -dR/dc on the voxels ``act`` (`solver._reaction`); ``want`` 0: R only
     (the other two left empty), 1: all three."""
     m = act.size
@@ -53,8 +53,8 @@ def reaction(xi, c, eta, act, face_weight, cathodic_factor, L, alpha_a_f, alpha_
     B = np.empty(m if want else 0)
     for j in range(m):
         i = act[j]
-        r, dr, bb = _reaction_at(xi[i], c[i], eta[j], face_weight[i], cathodic_factor[i], L, alpha_a_f,
-                                 alpha_c_f, c0, want != 0)
+        r, dr, bb = _reaction_at(xi[i], c[i], eta[j], face_weight[i], cathodic_factor[i], anodic_factor[i], L,
+                                 alpha_a_f, alpha_c_f, c0, want != 0)
         R[j] = r
         if want:
             dR[j] = dr
@@ -87,7 +87,7 @@ def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
 
 @numba.njit(cache=True)
 def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
-                             face_weight, cathodic_factor, L, alpha_a_f, alpha_c_f, c0):
+                             face_weight, cathodic_factor, anodic_factor, L, alpha_a_f, alpha_c_f, c0):
     """The xi residual of an iterate in one call (`solver._residuals`): x = xi + dxi, the active
     voxels ak (h'(x) > 1e-14 or a host contact, `solver._active`), G = (dxi - hist)/dt -
     F_ac(x) + R on ak, and R, B = -dR/dc on ak at c and eta0 + dV psi."""
@@ -110,8 +110,8 @@ def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b,
     B = np.empty(m)
     for j in range(m):
         i = ak[j]
-        r, _, bb = _reaction_at(x[i], c[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i], L,
-                                 alpha_a_f, alpha_c_f, c0, True)
+        r, _, bb = _reaction_at(x[i], c[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i],
+                                anodic_factor[i], L, alpha_a_f, alpha_c_f, c0, True)
         R[j] = r
         B[j] = bb
         G[i] += r
@@ -136,24 +136,46 @@ def _scharfetter_gummel(x):
 
 
 @numba.njit(cache=True)
-def transport_links(a, b, xi, phi, c, inv_dt, d_solid, d_liquid, h2, f):
+def transport_links(a, b, xi, phi, c, half, inv_dt, d_solid, d_liquid, h2, f):
     """The implicit-Euler transport operator of c (`solver._transport`): per link the
     Scharfetter-Gummel weights Bab (a -> b) and the symmetric conductance Ghat = k (x/2) /
     sinh(x/2); per voxel the link-flux divergence at ``c`` and the scaled matrix's diagonal
-    without its links (1/dt + sum (B - Ghat))."""
+    without its links (1/dt + sum (B - Ghat)).
+
+    ``half``: exp(f (phi - phi_mid) / 2) per voxel (the symmetric scaling `_Transport.s`), or
+    an empty array where its exponent was clipped.  A link's r = exp(x/2) = half_q / half_p
+    gives B(x) = x / (r^2 - 1), B(-x) = r^2 B(x), (x/2)/sinh(x/2) = r B(x): a division per link
+    instead of an expm1, a square root and three divisions (`_scharfetter_gummel`, kept for
+    |x| >= 50 and without ``half``), 1.4x faster at 200^2; relative error at most 1e-12 for
+    |x| >= 1e-3, below that the series to x^4 (truncation 3e-23).  B(-x)/B(x) = r^2 is a ratio
+    of per-voxel values, so c ~ exp(-f phi) is an equilibrium to round-off."""
     n = xi.size
     m = a.size
     Bab = np.empty(m)
     Ghat = np.empty(m)
     res = np.zeros(n)
     diag = np.full(n, inv_dt)
+    ratio = half.size == n
+    inv_h2 = 1.0 / h2
     for j in range(m):
         p, q = a[j], b[j]
         t = min(max(0.5 * (xi[p] + xi[q]), 0.0), 1.0)
         hf = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
-        k = (d_solid * hf + d_liquid * (1.0 - hf)) / h2
+        k = (d_solid * hf + d_liquid * (1.0 - hf)) * inv_h2
         x = f * (phi[q] - phi[p])
-        bp, bm, bs = _scharfetter_gummel(x)
+        ax = abs(x)
+        if ax < 1e-3:
+            x2 = x * x
+            even = 1.0 + x2 * (1.0 / 12.0 - x2 * (1.0 / 720.0))
+            bp, bm, bs = even - 0.5 * x, even + 0.5 * x, 1.0 - x2 * (1.0 / 24.0 - x2 * (7.0 / 5760.0))
+        elif ratio and ax < 50.0:
+            r = half[q] / half[p]
+            e = r * r
+            bp = x / (e - 1.0)
+            bm = bp * e
+            bs = bp * r
+        else:
+            bp, bm, bs = _scharfetter_gummel(x)
         bab = k * bp
         bba = k * bm
         gh = k * bs

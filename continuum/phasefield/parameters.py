@@ -39,6 +39,7 @@ _BOUNDS = {
     "noise_amplitude": (0.0, True, 1e3, True, "1/s"),
     "noise_time": (0.0, False, 1e3, True, "s"),
     "contact_angle_deg": (0.0, True, 180.0, True, "deg"),
+    "contact_bond_shift": (0.0, True, 1.0, True, "V"),
 }
 
 
@@ -72,6 +73,10 @@ class PhaseFieldParameters:
     # equilibrium contact angle of lithium on conductive host faces (Cahn's cubic wall energy);
     # 90: no wall force (zero flux), as the KMC, whose host faces hold no interface energy
     contact_angle_deg: float = 90.0
+    # coordination energy of the wetting layer per bond [V]: a host contact reacts (both
+    # branches) at eta + (3 - n) delta, n its host faces plus its neighbours' lithium, counted on
+    # cells of `bond_cell` voxels per edge (Geometry.update_coordination); 0: off
+    contact_bond_shift: float = 0.0
 
     def __post_init__(self):
         for name, (lo, lo_in, hi, hi_in, _unit) in _BOUNDS.items():

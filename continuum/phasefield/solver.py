@@ -12,7 +12,8 @@ h.  On a free voxel with n_f faces on conductive host (a contact) xi is the host
 layer: no Allen-Cahn force acts on it (its neighbours see it), and it adds the KMC's
 nucleation law per host face, ``- L_eta 6 n_f (sqrt(kappa/2W)/h) (1 - h(xi)) [theta
 exp(alpha_a f eta) - (1 - theta) m (c/c0) exp(-alpha_c f eta)]``, theta = xi, m = mean over
-host faces of ``a exp(-alpha_c f eta_nuc)`` (`_reaction`); host faces carry a contact-angle
+host faces of ``a exp(-alpha_c f eta_nuc)`` (`_reaction`; optionally both branches at eta + s, s
+the contact's coordination energy, `Geometry.update_coordination`); host faces carry a contact-angle
 wall energy (none at the default 90 degrees).  phi is measured against a
 lithium reference at c0; phi = V (cell potential) on the collector face z = 0, phi = phi_top
 and c = c_top half a voxel above the top layer (or a closed top).
@@ -45,10 +46,12 @@ from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver
 from .parameters import HONG2018, PhaseFieldParameters
 
 
-# Relative tolerance of the linear solves inside the (xi, c) iterations (inexact Newton: a
-# correction needs a few digits, the stopping test reads the exact residuals; the galvanostat's
-# xi solves, which carry the charge, go to 1e-11, the final c solve to FINAL_RTOL)
-INNER_RTOL = 1e-4
+# Relative tolerance of xi's solves inside the (xi, c) iterations (inexact Newton: a correction
+# needs a few digits, the stopping test reads the exact residuals; the galvanostat's xi solves,
+# which carry the charge, go to 1e-11, the final c solve to FINAL_RTOL).  1e-2, was 1e-4: Hong's
+# 200^2 case to 4 s 2.66 instead of 4.85 Jacobi-CG iterations per solve for the same (xi, c)
+# iterations per attempt (2.95 against 2.98; 100^2 to 10 s: 2.90 both)
+INNER_RTOL = 1e-2
 # ...and of c's Schur solves in them: the iterations' stop reads the exact residuals, so a
 # looser correction costs iterations, not accuracy; at 1e-2 instead of 1e-4, 3.6 instead of
 # 5.3 V-cycles per c solve in the quick benchmark for 2 % more iterations (3e-2: 3.2)
@@ -157,20 +160,23 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
     """On the voxels ``act`` (eta given there): R (dxi/dt gets -R), dR/dxi, and B = -dR/dc, with
 
         R = L_eta h'(xi) [exp(alpha_a f eta) - (c+/c0) exp(-alpha_c f eta)]
-            + L_eta face_weight (1 - h(xi)) [theta exp(alpha_a f eta) - (1 - theta) m (c+/c0) exp(-alpha_c f eta)]
+            + L_eta face_weight (1 - h(xi)) [theta exp(alpha_a f (eta + s))
+                                             - (1 - theta) m (c+/c0) exp(-alpha_c f (eta + s))]
 
     The first line is the lithium front's.  The second, on host contacts only (face_weight =
     6 n_f sqrt(kappa/2W) / h, theta = xi clipped to [0, 1], m the site factor a exp(-alpha_c f
     eta_nuc)), is the wetting layer's: per host face the KMC's reduction on the bare share
     (1 - theta) at eta + eta_nuc with the site's activity, and the oxidation of the covered
     share theta at eta, each at the flat front's rate per face (docs/phasefield.md "Host
-    contact"); it hands over to the front's term as the contact fills (1 - h(xi)).  The cathodic
+    contact"); it hands over to the front's term as the contact fills (1 - h(xi)).  s: the
+    contact's coordination energy (`Geometry.update_coordination`; 0 unless
+    ``contact_bond_shift``).  The cathodic
     branches see c+ = (c + sqrt(c^2 + e^2)) / 2, e = 1e-3 c0: a smooth positive part, because c
     in this model can go negative where the Allen-Cahn part converts faster than transport
     brings Li+ (docs/phasefield.md)."""
     return kernels.reaction(xi, c, np.asarray(eta, dtype=np.float64), act, g.face_weight, g.cathodic_factor,
-                            p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration,
-                            1 if derivatives else 0)
+                            g.anodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
+                            p.bulk_concentration, 1 if derivatives else 0)
 
 
 def _active(g: Geometry, xi):
@@ -270,8 +276,11 @@ class PhaseFieldSolver:
     ``phase``: project phase codes on the grid ``(nx, ny, nz)`` (2D: ny = 1).  ``xi`` (full grid)
     defaults to the equilibrium profile around the LITHIUM voxels;
     ``c`` to c0 (1 - h(xi)).  ``eta_nuc`` [V] and ``activity`` are per-voxel arrays read on
-    conductive host voxels.  ``top_reservoir``: Dirichlet c_top, phi_top half a voxel above the
-    top layer (default) or a closed, insulating top.  ``rng``: seed or numpy Generator of the
+    conductive host voxels; ``bond_cell``: edge, in voxels, of the cells on which the host
+    contacts' coordination is counted (with ``params.contact_bond_shift``, see
+    `Geometry.update_coordination`; it must divide every axis longer than 1).  ``top_reservoir``:
+    Dirichlet c_top, phi_top half a voxel above the top layer (default) or a closed, insulating
+    top.  ``rng``: seed or numpy Generator of the
     Langevin noise (used when ``params.noise_amplitude > 0``).  ``linear_solver``: 'auto'
     (LU up to ``direct_max`` unknowns, 4000 by default, a million for columns; above, CG with
     the voxel-grid multigrid for c and phi, Jacobi or AMG for xi), 'direct', 'amg' or
@@ -280,7 +289,7 @@ class PhaseFieldSolver:
     """
 
     def __init__(self, phase, spacing: float, params: PhaseFieldParameters = HONG2018, *, xi=None, c=None,
-                 eta_nuc=None, activity=None, top_reservoir: bool = True, top_concentration=None,
+                 eta_nuc=None, activity=None, bond_cell: int = 1, top_reservoir: bool = True, top_concentration=None,
                  top_potential: float = 0.0, cell_potential: float = 0.0, rng=0,
                  linear_solver: str = "auto", direct_max: int | None = None, dt_initial: float = 1e-4,
                  dt_max: float = 10.0, tol_xi: float = 2e-3, tol_c: float = 2e-2, tol_eta: float = 2e-3):
@@ -294,7 +303,7 @@ class PhaseFieldSolver:
                 raise ValueError(f"{name} = {v!r} is out of range: must be > 0")
         phase = np.ascontiguousarray(phase, dtype=np.uint8)
         self.params, self.phase, self.spacing = params, phase, float(spacing)
-        self.geo = g = Geometry(phase, self.spacing, params, eta_nuc, activity)
+        self.geo = g = Geometry(phase, self.spacing, params, eta_nuc, activity, bond_cell)
         self.top_reservoir = bool(top_reservoir)
         self.top_concentration = (params.bulk_concentration if top_concentration is None
                                   else float(top_concentration))
@@ -309,15 +318,18 @@ class PhaseFieldSolver:
         # hierarchy is rebuilt every attempt: coarsest at most 64 cells (a 169-cell dense inverse
         # per build cost 1 ms on a 200^2 grid, and phi took more V-cycles)
         self._mg = self._mg_c = None
+        # a 2D grid (ny = 1) solves in this thread with the interleaved sweep (`mg_kernels.pcg_plane`):
+        # at 200^2 two threads cost 15 % more CPU per attempt than one, for no gain in wall time
+        plane = phase.shape[1] == 1
         if not self._lin["phi"].direct and linear_solver == "auto":
-            self._mg = VoxelMultigrid(phase.shape, g.pidx, coarse_max=64)
+            self._mg = VoxelMultigrid(phase.shape, g.pidx, coarse_max=64, plane=plane)
             self._mg_key = None
         # phi's hierarchy is kept for up to PHI_REUSE steps (only the fine level replaced)
         # while its solves take at most 2 V-cycles more than on a fresh one
         self._mg_reuse = HierarchyReuse(PHI_REUSE, 2)
         self._mg_c_reuse = HierarchyReuse(C_REUSE, 1)
         if not self._lin["c"].direct and linear_solver == "auto":  # c in the Slotboom variable
-            self._mg_c = VoxelMultigrid(phase.shape, g.free, coarse_max=64)
+            self._mg_c = VoxelMultigrid(phase.shape, g.free, coarse_max=64, plane=plane)
             self._mg_c_key = None
         self.dt_max, self._dt_next = float(dt_max), float(dt_initial)
         # step-size control's memory: the last accepted step's error, and whether the attempt
@@ -331,6 +343,7 @@ class PhaseFieldSolver:
             raise ValueError(f"xi has shape {xi.shape}, the grid is {phase.shape}")
         self.xi = xi.ravel()[g.free].copy()
         g.set_wetting(self.xi < 0.5)  # host faces under lithium at the start are not bare
+        g.update_coordination(self.xi)
         if c is None:
             self.c = params.bulk_concentration * (1.0 - interpolation(self.xi))
         else:
@@ -532,7 +545,12 @@ class PhaseFieldSolver:
         tolerance), and ``inflow(c_new)``: Li+ entering through the top [mol/s]."""
         g, p = self.geo, self.params
         f = p.f
-        Bab, Ghat, res, diag = kernels.transport_links(g.a, g.b, xi, phi, c, 1.0 / dt, p.diffusivity_solid,
+        # the symmetric scaling exp(f phi / 2) (about the middle of phi's range); its ratios give
+        # the links' exp(x / 2) unless the exponent was clipped (a span of phi above 30 V)
+        u = 0.5 * f * (phi - 0.5 * (phi.max() + phi.min()))
+        s = np.exp(np.clip(u, -300.0, 300.0))
+        half = s if np.max(np.abs(u), initial=0.0) < 300.0 else np.empty(0)
+        Bab, Ghat, res, diag = kernels.transport_links(g.a, g.b, xi, phi, c, half, 1.0 / dt, p.diffusivity_solid,
                                                        p.diffusivity_electrolyte, g.h**2, f)
         Bt = Btm = 0.0
         if self.top_reservoir and g.ctop.size:
@@ -543,9 +561,7 @@ class PhaseFieldSolver:
             res[g.ctop] -= Bt * c[g.ctop] - Btm
             diag[g.ctop] += Bt
         self._dt = dt
-        return _Transport(self, LinkMatrix(g.pattern, g.a, g.b, Ghat, diag), Ghat, diag, res,
-                          np.exp(np.clip(0.5 * f * (phi - 0.5 * (phi.max() + phi.min())), -300.0, 300.0)),
-                          Bt, Btm, Bab)
+        return _Transport(self, LinkMatrix(g.pattern, g.a, g.b, Ghat, diag), Ghat, diag, res, s, Bt, Btm, Bab)
 
     # -- stepping -------------------------------------------------------------------------
     def _residuals(self, xi, dxi, c_start, dc, eta0, psi, dV, dt, tr, xi_hist):
@@ -558,7 +574,7 @@ class PhaseFieldSolver:
         # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`), G
         G, R, B, ak, x = kernels.order_parameter_residual(
             xi, dxi, hist, dt, c_start + dc, eta0, psi, float(dV), g.contact, g.a, g.b, k, well, wall, g.n_host,
-            g.face_weight, g.cathodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
+            g.face_weight, g.cathodic_factor, g.anodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
             p.bulk_concentration)
         H = tr.apply(dc) - tr.r0 + p.solid_concentration * dxi / dt
         return G, H, R, B, ak, x
@@ -653,6 +669,7 @@ class PhaseFieldSolver:
         alone (error None: the step could not be solved)."""
         p, g = self.params, self.geo
         xi = self.xi
+        g.update_coordination(xi)  # the contacts' coordination energy at the step's start
         noise = self._noise(xi, dt)
         sch = self._scheme(dt)
         self._order = sch["order"]
@@ -963,7 +980,8 @@ def flat_front_velocity(params: PhaseFieldParameters, eta: float, *, spacing: fl
 
 
 def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters = HONG2018, xi=None, *,
-                            eta_nuc=None, activity=None, max_steps: int = 60, tol: float = 1e-10) -> np.ndarray:
+                            eta_nuc=None, activity=None, bond_cell: int = 1, max_steps: int = 60,
+                            tol: float = 1e-10) -> np.ndarray:
     """The order parameter at rest at eta = 0: the bare host contacts (xi < 1/2 in ``xi``) hold
     the wetting layer at rest, the root of its reaction with c = c0 (1 - h(xi)) (the ions runs
     start from; Langmuir's theta / (1 - theta) = m (c/c0) but for the front's own term: 0.28, and
@@ -972,15 +990,16 @@ def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters 
     R(xi, c0, 0)``, the wetting layer held) by implicit Euler steps doubling from 0.1 / (L_sigma
     W) up to 50 / (L_sigma W), until no voxel moves by more than ``tol`` in a step or for
     ``max_steps`` steps (about 2500 / (L_sigma W), 170 s with Hong's constants); from ``xi``
-    (default: the equilibrium profile around the LITHIUM voxels).  ``eta_nuc``, ``activity``:
-    the host's site kinetics, as the solver's.
+    (default: the equilibrium profile around the LITHIUM voxels).  ``eta_nuc``, ``activity``,
+    ``bond_cell``: the host's site kinetics, as the solver's (with ``contact_bond_shift`` the
+    layer's root is taken with its coordination energy from the layer itself, three passes).
 
     What a run on a host starts from (docs/phasefield.md "Host contact").  On grids that resolve
     the interface (h <= 0.4 sqrt(kappa/2W)) a lithium front near a host face with a contact
     angle other than 90 degrees is pulled or pushed by the wall (the force falls off as
     exp(-2 d / sqrt(kappa/2W))): followed here only for the ``max_steps``."""
     phase = np.ascontiguousarray(phase, dtype=np.uint8)
-    g = Geometry(phase, float(spacing), params, eta_nuc, activity)
+    g = Geometry(phase, float(spacing), params, eta_nuc, activity, bond_cell)
     if xi is None:
         xi = order_parameter_from_mask(phase, phase == LITHIUM, float(spacing), params)
     xi = np.asarray(xi, dtype=np.float64)
@@ -989,14 +1008,16 @@ def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters 
     x = xi.ravel()[g.free].copy()
     # the bare contacts' wetting layer at rest: R(theta) < 0 at 0 (m > 0), > 0 below 1; bisection
     wet = np.flatnonzero(g.contact & (x < 0.5))
-    lo, hi = np.zeros(wet.size), np.ones(wet.size)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        x[wet] = mid
-        c = params.bulk_concentration * (1.0 - interpolation(x))
-        up = _reaction(g, params, x, c, np.zeros(wet.size), wet)[0] < 0.0
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-    x[wet] = 0.5 * (lo + hi)
+    for _ in range(3 if params.contact_bond_shift else 1):  # the coordination energy: a fixed point
+        g.update_coordination(x)
+        lo, hi = np.zeros(wet.size), np.ones(wet.size)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            x[wet] = mid
+            c = params.bulk_concentration * (1.0 - interpolation(x))
+            up = _reaction(g, params, x, c, np.zeros(wet.size), wet)[0] < 0.0
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        x[wet] = 0.5 * (lo + hi)
     held = np.zeros(g.n, dtype=bool)
     held[wet] = True
     rate = params.interface_mobility * params.barrier_height

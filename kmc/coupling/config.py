@@ -107,7 +107,12 @@ class PhaseFieldSettings(StrictModel):
     refinement: int = Field(1, ge=1, le=16, description="phase-field cells per voxel edge: the voxel grid refined by this factor on every axis longer than 1 [-]")
     interface_width_um: Optional[float] = Field(None, gt=0, le=100, description="profile length sqrt(kappa / 2W) of the diffuse interface, at the interface energy phasefield.capillarity sets; None: Hong's 0.25 um. Fronts move freely only on cells of at most 0.4 of it [um]")
     capillarity: Literal["hong2018", "kmc"] = Field("hong2018", description="interface energy and mobility of the diffuse interface: hong2018 (gamma 0.5 J/m^2, L_sigma 2.5e-6 m^3/(J s)) or kmc (gamma = kmc.interface_energy_J_m2, which must be > 0, and L_sigma = (V_m/F)^2 i0 f (alpha_a + alpha_c) / (6 sqrt(kappa/2W)): the KMC's linearised Gibbs-Thomson velocity; docs/phasefield.md 'Validation')")
-    contact_coordination: bool = Field(False, description="the host's nucleation overpotential also carries the KMC's coordination shift of a first voxel plated there, (3 - n) 2 gamma V_m / (F h) with gamma = kmc.interface_energy_J_m2 (> 0) and n the voxel's non-electrolyte neighbours, averaged over each host voxel's contacts; docs/phasefield.md 'Validation'")
+    contact_coordination: Literal["off", "static", "dynamic"] = Field("off", description="the KMC's coordination shift of a voxel plated on the host, (3 - n) 2 gamma V_m / (F h) with gamma = kmc.interface_energy_J_m2 (> 0), in the phase field's wetting layer: off; static (n the voxel's non-electrolyte neighbours in the bare host, averaged over each host voxel's contacts, in the host's nucleation overpotential: reduction only); dynamic (per contact, both branches, n its host faces plus its neighbouring voxels' lithium, updated every step); true/false read as static/off; docs/phasefield.md 'Validation'")
+
+    @field_validator("contact_coordination", mode="before")
+    @classmethod
+    def _coordination_from_bool(cls, v):
+        return {True: "static", False: "off"}.get(v, v) if isinstance(v, bool) else v
     noise_amplitude: float = Field(0.0, ge=0, le=1000, description="Langevin noise on the order parameter (Hong 2018: 0.04); 0 = off [1/s]")
     record_interval_s: float = Field(5.0, gt=0, le=1e5, description="time between rows of the time series [s]")
     tol_xi: float = Field(2e-3, gt=0, le=0.1, description="local error tolerance of the order parameter per time step [-]")

@@ -107,21 +107,32 @@ def phasefield_constants(config: SimulationConfig) -> PhaseFieldParameters:
     return phasefield_parameters(config.physics, base, **changes)
 
 
-def host_nucleation_overpotential(config: SimulationConfig, host: Host) -> np.ndarray:
-    """eta_nuc [V] per voxel of the phase field's wetting layer: the host's, plus with
-    ``phasefield.contact_coordination`` the KMC's coordination shift of a first voxel on it
-    (:func:`~kmc.coarse_graining.contact_coordination_shift`, delta = 2 gamma V_m / (F h) at
-    gamma = ``kmc.interface_energy_J_m2``, the KMC engine's own shift per bond)."""
-    if not config.phasefield.contact_coordination:
-        return host.eta_nuc
+def contact_bond_shift(config: SimulationConfig, host: Host) -> float:
+    """delta [V per bond] of ``phasefield.contact_coordination`` (0 when "off"): the KMC engine's
+    own coordination shift per bond, 2 gamma V_m / (F h) at gamma = ``kmc.interface_energy_J_m2``
+    (``RateConstants.coordination_shift``)."""
+    mode = config.phasefield.contact_coordination
+    if mode == "off":
+        return 0.0
     from ..engine.rates import RateConstants
 
     gamma = config.kmc.interface_energy_J_m2
     if not gamma > 0:
-        raise ConfigError(f"phasefield.contact_coordination takes the KMC's coordination shift, but "
+        raise ConfigError(f"phasefield.contact_coordination = {mode!r} takes the KMC's coordination shift, but "
                           f"kmc.interface_energy_J_m2 = {gamma!r}: set it > 0 (at most 1000 J/m^2), or "
-                          "phasefield.contact_coordination = false")
-    delta = RateConstants.from_parameters(config.physics, host.spacing, interface_energy=gamma).coordination_shift
+                          "phasefield.contact_coordination = 'off'")
+    return RateConstants.from_parameters(config.physics, host.spacing, interface_energy=gamma).coordination_shift
+
+
+def host_nucleation_overpotential(config: SimulationConfig, host: Host) -> np.ndarray:
+    """eta_nuc [V] per voxel of the phase field's wetting layer: the host's, plus with
+    ``phasefield.contact_coordination = "static"`` the KMC's coordination shift of a first voxel
+    on the bare host (:func:`~kmc.coarse_graining.contact_coordination_shift`, delta from
+    :func:`contact_bond_shift`).  "dynamic" leaves eta_nuc the host's: the shift is then the
+    phase field's own, per contact and step (``contact_bond_shift`` of its parameters)."""
+    delta = contact_bond_shift(config, host)
+    if config.phasefield.contact_coordination != "static":
+        return host.eta_nuc
     return host.eta_nuc + contact_coordination_shift(host.phase, delta)
 
 
@@ -140,13 +151,16 @@ class PhaseFieldRun:
         nx, ny, _ = host.phase.shape
         self.footprint = nx * ny * self.h**2
         self.params = phasefield_constants(config)
+        if pf.contact_coordination == "dynamic":  # the bond counted per voxel of the lattice
+            self.params = self.params.replace(contact_bond_shift=contact_bond_shift(config, host))
         fine = refine(host.phase, r)
         hf = self.h / r
         # lithium counts above the bare host's rest state (its contacts hold the wetting layer at
         # rest, docs/phasefield.md "Host contact"), both at rest; where the run starts with lithium
         # (a foil's film) the host is not bare and lithium counts from 0
         bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
-        sites = {"eta_nuc": refine(host_nucleation_overpotential(config, host), r), "activity": refine(host.activity, r)}
+        sites = {"eta_nuc": refine(host_nucleation_overpotential(config, host), r),
+                 "activity": refine(host.activity, r), "bond_cell": r}
         self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
         # lithium at the start (a foil's film) carries its equilibrium profile, not relaxed further:
         # relaxed_order_parameter's long steps (up to 50 / (L_sigma W)) dissolve a resolved film
@@ -157,9 +171,9 @@ class PhaseFieldRun:
         sep = config.separator
         self.separator = SeparatorColumn(config.physics, sep.length_um * 1e-6, sep.porosity, sep.cells)
         ss = seed_sequence if seed_sequence is not None else root_sequence(config.seed)
-        self.solver = PhaseFieldSolver(fine, hf, self.params, xi=xi0, c=c0, eta_nuc=sites["eta_nuc"],
-                                       activity=sites["activity"], top_concentration=self.separator.c_interface,
-                                       rng=np.random.default_rng(ss), linear_solver=pf.linear_solver, tol_xi=pf.tol_xi)
+        self.solver = PhaseFieldSolver(fine, hf, self.params, xi=xi0, c=c0, **sites,
+                                       top_concentration=self.separator.c_interface, rng=np.random.default_rng(ss),
+                                       linear_solver=pf.linear_solver, tol_xi=pf.tol_xi)
         self.region = region_map(host.phase)
         self.packet_charge = config.physics.packet_charge(self.h)
         self.time = 0.0

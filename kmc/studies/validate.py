@@ -9,7 +9,8 @@ of its 1D limiting current.  The KMC replicas run at the interface energy that p
 at its roughening point (packet_interface_energy), unless told otherwise, and the phase field at
 the same interface energy with the interface mobility of the KMC's linearised Gibbs-Thomson
 velocity (MATCH; kmc.coarse_graining.capillary_constants) and, in its wetting layer, the KMC's
-coordination shift of a first voxel on the host (phasefield.contact_coordination).  Both models' deposits
+coordination shift of a voxel plated on the host, its bonds counting the host and the neighbouring
+voxels' lithium as they fill (phasefield.contact_coordination = "dynamic").  Both models' deposits
 are read off the same lattice observables; the cross-sections compare the KMC's coarse-grained
 order parameter (``kmc.coarse_graining.order_parameter_from_lattice`` with the phase field's
 interface width, averaged over replicas) with the phase field's own.
@@ -51,6 +52,12 @@ STUDY_OVERRIDES = [
 FULL_OVERRIDES = ["host.nx=64", "host.host_layers=16", "host.reservoir_layers=16", "protocol.capacity_mAh_cm2=1"]
 
 DEFAULT_REPLICAS = 8
+# The reaction-limited foil's KMC replicas per --replicas (--foil-replicas; default 3x, 24 for 8):
+# its depth profile's L1 against the phase field is a sampling question at 8.  112 replicas at
+# 5 s steps give L1 0.030 [0.025, 0.035]; 8 of them drawn at random exceed the 0.05 tolerance
+# 4 % of the time (14 independent 8-replica ensembles: 0.020-0.051), 16 0.5 %, 24 about never.
+# A foil replica costs ~14 CPU-s (docs/phasefield.md, "The foil's replicas").
+FOIL_REPLICA_FACTOR = 3
 # The porous host's extent in y [voxels] (--porous-ny): its footprint is host.nx x this, the
 # foil's stays host.nx x host.ny.  On the 40 x 2 slab 8 replicas could not resolve the acceptance
 # (a profile's sampling L1 0.079 against the 0.05 tolerance, the mean height's CI +-8 % against
@@ -73,6 +80,13 @@ AUTO = "auto"
 # 2.5e-6 m^3/(J s)).
 MATCH, MATCH_FRONT, HONG = "match", "match-front", "hong"
 PF_INTERFACE_ENERGIES = (MATCH, MATCH_FRONT, HONG)
+# How "match" puts that shift in (phasefield.contact_coordination, --contact-coordination):
+# "static" folds the bare host's shift into eta_nuc (reduction only); "dynamic" (the default: the
+# porous host's profile L1 0.120 instead of 0.308, mean height +0.03 % instead of +2.7 %, no other
+# row changed; docs/phasefield.md) shifts each contact's two branches by (3 - n) delta, n its host
+# faces plus its neighbouring voxels' lithium, every step
+CONTACT_COORDINATIONS = ("static", "dynamic")
+CONTACT_COORDINATION = "dynamic"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -99,7 +113,8 @@ of 40 x 2 x 19 voxels of 1 um, the porous host 40 x 8 x 19 (--porous-ny), 0.6 mA
 KMC replicas run at the interface energy of their lattice's roughening point
 (--kmc-interface-energy), the phase field at the same interface energy and the interface
 mobility of the KMC's linearised Gibbs-Thomson velocity, with the KMC's coordination shift of a
-first voxel on the host in its wetting layer (--phasefield-interface-energy).
+voxel plated on the host in its wetting layer (--phasefield-interface-energy,
+--contact-coordination).
 Outputs: cross-sections (the KMC's coarse-grained order parameter, mean and spread over the
 replicas, next to the phase field's), lithium per layer with the ensemble's 95 % band and the
 phase-field line, mean height and lithium-inside fraction against capacity, validation.csv
@@ -162,10 +177,17 @@ class Validate(Study):
 
     def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0,
                  kmc_interface_energy: float | str = AUTO, phasefield_interface_energy: str = MATCH,
-                 porous_ny: int = POROUS_NY):
+                 porous_ny: int = POROUS_NY, contact_coordination: str = CONTACT_COORDINATION,
+                 foil_replicas: int | None = None):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
+        if foil_replicas is None:
+            foil_replicas = FOIL_REPLICA_FACTOR * int(replicas)
+        if isinstance(foil_replicas, bool) or int(foil_replicas) != foil_replicas or not 2 <= foil_replicas <= 10000:
+            raise ConfigError(f"--foil-replicas {foil_replicas!r} is out of range: a whole number in [2, 10000] "
+                              f"(the reaction-limited foil's KMC replicas; default {FOIL_REPLICA_FACTOR} x --replicas)")
+        self.foil_replicas = int(foil_replicas)
         if not (i0_roughness > 0 and math.isfinite(i0_roughness)):
             raise ConfigError(f"--i0-roughness {i0_roughness!r} is out of range: must be > 0")
         if kmc_interface_energy != AUTO and not (isinstance(kmc_interface_energy, (int, float))
@@ -180,6 +202,11 @@ class Validate(Study):
         if isinstance(porous_ny, bool) or int(porous_ny) != porous_ny or not 2 <= porous_ny <= 1024:
             raise ConfigError(f"--porous-ny {porous_ny!r} is out of range: a whole number of voxels in [2, 1024] "
                               "(the porous host's extent in y; host.ny's range)")
+        if contact_coordination not in CONTACT_COORDINATIONS:
+            raise ConfigError(f"--contact-coordination {contact_coordination!r}: must be one of "
+                              f"{', '.join(CONTACT_COORDINATIONS)} (how 'match' gives the phase field's wetting "
+                              "layer the KMC's coordination shift)")
+        self.contact_coordination = contact_coordination
         self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
         self.porous_ny = int(porous_ny)
         self.kmc_interface_energy = kmc_interface_energy
@@ -190,6 +217,10 @@ class Validate(Study):
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS,
                        help=f"KMC replicas per host and regime (default {DEFAULT_REPLICAS}; >= 2)")
+        p.add_argument("--foil-replicas", type=int, default=None, metavar="N",
+                       help=f"KMC replicas of the reaction-limited foil (default {FOIL_REPLICA_FACTOR} x --replicas; "
+                            "2 to 10000): its depth profile needs more than 8 (docs/phasefield.md 'The foil's "
+                            "replicas')")
         p.add_argument("--i0-roughness", type=_positive_float, default=1.0, metavar="FACTOR",
                        help="the phase field's exchange current density is FACTOR x the KMC's (default 1: the "
                             "flat-front mapping; 3.8: a free KMC foil's faces per footprint voxel, "
@@ -209,10 +240,15 @@ class Validate(Study):
                             "footprint is host.nx x NY (the foil's host.nx x host.ny); 2 is the 2D slab whose 8 "
                             "replicas cannot resolve the acceptance (docs/phasefield.md 'What 8 replicas can "
                             "resolve')")
+        p.add_argument("--contact-coordination", choices=CONTACT_COORDINATIONS, default=CONTACT_COORDINATION,
+                       help=f"with 'match': how the phase field's wetting layer gets the KMC's coordination shift "
+                            f"(default {CONTACT_COORDINATION}): 'static' (the bare host's shift of a first voxel in "
+                            "the host's eta_nuc, reduction only) or 'dynamic' (per contact in both branches, its "
+                            "bonds counting the neighbouring voxels' lithium, every step); docs/phasefield.md")
 
     def from_args(self, args) -> Validate:
         return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy,
-                        args.porous_ny)
+                        args.porous_ny, args.contact_coordination, args.foil_replicas)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -237,7 +273,12 @@ class Validate(Study):
         raise NotImplementedError("validate plans its cases from the hosts (Validate.plan)")
 
     def n_cases(self, config, prots=None) -> int:
-        return len(PAIRS) * (self.replicas + 1)
+        """Streams drawn: every pair's ``replicas`` and its phase field, then the foil's replicas
+        beyond ``replicas`` (so the others keep their streams whatever --foil-replicas is)."""
+        return len(PAIRS) * (self.replicas + 1) + max(0, self.foil_replicas - self.replicas)
+
+    def replicas_of(self, host_label: str, regime: str) -> int:
+        return self.foil_replicas if (host_label, regime) == (FOIL, REACTION) else self.replicas
 
     def kmc_interface_energy_for(self, config: SimulationConfig, spacing: float) -> float:
         """The KMC replicas' interface energy [J/m^2] under ``kmc_interface_energy``."""
@@ -258,7 +299,7 @@ class Validate(Study):
         fields), PF_ROWS rows, the exchange current density times ``i0_roughness``; with
         ``phasefield_interface_energy`` = "match" or "match-front" the KMC replicas' interface
         energy and ``phasefield.capillarity = kmc`` (ConfigError if that energy is 0), with "match"
-        also ``phasefield.contact_coordination``."""
+        also ``phasefield.contact_coordination`` = ``contact_coordination``."""
         sets = ["model=phasefield", "snapshots=1",
                 f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
         if self.phasefield_interface_energy in (MATCH, MATCH_FRONT):
@@ -269,7 +310,8 @@ class Validate(Study):
                                   "kmc.interface_energy_J_m2 = 0): give the KMC one, or use "
                                   "--phasefield-interface-energy hong")
             sets += ["phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma!r}",
-                     f"phasefield.contact_coordination={str(self.phasefield_interface_energy == MATCH).lower()}"]
+                     "phasefield.contact_coordination="
+                     + (self.contact_coordination if self.phasefield_interface_energy == MATCH else "off")]
         else:
             sets.append("phasefield.capillarity=hong2018")
         if self.i0_roughness != 1.0:
@@ -278,8 +320,10 @@ class Validate(Study):
         return SimulationConfig.model_validate(apply_overrides(config.model_dump(mode="json"), sets))
 
     def plan(self, config, root):
-        """Per (host, regime): ``replicas`` KMC cases, then the phase-field case; one stream per
-        case after the hosts stream, so replica r's result depends only on the root seed and r."""
+        """Per (host, regime): its KMC cases (``replicas``; ``foil_replicas`` for the
+        reaction-limited foil), then the phase-field case; one stream per case after the hosts
+        stream, so replica r's result depends only on the root seed and r (the foil's beyond
+        ``replicas`` take the streams after all others)."""
         if config.model != "kmc":
             raise ConfigError(f"model = {config.model!r}: validate runs both models itself; drop --model")
         host_ss, case_ss = study_streams(root, self.n_cases(config))
@@ -287,13 +331,21 @@ class Validate(Study):
         currents = self.regimes(config, hosts[FOIL])
         kmc_config = self.kmc_config(config, hosts[FOIL].spacing)
         cases, streams = [], iter(case_ss)
+        extra = []
         for host_label, regime in PAIRS:
             segments = dc_plating(currents[regime], config.protocol.capacity_mAh_cm2)
+            n = self.replicas_of(host_label, regime)
             for r in range(self.replicas):
-                cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
-                                  kmc_config))
+                stream = next(streams)
+                if r < n:
+                    cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, stream,
+                                      kmc_config))
             cases.append(Case(host_label, f"{regime}, {PF_TAG}", hosts[host_label], segments, next(streams),
                               self.phasefield_config(config, segments, hosts[FOIL].spacing)))
+            extra += [(host_label, regime, segments, r) for r in range(self.replicas, n)]
+        for host_label, regime, segments, r in extra:
+            cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
+                              kmc_config))
         return StudyPlan(hosts, cases)
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -510,13 +562,17 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
     return (f"phasefield.capillarity = {pf_config.phasefield.capillarity}: gamma {p.interface_energy:.4g} J/m^2, "
             f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
             f"refinement {pf_config.phasefield.refinement}, contact coordination "
-            f"{'on' if pf_config.phasefield.contact_coordination else 'off'}")
+            f"{pf_config.phasefield.contact_coordination}")
 
 
 def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None,
                    phasefield_line: str | None = None) -> str:
     """The one-screen verdict: every judged row, then the acceptance's outcome."""
-    lines = [f"Validation: {replicas} KMC replicas (mean [95 % CI]) against the phase field",
+    counts = {r["n"] for r in rows if r["Quantity"] == PROFILE_L1}
+    per_host = "" if counts <= {replicas} else " (" + ", ".join(
+        f"{r['Host'].lower()} {r['Regime'].lower()}: {r['n']}" for r in rows
+        if r["Quantity"] == PROFILE_L1 and r["n"] != replicas) + ")"
+    lines = [f"Validation: {replicas} KMC replicas{per_host} (mean [95 % CI]) against the phase field",
              f"  {'host / regime':32s} {'quantity':24s} {'KMC':>24s} {'phase field':>11s} {'diff':>8s} {'tol':>7s}"]
     for r in rows:
         if r["Pass"] == "reported":
@@ -540,13 +596,13 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
                  "voxel (phase field: a flat front, ~1); see docs/phasefield.md.")
     for r in judged:
         if r["Quantity"] == PROFILE_L1 and r["KMC sampling L1"] > 0.5 * r["Tolerance"]:
-            need = replicas_to_resolve(r["KMC sampling L1"], replicas, r["Tolerance"])
-            lines.append(f"  {r['Host']}: at {replicas} replicas sampling alone gives L1 ~ {r['KMC sampling L1']:.3f} "
+            need = replicas_to_resolve(r["KMC sampling L1"], r["n"], r["Tolerance"])
+            lines.append(f"  {r['Host']}: at {r['n']} replicas sampling alone gives L1 ~ {r['KMC sampling L1']:.3f} "
                          f"(a phase field equal to the KMC's expectation would show it), over half the "
                          f"tolerance: this check resolves the tolerance from about {need} replicas.")
         if r["Quantity"] == MEAN_HEIGHT and 0.5 * (r["KMC CI95 high"] - r["KMC CI95 low"]) > 0.5 * r["Tolerance"]:
             half = 0.5 * (r["KMC CI95 high"] - r["KMC CI95 low"])
-            need = replicas_to_resolve(half, replicas, r["Tolerance"])
+            need = replicas_to_resolve(half, r["n"], r["Tolerance"])
             lines.append(f"  {r['Host']}: the KMC's mean height is known to +-{half:.3g} um (95 %), over half the "
                          f"tolerance {r['Tolerance']:.3g} um: this check resolves it from about {need} replicas.")
     if kmc_gamma is not None:
@@ -679,12 +735,14 @@ def plot_capacity_curves(path, curves: dict) -> None:
 
 def run_validate(config: SimulationConfig, outdir: str | Path, *, replicas: int = DEFAULT_REPLICAS,
                  i0_roughness: float = 1.0, kmc_interface_energy: float | str = AUTO,
-                 phasefield_interface_energy: str = MATCH, porous_ny: int = POROUS_NY, progress: bool = True,
-                 workers: int | None = None, echo=print, **kwargs) -> dict[str, RunResult]:
+                 phasefield_interface_energy: str = MATCH, porous_ny: int = POROUS_NY,
+                 contact_coordination: str = CONTACT_COORDINATION, foil_replicas: int | None = None,
+                 progress: bool = True, workers: int | None = None, echo=print, **kwargs) -> dict[str, RunResult]:
     """Run the validation (``config`` with the study's overrides applied) into ``outdir``."""
     from .base import run_study
 
-    return run_study(Validate(replicas, i0_roughness, kmc_interface_energy, phasefield_interface_energy, porous_ny),
+    return run_study(Validate(replicas, i0_roughness, kmc_interface_energy, phasefield_interface_energy, porous_ny,
+                              contact_coordination, foil_replicas),
                      config, outdir, progress=progress, workers=workers, echo=echo, **kwargs)
 
 

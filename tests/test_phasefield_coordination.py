@@ -1,0 +1,153 @@
+"""The wetting layer's dynamic coordination energy (continuum.phasefield, ``contact_bond_shift``;
+docs/phasefield.md "Validation"): each host contact reacts, in both branches, at eta + (3 - n)
+delta, n its host faces plus its neighbouring bond cells' lithium, updated every step.  Detailed
+balance per contact (a closed form), lithium and charge conservation, and step flow along a
+floor (a contact beside lithium plates faster than one on the bare floor: the static shift
+cannot give that)."""
+import math
+
+import numpy as np
+import pytest
+
+from continuum import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from continuum.phasefield import HONG2018, Galvanostatic, PhaseFieldSolver, Potentiostatic, planar_electrode
+from continuum.phasefield import solver as S
+
+DELTA = 0.0419  # V per bond: the KMC's at its roughening-point interface energy, 1 um voxels
+FAST_IONS = HONG2018.replace(noise_amplitude=0.0, diffusivity_electrolyte=1e-6, diffusivity_solid=1e-6)
+
+
+def _floor_with_step(nx=12, nz=6, step=5):
+    """2D: the collector (z = 0, conductive) and on it a lithium step of two layers over x <
+    ``step``; the rest of the floor bare."""
+    phase = np.zeros((nx, 1, nz), np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    phase[:step, :, 1:3] = LITHIUM
+    return phase
+
+
+def test_parameter_is_validated():
+    assert HONG2018.contact_bond_shift == 0.0
+    with pytest.raises(ValueError, match="contact_bond_shift"):
+        HONG2018.replace(contact_bond_shift=-0.01)
+    phase = np.zeros((6, 1, 6), np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    with pytest.raises(ValueError, match="bond_cell"):
+        PhaseFieldSolver(phase, 1e-6, FAST_IONS.replace(contact_bond_shift=DELTA), xi=np.zeros(phase.shape),
+                         bond_cell=4)
+
+
+def test_contact_branches_obey_detailed_balance_with_the_neighbours_lithium():
+    """Per contact, oxidation / reduction = exp(f (eta + s)) / (m c+/c0) with s = (3 - n) delta, n
+    = host faces + the neighbouring bond cells' lithium: at eta = 0 and c+ = c0 the contact's
+    reaction vanishes at Langmuir's theta / (1 - theta) = m exp(-f s), to round-off, for any
+    neighbour filling; and s is the closed form.  3D, bond cells of 2 voxels per edge, a
+    conductive floor and a dielectric wall, eta_nuc 40 mV and activity 0.7."""
+    prm = FAST_IONS.replace(contact_bond_shift=DELTA, alpha_a=0.3, alpha_c=0.7)
+    phase = np.zeros((8, 4, 8), np.uint8)
+    phase[:, :, :2] = HOST_CONDUCTIVE  # the floor: one bond cell thick
+    phase[:2, :, 2:] = HOST_DIELECTRIC  # a wall (a bond, no contact)
+    cond = phase == HOST_CONDUCTIVE
+    s = PhaseFieldSolver(phase, 1e-6, prm, xi=np.zeros(phase.shape), eta_nuc=np.where(cond, 0.04, 0.0),
+                         activity=np.where(cond, 0.7, 1.0), bond_cell=2)
+    g = s.geo
+    m = 0.7 * math.exp(-prm.alpha_c * prm.f * 0.04)
+    rng = np.random.default_rng(1)
+    xi = np.where(g.contact, 0.0, rng.uniform(0.0, 1.0, g.n))  # lithium in the neighbouring cells
+    g.update_coordination(xi)
+    # the closed form of s: bond cell (X, Y, Z) = voxel // 2; the cell above a floor contact
+    # and its four side cells (periodic in y: ny = 2 cells, the same one twice)
+    full = np.zeros(phase.shape)
+    full.ravel()[g.free] = xi
+    theta = full.reshape(4, 2, 2, 2, 4, 2).mean(axis=(1, 3, 5))
+    free_cell = phase.reshape(4, 2, 2, 2, 4, 2).min(axis=(1, 3, 5)) == 0
+    contacts = g.free[g.contact]
+    assert contacts.size == 6 * 4  # the free voxels on the floor
+    for v, shift in zip(contacts, g.coordination_shift[g.contact]):
+        X, Y, Z = (np.array(np.unravel_index(v, phase.shape)) // 2)
+        n = 1.0  # the floor
+        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1)):
+            W = ((X + dx) % 4, (Y + dy) % 2, Z + dz)
+            n += theta[W] if free_cell[W] else 1.0
+        assert shift == pytest.approx((3.0 - n) * DELTA, rel=1e-12)
+    assert np.ptp(g.coordination_shift[g.contact]) > 0.5 * DELTA  # the neighbours' lithium matters
+    # detailed balance: R = 0 at Langmuir's coverage, at eta = 0 and c+ = c0
+    e = 1e-3 * prm.bulk_concentration
+    c = np.full(g.n, prm.bulk_concentration - e * e / (4 * prm.bulk_concentration))  # c+ = c0
+    sh = g.coordination_shift[g.contact]
+    ratio = m * np.exp(-prm.f * sh)
+    x = xi.copy()
+    x[g.contact] = ratio / (1.0 + ratio)
+    act = np.flatnonzero(g.contact)
+    R = S._reaction(g, prm, x, c, np.zeros(act.size), act, derivatives=False)[0]
+    scale = prm.kinetic_coefficient * g.face_weight[act] * x[act] * np.exp(prm.alpha_a * prm.f * sh)
+    assert np.all(np.abs(R) < 1e-12 * scale), np.max(np.abs(R) / scale)
+    # and the branches' ratio at any eta: oxidation / reduction = exp(f (eta + s)) / m
+    for eta in (-0.08, 0.03):
+        ox = g.anodic_factor[act] * math.exp(prm.alpha_a * prm.f * eta)
+        red = g.cathodic_factor[act] * math.exp(-prm.alpha_c * prm.f * eta)
+        np.testing.assert_allclose(ox / red, np.exp(prm.f * (eta + sh)) / m, rtol=1e-12)
+
+
+def test_lithium_and_charge_are_conserved_with_the_dynamic_shift():
+    """Galvanostatic plating, a potentiostatic hold and stripping on a host with conductive and
+    dielectric parts and a lithium film, the contacts' shift changing every step: lithium and
+    charge conserved to 1e-6 of what moved, as without it."""
+    h = 0.5e-6
+    prm = HONG2018.replace(contact_bond_shift=DELTA)
+    shape = (16, 1, 24)
+    phase, xi = planar_electrode(shape, h, prm, 1.5 * h)
+    phase[4, :, 1:12] = HOST_CONDUCTIVE
+    phase[12:, :, 2:4] = HOST_DIELECTRIC
+    xi[phase == HOST_CONDUCTIVE] = 1.0
+    xi[phase == HOST_DIELECTRIC] = 0.0
+    s = PhaseFieldSolver(phase, h, prm, xi=xi, eta_nuc=np.where(phase == HOST_CONDUCTIVE, 0.02, 0.0), rng=7,
+                         bond_cell=2)
+    assert s.geo.contact.any()
+    metal0 = s.lithium_amount()
+    shifts = [s.geo.coordination_shift[s.geo.contact].copy()]
+    s.advance(1.0, Galvanostatic(-20.0))
+    shifts.append(s.geo.coordination_shift[s.geo.contact].copy())
+    applied = -20.0 * s.footprint_area
+    assert s.charge == pytest.approx(applied, rel=1e-6)
+    s.advance(0.5, Potentiostatic(-0.05))
+    s.advance(0.5, Galvanostatic(10.0))
+    assert not np.array_equal(shifts[0], shifts[1])  # the shift followed the lithium
+    moved = abs(s.lithium_amount() - metal0) + abs(applied) / FARADAY
+    bal = s.balance()
+    assert abs(bal["lithium"]) < 1e-6 * moved
+    assert abs(bal["charge"]) < 1e-6 * abs(applied)
+
+
+def _floor_run(dynamic, eta=-0.1, duration=5.0):
+    """The floor with a lithium step at uniform eta (ions fast); returns the gain of each floor
+    contact (x = step .. nx - 1, z = 1) and the solver.  ``dynamic``: the coordination energy
+    per contact; else the static one a flat floor's contact has (n = 1: 2 delta in eta_nuc)."""
+    h = 1e-6
+    phase = _floor_with_step()
+    cond = phase == HOST_CONDUCTIVE
+    xi = np.where(phase == LITHIUM, 1.0, 0.0)
+    prm = FAST_IONS.replace(contact_bond_shift=DELTA if dynamic else 0.0)
+    s = PhaseFieldSolver(phase, h, prm, xi=xi, c=prm.bulk_concentration,
+                         eta_nuc=np.where(cond, 0.0 if dynamic else 2 * DELTA, 0.0))
+    s.set_top(potential=eta)
+    s.advance(duration, Potentiostatic(eta))
+    return s.order_parameter[5:, 0, 1], s
+
+
+def test_a_floor_contact_beside_lithium_plates_faster_step_flow():
+    """Step flow, the KMC's way of filling a pore's floor: a floor contact beside a lithium step has
+    two bonds (the floor and the step), s = delta, one in the middle of the bare floor has one, s
+    ~ 2 delta, so in the linear regime the first gains exp(alpha_c f delta) = 2.25 times as much
+    (measured 2.2; the middle contact's neighbours hold ~1 % lithium); the contact at the
+    periodic image of the step (x = nx - 1) too.  With the static shift (2 delta for every floor
+    contact, in eta_nuc) they gain the same (within 2 %, measured 1.00)."""
+    expected = math.exp(FAST_IONS.alpha_c * FAST_IONS.f * DELTA)
+    gain, s = _floor_run(True)
+    mid = gain[3]  # x = 8, three voxels from lithium either way
+    assert 0.1 > gain.max() and mid > 1e-3  # linear regime, plated
+    assert gain[0] / mid == pytest.approx(expected, rel=0.1)
+    assert gain[-1] / mid == pytest.approx(expected, rel=0.1)
+    static, _ = _floor_run(False)
+    assert static[0] / static[3] == pytest.approx(1.0, abs=0.02)
+    assert static[3] == pytest.approx(mid, rel=0.1)  # the bare floor: the same shift in both
