@@ -77,11 +77,11 @@ class _Level:
         self.factors = f
         return _Level(gx, gy, gz, d, dtop)
 
-    def masked(self, keep: np.ndarray, array=None) -> "_Level":
+    def masked(self, keep: np.ndarray, array) -> "_Level":
         """This level restricted to the cells ``keep`` (faces to other cells removed), its
-        grid arrays from ``array(name, shape)`` if given (else new)."""
+        grid arrays from ``array(name, shape)``."""
         def out(name):
-            return np.empty(self.shape) if array is None else array(name, self.shape)
+            return array(name, self.shape)
 
         g = []
         for a, (name, gi) in enumerate((("masked.gx", self.gx), ("masked.gy", self.gy), ("masked.gz", self.gz))):

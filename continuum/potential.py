@@ -365,8 +365,8 @@ class PotentialSolver:
                 and np.array_equal(last["ce"], ce)):
             return last  # the same salt field as the last solve: nothing here changed
         # the arrays kept with it: the other of two sets (the last one's may be compared next)
-        own = self._prepared_arrays[0 if last is None or last["arrays"] == 1 else 1]
-        arrays = 0 if own is self._prepared_arrays[0] else 1
+        arrays = 0 if last is None or last["arrays"] == 1 else 1
+        own = self._prepared_arrays[arrays]
 
         def kept(name, size):
             if name not in own or own[name].size != size:

@@ -439,6 +439,16 @@ def test_voxels_new_to_a_warm_start_take_their_neighbours_mean():
     assert out[0] == -7.0
 
 
+def _porous_case(rng_seed, resistive):
+    """The 12 x 12 x 14 porous host these solver-state tests share: (phase, rng, salt field,
+    conductivity or None, current [A])."""
+    ph = porous_host(n=12, nz=14, seed=3)
+    rng = np.random.default_rng(rng_seed)
+    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
+    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
+    return ph, rng, c, sigma, -10.0 * 12 * 12 * 1e-12
+
+
 def _same_solution(a, b):
     for name in ("phi_l", "phi_s", "face_overpotential", "face_current_density", "sensitivity", "concentration"):
         x, y = getattr(a, name), getattr(b, name)
@@ -453,11 +463,7 @@ def test_renewed_solver_repeats_a_new_one_bit_for_bit(method, resistive, tol):
     two solves on the old one (kept multigrid hierarchy, operator and sensitivity), the renewed
     one's warm solve on a moved salt field is bit for bit a new solver's, so a resumed run,
     which starts without it, repeats the uninterrupted one."""
-    ph = porous_host(n=12, nz=14, seed=3)
-    rng = np.random.default_rng(3)
-    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
-    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
-    I = -10.0 * 12 * 12 * 1e-12
+    ph, rng, c, sigma, I = _porous_case(3, resistive)
     kw = dict(eta_nuc=0.02, conductivity=sigma, linear_solver=method, eta_tolerance=tol)
     old = PotentialSolver(ph, 1e-6, P, **kw)
     sol = old.solve(c, current=I, c_top=P.c_ref)
@@ -481,11 +487,7 @@ def test_resistive_conductors_converge_on_the_overpotential_tolerance():
     """With resistive conductors the eta_tolerance solve (the coupled runs' stop) solves the
     sensitivity tightly: loose (as without them) Newton diverged here, 60 steps without
     converging.  Its faces agree with the tight solve's within the tolerance."""
-    ph = porous_host(n=12, nz=14, seed=3)
-    rng = np.random.default_rng(5)
-    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
-    sigma = rng.uniform(1e2, 1e3, ph.shape)
-    I = -10.0 * 12 * 12 * 1e-12
+    ph, _, c, sigma, I = _porous_case(5, resistive=True)
     tight = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, conductivity=sigma).solve(c, current=I, c_top=P.c_ref)
     s = PotentialSolver(ph, 1e-6, P, eta_nuc=0.02, conductivity=sigma, linear_solver="gmg", eta_tolerance=1e-5)
     prev = None
@@ -505,12 +507,8 @@ def test_shared_scratch_carries_nothing_between_solves(method, resistive, tol):
     solver the last one's) give bit for bit the answers of a solver with its own: a solve of
     another geometry between two of this one's, and a salt change that rebuilds the
     multigrid's operator, leave no trace in them."""
-    ph = porous_host(n=12, nz=14, seed=3)
+    ph, rng, c, sigma, I = _porous_case(5, resistive)
     other_ph = porous_host(n=12, nz=14, seed=4)
-    rng = np.random.default_rng(5)
-    c = P.c_ref * _smooth_factor(ph.shape, 0.05, rng)
-    sigma = rng.uniform(1e2, 1e3, ph.shape) if resistive else None
-    I = -10.0 * 12 * 12 * 1e-12
     kw = dict(eta_nuc=0.02, conductivity=sigma, linear_solver=method, eta_tolerance=tol)
     alone = PotentialSolver(ph, 1e-6, P, **kw)
     shared = PotentialSolver(ph, 1e-6, P, **kw)
