@@ -26,8 +26,9 @@ speed-up shows only on cores nothing else is using.
 (another 5 % each, from the last solution), then N macro-step-like ones (each: the salt moved
 by another smooth 1 %, the current by another 5 %), and prints each one's CPU seconds, Newton
 steps, CG iterations and the page faults it took (a first touch of fresh memory; on a virtual
-machine whose host reclaims freed pages one costs up to ~50 us), and the medians: the steady
-state of a run, where the single "warm" and "warm + salt" figures also pay for memory the
+machine whose host reclaims freed pages one costs up to ~50 us) with the growth of resident
+memory (the fresh memory it touched: ~1.2 ms per MB there, however many faults served it),
+and the medians: the steady state of a run, where the single "warm" and "warm + salt" figures also pay for memory the
 process had not used before (the solver keeps its work arrays from solve to solve,
 ``continuum.scratch``, but the first solves of a kind still reach new peaks).
 
@@ -46,6 +47,17 @@ import numpy as np
 from scipy import ndimage
 
 from continuum import ELECTROLYTE, HOST_CONDUCTIVE, PhysicalParameters, PotentialSolver
+
+
+def resident() -> int:
+    """Resident memory [bytes] (0 where /proc is missing): its growth over a solve is the fresh
+    memory the solve touched (a count of page faults is not, where transparent huge pages
+    serve a 2 MB region with one)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def porous_host(n: int, porosity: float = 0.6, blur: float = 2.0, top_layers: int = 4, seed: int = 0):
@@ -80,13 +92,17 @@ def run(n: int, labels, h: float = 1e-6, series: int = 0):
         t1 = time.perf_counter()
         sol = s.solve(c, current=I, c_top=P.electrolyte.concentration)
         t2, c2, f2 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        m2 = resident()
         warm = s.solve(c, current=1.05 * I, c_top=P.electrolyte.concentration, initial=sol)
         t3, c3, f3 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        m3 = resident()
         # as a macro-step does it: the salt moved too (1 %, smooth), from the warm solution
         step = s.solve(c_step, current=1.1 * I, c_top=P.electrolyte.concentration, initial=warm)
         t4, c4, f4 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        m4 = resident()
         out[m] = dict(setup=t1 - t0, cold=t2 - t0, solve=t2 - t1, warm=t3 - t2, warm_cpu=c3 - c2, V=sol.cell_potential,
-                      step=t4 - t3, step_cpu=c4 - c3, warm_faults=f3 - f2, step_faults=f4 - f3, phi=(sol.phi_l, warm.phi_l, step.phi_l),
+                      step=t4 - t3, step_cpu=c4 - c3, warm_faults=f3 - f2, step_faults=f4 - f3, warm_mb=(m3 - m2) / 1e6,
+                      step_mb=(m4 - m3) / 1e6, phi=(sol.phi_l, warm.phi_l, step.phi_l),
                       newton_s=step.iterations, lin_s=step.linear_iterations,
                       Vw=warm.cell_potential, newton=sol.iterations, lin=sol.linear_iterations,
                       newton_w=warm.iterations, lin_w=warm.linear_iterations, eta=sol.face_overpotential,
@@ -103,19 +119,22 @@ def run(n: int, labels, h: float = 1e-6, series: int = 0):
                         blur_k = ndimage.gaussian_filter(rng.standard_normal(ph.shape), 3, mode="wrap")
                         c_now = c_now * (1 + 0.01 * np.tanh(blur_k / blur_k.std()))
                     x += 0.05
-                    f0, t5 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+                    f0, t5, m5 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), resident()
                     last = s.solve(c_now, current=x * I, c_top=P.electrolyte.concentration, initial=last)
                     cpus.append(time.process_time() - t5)
                     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
                     print(f"  {n}^3 {m:8s} {kind} series {k + 1}: {cpus[-1]:.2f} CPU-s [Newton {last.iterations}, "
-                          f"CG {last.linear_iterations}], {faults} page faults", flush=True)
+                          f"CG {last.linear_iterations}], {faults} page faults, resident "
+                          f"{(resident() - m5) / 1e6:+.1f} MB", flush=True)
                 print(f"  {n}^3 {m:8s} series of {series} {kind} solves: median {statistics.median(cpus):.2f} "
                       f"CPU-s (min {min(cpus):.2f}, max {max(cpus):.2f})", flush=True)
         print(f"  {n}^3 {m:8s} unknowns={r['unknowns']} faces={r['faces']}  setup {r['setup']:.2f}s  "
               f"cold {r['cold']:.2f}s [Newton {r['newton']}, CG {r['lin']}]  "
-              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s, {r['warm_faults']} page faults) "
+              f"warm {r['warm']:.2f}s ({r['warm_cpu']:.2f} CPU-s, {r['warm_faults']} page faults, resident "
+              f"{r['warm_mb']:+.1f} MB) "
               f"[Newton {r['newton_w']}, CG {r['lin_w']}]  warm + salt 1 % {r['step_cpu']:.2f} CPU-s "
-              f"({r['step_faults']} page faults) [Newton {r['newton_s']}, CG {r['lin_s']}]  V={r['V']:.9f}  "
+              f"({r['step_faults']} page faults, resident {r['step_mb']:+.1f} MB) [Newton {r['newton_s']}, "
+              f"CG {r['lin_s']}]  V={r['V']:.9f}  "
               f"|I/Iapp-1|={r['err']:.1e}  |I_top/Iapp-1|={r['kirchhoff']:.1e}", flush=True)
     ref_label = labels[0]
     ref = out[ref_label]

@@ -126,7 +126,7 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
     first (a loop the compiler vectorises) and only a multiply-add recurrence runs along z:
     2.5x faster than updating cell by cell, whose divisions chained through z.  (Interleaving
     four slabs' recurrences in one thread made a 2D sweep 2x faster but added 9 s to the first
-    run's compilation: not kept, docs/phasefield.md "Speed".)"""
+    run's compilation: only pcg's plane specialisation has it, `gauss_seidel_plane`.)"""
     nx = x.shape[0]
     ns = 2 * min(GS_SLABS // 2, nx // 2) if nx > 1 else 1
     serial = _threads(x.size) == 1
@@ -355,14 +355,15 @@ def _level(flat, offsets, shapes, lvl):
 
 @numba.njit(cache=True)
 def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
-                sweeps, b0, out, rscale, oscale):
+                sweeps, b0, out, rscale, oscale, threaded, plane):
     """out = one V-cycle from zero on the fine right-hand side b0 (the multigrid's
     preconditioner: forward Gauss-Seidel down, exact coarsest solve, backward up).  The
     levels' arrays are packed one after another in flat arrays (``offsets``, ``shapes``), in
     single precision: the cycle only preconditions (CG applies the exact operator), and half
     the bytes per sweep is what a sweep costs.  b0 and out are the CG's double vectors: b0
     enters times ``rscale`` and out leaves times ``oscale`` (so single precision sees numbers
-    near 1 whatever the units; the coefficients were scaled likewise)."""
+    near 1 whatever the units; the coefficients were scaled likewise).  ``threaded``, ``plane``:
+    one True, the other None: gauss_seidel's sweeps or gauss_seidel_plane's (see `pcg`)."""
     nl = shapes.shape[0]
     xs[:] = 0.0
     n0 = b0.size
@@ -374,8 +375,12 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
         gy = _level(gys, offsets, shapes, lvl)
         gz = _level(gzs, offsets, shapes, lvl)
         dt = _level(dts, offsets, shapes, lvl)
+        dinv = _level(dinvs, offsets, shapes, lvl)
         for _ in range(sweeps):
-            gauss_seidel(x, b, gx, gy, gz, _level(dinvs, offsets, shapes, lvl), False)
+            if threaded is not None:
+                gauss_seidel(x, b, gx, gy, gz, dinv, False)
+            if plane is not None:
+                gauss_seidel_plane(x, b, gx, gy, gz, dinv, False)
         restrict_residual(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2],
                           _level(bs, offsets, shapes, lvl + 1))
     xc = xs[offsets[nl - 1]:]
@@ -391,10 +396,14 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
         dt = _level(dts, offsets, shapes, lvl)
         prolong_add(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
                     shifts[lvl, 2])
+        b, dinv = _level(bs, offsets, shapes, lvl), _level(dinvs, offsets, shapes, lvl)
+        gx, gy = _level(gxs, offsets, shapes, lvl), _level(gys, offsets, shapes, lvl)
+        gz = _level(gzs, offsets, shapes, lvl)
         for _ in range(sweeps):
-            gauss_seidel(x, _level(bs, offsets, shapes, lvl), _level(gxs, offsets, shapes, lvl),
-                         _level(gys, offsets, shapes, lvl), _level(gzs, offsets, shapes, lvl),
-                         _level(dinvs, offsets, shapes, lvl), True)
+            if threaded is not None:
+                gauss_seidel(x, b, gx, gy, gz, dinv, True)
+            if plane is not None:
+                gauss_seidel_plane(x, b, gx, gy, gz, dinv, True)
     _scaled_copy(xs[:n0], oscale, out.ravel())
 
 
@@ -408,27 +417,32 @@ def _scaled_copy(src, factor, dst):
 
 
 @numba.njit(cache=True)
+def partial_dot(a, b, lo, hi):
+    """Sum of a[i] * b[i] over lo <= i < hi (flat arrays) by four interleaved partial sums (one
+    running sum waits on every add: 2.7x slower)."""
+    p0 = p1 = p2 = p3 = 0.0
+    i = lo
+    while i + 4 <= hi:
+        p0 += a[i] * b[i]
+        p1 += a[i + 1] * b[i + 1]
+        p2 += a[i + 2] * b[i + 2]
+        p3 += a[i + 3] * b[i + 3]
+        i += 4
+    while i < hi:
+        p0 += a[i] * b[i]
+        i += 1
+    return (p0 + p1) + (p2 + p3)
+
+
+@numba.njit(cache=True)
 def _dot(a, b):
-    """Sum of a * b, in CHUNK-long pieces summed in order, each piece by four interleaved
-    partial sums (one running sum waits on every add: 2.7x slower).  The order is fixed, so
-    the rounding does not depend on the thread count."""
+    """Sum of a * b, in CHUNK-long pieces summed in order, each by `partial_dot`.  The order is
+    fixed, so the rounding does not depend on the thread count."""
     fa = a.ravel()
     fb = b.ravel()
     s = 0.0
     for c in range((fa.size + CHUNK - 1) // CHUNK):
-        hi = min((c + 1) * CHUNK, fa.size)
-        p0 = p1 = p2 = p3 = 0.0
-        i = c * CHUNK
-        while i + 4 <= hi:
-            p0 += fa[i] * fb[i]
-            p1 += fa[i + 1] * fb[i + 1]
-            p2 += fa[i + 2] * fb[i + 2]
-            p3 += fa[i + 3] * fb[i + 3]
-            i += 4
-        while i < hi:
-            p0 += fa[i] * fb[i]
-            i += 1
-        s += (p0 + p1) + (p2 + p3)
+        s += partial_dot(fa, fb, c * CHUNK, min((c + 1) * CHUNK, fa.size))
     return s
 
 
@@ -463,7 +477,7 @@ def _cg_direction(p, z, beta):
 
 @numba.njit(cache=True)
 def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts,
-        coarse_cells, coarse_inverse, cscale, sweeps, rtol, maxiter, xtol):
+        coarse_cells, coarse_inverse, cscale, sweeps, rtol, maxiter, xtol, threaded, plane):
     """Conjugate gradients on the fine operator (gx, gy, gz, dtot: double precision),
     preconditioned by one V-cycle (its coefficients times 1 / ``cscale``), from x (in place) until |b - A x| <= rtol |b| (2-norms over
     the grid; cells that are not unknowns hold zeros) or, with ``xtol`` > 0, until an
@@ -472,20 +486,34 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
     left is below the last move; the first iteration alone never stops on it, nor does a
     slow contraction, as in depleted electrolyte).  Returns
     the iteration count, or -1 when maxiter did not reach it.  r, z, p, q: work arrays
-    shaped like x (the caller keeps them: fresh 17 MB arrays at 128^3 cost their page faults)."""
-    apply_operator(x, gx, gy, gz, dtot, r)
+    shaped like x (the caller keeps them: fresh 17 MB arrays at 128^3 cost their page faults).
+
+    ``threaded``, ``plane``: one True, the other None.  threaded: apply_operator and
+    gauss_seidel, on Numba's threads.  plane: the phase field's 2D grids, in the calling thread
+    with gauss_seidel_plane's sweeps, the same numbers bit for bit (on its 200 x 200 grid two
+    threads cost 15 % more CPU per step than one).  Two arguments, not one flag: compiling a
+    specialisation, Numba drops ``if a is not None`` where a is None (by its type; a True is
+    not known then), so each compiles only the kernels it calls: KMC runs never compile the
+    interleaved sweep (9-10 s of a first run), the phase field never the threaded kernels."""
+    if threaded is not None:
+        apply_operator(x, gx, gy, gz, dtot, r)
+    if plane is not None:
+        _apply_serial(x, gx, gy, gz, dtot, r)
     _subtract_from(b, r)
     goal = rtol * np.sqrt(_dot(b, b))
     rn = np.sqrt(_dot(r, r))
     if rn <= goal:
         return 0
     vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
-                sweeps, r, z, 1.0 / rn, rn / cscale)
+                sweeps, r, z, 1.0 / rn, rn / cscale, threaded, plane)
     p[:] = z
     rz = _dot(r, z)
     last_move = 0.0  # no stop on the move in the first iteration
     for it in range(1, maxiter + 1):
-        apply_operator(p, gx, gy, gz, dtot, q)
+        if threaded is not None:
+            apply_operator(p, gx, gy, gz, dtot, q)
+        if plane is not None:
+            _apply_serial(p, gx, gy, gz, dtot, q)
         alpha = rz / _dot(p, q)
         move = _cg_step(x, r, p, q, alpha)
         rn = np.sqrt(_dot(r, r))
@@ -493,7 +521,7 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
             return it
         last_move = move
         vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
-                    sweeps, r, z, 1.0 / rn, rn / cscale)
+                    sweeps, r, z, 1.0 / rn, rn / cscale, threaded, plane)
         rz_new = _dot(r, z)
         beta = rz_new / rz
         rz = rz_new
@@ -503,9 +531,10 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
 
 # -- the phase field's 2D grids (ny = 1): the CG and V-cycle above in the calling thread, with a
 # sweep that interleaves four slabs' z-recurrences (2x the plain sweep at 200^2, as fast as two
-# threads of it).  Entry points of their own (`pcg_plane`; VoxelMultigrid(plane=True)): compiled
-# into every V-cycle, the interleaved sweep's specialisations added 9-10 s to a first KMC run,
-# which never calls these (docs/phasefield.md "Speed").
+# threads of it): pcg and vcycle_into with plane True (VoxelMultigrid(plane=True)).  Only that
+# specialisation compiles these: compiled into every V-cycle, the interleaved sweep's
+# specialisations added 9-10 s to a first KMC run, which never calls them (`pcg`;
+# docs/phasefield.md "Speed").
 
 # Shortest column (nz) whose sweep interleaves (`_gauss_seidel_interleaved`): 1.7x at nz = 100,
 # 1.1x at 64, slower below
@@ -629,80 +658,7 @@ def gauss_seidel_plane(x, b, gx, gy, gz, dinv, reverse):
 
 
 @numba.njit(cache=True)
-def vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
-                      sweeps, b0, out, rscale, oscale):
-    """vcycle_into with gauss_seidel_plane's sweeps: the same numbers, in the calling thread."""
-    nl = shapes.shape[0]
-    xs[:] = 0.0
-    n0 = b0.size
-    _scaled_copy(b0.ravel(), rscale, bs[:n0])
-    for lvl in range(nl - 1):
-        x = _level(xs, offsets, shapes, lvl)
-        b = _level(bs, offsets, shapes, lvl)
-        gx = _level(gxs, offsets, shapes, lvl)
-        gy = _level(gys, offsets, shapes, lvl)
-        gz = _level(gzs, offsets, shapes, lvl)
-        dt = _level(dts, offsets, shapes, lvl)
-        for _ in range(sweeps):
-            gauss_seidel_plane(x, b, gx, gy, gz, _level(dinvs, offsets, shapes, lvl), False)
-        restrict_residual(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2],
-                          _level(bs, offsets, shapes, lvl + 1))
-    xc = xs[offsets[nl - 1]:]
-    bc = bs[offsets[nl - 1]:]
-    m = coarse_cells.size
-    for a in range(m):
-        s = 0.0
-        for c in range(m):
-            s += coarse_inverse[a, c] * bc[coarse_cells[c]]
-        xc[coarse_cells[a]] = s
-    for lvl in range(nl - 2, -1, -1):
-        x = _level(xs, offsets, shapes, lvl)
-        dt = _level(dts, offsets, shapes, lvl)
-        prolong_add(x, _level(xs, offsets, shapes, lvl + 1), dt, shifts[lvl, 0], shifts[lvl, 1],
-                    shifts[lvl, 2])
-        for _ in range(sweeps):
-            gauss_seidel_plane(x, _level(bs, offsets, shapes, lvl), _level(gxs, offsets, shapes, lvl),
-                               _level(gys, offsets, shapes, lvl), _level(gzs, offsets, shapes, lvl),
-                               _level(dinvs, offsets, shapes, lvl), True)
-    _scaled_copy(xs[:n0], oscale, out.ravel())
-
-
-@numba.njit(cache=True)
 def _apply_serial(x, gx, gy, gz, dtot, out):
     """apply_operator in the calling thread."""
     for i in range(x.shape[0]):
         _apply_plane(x, gx, gy, gz, dtot, out, i)
-
-
-@numba.njit(cache=True)
-def pcg_plane(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts,
-              coarse_cells, coarse_inverse, cscale, sweeps, rtol, maxiter, xtol):
-    """pcg in the calling thread with vcycle_plane_into's V-cycle: the same iterations and
-    numbers bit for bit (no thread starts: on the phase field's 200 x 200 grid two threads
-    cost 15 % more CPU per step than one)."""
-    _apply_serial(x, gx, gy, gz, dtot, r)
-    _subtract_from(b, r)
-    goal = rtol * np.sqrt(_dot(b, b))
-    rn = np.sqrt(_dot(r, r))
-    if rn <= goal:
-        return 0
-    vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
-                      sweeps, r, z, 1.0 / rn, rn / cscale)
-    p[:] = z
-    rz = _dot(r, z)
-    last_move = 0.0  # no stop on the move in the first iteration
-    for it in range(1, maxiter + 1):
-        _apply_serial(p, gx, gy, gz, dtot, q)
-        alpha = rz / _dot(p, q)
-        move = _cg_step(x, r, p, q, alpha)
-        rn = np.sqrt(_dot(r, r))
-        if rn <= goal or (move <= xtol and move <= 0.5 * last_move):
-            return it
-        last_move = move
-        vcycle_plane_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells,
-                          coarse_inverse, sweeps, r, z, 1.0 / rn, rn / cscale)
-        rz_new = _dot(r, z)
-        beta = rz_new / rz
-        rz = rz_new
-        _cg_direction(p, z, beta)
-    return -1

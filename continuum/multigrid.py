@@ -122,7 +122,7 @@ class VoxelMultigrid:
     """A V-cycle preconditioner for a system on the unknowns ``node_voxel`` (flat voxel index
     of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
     conductances; :meth:`preconditioner` is the LinearOperator for CG.  ``plane``: :meth:`solve`
-    runs in the calling thread with the 2D grids' interleaved sweep (`mg_kernels.pcg_plane`, the
+    runs in the calling thread with the 2D grids' interleaved sweep (`mg_kernels.pcg`'s plane, the
     same numbers; the phase field's x-z grids), compiled only where it is asked for."""
 
     def __init__(self, shape, node_voxel: np.ndarray, *, coarse_max: int = 256, sweeps: int = 1,
@@ -135,6 +135,7 @@ class VoxelMultigrid:
         self.sweeps = int(sweeps)
         self.pocket_max = int(pocket_max)
         self.plane = bool(plane)
+        self._kernels = (None, True) if self.plane else (True, None)  # pcg's (threaded, plane)
         self.levels: list[_Level] = []  # the cycle's hierarchy (pockets masked out of the fine level)
         self._fine: _Level | None = None  # the whole fine operator
         self._coarse_cells = None
@@ -276,7 +277,7 @@ class VoxelMultigrid:
         x = np.empty(self.shape)
         *levels, cscale = self._compiled_levels()
         bn = float(np.sqrt(np.vdot(b, b))) or 1.0
-        K.vcycle_into(*levels, self.sweeps, np.ascontiguousarray(b), x, 1.0 / bn, bn / cscale)
+        K.vcycle_into(*levels, self.sweeps, np.ascontiguousarray(b), x, 1.0 / bn, bn / cscale, *self._kernels)
         if self._pockets is not None:
             x.ravel()[self._pocket_cells] = self._pocket_lu.solve(b.ravel()[self._pocket_cells])
         return x
@@ -347,9 +348,8 @@ class VoxelMultigrid:
         xg = xg.reshape(self.shape)
         L = self.levels[0]
         work = [self.scratch.array(f"mg.cg{k}", self.shape) for k in range(4)]
-        cg = K.pcg_plane if self.plane else K.pcg
-        its = cg(xg, bg.reshape(self.shape), *work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
-                 self.sweeps, float(rtol), int(maxiter), float(xtol))
+        its = K.pcg(xg, bg.reshape(self.shape), *work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
+                    self.sweeps, float(rtol), int(maxiter), float(xtol), *self._kernels)
         xg = xg.ravel()
         if xp is not None:
             xg[self._pocket_cells] = xp

@@ -30,6 +30,7 @@ more than ``max_step`` (the exponential BV branches overshoot otherwise).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -82,6 +83,31 @@ def _log_mean(a, b):
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class VoxelValues:
+    """A field on some voxels of a grid (flat indices ``voxels``, the solver's own array;
+    neither is ever written): a solution's warm-start fields without a full grid each (17 MB
+    at 128^3 for every solve, fresh memory: ~1.2 ms per MB in page faults on the benchmarks'
+    machine)."""
+
+    values: np.ndarray
+    voxels: np.ndarray
+    shape: tuple
+
+    def grid(self) -> np.ndarray:
+        """The field on the full grid, NaN elsewhere."""
+        out = np.full(int(np.prod(self.shape)), np.nan)
+        out[self.voxels] = self.values
+        return out.reshape(self.shape)
+
+    def on(self, voxels: np.ndarray) -> np.ndarray | None:
+        """The values on ``voxels`` if those are this field's voxels (the same solver's
+        unknowns) and all finite, else None (then read them off :meth:`grid`)."""
+        same = voxels is self.voxels or (voxels.size == self.voxels.size and np.array_equal(voxels, self.voxels))
+        # the sum is finite only if every value is (no boolean temporary)
+        return self.values if same and np.isfinite(np.sum(self.values)) else None
+
+
 @dataclass
 class PotentialSolution:
     """Result of :meth:`PotentialSolver.solve`.  Potentials in V, currents in A, densities A/m^2.
@@ -112,13 +138,25 @@ class PotentialSolution:
     phi_top: float
     diagnostics: dict = field(default_factory=dict)
     face_active: np.ndarray | None = None  # False: face in a closed bare-host pocket (no current)
-    # galvanostatic: d(phi)/dV per voxel (electrolyte and resistive conductors; NaN elsewhere),
-    # the last Newton step's.  A warm start from this solution moves phi along it with V.
-    sensitivity: np.ndarray | None = None
-    # the salt field the solve used [mol/m^3] (electrolyte voxels, floored; NaN elsewhere) and the
-    # top boundary's (None: none given): a warm start shifts phi_l by the salt's diffusion potential
-    concentration: np.ndarray | None = None
+    # galvanostatic: d(phi)/dV on the solve's unknowns (electrolyte and resistive conductors), the
+    # last Newton step's (full grid: ``sensitivity``).  A warm start from this solution moves phi
+    # along it with V.
+    sensitivity_values: VoxelValues | None = None
+    # the salt field the solve used [mol/m^3] on the electrolyte voxels, floored (full grid:
+    # ``concentration``), and the top boundary's (None: none given): a warm start shifts phi_l by
+    # the salt's diffusion potential
+    concentration_values: VoxelValues | None = None
     c_top: float | None = None
+
+    @functools.cached_property
+    def sensitivity(self) -> np.ndarray | None:
+        """d(phi)/dV per voxel (NaN off the unknowns), or None."""
+        return None if self.sensitivity_values is None else self.sensitivity_values.grid()
+
+    @functools.cached_property
+    def concentration(self) -> np.ndarray | None:
+        """The salt field the solve used per voxel (NaN off the electrolyte), or None."""
+        return None if self.concentration_values is None else self.concentration_values.grid()
 
 
 class PotentialSolver:
@@ -183,8 +221,6 @@ class PotentialSolver:
         self._reacting_faces()
         self.pins = self._pin_floating_pockets()
         self.node_flat = _joined(self.elec_flat, self.cond_flat)  # each unknown's voxel
-        # each face's other end among the unknowns (the V node's faces: any unknown, masked by bv_v)
-        self._bv_q_node = np.minimum(self.bv_q, self.n - 1)
         # the linear (conductance) links (no copy on equipotential conductors: a 30 MB array
         # at 128^3, and fresh memory costs its page faults)
         self._lp = _joined(self.ee_p, self.cc_p)
@@ -230,7 +266,7 @@ class PotentialSolver:
         self._calls = 0
         self._ce_built = None  # the concentrations the multigrid's coarse levels were built with
         self._last_prepare = None
-        self._prepared_arrays = ({}, {})  # two sets of _prepare's kept arrays, used in turn
+        self._prepared_arrays = {}  # _prepare's kept arrays, rewritten for each new salt field
         self.hierarchy_builds = 0
 
     def scratch(self) -> Scratch:
@@ -358,23 +394,25 @@ class PotentialSolver:
         """Everything that depends on c but not on the potentials."""
         prm = self.params
         c_full = np.broadcast_to(np.asarray(c, dtype=np.float64), self.shape).ravel()
-        ce = np.take(c_full, self.elec_flat, out=self._scratch.array("potential.ce", self.ne))
+        ce = np.take(c_full, self.elec_flat, out=self._scratch.array("potential.ce", self.ne), mode="clip")
         np.maximum(ce, self.c_floor, out=ce)
         last = self._last_prepare
         if (last is not None and last["phi_top"] == phi_top and last["c_top"] == c_top
                 and np.array_equal(last["ce"], ce)):
             return last  # the same salt field as the last solve: nothing here changed
-        # the arrays kept with it: the other of two sets (the last one's may be compared next)
-        arrays = 0 if last is None or last["arrays"] == 1 else 1
-        own = self._prepared_arrays[arrays]
+        # the arrays kept with it: the last salt field's, which nothing reads once it is replaced
+        # (its ce, compared above, is its own; the multigrid's operator and the diagonals kept
+        # for its comparison are copies)
+        own = self._prepared_arrays
 
         def kept(name, size):
             if name not in own or own[name].size != size:
                 own[name] = np.empty(size)
             return own[name]
 
-        np.copyto(kept("ce", ce.size), ce)
-        ce = own["ce"]
+        # the salt field's own array, never written: the multigrid's hierarchy and the solutions
+        # (their concentration) keep it
+        ce = ce.copy()
         kap = prm.conductivity(ce)
         h = self.h
         G_lin = kept("G_lin", self._lp.size)
@@ -392,10 +430,9 @@ class PotentialSolver:
         src.fill(0.0)
         PK.diffusion_source(ce, self.ee_p, self.ee_q, dp, src)
         src[self.top] += s_top  # one entry per top voxel
-        c_face = np.take(ce, self.bv_e, out=kept("c_face", self.bv_e.size))
+        c_face = np.take(ce, self.bv_e, out=kept("c_face", self.bv_e.size), mode="clip")
         pre = dict(ce=ce, c_face=c_face, G_top=G_top, diag_top=diag_top, src=src,
-                   src_abs=float(np.abs(src).sum()), s_top=s_top, phi_top=phi_top, c_top=c_top, G_lin=G_lin,
-                   arrays=arrays)
+                   src_abs=float(np.abs(src).sum()), s_top=s_top, phi_top=phi_top, c_top=c_top, G_lin=G_lin)
         self._last_prepare = pre
         return pre
 
@@ -425,7 +462,7 @@ class PotentialSolver:
         only the weak Butler-Volmer conductances), the Schur vectors and d."""
         n = self.n
         ws = self._scratch
-        g = self.area * di
+        g = np.multiply(di, self.area, out=ws.array("potential.g", di.size))
         diag_v = ws.array("potential.diag_v", n)  # BV links to the V node
         rvec = ws.array("potential.rvec", n)  # the row of the charge balance
         nl, nb = pre["G_lin"].size, self.bvc_e.size
@@ -463,7 +500,7 @@ class PotentialSolver:
         self._mg.set_operator(self._mg_slots, *new, hierarchy=hierarchy)
         # kept for the next comparison: the multigrid's copy of the links, the solver's of the
         # diagonals (``links`` and ``diag`` are this solve's scratch, the top's is rewritten by
-        # the second _prepare from now)
+        # the next _prepare of a new salt field)
         if self._kept_diagonals is None:
             self._kept_diagonals = (np.empty(diag.shape), np.empty(diag.shape))
         for mine, given in zip(self._kept_diagonals, new[1:]):
@@ -477,7 +514,7 @@ class PotentialSolver:
         old = self._ce_built
         if old is not None and self._mg.levels and PK.largest_relative_change(ce, old) <= 0.25:
             return False
-        self._ce_built = ce.copy()
+        self._ce_built = ce  # (a salt field's own array, never written)
         self.hierarchy_builds += 1
         return True
 
@@ -491,7 +528,10 @@ class PotentialSolver:
         if len(self._rf) == 0:
             raise ValueError("no reacting interface: galvanostatic control impossible")
         if eta0 is None:
-            eta0, slope = -u[self.bv_e], np.ones(self.bv_e.size)
+            nf = self.bv_e.size
+            eta0, slope = (self._scratch.array(f"potential.{x}", nf) for x in ("ray_eta0", "ray_slope"))
+            np.negative(np.take(u, self.bv_e, out=eta0, mode="clip"), out=eta0)
+            slope.fill(1.0)
         args = (pre["c_face"], *self._bv_args)
 
         def total(V):
@@ -557,9 +597,13 @@ class PotentialSolver:
                 self._shift_by_salt(u, initial, pre)
             if galv:
                 V = float(initial.cell_potential)
-            ws = getattr(initial, "sensitivity", None)
-            if galv and ws is not None and ws.shape == self.shape:
-                w = self._warm_values(ws, self.node_flat, 0.0)
+            ws = getattr(initial, "sensitivity_values", None)
+            if galv and ws is not None and tuple(ws.shape) == self.shape:
+                # this solver's unknowns: the last solve's w itself (never written), else
+                # read off the grid as phi_l is
+                w = ws.on(self.node_flat)
+                if w is None:
+                    w = self._warm_values(ws.grid(), self.node_flat, 0.0)
         if self.resistive:
             ps = None if initial is None else initial.phi_s.ravel()[self.cond_flat]
             Vs = V if V is not None else 0.0
@@ -568,10 +612,11 @@ class PotentialSolver:
         if galv and initial is not None and w is not None and self.eta_tolerance is not None:
             # predictor along the sensitivity: phi moves by w dV with V (to first order the
             # answer to a new current), dV such that the faces carry I_app on that ray
-            xq = np.where(self.bv_v, V, u[self._bv_q_node])
-            wq = np.where(self.bv_v, -1.0, w[self._bv_q_node])
+            nf = self.bv_e.size
+            eta0, slope = (self._scratch.array(f"potential.{x}", nf) for x in ("ray_eta0", "ray_slope"))
+            PK.ray_start(u, float(V), w, self.bv_e, self.bv_q, self.bv_v, eta0, slope)
             try:
-                s = self._initial_V(u, pre, I_app, eta0=xq - u[self.bv_e], slope=w[self.bv_e] - wq, guess=0.0)
+                s = self._initial_V(u, pre, I_app, eta0=eta0, slope=slope, guess=0.0)
             except ValueError:  # no root on the ray (a stale w?): the frozen-phi predictor below
                 s = None
             if s is not None:
@@ -593,8 +638,10 @@ class PotentialSolver:
         Newton steps, 327 -> 245 CG iterations, where the value at the top took up to 11 steps
         after a deposit dissolved."""
         grid = np.ascontiguousarray(field, dtype=np.float64).ravel()
-        vals = np.take(grid, flat, out=out)
-        miss = np.flatnonzero(~np.isfinite(vals))
+        # mode "clip" (the indices are valid): "raise" writes through a temporary of out's size
+        vals = np.take(grid, flat, out=out, mode="clip")
+        # (the sum is finite only if every value is: no boolean temporary on the common path)
+        miss = np.flatnonzero(~np.isfinite(vals)) if not np.isfinite(np.sum(vals)) else flat[:0]
         if miss.size:
             out = np.empty(miss.size)
             PK.neighbour_means(grid, *self.shape, flat[miss], float(default), out)
@@ -607,13 +654,16 @@ class PotentialSolver:
         relative to the top boundary's when both solves gave c_top (the log-mean links make
         it exact at zero current).  Voxels new to the electrolyte keep their start.  A 1 %
         salt move at 128^3: the first Newton step moves faces by 2e-6 V instead of 7e-5."""
-        then = getattr(initial, "concentration", None)
-        if then is None or then.shape != self.shape:
+        then = getattr(initial, "concentration_values", None)
+        if then is None or tuple(then.shape) != self.shape:
             return
         ref = 0.0
         if pre["c_top"] is not None and getattr(initial, "c_top", None) is not None:
             ref = np.log(max(float(pre["c_top"]), self.c_floor) / max(float(initial.c_top), self.c_floor))
-        PK.add_diffusion_potential(u, pre["ce"], then.ravel()[self.elec_flat], self._beta, ref, _SHIFT_CLIP)
+        c_then = then.on(self.elec_flat)
+        if c_then is None:  # another geometry's solve: voxels new to the electrolyte are NaN
+            c_then = then.grid().ravel()[self.elec_flat]
+        PK.add_diffusion_potential(u, pre["ce"], c_then, self._beta, ref, _SHIFT_CLIP)
 
     def _newton(self, u, V, pre, I_app, w):
         """Damped inexact Newton on (u, V), u updated in place, from the sensitivity guess w:
@@ -655,7 +705,9 @@ class PotentialSolver:
             mg = self._mg
             if galv:
                 key = ("newton", self._calls, it)  # one LU per Newton step on the direct path
-                (a,) = self.linear.solve(K, [-R], rtol=eta_lin, cache_key=key, multigrid=mg, xtol=xtol)
+                # -R in place (this step reads R no more): no temporary on the unknowns
+                (a,) = self.linear.solve(K, [np.negative(R, out=R)], rtol=eta_lin, cache_key=key, multigrid=mg,
+                                         xtol=xtol)
                 w_xtol = 0.0
                 if tol is not None and w is not None:
                     # w's error enters the step times dV (the charge balance stays exact to
@@ -669,7 +721,7 @@ class PotentialSolver:
                 du = a  # a - w dV, in place (a is this step's own)
                 du -= np.multiply(w, dV, out=self._scratch.array("potential.w_dV", n))
             else:
-                (du,) = self.linear.solve(K, [-R], rtol=eta_lin, multigrid=mg, xtol=xtol)
+                (du,) = self.linear.solve(K, [np.negative(R, out=R)], rtol=eta_lin, multigrid=mg, xtol=xtol)
                 dV = 0.0
             deta = PK.largest_face_change(du, float(dV), self.bv_e, self.bv_q, self.bv_v)
             scale = min(1.0, self.max_step / deta) if deta > 0 else 1.0
@@ -756,13 +808,9 @@ class PotentialSolver:
         i_all = np.zeros(len(self.faces))
         i_all[self.face_active] = i
         top_current = float(np.sum(pre["G_top"] * (u[self.top] - phi_top) + pre["s_top"]))
-        sens = None
-        if galv and w is not None:
-            sens = np.full(self.phase.size, np.nan)
-            sens[self.node_flat] = w
-            sens = sens.reshape(self.shape)
-        conc = np.full(self.phase.size, np.nan)
-        conc[self.elec_flat] = pre["ce"]
+        # w and ce are never written again (each CG solve's answer, each salt field's own array)
+        sens = VoxelValues(w, self.node_flat, self.shape) if galv and w is not None else None
+        conc = VoxelValues(pre["ce"], self.elec_flat, self.shape)
         return PotentialSolution(
             phi_l=phi_l.reshape(self.shape), phi_s=phi_s.reshape(self.shape), cell_potential=float(V),
             faces=self.faces, face_overpotential=eta_all, face_current_density=i_all,
@@ -774,5 +822,5 @@ class PotentialSolver:
                              linear_method=self.linear.effective_method(n),
                              amg_builds=self.linear.stats["amg_builds"], pinned_pockets=int(self.pins.size),
                              inactive_faces=int((~self.face_active).sum())),
-            face_active=self.face_active, sensitivity=sens, concentration=conc.reshape(self.shape),
+            face_active=self.face_active, sensitivity_values=sens, concentration_values=conc,
             c_top=None if pre["c_top"] is None else float(pre["c_top"]))

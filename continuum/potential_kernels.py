@@ -245,3 +245,17 @@ def ray_current(eta0, slope, s, c_face, on_li, pref, eta_nuc, aaf, acf, f, alpha
         total += ii
         deriv += slope[k] * dd
     return total, deriv
+
+
+@numba.njit(cache=True)
+def ray_start(u, V, w, bv_e, bv_q, bv_v, eta0, slope):
+    """Per face, the overpotential (phi_s - phi_l) at (u, V) into eta0 and its rate along the
+    sensitivity w (phi moves by w s, V by s) into slope: a warm start's predictor ray."""
+    for k in range(bv_e.size):
+        e = bv_e[k]
+        if bv_v[k]:
+            xq, wq = V, -1.0
+        else:
+            xq, wq = u[bv_q[k]], w[bv_q[k]]
+        eta0[k] = xq - u[e]
+        slope[k] = w[e] - wq
