@@ -47,7 +47,7 @@ def test_command_writes_summary_and_figures(tmp_path):
     out = tmp_path / "lp"
     args = ["lithiophilic", "--out", str(out), "--no-progress", "--workers", "1",
             "--set", "host.nx=16", "--set", "host.ny=16", "--set", "host.host_layers=8",
-            "--set", "host.reservoir_layers=8", "--set", "snapshots=0"]
+            "--set", "host.reservoir_layers=8", "--set", "snapshots=0", "--set", "protocol.capacity_mAh_cm2=0.1"]
     assert main(args) == 0
     for name in ("summary.csv", "timeseries.csv", "fill.png", "cross_sections.png", "host.json"):
         assert (out / name).stat().st_size > 0, name
