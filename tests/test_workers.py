@@ -74,3 +74,16 @@ def test_end_pool_ends_the_workers_at_once_without_their_teardown():
     for p in procs:
         p.join(timeout=30)
     assert [p.exitcode for p in procs] == [-signal.SIGTERM] * len(procs)  # ended, not exited after a teardown
+
+
+def test_compiled_kernels_are_looked_for_where_numba_caches_them(tmp_path):
+    """With NUMBA_CACHE_DIR set, the kernels cached beside the source do not count: an empty
+    cache there is a first run (both workers had compiled both halves: 57 CPU-s each)."""
+    from kmc.studies.parallel import compile_kmc_kernels, kernels_compiled
+
+    compile_kmc_kernels()  # cached in the default place, if it was not
+    assert kernels_compiled()
+    probe = "from kmc.studies.parallel import kernels_compiled as k; print(k())"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

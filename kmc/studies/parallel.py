@@ -48,7 +48,10 @@ def kernels_compiled() -> bool:
     """Whether the KMC event loop is compiled in this process or in Numba's cache."""
     from ..engine.kernels import loop
 
-    cache = Path(loop.__file__).parent / "__pycache__"
+    # where Numba's cache locator put it (NUMBA_CACHE_DIR, or __pycache__ beside the source):
+    # with the cache elsewhere, __pycache__'s old files made each worker compile both halves
+    cache = getattr(getattr(loop.run_events, "_cache", None), "_cache_path", None)
+    cache = Path(cache) if cache else Path(loop.__file__).parent / "__pycache__"
     return bool(loop.run_events.signatures) or any(cache.glob("loop.run_events-*.nbi"))
 
 
