@@ -43,6 +43,10 @@ GS_SLABS = 8
 # Length of the pieces of a vector pass (dot products: summed piece by piece, in order, so
 # the rounding is the same whatever the thread count).
 CHUNK = 1 << 14
+# gauss_seidel's direction as numpy bools: a literal True/False argument would compile the
+# sweep, a threaded kernel, once per value (2 s of a first run); its slab is compiled per
+# direction all the same (_slab_either_way)
+FORWARD, BACKWARD = np.bool_(False), np.bool_(True)
 
 
 @numba.njit(cache=True)
@@ -110,6 +114,17 @@ def _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, i0, i1):
                 x[i, j, 0] = (s[0] + carry) * dinv[i, j, 0]
 
 
+@numba.njit(cache=True)
+def _slab_either_way(x, b, gx, gy, gz, dinv, reverse, i0, i1):
+    """_gauss_seidel_slab with ``reverse`` passed on as a literal: the slab compiles once per
+    direction (15 % faster sweeps than with the flag read at run time), gauss_seidel, a
+    threaded kernel, once for both."""
+    if reverse:
+        _gauss_seidel_slab(x, b, gx, gy, gz, dinv, True, i0, i1)
+    else:
+        _gauss_seidel_slab(x, b, gx, gy, gz, dinv, False, i0, i1)
+
+
 @numba.njit(parallel=True, cache=True)
 def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
     """One Gauss-Seidel sweep in place (backward when ``reverse``: a forward pre-sweep and a
@@ -135,11 +150,11 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
         if serial:
             for h in range((ns - first + 1) // 2):
                 s = first + 2 * h
-                _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
+                _slab_either_way(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
         else:
             for h in prange((ns - first + 1) // 2):
                 s = first + 2 * h
-                _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
+                _slab_either_way(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
 
 
 @numba.njit(cache=True)
@@ -254,7 +269,8 @@ def apply_operator(x, gx, gy, gz, dtot, out):
             _apply_plane(x, gx, gy, gz, dtot, out, i)
     else:
         for i in prange(nx):
-            _apply_plane(x, gx, gy, gz, dtot, out, i)
+            # prange's index is unsigned: cast, or _apply_plane compiles twice
+            _apply_plane(x, gx, gy, gz, dtot, out, np.int64(i))
 
 
 @numba.njit(cache=True)
@@ -378,7 +394,7 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
         dinv = _level(dinvs, offsets, shapes, lvl)
         for _ in range(sweeps):
             if threaded is not None:
-                gauss_seidel(x, b, gx, gy, gz, dinv, False)
+                gauss_seidel(x, b, gx, gy, gz, dinv, FORWARD)
             if plane is not None:
                 gauss_seidel_plane(x, b, gx, gy, gz, dinv, False)
         restrict_residual(x, b, gx, gy, gz, dt, shifts[lvl, 0], shifts[lvl, 1], shifts[lvl, 2],
@@ -401,7 +417,7 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
         gz = _level(gzs, offsets, shapes, lvl)
         for _ in range(sweeps):
             if threaded is not None:
-                gauss_seidel(x, b, gx, gy, gz, dinv, True)
+                gauss_seidel(x, b, gx, gy, gz, dinv, BACKWARD)
             if plane is not None:
                 gauss_seidel_plane(x, b, gx, gy, gz, dinv, True)
     _scaled_copy(xs[:n0], oscale, out.ravel())
@@ -506,7 +522,11 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
         return 0
     vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
                 sweeps, r, z, 1.0 / rn, rn / cscale, threaded, plane)
-    p[:] = z
+    # p = z, written out: an array-to-array slice assignment compiles its shape-mismatch error
+    # message (string formatting, 4 s of a first run)
+    fp, fz = p.ravel(), z.ravel()
+    for i in range(fp.size):
+        fp[i] = fz[i]
     rz = _dot(r, z)
     last_move = 0.0  # no stop on the move in the first iteration
     for it in range(1, maxiter + 1):

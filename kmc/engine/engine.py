@@ -306,7 +306,8 @@ class KMCEngine:
         max_red = -1 if max_reductions is None else int(max_reductions)
         max_ox = -1 if max_oxidations is None else int(max_oxidations)
         while True:
-            status = K.run_events(ctx, duration, max_ev, max_red, max_ox, self._next_kernel_seed())
+            status = K.run_events(ctx, duration, max_ev, max_red, max_ox, self._next_kernel_seed(),
+                                  None if release is None else True)
             if status != K.ST_GROW:
                 break
             n = int(ctx.packet_start[K.NG])

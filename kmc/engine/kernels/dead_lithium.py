@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import (C_DEAD, I_BUDGET, I_IMPLICIT, I_NX, I_NY, I_NZ, I_STAMP, coords, inner, is_conductor,
-                     neighbour)
+from .layout import (C_DEAD, I_BUDGET, I_IMPLICIT, I_NX, I_NY, I_NZ, I_STAMP, coords, inner, inner_always,
+                     is_conductor, neighbour)
 from .rate_cache import refresh_electrolyte_neighbours, refresh_sites_around
 
 
-@inner
+@inner_always
 def _mark_dead(ctx, comp, n):
     conn = ctx.connected
     for i in range(n):
@@ -111,7 +111,7 @@ def _flood_reaches_collector(ctx, c0):
     return False, qt
 
 
-@inner
+@inner_always
 def dead_check(ctx, v):
     """Voxel v stopped conducting.  If its connected conductor neighbours stay linked inside
     the 3x3x3 cube around v nothing can have been cut off; otherwise flood from each of them

@@ -13,7 +13,7 @@ from .dead_lithium import dead_check
 from .layout import (C_BLOCKED, C_CREATED, C_DISPLACED, C_INS, C_KILLED, C_NUC, C_OX, C_RED, C_RED_BLOCKED,
                      C_RELEASED, C_REMOVED, C_SURF, I_CAP, I_DEADCHK, I_FACECNT, I_IMPLICIT, I_KMAX, I_NX, I_NY,
                      I_NZ, I_RELEASE, P_CX, P_CY, P_CZ, P_KILL, P_MARGIN, P_RMAX, PX, PY, PZ, TALLY_OXIDATION,
-                     TALLY_REDUCTION, VOX, WX, WY, coords, inner, is_conductor, neighbour, step)
+                     TALLY_REDUCTION, VOX, WX, WY, coords, inner, inner_always, is_conductor, neighbour, step)
 from .leaps import lower_leap_levels
 from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SURFACE_HOP, coordination_eta,
                          face_reduction_rate, refresh_electrolyte_neighbours, refresh_sites_around, refresh_voxel,
@@ -21,7 +21,7 @@ from .rate_cache import (SITE_INSERTION, SITE_OXIDATION, SITE_REDUCTION, SITE_SU
 from .selection import add_packet, delete_packet, list_length, relocate_packet
 
 
-@inner
+@inner_always
 def after_phase_change(ctx, v):
     """Update every cached rate a phase change of voxel v touches."""
     ip = ctx.ip
@@ -95,7 +95,7 @@ def _become_electrolyte(ctx, v, e):
     ctx.counters[C_REMOVED] += 1
 
 
-@inner
+@inner_always
 def _reduced(ctx, v, c):
     """Bookkeeping of a reduction into voxel v on conductor c (its packet already removed)."""
     _become_lithium(ctx, v, c)
@@ -227,7 +227,7 @@ def kill_if_far(ctx, k, g):
         ctx.counters[C_KILLED] += 1
 
 
-@inner
+@inner_always
 def _oxidise(ctx, v, e):
     _become_electrolyte(ctx, v, e)
     ctx.counters[C_OX] += 1
@@ -242,7 +242,7 @@ def _oxidise(ctx, v, e):
         dead_check(ctx, v)
 
 
-@inner
+@inner_always
 def _surface_hop(ctx, v, w):
     """Lithium voxel v moves into electrolyte voxel w; packets in w step aside."""
     _become_electrolyte(ctx, v, w)

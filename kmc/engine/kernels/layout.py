@@ -24,6 +24,11 @@ from continuum.constants import HOST_CONDUCTIVE, LITHIUM
 # entry points (loop.setup_call, loop.run_events, leaps.leap_levels) are plain njit(cache=True).
 inner = nb.njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 inner_inline = nb.njit(cache=True, forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+# ``inner_always``: inlined by Numba into each caller, no machine code of its own.  For the
+# event bookkeeping between the events and the rate refreshes (effects, dead_lithium) and the
+# setup passes: Numba optimises and compiles each kernel together with every kernel it calls,
+# so each of these layers compiled its callees' code once more (4 CPU-s of a first run).
+inner_always = nb.njit(cache=True, inline="always", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 # ---- rate groups ----------------------------------------------------------------------------
 NG = 256  # rate groups per item kind (packets, sites)

@@ -14,16 +14,16 @@ from continuum.constants import ELECTROLYTE
 
 from .effects import kill_if_far, reduce_packet, release_walker, site_event
 from .layout import (C_BLOCKED, C_EVENTS, C_HOP, C_LEAP, C_LEAP_HOPS, C_NULL, C_OVERFLOW, C_OX, C_RED, C_REM, I_CAP,
-                     I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, I_RELEASE, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T, P_UTOP,
+                     I_IMPLICIT, I_KMAX, I_NX, I_NY, I_NZ, N_FIELDS, NG, NLEAF, NXT, P_HOP, P_T, P_UTOP,
                      PX, PY, PZ, ST_DONE, ST_GROW, ST_MAXEV, ST_MAXOX, ST_MAXRED, ST_NOEVENTS, ST_OVERFLOW,
-                     ST_RELFAIL, VOX, WX, WY, as_ref, inner, neighbour, neighbour_u, prefetch, step, u_at)
+                     ST_RELFAIL, VOX, WX, WY, as_ref, inner_always, neighbour, neighbour_u, prefetch, step, u_at)
 from .leaps import leap, leap_levels
 from .rate_cache import packet_rate_bound, site_rate
 from .selection import delete_packet, packet_leaf, pick, rate_group, regroup_packet, site_leaf, tree_walk, unlink
 
 
 # ---- per-call setup --------------------------------------------------------------------------
-@inner
+@inner_always
 def _setup_voxel_groups(ctx):
     """Packet rate group (and reduction total) of every electrolyte voxel.  Context fields are
     read into locals once: inside the loop each access would cost a reference count."""
@@ -43,7 +43,7 @@ def _setup_voxel_groups(ctx):
             RV[v] = 0.0
 
 
-@inner
+@inner_always
 def _setup_sites(ctx):
     """Site groups of every voxel, stored contiguously per group (counting sort)."""
     phase, conn, U, PHIL, PHIS = ctx.phase, ctx.connected, ctx.u, ctx.phi_l, ctx.phi_s
@@ -73,7 +73,7 @@ def _setup_sites(ctx):
             fill[g] += 1
 
 
-@inner
+@inner_always
 def _setup_packets(ctx, n_packets):
     """Packet records sorted by the group of their voxel, per-voxel lists, occupancy."""
     P = ctx.packets
@@ -129,11 +129,16 @@ def setup_call(context, n_packets):
 
 # ---- the event loop --------------------------------------------------------------------------
 @nb.njit(cache=True)
-def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed):
+def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed, release):
     """Execute events until the next one would pass t_end (not executed), or max_events
     events have run, or max_reductions net reductions (minus oxidations), or max_oxidations
     net oxidations (minus reductions; < 0: no limit), or the packet store needs to grow.
-    Returns a status code; the clock is ctx.prm[P_T]."""
+    Returns a status code; the clock is ctx.prm[P_T].
+
+    ``release``: True in release mode (the DLA driver: walkers released and killed), else
+    None.  Compiling the None specialisation, Numba drops ``if release is not None`` (by its
+    type), so runs without release never compile release_walker and kill_if_far (the
+    normal sampler among them)."""
     np.random.seed(seed)
     ctx = as_ref(context)
     P = ctx.packets
@@ -157,7 +162,6 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
     cap = ip[I_CAP]
     cap_p = P.shape[0]
     t = prm[P_T]
-    release = ip[I_RELEASE] != 0
     status = ST_DONE
     # Selection is pipelined over three attempts: the uniform of attempt i+2 is drawn at
     # attempt i and the packet record it picks is prefetched; at attempt i+1 that record is
@@ -187,8 +191,8 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
         if pstart[NG] + 8 > cap_p:
             status = ST_GROW
             break
-        if release and pstart[NG] == 0:
-            if not release_walker(ctx):
+        if release is not None:
+            if pstart[NG] == 0 and not release_walker(ctx):
                 status = ST_RELFAIL
                 break
         W = tree[1]
@@ -254,7 +258,7 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
                         cnt[C_LEAP] += 1
                         cnt[C_LEAP_HOPS] += nh
                         ok = True
-                        if release:
+                        if release is not None:
                             kill_if_far(ctx, k, np.int64(G[P[k, VOX]]))
                 else:
                     R = np.float64(RV[v])
@@ -306,7 +310,7 @@ def run_events(context, t_end, max_events, max_reductions, max_oxidations, seed)
                                     packet_leaf(tree, pstart, B, gw)
                                 cnt[C_HOP] += 1
                                 ok = True
-                                if release:
+                                if release is not None:
                                     kill_if_far(ctx, k, gw)
         else:
             g = leaf - NG
