@@ -3,7 +3,8 @@ docs/phasefield.md "Validation"): each host contact reacts, in both branches, at
 delta, n its host faces plus its neighbouring bond cells' lithium, updated every step.  Detailed
 balance per contact (a closed form), lithium and charge conservation, and step flow along a
 floor (a contact beside lithium plates faster than one on the bare floor: the static shift
-cannot give that)."""
+cannot give that).  The front's (``front_bond_shift``): every voxel's front term at the same
+shift (a closed form), and conservation with it."""
 import math
 
 import numpy as np
@@ -30,6 +31,9 @@ def test_parameter_is_validated():
     assert HONG2018.contact_bond_shift == 0.0
     with pytest.raises(ValueError, match="contact_bond_shift"):
         HONG2018.replace(contact_bond_shift=-0.01)
+    assert HONG2018.front_bond_shift == 0.0
+    with pytest.raises(ValueError, match="front_bond_shift"):
+        HONG2018.replace(front_bond_shift=1.5)
     phase = np.zeros((6, 1, 6), np.uint8)
     phase[:, :, 0] = HOST_CONDUCTIVE
     with pytest.raises(ValueError, match="bond_cell"):
@@ -89,12 +93,13 @@ def test_contact_branches_obey_detailed_balance_with_the_neighbours_lithium():
         np.testing.assert_allclose(ox / red, np.exp(prm.f * (eta + sh)) / m, rtol=1e-12)
 
 
-def test_lithium_and_charge_are_conserved_with_the_dynamic_shift():
+@pytest.mark.parametrize("front", [False, True], ids=["contacts", "contacts and front"])
+def test_lithium_and_charge_are_conserved_with_the_dynamic_shift(front):
     """Galvanostatic plating, a potentiostatic hold and stripping on a host with conductive and
-    dielectric parts and a lithium film, the contacts' shift changing every step: lithium and
-    charge conserved to 1e-6 of what moved, as without it."""
+    dielectric parts and a lithium film, the contacts' shift (and the front's) changing every
+    step: lithium and charge conserved to 1e-6 of what moved, as without it."""
     h = 0.5e-6
-    prm = HONG2018.replace(contact_bond_shift=DELTA)
+    prm = HONG2018.replace(contact_bond_shift=DELTA, front_bond_shift=DELTA if front else 0.0)
     shape = (16, 1, 24)
     phase, xi = planar_electrode(shape, h, prm, 1.5 * h)
     phase[4, :, 1:12] = HOST_CONDUCTIVE
@@ -151,3 +156,62 @@ def test_a_floor_contact_beside_lithium_plates_faster_step_flow():
     static, _ = _floor_run(False)
     assert static[0] / static[3] == pytest.approx(1.0, abs=0.02)
     assert static[3] == pytest.approx(mid, rel=0.1)  # the bare floor: the same shift in both
+
+
+def _bond_count_closed_form(phase, xi_free, free, cell=2):
+    """n per free voxel: non-free neighbour bond cells (host) count 1, free ones their mean of xi
+    clipped to [0, 1]; x and y periodic, nothing beyond z's ends (3D, ``cell`` voxels per edge)."""
+    nx, ny, nz = (k // cell for k in phase.shape)
+    full = np.zeros(phase.shape)
+    full.ravel()[free] = np.clip(xi_free, 0.0, 1.0)
+    theta = full.reshape(nx, cell, ny, cell, nz, cell).mean(axis=(1, 3, 5))
+    free_cell = phase.reshape(nx, cell, ny, cell, nz, cell).min(axis=(1, 3, 5)) == 0
+    n = np.zeros(free.size)
+    for k, v in enumerate(free):
+        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
+        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            if not 0 <= Z + dz < nz:
+                continue
+            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
+            n[k] += theta[W] if free_cell[W] else 1.0
+    return n
+
+
+def test_front_reaction_runs_at_the_coordination_shift_of_its_bond_cell():
+    """``front_bond_shift``: every free voxel's front term (h'(xi) [...]) runs at eta + (3 - n)
+    delta_f, n its bond cell's host faces plus its neighbouring cells' lithium (the KMC's law for
+    lithium on lithium, in mean field): the factors and R against the closed form to 1e-12, so
+    the front is at rest exactly where eta = -s_f at c+ = c0; off, the factors are exactly 1.
+    3D, bond cells of 2, a conductive floor and a dielectric wall, alpha_a 0.3, alpha_c 0.7."""
+    prm = FAST_IONS.replace(front_bond_shift=DELTA, alpha_a=0.3, alpha_c=0.7)
+    phase = np.zeros((8, 4, 8), np.uint8)
+    phase[:, :, :2] = HOST_CONDUCTIVE
+    phase[:2, :, 2:] = HOST_DIELECTRIC
+    s = PhaseFieldSolver(phase, 1e-6, prm, xi=np.zeros(phase.shape), bond_cell=2)
+    g = s.geo
+    rng = np.random.default_rng(3)
+    xi = rng.uniform(-0.05, 1.05, g.n)  # lithium everywhere, a little outside [0, 1] too
+    g.update_coordination(xi)
+    shift = (3.0 - _bond_count_closed_form(phase, xi, g.free)) * DELTA
+    assert np.ptp(shift) > 2 * DELTA  # host corners, walls and open cells differ
+    np.testing.assert_allclose(g.front_anodic, np.exp(prm.alpha_a * prm.f * shift), rtol=1e-12)
+    np.testing.assert_allclose(g.front_cathodic, np.exp(-prm.alpha_c * prm.f * shift), rtol=1e-12)
+    act = np.flatnonzero(~g.contact & (xi > 0.02) & (xi < 0.98))
+    c = np.full(g.n, 0.6 * prm.bulk_concentration)
+    e = 1e-3 * prm.bulk_concentration
+    cp = 0.5 * (c[act] + np.sqrt(c[act] ** 2 + e * e)) / prm.bulk_concentration
+    t = xi[act]
+    dh = 30.0 * t * t * (1.0 - t) ** 2
+    for eta in (-0.06, 0.02):
+        u = eta + shift[act]
+        R = S._reaction(g, prm, xi, c, np.full(act.size, eta), act, derivatives=False)[0]
+        expected = prm.kinetic_coefficient * dh * (np.exp(prm.alpha_a * prm.f * u) - cp * np.exp(-prm.alpha_c * prm.f * u))
+        np.testing.assert_allclose(R, expected, rtol=1e-12)
+    # at rest where eta = -s_f (c+ = c0)
+    c0 = np.full(g.n, prm.bulk_concentration - e * e / (4 * prm.bulk_concentration))
+    R = S._reaction(g, prm, xi, c0, -shift[act], act, derivatives=False)[0]
+    assert np.all(np.abs(R) < 1e-12 * prm.kinetic_coefficient * dh * g.front_anodic[act])
+    # off: the factors are exactly 1 and the front term is Butler-Volmer at eta
+    off = PhaseFieldSolver(phase, 1e-6, prm.replace(front_bond_shift=0.0), xi=np.zeros(phase.shape), bond_cell=2).geo
+    off.update_coordination(xi)
+    assert np.all(off.front_anodic == 1.0) and np.all(off.front_cathodic == 1.0)

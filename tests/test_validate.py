@@ -441,6 +441,36 @@ def test_match_gives_the_wetting_layer_the_kmcs_coordination_shift_and_match_fro
             check_phasefield_case(bad, case.host, case.segments, "porous")
 
 
+def test_front_coordination_gives_every_phasefield_voxel_the_kmcs_shift_with_match_only():
+    """--front-coordination dynamic: the porous phase-field case runs with
+    ``phasefield.front_coordination = "dynamic"`` (match only; match-front and hong keep it
+    off), its solver's front shift per bond is the KMC's delta, counted on every free voxel per
+    lattice voxel; off by default; a bad value or no KMC interface energy is a ConfigError."""
+    from kmc.coupling.phasefield_run import PhaseFieldRun, check_phasefield_case
+
+    cfg = make_config({}, get_study("validate").overrides)
+    delta = 2 * packet_interface_energy(cfg.physics, 1e-6) * cfg.physics.lithium_molar_volume / (FARADAY * 1e-6)
+    for setting, mode, expect in (("match", "dynamic", "dynamic"), ("match", "off", "off"),
+                                  ("match-front", "dynamic", "off"), ("hong", "dynamic", "off")):
+        plan = Validate(2, phasefield_interface_energy=setting, porous_ny=3,
+                        front_coordination=mode).plan(cfg, np.random.SeedSequence(0))
+        case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
+        assert case.config.phasefield.front_coordination == expect
+    assert Validate(2).front_coordination == "off"
+    plan = Validate(2, porous_ny=3, front_coordination="dynamic").plan(cfg, np.random.SeedSequence(0))
+    case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
+    host = case.host
+    run = PhaseFieldRun(make_config(case.config.model_dump(mode="json"), ["phasefield.refinement=1"]), host)
+    assert run.params.front_bond_shift == pytest.approx(delta, rel=1e-12)
+    assert run.solver.geo._bonds.touch.all()  # every free voxel counts its bonds
+    assert np.ptp(run.solver.geo.front_cathodic) > 0  # host corners and walls differ from open cells
+    with pytest.raises(ConfigError, match="front-coordination"):
+        Validate(2, front_coordination="sometimes")
+    bad = make_config({}, ["model=phasefield", "phasefield.front_coordination=dynamic"])
+    with pytest.raises(ConfigError, match="front_coordination = 'dynamic' takes the KMC's coordination shift"):
+        check_phasefield_case(bad, host, plan.cases[0].segments, "porous")
+
+
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):
     out = tmp_path / "v"
     with pytest.raises(SystemExit) as exit_:  # argparse's choices: usage error, exit 2

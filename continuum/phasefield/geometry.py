@@ -1,8 +1,8 @@
 """Unknown numbering, links and boundary lists of a phase-field geometry: which voxels carry
 xi and c (free: electrolyte and lithium), which carry phi (free and conductive host), the
 host contacts (free voxels sharing a face with conductive host that start bare: the wetting
-layer; `set_wetting`) with their site kinetics and, optionally, their coordination energy
-(`update_coordination`), the collector and top layers."""
+layer; `set_wetting`) with their site kinetics and, optionally, their coordination energy and
+the front's (`update_coordination`), the collector and top layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,8 +66,10 @@ class Geometry:
         self.n_host = n_host[self.free]
         self._site_factor = mult[self.free] / np.maximum(self.n_host, 1)
         self._face_rate = 6.0 * params.profile_length / spacing * self.n_host
-        self._bonds = _BondCells(phase, free, self.n_host > 0, bond_cell, params) \
-            if params.contact_bond_shift else None
+        self._front_delta = params.front_bond_shift
+        touch = np.ones(self.n, dtype=bool) if self._front_delta else self.n_host > 0
+        self._bonds = _BondCells(phase, free, touch, bond_cell, params) \
+            if params.contact_bond_shift or self._front_delta else None
         # the wetting layer's voxels: free voxels on conductive host faces that start bare (a
         # face under a LITHIUM voxel of ``phase``, e.g. a foil's film, is lithium-covered and
         # its voxel an ordinary one); the solver narrows this to its initial xi (`set_wetting`)
@@ -97,6 +99,7 @@ class Geometry:
         self.cathodic_factor = np.where(self.contact, self._site_factor, 1.0)
         self.anodic_factor = np.ones(self.n)
         self.coordination_shift = np.zeros(self.n)
+        self.front_anodic, self.front_cathodic = np.ones(self.n), np.ones(self.n)
         self.update_coordination(np.zeros(self.n))  # the bare geometry's until the first step
         # its reaction on the host faces: per face the flat front's rate v / h = 6 L_eta
         # (sqrt(kappa/2W) / h) [...], the KMC's k_red (and k_ox) per host face
@@ -116,11 +119,19 @@ class Geometry:
         cell plus the lithium of its free neighbouring bond cells (each the mean of xi, clipped to
         [0, 1], over its voxels); bond cells are ``bond_cell`` voxels per edge.  Detailed balance
         holds per contact: oxidation / reduction = exp(f (eta + s)) / (m c/c0).  The solver calls
-        it at every step with the step's starting xi (lagged by one step, as phi)."""
+        it at every step with the step's starting xi (lagged by one step, as phi).
+
+        With ``front_bond_shift`` (delta_f) every free voxel's front reaction (the h'(xi) term of
+        `solver._reaction`, contacts included) also runs at eta + (3 - n) delta_f, n counted the
+        same way: the KMC's coordination law for lithium on lithium, in mean field."""
         b = self._bonds
         if b is None:
             return
-        shift = b.shift(xi)
+        missing = b.missing_bonds(xi)
+        if self._front_delta:
+            front = missing * self._front_delta
+            self.front_anodic, self.front_cathodic = np.exp(b.alpha_a_f * front), np.exp(-b.alpha_c_f * front)
+        shift = missing * b.delta
         on = self.contact
         self.coordination_shift = np.where(on, shift, 0.0)
         self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * shift), 1.0)
@@ -136,7 +147,8 @@ class Geometry:
 class _BondCells:
     """The bond count of `Geometry.update_coordination`: the grid in cells of ``cell`` voxels per
     edge (axes of length 1 stay), each cell's solid (non-free) face neighbours, and per voxel
-    that can be a contact (``touch``) its cell's free neighbour cells."""
+    whose bonds are counted (``touch``: those that can be contacts, or all with a front shift)
+    its cell's free neighbour cells."""
 
     def __init__(self, phase, free, touch, cell, params):
         if isinstance(cell, bool) or int(cell) != cell or cell < 1:
@@ -171,11 +183,11 @@ class _BondCells:
         self.delta = params.contact_bond_shift
         self.alpha_a_f, self.alpha_c_f = params.alpha_a * params.f, params.alpha_c * params.f
 
-    def shift(self, xi):
-        """s = (3 - n) delta on the free voxels (0 where no host face)."""
+    def missing_bonds(self, xi):
+        """3 - n (missing bonds from a kink's) on the ``touch`` voxels, 0 elsewhere."""
         theta = np.bincount(self.cell_of, weights=np.clip(xi, 0.0, 1.0), minlength=self.ncell + 1) / self.size
         theta[self.ncell] = 0.0
         n = self.host_bonds + theta[self.neighbours].sum(axis=1)
         out = np.zeros(self.cell_of.size)
-        out[self.touch] = (KINK_BONDS - n) * self.delta
+        out[self.touch] = KINK_BONDS - n
         return out

@@ -15,9 +15,10 @@ from ..mg_kernels import partial_dot
 
 
 @numba.njit(cache=True, inline="always")
-def _reaction_at(x, cc, eta, face, cathodic, anodic, L, alpha_a_f, alpha_c_f, c0, want):
-    """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`); ``want`` False: R only (the
-    other two 0)."""
+def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_a_f, alpha_c_f, c0, want):
+    """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`: ``cathodic``, ``anodic`` the
+    wetting layer's site factors, ``front_c``, ``front_a`` the front's exp(-+alpha f s_f)); ``want``
+    False: R only (the other two 0)."""
     e = 1e-3 * c0
     t = min(max(x, 0.0), 1.0)  # theta, and xi clipped for h and its derivatives
     u = alpha_a_f * eta
@@ -32,7 +33,7 @@ def _reaction_at(x, cc, eta, face, cathodic, anodic, L, alpha_a_f, alpha_c_f, c0
     bare = face * (1.0 - hx)
     mec = cathodic * ec
     film = t * anodic * ea - (1.0 - t) * mec * cp
-    drive = ea - cp * ec
+    drive = front_a * ea - cp * front_c * ec
     r = L * (dhx * drive + bare * film)
     dr = 0.0
     bb = 0.0
@@ -40,12 +41,13 @@ def _reaction_at(x, cc, eta, face, cathodic, anodic, L, alpha_a_f, alpha_c_f, c0
         d2 = 60.0 * y * (1.0 - 2.0 * t)
         extra = bare * (anodic * ea + mec * cp) if (x > 0.0 and x < 1.0) else 0.0
         dr = L * (d2 * drive - face * dhx * film + extra)
-        bb = L * (dhx * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
+        bb = L * (dhx * front_c * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
     return r, dr, bb
 
 
 @numba.njit(cache=True)
-def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, L, alpha_a_f, alpha_c_f, c0, want):
+def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, front_cathodic, front_anodic, L, alpha_a_f,
+             alpha_c_f, c0, want):
     """R, dR/dxi and B = -dR/dc on the voxels ``act`` (`solver._reaction`); ``want`` 0: R only
     (the other two left empty), 1: all three."""
     m = act.size
@@ -54,8 +56,8 @@ def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, L, al
     B = np.empty(m if want else 0)
     for j in range(m):
         i = act[j]
-        r, dr, bb = _reaction_at(xi[i], c[i], eta[j], face_weight[i], cathodic_factor[i], anodic_factor[i], L,
-                                 alpha_a_f, alpha_c_f, c0, want != 0)
+        r, dr, bb = _reaction_at(xi[i], c[i], eta[j], face_weight[i], cathodic_factor[i], anodic_factor[i],
+                                 front_cathodic[i], front_anodic[i], L, alpha_a_f, alpha_c_f, c0, want != 0)
         R[j] = r
         if want:
             dR[j] = dr
@@ -88,7 +90,8 @@ def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
 
 @numba.njit(cache=True)
 def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
-                             face_weight, cathodic_factor, anodic_factor, L, alpha_a_f, alpha_c_f, c0):
+                             face_weight, cathodic_factor, anodic_factor, front_cathodic, front_anodic, L, alpha_a_f,
+                             alpha_c_f, c0):
     """The xi residual of an iterate in one call (`solver._residuals`): x = xi + dxi, the active
     voxels ak (h'(x) > 1e-14 or a host contact, `solver._active`), G = (dxi - hist)/dt -
     F_ac(x) + R on ak, and R, B = -dR/dc on ak at c and eta0 + dV psi."""
@@ -112,7 +115,8 @@ def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b,
     for j in range(m):
         i = ak[j]
         r, _, bb = _reaction_at(x[i], c[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i],
-                                anodic_factor[i], L, alpha_a_f, alpha_c_f, c0, True)
+                                anodic_factor[i], front_cathodic[i], front_anodic[i], L, alpha_a_f, alpha_c_f, c0,
+                                True)
         R[j] = r
         B[j] = bb
         G[i] += r

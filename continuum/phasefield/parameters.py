@@ -40,6 +40,7 @@ _BOUNDS = {
     "noise_time": (0.0, False, 1e3, True, "s"),
     "contact_angle_deg": (0.0, True, 180.0, True, "deg"),
     "contact_bond_shift": (0.0, True, 1.0, True, "V"),
+    "front_bond_shift": (0.0, True, 1.0, True, "V"),
 }
 
 
@@ -77,6 +78,9 @@ class PhaseFieldParameters:
     # branches) at eta + (3 - n) delta, n its host faces plus its neighbours' lithium, counted on
     # cells of `bond_cell` voxels per edge (Geometry.update_coordination); 0: off
     contact_bond_shift: float = 0.0
+    # the same for the lithium front's reaction on every free voxel (lithium on lithium, the
+    # contacts' front term included): eta + (3 - n) delta, n counted as for the contacts; 0: off
+    front_bond_shift: float = 0.0
 
     def __post_init__(self):
         for name, (lo, lo_in, hi, hi_in, _unit) in _BOUNDS.items():

@@ -163,7 +163,7 @@ def _gradient_links(g: Geometry, k: float, exempt=None):
 def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives=True):
     """On the voxels ``act`` (eta given there): R (dxi/dt gets -R), dR/dxi, and B = -dR/dc, with
 
-        R = L_eta h'(xi) [exp(alpha_a f eta) - (c+/c0) exp(-alpha_c f eta)]
+        R = L_eta h'(xi) [exp(alpha_a f (eta + s_f)) - (c+/c0) exp(-alpha_c f (eta + s_f))]
             + L_eta face_weight (1 - h(xi)) [theta exp(alpha_a f (eta + s))
                                              - (1 - theta) m (c+/c0) exp(-alpha_c f (eta + s))]
 
@@ -173,13 +173,13 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
     (1 - theta) at eta + eta_nuc with the site's activity, and the oxidation of the covered
     share theta at eta, each at the flat front's rate per face (docs/phasefield.md "Host
     contact"); it hands over to the front's term as the contact fills (1 - h(xi)).  s: the
-    contact's coordination energy (`Geometry.update_coordination`; 0 unless
-    ``contact_bond_shift``).  The cathodic
+    contact's coordination energy, s_f the front's on every voxel (`Geometry.update_coordination`;
+    0 unless ``contact_bond_shift``, ``front_bond_shift``).  The cathodic
     branches see c+ = (c + sqrt(c^2 + e^2)) / 2, e = 1e-3 c0: a smooth positive part, because c
     in this model can go negative where the Allen-Cahn part converts faster than transport
     brings Li+ (docs/phasefield.md)."""
     return kernels.reaction(xi, c, np.asarray(eta, dtype=np.float64), act, g.face_weight, g.cathodic_factor,
-                            g.anodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
+                            g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
                             p.bulk_concentration, 1 if derivatives else 0)
 
 
@@ -584,8 +584,8 @@ class PhaseFieldSolver:
         # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`), G
         G, R, B, ak, x = kernels.order_parameter_residual(
             xi, dxi, hist, dt, c_start + dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
-            g.face_weight, g.cathodic_factor, g.anodic_factor, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
-            p.bulk_concentration)
+            g.face_weight, g.cathodic_factor, g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
+            p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration)
         M = tr.M
         H = kernels.concentration_residual(M.a, M.b, M.G, M.total, tr.s, dc, tr.r0, dxi, p.solid_concentration, dt)
         return G, H, R, B, ak, x
@@ -1003,7 +1003,7 @@ def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters 
     W) up to 50 / (L_sigma W), until no voxel moves by more than ``tol`` in a step or for
     ``max_steps`` steps (about 2500 / (L_sigma W), 170 s with Hong's constants); from ``xi``
     (default: the equilibrium profile around the LITHIUM voxels).  ``eta_nuc``, ``activity``,
-    ``bond_cell``: the host's site kinetics, as the solver's (with ``contact_bond_shift`` the
+    ``bond_cell``: the host's site kinetics, as the solver's (with either bond shift the
     layer's root is taken with its coordination energy from the layer itself, three passes).
 
     What a run on a host starts from (docs/phasefield.md "Host contact").  On grids that resolve
@@ -1020,7 +1020,7 @@ def relaxed_order_parameter(phase, spacing: float, params: PhaseFieldParameters 
     x = xi.ravel()[g.free].copy()
     # the bare contacts' wetting layer at rest: R(theta) < 0 at 0 (m > 0), > 0 below 1; bisection
     wet = np.flatnonzero(g.contact & (x < 0.5))
-    for _ in range(3 if params.contact_bond_shift else 1):  # the coordination energy: a fixed point
+    for _ in range(3 if params.contact_bond_shift or params.front_bond_shift else 1):  # coordination: a fixed point
         g.update_coordination(x)
         lo, hi = np.zeros(wet.size), np.ones(wet.size)
         for _ in range(60):

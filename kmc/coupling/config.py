@@ -109,6 +109,8 @@ class PhaseFieldSettings(StrictModel):
     capillarity: Literal["hong2018", "kmc"] = Field("hong2018", description="interface energy and mobility of the diffuse interface: hong2018 (gamma 0.5 J/m^2, L_sigma 2.5e-6 m^3/(J s)) or kmc (gamma = kmc.interface_energy_J_m2, which must be > 0, and L_sigma = (V_m/F)^2 i0 f (alpha_a + alpha_c) / (6 sqrt(kappa/2W)): the KMC's linearised Gibbs-Thomson velocity; docs/phasefield.md 'Validation')")
     contact_coordination: Literal["off", "static", "dynamic"] = Field("off", description="the KMC's coordination shift of a voxel plated on the host, (3 - n) 2 gamma V_m / (F h) with gamma = kmc.interface_energy_J_m2 (> 0), in the phase field's wetting layer: off; static (n the voxel's non-electrolyte neighbours in the bare host, averaged over each host voxel's contacts, in the host's nucleation overpotential: reduction only); dynamic (per contact, both branches, n its host faces plus its neighbouring voxels' lithium, updated every step); true/false read as static/off; docs/phasefield.md 'Validation'")
 
+    front_coordination: Literal["off", "dynamic"] = Field("off", description="the KMC's coordination shift (3 - n) 2 gamma V_m / (F h), gamma = kmc.interface_energy_J_m2 (> 0), in the lithium front's reaction on every voxel (lithium on lithium; n its host faces plus its neighbouring voxels' lithium, updated every step): off or dynamic; docs/phasefield.md 'The front's coordination'")
+
     @field_validator("contact_coordination", mode="before")
     @classmethod
     def _coordination_from_bool(cls, v):

@@ -66,6 +66,7 @@ def check_phasefield_case(config: SimulationConfig, host: Host, segments, label:
 
     phasefield_constants(config)  # ConfigError for constants it cannot map
     host_nucleation_overpotential(config, host)
+    contact_bond_shift(config, host, "front_coordination")  # ConfigError without the KMC's interface energy
     if host.conductivity is not None:
         raise ConfigError(f"{label}: model=phasefield takes one metal conductivity (sigma_s); the host's "
                           "per-voxel conductivity is the KMC run's only")
@@ -107,20 +108,20 @@ def phasefield_constants(config: SimulationConfig) -> PhaseFieldParameters:
     return phasefield_parameters(config.physics, base, **changes)
 
 
-def contact_bond_shift(config: SimulationConfig, host: Host) -> float:
-    """delta [V per bond] of ``phasefield.contact_coordination`` (0 when "off"): the KMC engine's
-    own coordination shift per bond, 2 gamma V_m / (F h) at gamma = ``kmc.interface_energy_J_m2``
-    (``RateConstants.coordination_shift``)."""
-    mode = config.phasefield.contact_coordination
+def contact_bond_shift(config: SimulationConfig, host: Host, field: str = "contact_coordination") -> float:
+    """delta [V per bond] of ``phasefield.<field>`` (``contact_coordination`` or
+    ``front_coordination``; 0 when "off"): the KMC engine's own coordination shift per bond,
+    2 gamma V_m / (F h) at gamma = ``kmc.interface_energy_J_m2`` (``RateConstants.coordination_shift``)."""
+    mode = getattr(config.phasefield, field)
     if mode == "off":
         return 0.0
     from ..engine.rates import RateConstants
 
     gamma = config.kmc.interface_energy_J_m2
     if not gamma > 0:
-        raise ConfigError(f"phasefield.contact_coordination = {mode!r} takes the KMC's coordination shift, but "
+        raise ConfigError(f"phasefield.{field} = {mode!r} takes the KMC's coordination shift, but "
                           f"kmc.interface_energy_J_m2 = {gamma!r}: set it > 0 (at most 1000 J/m^2), or "
-                          "phasefield.contact_coordination = 'off'")
+                          f"phasefield.{field} = 'off'")
     return RateConstants.from_parameters(config.physics, host.spacing, interface_energy=gamma).coordination_shift
 
 
@@ -153,6 +154,8 @@ class PhaseFieldRun:
         self.params = phasefield_constants(config)
         if pf.contact_coordination == "dynamic":  # the bond counted per voxel of the lattice
             self.params = self.params.replace(contact_bond_shift=contact_bond_shift(config, host))
+        if pf.front_coordination == "dynamic":  # the same for lithium on lithium, every voxel
+            self.params = self.params.replace(front_bond_shift=contact_bond_shift(config, host, "front_coordination"))
         fine = refine(host.phase, r)
         hf = self.h / r
         # lithium counts above the bare host's rest state (its contacts hold the wetting layer at

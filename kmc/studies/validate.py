@@ -87,6 +87,11 @@ PF_INTERFACE_ENERGIES = (MATCH, MATCH_FRONT, HONG)
 # faces plus its neighbouring voxels' lithium, every step
 CONTACT_COORDINATIONS = ("static", "dynamic")
 CONTACT_COORDINATION = "dynamic"
+# ...and whether "match" gives the lithium front the same shift on every voxel, lithium on lithium
+# (phasefield.front_coordination, --front-coordination; docs/phasefield.md "The front's
+# coordination": the porous profile passes, the foil's front grows layer by layer in mean field)
+FRONT_COORDINATIONS = ("off", "dynamic")
+FRONT_COORDINATION = "off"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -129,6 +134,7 @@ Examples:
   python -m kmc validate --kmc-interface-energy 0   # the KMC at its configured (physical) gamma
   python -m kmc validate --phasefield-interface-energy hong   # the phase field at Hong's 0.5 J/m^2
   python -m kmc validate --porous-ny 2   # the 40 x 2 porous slab (8 replicas cannot resolve it)
+  python -m kmc validate --front-coordination dynamic   # the KMC's coordination on the lithium front too
 """
 
 
@@ -178,7 +184,7 @@ class Validate(Study):
     def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0,
                  kmc_interface_energy: float | str = AUTO, phasefield_interface_energy: str = MATCH,
                  porous_ny: int = POROUS_NY, contact_coordination: str = CONTACT_COORDINATION,
-                 foil_replicas: int | None = None):
+                 foil_replicas: int | None = None, front_coordination: str = FRONT_COORDINATION):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
@@ -206,7 +212,11 @@ class Validate(Study):
             raise ConfigError(f"--contact-coordination {contact_coordination!r}: must be one of "
                               f"{', '.join(CONTACT_COORDINATIONS)} (how 'match' gives the phase field's wetting "
                               "layer the KMC's coordination shift)")
-        self.contact_coordination = contact_coordination
+        if front_coordination not in FRONT_COORDINATIONS:
+            raise ConfigError(f"--front-coordination {front_coordination!r}: must be one of "
+                              f"{', '.join(FRONT_COORDINATIONS)} (whether 'match' gives the phase field's lithium "
+                              "front the KMC's coordination shift on every voxel)")
+        self.contact_coordination, self.front_coordination = contact_coordination, front_coordination
         self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
         self.porous_ny = int(porous_ny)
         self.kmc_interface_energy = kmc_interface_energy
@@ -245,10 +255,15 @@ class Validate(Study):
                             f"(default {CONTACT_COORDINATION}): 'static' (the bare host's shift of a first voxel in "
                             "the host's eta_nuc, reduction only) or 'dynamic' (per contact in both branches, its "
                             "bonds counting the neighbouring voxels' lithium, every step); docs/phasefield.md")
+        p.add_argument("--front-coordination", choices=FRONT_COORDINATIONS, default=FRONT_COORDINATION,
+                       help=f"with 'match': whether the phase field's lithium front also reacts at the KMC's "
+                            f"coordination shift, (3 - n) delta on every voxel, n its host faces plus its "
+                            f"neighbouring voxels' lithium (default {FRONT_COORDINATION}); docs/phasefield.md "
+                            "'The front's coordination'")
 
     def from_args(self, args) -> Validate:
         return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy,
-                        args.porous_ny, args.contact_coordination, args.foil_replicas)
+                        args.porous_ny, args.contact_coordination, args.foil_replicas, args.front_coordination)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -299,7 +314,8 @@ class Validate(Study):
         fields), PF_ROWS rows, the exchange current density times ``i0_roughness``; with
         ``phasefield_interface_energy`` = "match" or "match-front" the KMC replicas' interface
         energy and ``phasefield.capillarity = kmc`` (ConfigError if that energy is 0), with "match"
-        also ``phasefield.contact_coordination`` = ``contact_coordination``."""
+        also ``phasefield.contact_coordination`` = ``contact_coordination`` and
+        ``phasefield.front_coordination`` = ``front_coordination``."""
         sets = ["model=phasefield", "snapshots=1",
                 f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
         if self.phasefield_interface_energy in (MATCH, MATCH_FRONT):
@@ -311,7 +327,9 @@ class Validate(Study):
                                   "--phasefield-interface-energy hong")
             sets += ["phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma!r}",
                      "phasefield.contact_coordination="
-                     + (self.contact_coordination if self.phasefield_interface_energy == MATCH else "off")]
+                     + (self.contact_coordination if self.phasefield_interface_energy == MATCH else "off"),
+                     "phasefield.front_coordination="
+                     + (self.front_coordination if self.phasefield_interface_energy == MATCH else "off")]
         else:
             sets.append("phasefield.capillarity=hong2018")
         if self.i0_roughness != 1.0:
@@ -562,7 +580,7 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
     return (f"phasefield.capillarity = {pf_config.phasefield.capillarity}: gamma {p.interface_energy:.4g} J/m^2, "
             f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
             f"refinement {pf_config.phasefield.refinement}, contact coordination "
-            f"{pf_config.phasefield.contact_coordination}")
+            f"{pf_config.phasefield.contact_coordination}, front coordination {pf_config.phasefield.front_coordination}")
 
 
 def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None,
@@ -737,12 +755,13 @@ def run_validate(config: SimulationConfig, outdir: str | Path, *, replicas: int 
                  i0_roughness: float = 1.0, kmc_interface_energy: float | str = AUTO,
                  phasefield_interface_energy: str = MATCH, porous_ny: int = POROUS_NY,
                  contact_coordination: str = CONTACT_COORDINATION, foil_replicas: int | None = None,
-                 progress: bool = True, workers: int | None = None, echo=print, **kwargs) -> dict[str, RunResult]:
+                 front_coordination: str = FRONT_COORDINATION, progress: bool = True, workers: int | None = None,
+                 echo=print, **kwargs) -> dict[str, RunResult]:
     """Run the validation (``config`` with the study's overrides applied) into ``outdir``."""
     from .base import run_study
 
     return run_study(Validate(replicas, i0_roughness, kmc_interface_energy, phasefield_interface_energy, porous_ny,
-                              contact_coordination, foil_replicas),
+                              contact_coordination, foil_replicas, front_coordination),
                      config, outdir, progress=progress, workers=workers, echo=echo, **kwargs)
 
 
