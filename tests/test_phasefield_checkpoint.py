@@ -40,19 +40,28 @@ def _kill_after(n_rows):
     return progress
 
 
-@pytest.mark.parametrize("linear_solver", ["auto", "amg"])
-def test_interrupted_phasefield_run_resumes_bit_identically(tmp_path, linear_solver):
+# the contacts' and the front's coordination shifts, recomputed from xi at every step attempt
+COORDINATION = ["kmc.interface_energy_J_m2=155.4", "phasefield.contact_coordination=dynamic",
+                "phasefield.front_coordination=dynamic"]
+
+
+@pytest.mark.parametrize("linear_solver, extra", [("auto", []), ("amg", []), ("auto", COORDINATION)],
+                         ids=["auto", "amg", "coordination"])
+def test_interrupted_phasefield_run_resumes_bit_identically(tmp_path, linear_solver, extra):
     """With direct solves (the default on small grids) the reference run writes no checkpoints:
     checkpoints change nothing.  'amg': the preconditioner hierarchies depend on the solves'
     history, which no checkpoint holds; a run restarts its solver from its own state at every
-    checkpoint, as a resumed one does, so the reference checkpoints too and both go on alike."""
-    cfg = _config([f"phasefield.linear_solver={linear_solver}"])
+    checkpoint, as a resumed one does, so the reference checkpoints too and both go on alike.
+    'coordination': the bond shifts are no state of their own (each attempt takes them from xi)."""
+    cfg = _config([f"phasefield.linear_solver={linear_solver}"] + extra)
     host = cfg.host.build(np.random.SeedSequence(0))
     segs = cfg.protocol.segments()
     ref = PhaseFieldRun(cfg, host)
     a = ref.run(segs, checkpoint_dir=tmp_path / "ref" if linear_solver == "amg" else None, checkpoint_every_steps=4,
                 outdir=tmp_path / "ref", snapshots=3)
     assert len(a.rows) == 11 and ref.solver.rejected > 0
+    if extra:
+        assert ref.params.front_bond_shift > 0 and np.ptp(ref.solver.geo.front_cathodic) > 0
 
     with pytest.raises(Stop):
         PhaseFieldRun(cfg, host).run(segs, checkpoint_dir=tmp_path / "cut", checkpoint_every_steps=4,
