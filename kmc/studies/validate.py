@@ -10,7 +10,9 @@ at its roughening point (packet_interface_energy), unless told otherwise, and th
 the same interface energy with the interface mobility of the KMC's linearised Gibbs-Thomson
 velocity (MATCH; kmc.coarse_graining.capillary_constants) and, in its wetting layer, the KMC's
 coordination shift of a voxel plated on the host, its bonds counting the host and the neighbouring
-voxels' lithium as they fill (phasefield.contact_coordination = "dynamic").  Both models' deposits
+voxels' lithium as they fill (phasefield.contact_coordination = "dynamic"); with
+--front-coordination dynamic the lithium front too, on every voxel (phasefield.front_coordination,
+docs/phasefield.md "The front's coordination").  Both models' deposits
 are read off the same lattice observables; the cross-sections compare the KMC's coarse-grained
 order parameter (``kmc.coarse_graining.order_parameter_from_lattice`` with the phase field's
 interface width, averaged over replicas) with the phase field's own.
