@@ -27,6 +27,25 @@ def _floor_with_step(nx=12, nz=6, step=5):
     return phase
 
 
+def _bond_count_closed_form(phase, xi_free, free, cell=2):
+    """n per free voxel: non-free neighbour bond cells (host) count 1, free ones their mean of xi
+    clipped to [0, 1]; x and y periodic, nothing beyond z's ends (3D, ``cell`` voxels per edge)."""
+    nx, ny, nz = (k // cell for k in phase.shape)
+    full = np.zeros(phase.shape)
+    full.ravel()[free] = np.clip(xi_free, 0.0, 1.0)
+    theta = full.reshape(nx, cell, ny, cell, nz, cell).mean(axis=(1, 3, 5))
+    free_cell = phase.reshape(nx, cell, ny, cell, nz, cell).min(axis=(1, 3, 5)) == 0
+    n = np.zeros(free.size)
+    for k, v in enumerate(free):
+        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
+        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            if not 0 <= Z + dz < nz:
+                continue
+            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
+            n[k] += theta[W] if free_cell[W] else 1.0
+    return n
+
+
 def test_parameter_is_validated():
     assert HONG2018.contact_bond_shift == 0.0
     with pytest.raises(ValueError, match="contact_bond_shift"):
@@ -59,21 +78,11 @@ def test_contact_branches_obey_detailed_balance_with_the_neighbours_lithium():
     rng = np.random.default_rng(1)
     xi = np.where(g.contact, 0.0, rng.uniform(0.0, 1.0, g.n))  # lithium in the neighbouring cells
     g.update_coordination(xi)
-    # the closed form of s: bond cell (X, Y, Z) = voxel // 2; the cell above a floor contact
-    # and its four side cells (periodic in y: ny = 2 cells, the same one twice)
-    full = np.zeros(phase.shape)
-    full.ravel()[g.free] = xi
-    theta = full.reshape(4, 2, 2, 2, 4, 2).mean(axis=(1, 3, 5))
-    free_cell = phase.reshape(4, 2, 2, 2, 4, 2).min(axis=(1, 3, 5)) == 0
-    contacts = g.free[g.contact]
-    assert contacts.size == 6 * 4  # the free voxels on the floor
-    for v, shift in zip(contacts, g.coordination_shift[g.contact]):
-        X, Y, Z = (np.array(np.unravel_index(v, phase.shape)) // 2)
-        n = 1.0  # the floor
-        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1)):
-            W = ((X + dx) % 4, (Y + dy) % 2, Z + dz)
-            n += theta[W] if free_cell[W] else 1.0
-        assert shift == pytest.approx((3.0 - n) * DELTA, rel=1e-12)
+    # the closed form of s: the floor below each contact's bond cell, the cell above and its four
+    # side cells (periodic in y: ny = 2 cells, the same one twice)
+    assert g.contact.sum() == 6 * 4  # the free voxels on the floor
+    n = _bond_count_closed_form(phase, xi, g.free)[g.contact]
+    np.testing.assert_allclose(g.coordination_shift[g.contact], (3.0 - n) * DELTA, rtol=1e-12)
     assert np.ptp(g.coordination_shift[g.contact]) > 0.5 * DELTA  # the neighbours' lithium matters
     # detailed balance: R = 0 at Langmuir's coverage, at eta = 0 and c+ = c0
     e = 1e-3 * prm.bulk_concentration
@@ -156,25 +165,6 @@ def test_a_floor_contact_beside_lithium_plates_faster_step_flow():
     static, _ = _floor_run(False)
     assert static[0] / static[3] == pytest.approx(1.0, abs=0.02)
     assert static[3] == pytest.approx(mid, rel=0.1)  # the bare floor: the same shift in both
-
-
-def _bond_count_closed_form(phase, xi_free, free, cell=2):
-    """n per free voxel: non-free neighbour bond cells (host) count 1, free ones their mean of xi
-    clipped to [0, 1]; x and y periodic, nothing beyond z's ends (3D, ``cell`` voxels per edge)."""
-    nx, ny, nz = (k // cell for k in phase.shape)
-    full = np.zeros(phase.shape)
-    full.ravel()[free] = np.clip(xi_free, 0.0, 1.0)
-    theta = full.reshape(nx, cell, ny, cell, nz, cell).mean(axis=(1, 3, 5))
-    free_cell = phase.reshape(nx, cell, ny, cell, nz, cell).min(axis=(1, 3, 5)) == 0
-    n = np.zeros(free.size)
-    for k, v in enumerate(free):
-        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
-        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
-            if not 0 <= Z + dz < nz:
-                continue
-            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
-            n[k] += theta[W] if free_cell[W] else 1.0
-    return n
 
 
 def test_front_reaction_runs_at_the_coordination_shift_of_its_bond_cell():

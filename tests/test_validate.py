@@ -391,7 +391,7 @@ def test_match_gives_the_wetting_layer_the_kmcs_coordination_shift_and_match_fro
     from kmc.coarse_graining import contact_coordination_shift
     from kmc.coupling.phasefield_run import (
         check_phasefield_case,
-        contact_bond_shift,
+        coordination_bond_shift,
         host_nucleation_overpotential,
     )
 
@@ -404,7 +404,7 @@ def test_match_gives_the_wetting_layer_the_kmcs_coordination_shift_and_match_fro
         assert case.config.phasefield.contact_coordination == expect and case.config.phasefield.capillarity == "kmc"
         eta_nuc = host_nucleation_overpotential(case.config, case.host)
         delta = 2 * case.config.kmc.interface_energy_J_m2 * cfg.physics.lithium_molar_volume / (FARADAY * 1e-6)
-        assert contact_bond_shift(case.config, case.host) == pytest.approx(delta if expect != "off" else 0.0,
+        assert coordination_bond_shift(case.config, case.host) == pytest.approx(delta if expect != "off" else 0.0,
                                                                             rel=1e-12)
         static = expect == "static"  # dynamic: the phase field's own shift per contact, eta_nuc the host's
         expected = case.host.eta_nuc + (contact_coordination_shift(case.host.phase, delta) if static else 0.0)

@@ -66,10 +66,9 @@ class Geometry:
         self.n_host = n_host[self.free]
         self._site_factor = mult[self.free] / np.maximum(self.n_host, 1)
         self._face_rate = 6.0 * params.profile_length / spacing * self.n_host
-        self._front_delta = params.front_bond_shift
-        touch = np.ones(self.n, dtype=bool) if self._front_delta else self.n_host > 0
+        touch = np.ones(self.n, dtype=bool) if params.front_bond_shift else self.n_host > 0
         self._bonds = _BondCells(phase, free, touch, bond_cell, params) \
-            if params.contact_bond_shift or self._front_delta else None
+            if params.contact_bond_shift or params.front_bond_shift else None
         # the wetting layer's voxels: free voxels on conductive host faces that start bare (a
         # face under a LITHIUM voxel of ``phase``, e.g. a foil's film, is lithium-covered and
         # its voxel an ordinary one); the solver narrows this to its initial xi (`set_wetting`)
@@ -128,8 +127,8 @@ class Geometry:
         if b is None:
             return
         missing = b.missing_bonds(xi)
-        if self._front_delta:
-            front = missing * self._front_delta
+        if b.front_delta:
+            front = missing * b.front_delta
             self.front_anodic, self.front_cathodic = np.exp(b.alpha_a_f * front), np.exp(-b.alpha_c_f * front)
         shift = missing * b.delta
         on = self.contact
@@ -180,7 +179,7 @@ class _BondCells:
         self.touch = touch
         self.host_bonds = bonds[mine]
         self.neighbours = np.stack(nbrs, axis=1)[mine]
-        self.delta = params.contact_bond_shift
+        self.delta, self.front_delta = params.contact_bond_shift, params.front_bond_shift
         self.alpha_a_f, self.alpha_c_f = params.alpha_a * params.f, params.alpha_c * params.f
 
     def missing_bonds(self, xi):

@@ -179,8 +179,8 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
     in this model can go negative where the Allen-Cahn part converts faster than transport
     brings Li+ (docs/phasefield.md)."""
     return kernels.reaction(xi, c, np.asarray(eta, dtype=np.float64), act, g.face_weight, g.cathodic_factor,
-                            g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient, p.alpha_a * p.f, p.alpha_c * p.f,
-                            p.bulk_concentration, 1 if derivatives else 0)
+                            g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient, p.alpha_a * p.f,
+                            p.alpha_c * p.f, p.bulk_concentration, 1 if derivatives else 0)
 
 
 def _active(g: Geometry, xi):

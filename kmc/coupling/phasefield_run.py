@@ -66,7 +66,7 @@ def check_phasefield_case(config: SimulationConfig, host: Host, segments, label:
 
     phasefield_constants(config)  # ConfigError for constants it cannot map
     host_nucleation_overpotential(config, host)
-    contact_bond_shift(config, host, "front_coordination")  # ConfigError without the KMC's interface energy
+    coordination_bond_shift(config, host, "front_coordination")  # ConfigError without the KMC's interface energy
     if host.conductivity is not None:
         raise ConfigError(f"{label}: model=phasefield takes one metal conductivity (sigma_s); the host's "
                           "per-voxel conductivity is the KMC run's only")
@@ -108,7 +108,7 @@ def phasefield_constants(config: SimulationConfig) -> PhaseFieldParameters:
     return phasefield_parameters(config.physics, base, **changes)
 
 
-def contact_bond_shift(config: SimulationConfig, host: Host, field: str = "contact_coordination") -> float:
+def coordination_bond_shift(config: SimulationConfig, host: Host, field: str = "contact_coordination") -> float:
     """delta [V per bond] of ``phasefield.<field>`` (``contact_coordination`` or
     ``front_coordination``; 0 when "off"): the KMC engine's own coordination shift per bond,
     2 gamma V_m / (F h) at gamma = ``kmc.interface_energy_J_m2`` (``RateConstants.coordination_shift``)."""
@@ -131,7 +131,7 @@ def host_nucleation_overpotential(config: SimulationConfig, host: Host) -> np.nd
     on the bare host (:func:`~kmc.coarse_graining.contact_coordination_shift`, delta from
     :func:`contact_bond_shift`).  "dynamic" leaves eta_nuc the host's: the shift is then the
     phase field's own, per contact and step (``contact_bond_shift`` of its parameters)."""
-    delta = contact_bond_shift(config, host)
+    delta = coordination_bond_shift(config, host)
     if config.phasefield.contact_coordination != "static":
         return host.eta_nuc
     return host.eta_nuc + contact_coordination_shift(host.phase, delta)
@@ -153,9 +153,9 @@ class PhaseFieldRun:
         self.footprint = nx * ny * self.h**2
         self.params = phasefield_constants(config)
         if pf.contact_coordination == "dynamic":  # the bond counted per voxel of the lattice
-            self.params = self.params.replace(contact_bond_shift=contact_bond_shift(config, host))
+            self.params = self.params.replace(contact_bond_shift=coordination_bond_shift(config, host))
         if pf.front_coordination == "dynamic":  # the same for lithium on lithium, every voxel
-            self.params = self.params.replace(front_bond_shift=contact_bond_shift(config, host, "front_coordination"))
+            self.params = self.params.replace(front_bond_shift=coordination_bond_shift(config, host, "front_coordination"))
         fine = refine(host.phase, r)
         hf = self.h / r
         # lithium counts above the bare host's rest state (its contacts hold the wetting layer at

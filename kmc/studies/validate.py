@@ -327,11 +327,10 @@ class Validate(Study):
                                   "replicas' interface energy, which is 0 here (--kmc-interface-energy 0 and "
                                   "kmc.interface_energy_J_m2 = 0): give the KMC one, or use "
                                   "--phasefield-interface-energy hong")
+            match = self.phasefield_interface_energy == MATCH  # match-front: no coordination shift
             sets += ["phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma!r}",
-                     "phasefield.contact_coordination="
-                     + (self.contact_coordination if self.phasefield_interface_energy == MATCH else "off"),
-                     "phasefield.front_coordination="
-                     + (self.front_coordination if self.phasefield_interface_energy == MATCH else "off")]
+                     f"phasefield.contact_coordination={self.contact_coordination if match else 'off'}",
+                     f"phasefield.front_coordination={self.front_coordination if match else 'off'}"]
         else:
             sets.append("phasefield.capillarity=hong2018")
         if self.i0_roughness != 1.0:
