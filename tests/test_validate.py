@@ -124,6 +124,13 @@ def test_bad_options_are_named():
     cfg = make_config({}, get_study("validate").overrides + ["model=phasefield"])
     with pytest.raises(ConfigError, match="validate runs both models"):
         Validate(2).plan(cfg, np.random.SeedSequence(0))
+    # the study sets the phase field's coordination from its own options: a --set is refused, not overridden
+    for key, value, option in (("contact_coordination", "static", "--contact-coordination"),
+                               ("front_coordination", "dynamic", "--front-coordination")):
+        cfg = make_config({}, get_study("validate").overrides + [f"phasefield.{key}={value}"])
+        with pytest.raises(ConfigError, match=f"phasefield.{key} = '{value}': validate sets it from its own "
+                                              f"option; use {option} instead of --set"):
+            Validate(2).plan(cfg, np.random.SeedSequence(0))
     for bad in (1, 1025, 2.5, True):
         with pytest.raises(ConfigError, match=r"--porous-ny .* out of range: a whole number of voxels in \[2, 1024\]"):
             Validate(2, porous_ny=bad)

@@ -129,7 +129,7 @@ def host_nucleation_overpotential(config: SimulationConfig, host: Host) -> np.nd
     """eta_nuc [V] per voxel of the phase field's wetting layer: the host's, plus with
     ``phasefield.contact_coordination = "static"`` the KMC's coordination shift of a first voxel
     on the bare host (:func:`~kmc.coarse_graining.contact_coordination_shift`, delta from
-    :func:`contact_bond_shift`).  "dynamic" leaves eta_nuc the host's: the shift is then the
+    :func:`coordination_bond_shift`).  "dynamic" leaves eta_nuc the host's: the shift is then the
     phase field's own, per contact and step (``contact_bond_shift`` of its parameters)."""
     delta = coordination_bond_shift(config, host)
     if config.phasefield.contact_coordination != "static":

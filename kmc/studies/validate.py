@@ -345,6 +345,12 @@ class Validate(Study):
         ``replicas`` take the streams after all others)."""
         if config.model != "kmc":
             raise ConfigError(f"model = {config.model!r}: validate runs both models itself; drop --model")
+        for field, option in (("contact_coordination", "--contact-coordination"),
+                              ("front_coordination", "--front-coordination")):
+            # the study sets these from its own options; a --set would be silently overridden
+            if getattr(config.phasefield, field) != "off":
+                raise ConfigError(f"phasefield.{field} = {getattr(config.phasefield, field)!r}: validate sets it "
+                                  f"from its own option; use {option} instead of --set")
         host_ss, case_ss = study_streams(root, self.n_cases(config))
         hosts = self.hosts(config, host_ss)
         currents = self.regimes(config, hosts[FOIL])
