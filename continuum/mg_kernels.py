@@ -680,3 +680,44 @@ def _apply_serial(x, gx, gy, gz, dtot, out):
     """apply_operator in the calling thread."""
     for i in range(x.shape[0]):
         _apply_plane(x, gx, gy, gz, dtot, out, i)
+
+
+# -- a hierarchy's set-up and solve glue (`multigrid.VoxelMultigrid`): the index passes numpy
+# makes through its fancy indexing, compiled (a tenth of the time per pass at 200^2), the same
+# numbers
+
+@numba.njit(cache=True)
+def scatter(values, index, out):
+    """out[index[i]] = values[i] (flat arrays)."""
+    for i in range(index.size):
+        out[index[i]] = values[i]
+
+
+@numba.njit(cache=True)
+def gather(src, index):
+    """src[index] (a new array)."""
+    out = np.empty(index.size)
+    for i in range(index.size):
+        out[i] = src[index[i]]
+    return out
+
+
+@numba.njit(cache=True)
+def scatter_add(values, index, out):
+    """out[index[i]] += values[i] in order (numpy's ``np.add.at``, the same sums)."""
+    for i in range(index.size):
+        out[index[i]] += values[i]
+
+
+@numba.njit(cache=True)
+def top_diagonal(top, voxel, nz, dtop):
+    """dtop.ravel()[voxel[i] // nz] += top[i] where top[i] != 0 (each top-layer unknown is one
+    column of dtop); False when a nonzero ``top`` is on an unknown outside the top layer."""
+    for i in range(top.size):
+        t = top[i]
+        if t != 0.0:
+            v = voxel[i]
+            if v % nz != nz - 1:
+                return False
+            dtop[v // nz] += t
+    return True

@@ -118,6 +118,17 @@ class _Level:
         return A, act
 
 
+_CG_WORK = tuple(f"mg.cg{k}" for k in range(4))  # the CG's work arrays' names in the scratch
+
+
+def _scatter(values, index, out):
+    """out[index] = values (flat ``out``), compiled where values has one entry per index."""
+    if np.shape(values) == index.shape:
+        K.scatter(np.ascontiguousarray(values, dtype=np.float64), index, out)
+    else:
+        out[index] = values
+
+
 class VoxelMultigrid:
     """A V-cycle preconditioner for a system on the unknowns ``node_voxel`` (flat voxel index
     of each unknown) of a grid of ``shape``.  :meth:`set_operator` takes the operator as face
@@ -179,7 +190,10 @@ class VoxelMultigrid:
             # fine level's own array
             g = self._level_array("faces", (3,) + shape)
             g.fill(0.0)
-            np.add.at(g.reshape(-1), slots, conductance)
+            if np.shape(conductance) == np.shape(slots):
+                K.scatter_add(np.ascontiguousarray(conductance, dtype=np.float64), slots, g.reshape(-1))
+            else:
+                np.add.at(g.reshape(-1), slots, conductance)
             if self._conductance is not None and self._conductance.shape == np.shape(conductance):
                 np.copyto(self._conductance, conductance)
             else:
@@ -187,14 +201,20 @@ class VoxelMultigrid:
             self._slots = slots
         d = self._level_array("diagonal", shape)
         d.fill(0.0)
-        d.reshape(-1)[self.node_voxel] = diagonal
+        _scatter(diagonal, self.node_voxel, d.reshape(-1))
         dtop = np.zeros(shape[:2])
         if top_conductance is not None:
             vox = self.node_voxel
-            on = np.flatnonzero(top_conductance)
-            if np.any(vox[on] % shape[2] != shape[2] - 1):
+            if np.shape(top_conductance) == vox.shape:  # compiled: the same sums
+                ok = K.top_diagonal(np.ascontiguousarray(top_conductance, dtype=np.float64), vox, shape[2],
+                                    dtop.reshape(-1))
+            else:
+                on = np.flatnonzero(top_conductance)
+                ok = not np.any(vox[on] % shape[2] != shape[2] - 1)
+                if ok:
+                    dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
+            if not ok:
                 raise ValueError("top_conductance on an unknown outside the top layer")
-            dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
         fine = _Level(g[0], g[1], g[2], d, dtop, self._level_array("dtot", shape), self._level_array("dinv", shape))
         self._fine = fine
         if hierarchy or not self.levels:
@@ -335,10 +355,10 @@ class VoxelMultigrid:
         than xtol.  Closed pockets are solved exactly beside it (they share no link with the
         rest, so the system splits)."""
         bg = self.scratch.zeros("mg.b", self.N)
-        bg[self.node_voxel] = b
+        _scatter(b, self.node_voxel, bg)
         xg = self.scratch.zeros("mg.x", self.N)
         if x0 is not None:
-            xg[self.node_voxel] = x0
+            _scatter(x0, self.node_voxel, xg)
         xp = None
         if self._pockets is not None:
             cells = self._pocket_cells
@@ -347,13 +367,13 @@ class VoxelMultigrid:
             xg[cells] = 0.0
         xg = xg.reshape(self.shape)
         L = self.levels[0]
-        work = [self.scratch.array(f"mg.cg{k}", self.shape) for k in range(4)]
+        work = [self.scratch.array(name, self.shape) for name in _CG_WORK]
         its = K.pcg(xg, bg.reshape(self.shape), *work, L.gx, L.gy, L.gz, L.dtot, *self._compiled_levels(),
                     self.sweeps, float(rtol), int(maxiter), float(xtol), *self._kernels)
         xg = xg.ravel()
         if xp is not None:
             xg[self._pocket_cells] = xp
-        return xg[self.node_voxel], its
+        return K.gather(xg, self.node_voxel), its
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         """The preconditioner on a vector over the unknowns."""

@@ -22,12 +22,20 @@ class Scratch:
 
     def __init__(self):
         self._arrays: dict[tuple[str, np.dtype], np.ndarray] = {}
+        # the last view handed out per name and dtype (as asked for), with its shape and buffer:
+        # a repeated request returns it while the buffer is the name's (a solve's hot path asks
+        # for the same arrays thousands of times; np.prod and np.ndim cost more than the array)
+        self._views: dict = {}
 
     def __len__(self) -> int:
         return len(self._arrays)
 
     def array(self, name: str, shape, dtype=np.float64) -> np.ndarray:
         """A C-contiguous array of ``shape`` (contents undefined)."""
+        hit = self._views.get((name, dtype)) if type(shape) is tuple or type(shape) is int else None
+        if hit is not None and hit[0] == shape and self._arrays.get(hit[1]) is hit[2]:
+            return hit[3]
+        asked = shape
         shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
         size = int(np.prod(shape))
         key = (name, np.dtype(dtype))
@@ -35,7 +43,10 @@ class Scratch:
         if buf is None or buf.size < size:
             buf = np.empty(size + size // 16, dtype=dtype)
             self._arrays[key] = buf
-        return buf[:size].reshape(shape)
+        out = buf[:size].reshape(shape)
+        if type(asked) is tuple or type(asked) is int:
+            self._views[(name, dtype)] = (asked, key, buf, out)
+        return out
 
     def zeros(self, name: str, shape, dtype=np.float64) -> np.ndarray:
         """:meth:`array` filled with zeros."""

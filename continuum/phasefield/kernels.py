@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from ..kinetics import _MAX_EXPONENT as MAX_EXP  # the clip of exp() arguments, continuum.kinetics'
-from ..mg_kernels import partial_dot
+from ..mg_kernels import gather, partial_dot, scatter  # noqa: F401 (gather, scatter: numerics' glue)
 
 
 @numba.njit(cache=True, inline="always")
@@ -89,12 +89,12 @@ def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
 
 
 @numba.njit(cache=True)
-def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
+def order_parameter_residual(xi, dxi, hist, dt, c_start, dc, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
                              face_weight, cathodic_factor, anodic_factor, front_cathodic, front_anodic, L, alpha_a_f,
                              alpha_c_f, c0):
     """The xi residual of an iterate in one call (`solver._residuals`): x = xi + dxi, the active
     voxels ak (h'(x) > 1e-14 or a host contact, `solver._active`), G = (dxi - hist)/dt -
-    F_ac(x) + R on ak, and R, B = -dR/dc on ak at c and eta0 + dV psi."""
+    F_ac(x) + R on ak, and R, B = -dR/dc on ak at c = c_start + dc and eta0 + dV psi."""
     n = xi.size
     x = np.empty(n)
     for i in range(n):
@@ -114,7 +114,7 @@ def order_parameter_residual(xi, dxi, hist, dt, c, eta0, psi, dV, contact, a, b,
     B = np.empty(m)
     for j in range(m):
         i = ak[j]
-        r, _, bb = _reaction_at(x[i], c[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i],
+        r, _, bb = _reaction_at(x[i], c_start[i] + dc[i], eta0[i] + dV * psi[i], face_weight[i], cathodic_factor[i],
                                 anodic_factor[i], front_cathodic[i], front_anodic[i], L, alpha_a_f, alpha_c_f, c0,
                                 True)
         R[j] = r
@@ -493,3 +493,222 @@ def potential_residual(a, b, G, phi, res):
         in_b[q] += flux
     for i in range(n):
         res[i] = (res[i] - out_a[i]) + in_b[i]
+
+
+# -- the (xi, c) iterations' glue (`solver._coupled_step`): the numpy expressions each
+# iteration made (fancy-indexed temporaries), one pass each; every entry is computed with the
+# numpy expression's operations in its order, so the numbers are the same to the bit
+
+@numba.njit(cache=True)
+def schur_setup(Jd, dt, cs, act, B0):
+    """(c_s theta, extra) of the Schur complement: theta_i = c_s / max(dt Jd_i, 1) (numpy's
+    maximum: NaN propagates), extra = theta B0 on ``act``, 0 elsewhere."""
+    n = Jd.size
+    theta = np.empty(n)
+    for i in range(n):
+        t = dt * Jd[i]
+        theta[i] = cs / (t if (t >= 1.0 or math.isnan(t)) else 1.0)
+    extra = np.zeros(n)
+    for j in range(act.size):
+        i = act[j]
+        extra[i] = theta[i] * B0[j]
+    return theta, extra
+
+
+@numba.njit(cache=True)
+def schur_rhs(theta, G, H):
+    """theta G - H (a new array)."""
+    out = np.empty(G.size)
+    for i in range(G.size):
+        out[i] = theta[i] * G[i] - H[i]
+    return out
+
+
+@numba.njit(cache=True)
+def order_parameter_rhs(G, ak, B, Dc, R, with_reaction):
+    """-G plus, on ``ak``, B Dc (``with_reaction``: R + B Dc, the galvanostat's) (a new array)."""
+    n = G.size
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = -G[i]
+    for j in range(ak.size):
+        i = ak[j]
+        if with_reaction:
+            out[i] += R[j] + B[j] * Dc[i]
+        else:
+            out[i] += B[j] * Dc[i]
+    return out
+
+
+@numba.njit(cache=True)
+def coupling_estimate(G, B, H, ak, mdiag):
+    """(max |G|, max over ``ak`` of B |H| / mdiag, at least 0): the stop test's two parts
+    (`largest_abs` and ``np.max(..., initial=0.0)``: NaN if any is)."""
+    g = largest_abs(G)
+    m = 0.0
+    for j in range(ak.size):
+        i = ak[j]
+        v = B[j] * abs(H[i]) / mdiag[i]
+        if v > m:
+            m = v
+        elif math.isnan(v):
+            return g, v
+    return g, m
+
+
+@numba.njit(cache=True)
+def final_sink(r0, cs, dxi, dt):
+    """r0 - c_s dxi / dt (a new array)."""
+    out = np.empty(r0.size)
+    for i in range(r0.size):
+        out[i] = r0[i] - cs * dxi[i] / dt
+    return out
+
+
+@numba.njit(cache=True)
+def noise_increment(u, xi, contact, scale):
+    """``scale * (u - 1/2) * max(4 xi (1 - xi), 0) * ~contact`` (`solver._noise`; the factor
+    of a host contact is 0.0, not a skipped product: the sign of its zero is numpy's)."""
+    n = u.size
+    out = np.empty(n)
+    for i in range(n):
+        w = 4.0 * xi[i] * (1.0 - xi[i])
+        w = w if (w > 0.0 or math.isnan(w)) else 0.0  # np.maximum(w, 0.0): +0.0 for -0.0, NaN kept
+        out[i] = scale * (u[i] - 0.5) * w * (0.0 if contact[i] else 1.0)
+    return out
+
+
+@numba.njit(cache=True)
+def extrapolate(w, q, d1, dtp, d2, dtpp):
+    """w d1 + q (d1 / dtp - d2 / dtpp) (`solver._scheme`'s predictor; a new array)."""
+    out = np.empty(d1.size)
+    for i in range(d1.size):
+        out[i] = w * d1[i] + q * (d1[i] / dtp - d2[i] / dtpp)
+    return out
+
+
+@numba.njit(cache=True)
+def largest_abs_difference(a, b):
+    """max |a - b| (0 for empty arrays; NaN if any is)."""
+    m = 0.0
+    for i in range(a.size):
+        v = abs(a[i] - b[i])
+        if v > m:
+            m = v
+        elif math.isnan(v):
+            return v
+    return m
+
+
+@numba.njit(cache=True)
+def scaled_squares(d, p, c, c0):
+    """((d - p) / max(|c|, c0))^2 per entry (`solver._error`'s c part, squared as numpy's
+    power of 2 does: a product), ``p`` empty: no p."""
+    n = d.size
+    out = np.empty(n)
+    with_p = p.size == n
+    for i in range(n):
+        a = abs(c[i])
+        scale = a if not (a < c0) else c0
+        v = ((d[i] - p[i]) if with_p else d[i]) / scale
+        out[i] = v * v
+    return out
+
+
+@numba.njit(cache=True)
+def all_finite(x):
+    """np.all(np.isfinite(x))."""
+    for i in range(x.size):
+        if not math.isfinite(x[i]):
+            return False
+    return True
+
+
+# -- `numerics.LinkGrid`'s scatters onto the grid (numpy's fancy indexing, compiled)
+
+@numba.njit(cache=True)
+def grid_diagonal(voxel, total, dtot, dinv):
+    """dtot[voxel] = total, dinv[voxel] = 1 / total."""
+    for i in range(voxel.size):
+        v = voxel[i]
+        dtot[v] = total[i]
+        dinv[v] = 1.0 / total[i]
+
+
+@numba.njit(cache=True)
+def grid_load(voxel, rhs, x0, b, x):
+    """b[voxel] = rhs, x[voxel] = x0 (``x0`` empty: 0)."""
+    with_x0 = x0.size > 0
+    for i in range(voxel.size):
+        v = voxel[i]
+        b[v] = rhs[i]
+        x[v] = x0[i] if with_x0 else 0.0
+
+
+# -- a step's set-up (`solver._coupled_step`, `solver._jacobian`), numpy's numbers
+
+@numba.njit(cache=True)
+def active(xi, contact):
+    """Voxels with h'(xi) > 1e-14 or a host contact (`solver._active`; the test of
+    `order_parameter_residual`)."""
+    n = xi.size
+    out = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        t = min(max(xi[i], 0.0), 1.0)
+        y = t * (1.0 - t)
+        if 30.0 * y * y > 1e-14 or contact[i]:
+            out[m] = i
+            m += 1
+    return out[:m].copy()
+
+
+@numba.njit(cache=True)
+def jacobian_diagonal(xi, exempt, well, wall, with_wall, n_host, act, dR, inv_dt, cut):
+    """(diag, diag + cut) of `solver._jacobian`: diag = 1/dt + L_sigma g''(xi) (0 on ``exempt``)
+    - wall n_host (1 - 2 xi) (``with_wall``) + dR/dxi on ``act``, each entry as
+    `solver._double_well_curvature`'s numpy expression computes it (``well`` = 2 L_sigma W,
+    ``wall`` = 6 L_sigma gamma_w / h, each a product the caller made in numpy's order)."""
+    n = xi.size
+    extra = np.empty(n)
+    for i in range(n):
+        x = xi[i]
+        extra[i] = 0.0 if exempt[i] else well * ((1.0 - 6.0 * x) + 6.0 * x * x)
+        if with_wall:
+            extra[i] -= wall * n_host[i] * (1.0 - 2.0 * x)
+    for j in range(act.size):
+        extra[act[j]] += dR[j]
+    diag = np.empty(n)
+    total = np.empty(n)
+    for i in range(n):
+        diag[i] = inv_dt + extra[i]
+        total[i] = diag[i] + cut[i]
+    return diag, total
+
+
+@numba.njit(cache=True)
+def gather_times(values, src, index):
+    """values * src[index] (a new array)."""
+    out = np.empty(index.size)
+    for j in range(index.size):
+        out[j] = values[j] * src[index[j]]
+    return out
+
+
+@numba.njit(cache=True)
+def potential_on(eta0, psi, dV, act):
+    """eta0[act] + dV psi[act] (a new array)."""
+    out = np.empty(act.size)
+    for j in range(act.size):
+        i = act[j]
+        out[j] = eta0[i] + dV * psi[i]
+    return out
+
+
+@numba.njit(cache=True)
+def minus_times(a, s, b):
+    """a - s b (a new array)."""
+    out = np.empty(a.size)
+    for i in range(a.size):
+        out[i] = a[i] - s * b[i]
+    return out

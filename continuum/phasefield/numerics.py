@@ -136,6 +136,7 @@ class LinkGrid:
         self.voxel = np.asarray(voxel, dtype=np.int64)
         self.slots, self.G = slots, G
         self.work = None  # the grid's arrays, made on the first solve (a solver on AMG needs none)
+        self._total = None  # the diagonal's total now in dtot and dinv (the same for a step's solves)
 
     def jacobi_cg(self, total, rhs, x0, rtol):
         """x with A x = rhs to |rhs - A x| <= rtol |rhs| from x0 (None: 0), A = the links plus
@@ -149,18 +150,18 @@ class LinkGrid:
             self.dinv = np.ones(N)
             self.work = [np.zeros(N) for _ in range(6)]  # rhs, x, r, z, p, A p
         v = self.voxel
-        self.dtot[v] = total
-        self.dinv[v] = 1.0 / total
+        # compiled scatters (numpy's fancy indexing cost a fifth of a solve at 200^2); the
+        # diagonal only when it is another array than the last solve's (a step's solves share J)
+        if total is not self._total:
+            kernels.grid_diagonal(v, np.ascontiguousarray(total, dtype=np.float64), self.dtot, self.dinv)
+            self._total = total  # (held: the check is on this very array, never a reused id)
         b, x = self.work[0], self.work[1]
-        b[v] = rhs
-        if x0 is None:
-            x[v] = 0.0
-        else:
-            x[v] = x0
+        kernels.grid_load(v, np.ascontiguousarray(rhs, dtype=np.float64),
+                          np.zeros(0) if x0 is None else np.ascontiguousarray(x0, dtype=np.float64), b, x)
         if kernels.grid_jacobi_cg(self.gx, self.gy, self.gz, self.dtot, self.dinv, b, x, *self.work[2:], *self.shape,
                                   float(rtol), JACOBI_MAXITER) < 0:
             raise RuntimeError(f"CG (jacobi) did not converge in {JACOBI_MAXITER} iterations")
-        return x[v]
+        return kernels.gather(x, v)
 
 
 class LinearSolver:
@@ -237,7 +238,9 @@ class LinearSolver:
                 self.stats["factorizations"] += 1
             x = self.lu.solve(b)
             x += self.lu.solve(b - K.apply(x))  # one refinement: balances exact to round-off
-        if not np.all(np.isfinite(x)):
+        finite = (kernels.all_finite(x) if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1
+                  else np.all(np.isfinite(x)))
+        if not finite:
             raise FloatingPointError("linear solve gave non-finite values")
         return x
 

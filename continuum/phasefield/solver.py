@@ -185,7 +185,7 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
 
 def _active(g: Geometry, xi):
     """Voxels where the reaction acts: the diffuse interface and the host contacts."""
-    return np.flatnonzero((dh(xi) > 1e-14) | g.contact)
+    return kernels.active(xi, g.contact)  # np.flatnonzero((dh(xi) > 1e-14) | g.contact), compiled
 
 
 class _Transport:
@@ -233,7 +233,7 @@ class _Transport:
             top = np.zeros(g.n)
             if self.solver.top_reservoir and g.ctop.size:
                 top[g.ctop] = self.Bt * w[g.ctop]
-            self.slotboom = (w, self.Bab * w[g.a], top)
+            self.slotboom = (w, kernels.gather_times(self.Bab, w, g.a), top)  # Bab w[a]
         w, links, top = self.slotboom
         key = (self.key, id(extra))
         if self.solver._mg_c_key != key:
@@ -373,6 +373,7 @@ class PhaseFieldSolver:
         self._mixer = Anderson(depth=2)  # the (xi, c) iterations' (its arrays kept from step to step)
         self._xi_links = None  # (links, extra diagonal, their LinkGrid) of xi's gradient term (`_jacobian`)
         self._psi_start = np.zeros(g.np_)  # the last psi: where the next one's solve starts
+        self._zero = None  # `_zeros`
         self._source = np.zeros(g.n)  # F c_s dxi/dt of the last step [A/m^3], for re-solving phi
         self._psys = self._potential_system(self.xi)
         self.phi, _ = self._solve_potential(self._psys, np.zeros(g.np_), self.cell_potential, self._source)
@@ -498,11 +499,12 @@ class PhaseFieldSolver:
             grid = None if self._lin["xi"].direct else LinkGrid(g.shape, g.free, g.slots, links)  # Jacobi-CG's
             self._xi_links = links, cut, grid
         links, cut, grid = self._xi_links
-        extra = _double_well_curvature(g, p, xi)
         _, dR, B = self._reaction(xi, c, eta, act)
-        extra[act] += dR
-        diag = 1.0 / dt + extra
-        return LinkMatrix(g.pattern, *self._ab, links, diag + cut, grid), self._key(), diag, B
+        # 1/dt + `_double_well_curvature` + dR on act, and that plus the cut links, in one pass
+        _, well, wall = _allen_cahn_coefficients(g, p)
+        diag, total = kernels.jacobian_diagonal(xi, g.contact, well, wall, bool(p.wall_tension), g.n_host, act, dR,
+                                                1.0 / dt, cut)
+        return LinkMatrix(g.pattern, *self._ab, links, total, grid), self._key(), diag, B
 
     def _noise(self, xi, dt):
         """Langevin increment on the interface: amplitude sqrt(tau dt) U(-1/2, 1/2) 4 xi (1 - xi),
@@ -512,9 +514,9 @@ class PhaseFieldSolver:
         p = self.params
         if p.noise_amplitude == 0.0:
             return np.zeros(self.geo.n)
-        u = self.rng.random(self.geo.n) - 0.5
-        return (p.noise_amplitude * np.sqrt(p.noise_time * dt) * u * np.maximum(4.0 * xi * (1.0 - xi), 0.0)
-                * ~self.geo.contact)
+        # amplitude * (u - 1/2) * max(4 xi (1 - xi), 0) * ~contact in one pass, numpy's numbers
+        return kernels.noise_increment(self.rng.random(self.geo.n), xi, self.geo.contact,
+                                       p.noise_amplitude * np.sqrt(p.noise_time * dt))
 
     def _bracket(self, fun, V0, limit=10.0):
         lo, hi, step = V0 - 0.01, V0 + 0.01, 0.02
@@ -574,16 +576,23 @@ class PhaseFieldSolver:
         return _Transport(self, LinkMatrix(g.pattern, *self._ab, Ghat, diag), Ghat, diag, res, s, Bt, Btm, Bab)
 
     # -- stepping -------------------------------------------------------------------------
+    def _zeros(self):
+        """A zero vector on the free voxels, kept (read by the kernels only: never write it)."""
+        if self._zero is None:
+            self._zero = np.zeros(self.geo.n)
+        return self._zero
+
     def _residuals(self, xi, dxi, c_start, dc, eta0, psi, dV, dt, tr, xi_hist):
         """G (xi equation, 1/s) and H (c equation, mol/(m^3 s)) at the iterate (dxi, dc),
         with R and B on the active voxels ak of xi + dxi.  ``dt``: the implicit-Euler length
         dt/a of the scheme, ``xi_hist`` its history term (`_scheme`)."""
         g, p = self.geo, self.params
-        hist = xi_hist if np.ndim(xi_hist) else np.zeros(g.n)
+        hist = xi_hist if np.ndim(xi_hist) else self._zeros()
         k, well, wall = _allen_cahn_coefficients(g, p)
-        # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`), G
+        # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`, at
+        # c = c_start + dc), G
         G, R, B, ak, x = kernels.order_parameter_residual(
-            xi, dxi, hist, dt, c_start + dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
+            xi, dxi, hist, dt, c_start, dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
             g.face_weight, g.cathodic_factor, g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
             p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration)
         M = tr.M
@@ -608,26 +617,27 @@ class PhaseFieldSolver:
         (V, dxi, dc, eta on act, act, transport, estimated remaining correction / tol)."""
         p, g = self.params, self.geo
         clock = time.process_time()
-        xi, c_start = self.xi, self.c - p.solid_concentration * noise  # noise's Li+ leaves its voxel
+        xi = self.xi
+        c_start = kernels.minus_times(self.c, p.solid_concentration, noise)  # noise's Li+ leaves its voxel
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
-        tr = self._transport(xi, self.phi[g.pfree], c_start, dt)
+        eta0 = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only, as the transport's phi)
+        tr = self._transport(xi, eta0, c_start, dt)
         if sch["order"] == 2:  # BDF2's history: (b/a)(dc^n + c_s dxi^n) / (dt/a) of Li+ per time
             tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         clock = self._tick("concentration", clock)
         galvanostatic = isinstance(control, Galvanostatic)
         Vn = self.cell_potential
         V = Vn if galvanostatic else float(control.potential)
-        psi = self._unit_response()[g.pfree] if V != Vn or galvanostatic else np.zeros(g.n)
-        eta0, cs = self.phi[g.pfree], p.solid_concentration
+        psi = self._unit_response()[g.pfree] if V != Vn or galvanostatic else self._zeros()
+        cs = p.solid_concentration
         target = (-control.current_density * g.footprint * dt_full / (FARADAY * cs * g.h**3)
                   - noise.sum()) if galvanostatic else None
         act = _active(g, xi)
-        J, key, Jd, B0 = self._jacobian(xi, c_start, eta0[act] + (V - Vn) * psi[act], act, dt)
+        J, key, Jd, B0 = self._jacobian(xi, c_start, kernels.potential_on(eta0, psi, V - Vn, act), act, dt)
         # the Schur diagonal c_s theta B, taken at the step's start for all iterations (one
         # matrix per step; the iterations correct for its drift)
-        theta = cs / np.maximum(dt * Jd, 1.0)  # c_s theta of the Schur complement, per voxel
-        extra = np.zeros(g.n)
-        extra[act] = theta[act] * B0
+        # c_s theta of the Schur complement per voxel, cs / max(dt Jd, 1), and its extra diagonal
+        theta, extra = kernels.schur_setup(Jd, dt, cs, act, B0)
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
@@ -640,20 +650,18 @@ class PhaseFieldSolver:
         mixer.reset()
         G, H, R, B, ak, x = self._residuals(xi, dxi, c_start, dc, eta0, psi, V - Vn, dt, tr, xh)
         for it in range(6):
-            Dc = tr.solve(theta * G - H, extra)
+            Dc = tr.solve(kernels.schur_rhs(theta, G, H), extra)
             clock = self._tick("concentration", clock)
-            rhs = -G
-            if galvanostatic:  # the reaction goes back in at the root's V
-                rhs[ak] += R + B * Dc[ak]
-
+            # -G plus B Dc on ak (V fixed: G already holds the reaction at it); galvanostatic:
+            # plus R, the reaction goes back in at the root's V
+            rhs = kernels.order_parameter_rhs(G, ak, B, Dc, R, galvanostatic)
+            if galvanostatic:
                 def reaction(v, ak=ak, x=x, c=c_start + dc):
                     return self._reaction(x, c, eta0[ak] + (v - Vn) * psi[ak], ak, derivatives=False)[0]
 
                 V = self._cell_potential(w, w @ rhs - (target - dxi.sum()), reaction, ak)
                 clock = self._tick("galvanostat", clock)
                 rhs[ak] -= reaction(V)
-            else:  # V fixed: G already holds the reaction at it
-                rhs[ak] += B * Dc[ak]
             # galvanostatic: sum(dxi) is the charge passed, as exact as this solve
             Dx = self._lin["xi"].solve(J, rhs, key, rtol=1e-11 if galvanostatic else INNER_RTOL, dominant=dominant)
             new = mixer.next((dxi, dc), (Dx, Dc))
@@ -664,16 +672,17 @@ class PhaseFieldSolver:
             # c residual changes through B (c's correction ~ H / M_pp).  Stop below half the
             # tolerance (the step's error estimate keeps the other half) and below 1 % of the
             # step's own increment (else a slow front's small steps would carry a bias)
-            corr = dt * (kernels.largest_abs(G) + np.max(B * np.abs(H[ak]) / tr.mdiag[ak], initial=0.0))
+            g_max, h_max = kernels.coupling_estimate(G, B, H, ak, tr.mdiag)
+            corr = dt * (g_max + h_max)
             change = corr / min(self.tol["xi"], 0.02 * kernels.largest_abs(dxi) + 1e-300)
             if change < 0.5:
                 break
-        rhs = tr.r0 - cs * dxi / dt
+        rhs = kernels.final_sink(tr.r0, cs, dxi, dt)
         dc = tr.solve(rhs, guess=dc)
         dc += tr.balance_shift(dc, rhs)
         self._tick("concentration", clock)
         self.iterations += it + 1
-        return V, dxi, dc, eta0[ak] + (V - Vn) * psi[ak], ak, tr, corr / self.tol["xi"]
+        return V, dxi, dc, kernels.potential_on(eta0, psi, V - Vn, ak), ak, tr, corr / self.tol["xi"]
 
     def _attempt(self, control, dt):
         """One step of length dt; commits it and returns (True, error) when its error
@@ -713,7 +722,7 @@ class PhaseFieldSolver:
             return False, None
         clock = self._tick("potential", clock)
         # the lag of eta at the interface (phi^n used for phi^{n+1})
-        lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree][act] - eta), initial=0.0)
+        lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree[act]] - eta), initial=0.0)
         err = max(err, lag / self.tol["eta"])
         self._tick("error control", clock)
         if err > 1.0:
@@ -760,7 +769,7 @@ class PhaseFieldSolver:
         a, b = (1.0 + 2.0 * w) / (1.0 + w), w * w / (1.0 + w)
         # Newton form of the parabola through the last three states, at t + dt
         q = dt * (dt + dtp) / (dtp + dtpp)
-        pred = tuple(w * d1 + q * (d1 / dtp - d2 / dtpp) for d1, d2 in ((dxp, dxpp), (dcp, dcpp)))
+        pred = tuple(kernels.extrapolate(w, q, d1, dtp, d2, dtpp) for d1, d2 in ((dxp, dxpp), (dcp, dcpp)))
         # BDF2's local error (1 + w)^2 / (6 w (1 + 2 w)) dt^3 x3 (x3 the third derivative) over
         # the predictor's miss dt (dt + dtp) (dt + dtp + dtpp) x3 / 6
         weight = dt * (1.0 + w) / ((1.0 + 2.0 * w) * (dt + dtp + dtpp))
@@ -777,17 +786,19 @@ class PhaseFieldSolver:
         from the previous steps' (`_scheme`: first order for implicit Euler, second for
         BDF2), and a cap of 0.25 on any xi increment."""
         p, tol = self.params, self.tol
-        parts = [np.max(np.abs(dxi), initial=0.0) / 0.25]
+        largest = kernels.largest_abs(dxi)
+        parts = [largest / 0.25]
         # c's error relative to max(c, c0): where cations pile up at a negative electrode (tens
         # to hundreds of c0 as a front closes on the top boundary) a share of c0 is a relative
-        # accuracy of 1e-4 that held the steps at a few ms for no change in xi
-        scale = np.maximum(np.abs(self.c), p.bulk_concentration)
+        # accuracy of 1e-4 that held the steps at a few ms for no change in xi.  The squares
+        # ((dc - pc) / max(|c|, c0))^2 in one pass (`kernels.scaled_squares`), their mean numpy's
+        c0 = float(p.bulk_concentration)
         if sch["pred"] is None:  # first step after a start or a control change
-            parts += [np.max(np.abs(dxi), initial=0.0) / 0.05, np.sqrt(np.mean((dc / scale) ** 2)) / 0.25]
+            parts += [largest / 0.05, np.sqrt(np.mean(kernels.scaled_squares(dc, dc[:0], self.c, c0))) / 0.25]
         else:
             (px, pc), wt = sch["pred"], sch["weight"]
-            parts += [np.max(np.abs(dxi - px), initial=0.0) * wt / tol["xi"],
-                      np.sqrt(np.mean(((dc - pc) / scale) ** 2)) * wt / tol["c"]]
+            parts += [kernels.largest_abs_difference(dxi, px) * wt / tol["xi"],
+                      np.sqrt(np.mean(kernels.scaled_squares(dc, pc, self.c, c0))) * wt / tol["c"]]
         return float(max(parts))
 
     def advance(self, duration: float, control) -> "PhaseFieldSolver":
