@@ -168,6 +168,25 @@ class VoxelMultigrid:
             a = self._level_arrays[name] = np.empty(shape)
         return a
 
+    def _top_diagonal(self, top_conductance):
+        """The top Dirichlet links' conductance per column (nonzero on top-layer unknowns only)."""
+        shape = self.shape
+        dtop = np.zeros(shape[:2])
+        if top_conductance is None:
+            return dtop
+        vox = self.node_voxel
+        if np.shape(top_conductance) == vox.shape:  # compiled: the same sums
+            ok = K.top_diagonal(np.ascontiguousarray(top_conductance, dtype=np.float64), vox, shape[2],
+                                dtop.reshape(-1))
+        else:
+            on = np.flatnonzero(top_conductance)
+            ok = not np.any(vox[on] % shape[2] != shape[2] - 1)
+            if ok:
+                dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
+        if not ok:
+            raise ValueError("top_conductance on an unknown outside the top layer")
+        return dtop
+
     def set_operator(self, slots: np.ndarray, conductance: np.ndarray, diagonal: np.ndarray,
                      top_conductance: np.ndarray | None = None, *, hierarchy: bool = True):
         """Operator ``sum_links G (e_p - e_q)(e_p - e_q)^T + diag(diagonal + top_conductance)``.
@@ -202,19 +221,7 @@ class VoxelMultigrid:
         d = self._level_array("diagonal", shape)
         d.fill(0.0)
         _scatter(diagonal, self.node_voxel, d.reshape(-1))
-        dtop = np.zeros(shape[:2])
-        if top_conductance is not None:
-            vox = self.node_voxel
-            if np.shape(top_conductance) == vox.shape:  # compiled: the same sums
-                ok = K.top_diagonal(np.ascontiguousarray(top_conductance, dtype=np.float64), vox, shape[2],
-                                    dtop.reshape(-1))
-            else:
-                on = np.flatnonzero(top_conductance)
-                ok = not np.any(vox[on] % shape[2] != shape[2] - 1)
-                if ok:
-                    dtop.ravel()[vox[on] // shape[2]] += top_conductance[on]
-            if not ok:
-                raise ValueError("top_conductance on an unknown outside the top layer")
+        dtop = self._top_diagonal(top_conductance)
         fine = _Level(g[0], g[1], g[2], d, dtop, self._level_array("dtot", shape), self._level_array("dinv", shape))
         self._fine = fine
         if hierarchy or not self.levels:

@@ -579,15 +579,6 @@ def noise_increment(u, xi, contact, scale):
 
 
 @numba.njit(cache=True)
-def extrapolate(w, q, d1, dtp, d2, dtpp):
-    """w d1 + q (d1 / dtp - d2 / dtpp) (`solver._scheme`'s predictor; a new array)."""
-    out = np.empty(d1.size)
-    for i in range(d1.size):
-        out[i] = w * d1[i] + q * (d1[i] / dtp - d2[i] / dtpp)
-    return out
-
-
-@numba.njit(cache=True)
 def largest_abs_difference(a, b):
     """max |a - b| (0 for empty arrays; NaN if any is)."""
     m = 0.0
@@ -711,4 +702,17 @@ def minus_times(a, s, b):
     out = np.empty(a.size)
     for i in range(a.size):
         out[i] = a[i] - s * b[i]
+    return out
+
+
+@numba.njit(cache=True)
+def combine(coefficients, arrays):
+    """sum_j coefficients[j] arrays[j] over the first len(coefficients) arrays (a new array; the
+    BDF history and predictor, `solver._scheme`)."""
+    out = np.zeros(arrays[0].size)
+    for j in range(coefficients.size):
+        c = coefficients[j]
+        a = arrays[j]
+        for i in range(out.size):
+            out[i] += c * a[i]
     return out

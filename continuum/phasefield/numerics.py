@@ -46,6 +46,36 @@ GMG_PAUSE = 10  # ...for this many solves, doubled at each failure in a row (at 
 JACOBI_MAXITER = 5000  # CG iterations of a Jacobi-preconditioned solve (SPDSolver's default)
 
 
+def bdf_coefficients(dt: float, past, order: int):
+    """Variable-step BDF of ``order`` (1, 2 or 3) for a step dt after accepted steps of lengths
+    ``past`` (newest first, at least ``order`` of them).  With the past increments d_1, d_2, ...
+    (newest first) the step solves ``dx = (dt/a) F(x + dx) + sum_j eta_j d_j``: implicit Euler
+    of length dt/a with the history as a source (the BDF formula, the derivative at the new time
+    of the polynomial through the new and the last ``order`` states, in increments).  The
+    predictor, the polynomial through the last ``order`` + 1 states at the new time, is
+    ``sum_j pi_j d_j``, and ``weight`` |dx - prediction| is the local error: BDF-k's error
+    (dt/a) x^(k+1)/(k+1)! T_1 ... T_k against the predictor's miss x^(k+1)/(k+1)! T_1 ... T_k+1,
+    T_j = t_new - t_(n+1-j).  Returns (a, eta (order - 1 entries), pi (order entries), weight)."""
+    T = np.cumsum(np.concatenate(([dt], np.asarray(past[:order], dtype=np.float64))))
+    if T.size < order + 1:
+        raise ValueError(f"BDF{order} needs {order} past steps, got {len(past)}")
+    # the corrector's nodes (new time 0): 0, -T_1, ..., -T_order; alpha_m = dt l_m'(0)
+    tau = np.concatenate(([0.0], -T[:order]))
+    a = dt * float(np.sum(1.0 / T[:order]))
+    alpha = np.zeros(order + 1)
+    for m in range(2, order + 1):
+        others = [i for i in range(order + 1) if i != m]
+        alpha[m] = dt * np.prod([-tau[i] for i in others if i != 0]) / np.prod([tau[m] - tau[i] for i in others])
+    # x^(n+1-m) = x^n - (d_1 + ... + d_(m-1)): the history sum_m alpha_m (d_1 + ... + d_(m-1)) / a
+    eta = np.array([alpha[j + 1:].sum() / a for j in range(1, order)])
+    # the predictor's nodes -T_0 ... -T_order hold x^n - (d_1 + ... + d_m), m = 0..order
+    sigma = -T[:order + 1]
+    lagrange = np.array([np.prod([(0.0 - sigma[i]) / (sigma[m] - sigma[i]) for i in range(order + 1) if i != m])
+                         for m in range(order + 1)])
+    pi = np.array([-lagrange[j:].sum() for j in range(1, order + 1)])
+    return a, eta, pi, float(dt / (a * T[order]))
+
+
 class HierarchyReuse:
     """When a field's multigrid hierarchy is rebuilt for a new operator (a full set-up costs
     about six V-cycles on Hong's grid) and when only its fine level is replaced

@@ -18,10 +18,10 @@ wall energy (none at the default 90 degrees).  phi is measured against a
 lithium reference at c0; phi = V (cell potential) on the collector face z = 0, phi = phi_top
 and c = c_top half a voxel above the top layer (or a closed top).
 
-One step of length dt: BDF2 (implicit Euler on the first steps) for (xi, c) together with phi
-lagged by one step (`_coupled_step`: block Gauss-Seidel Newton iterations, c first through a Schur diagonal that
-holds the stiff reaction-depletion-transport loop, then xi with its exact Jacobian, Anderson
-mixing; the galvanostat's cell potential is a scalar root inside each iteration); the
+One step of length dt: variable-step BDF up to order 3 (implicit Euler on the first steps) for
+(xi, c) together with phi lagged by one step (`_coupled_step`: block Gauss-Seidel Newton
+iterations, c first through a Schur diagonal that holds the stiff reaction-depletion-transport
+loop, then xi with its exact Jacobian, Anderson mixing; the galvanostat's cell potential is a scalar root inside each iteration); the
 optional Langevin noise, added to xi and taken from c in place; then phi with the realised
 source.  A local error estimate (increments against their extrapolation, the lag of eta, the
 iterations' residual) accepts the step or retries it shorter.  Every balance is kept in
@@ -41,8 +41,8 @@ from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
 from .geometry import Geometry
-from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix, bernoulli,
-                       dh, interpolation, unsigned)
+from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
+                       bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
 
 
@@ -69,9 +69,21 @@ SCHUR_RTOL = 3e-2
 # 0.02); 1e-6 left 8e-8 and 1e-6
 FINAL_RTOL = 1e-4
 
-# Largest step ratio dt / dt_last a BDF2 step takes (variable-step BDF2 is zero-stable below
-# 1 + sqrt 2); above, e.g. after a step cut to end an `advance`, the step is implicit Euler
+# The variable-step BDF scheme's highest order, and the largest step ratio dt / dt_last at which
+# each order is taken (`numerics.bdf_coefficients`): BDF2 up to 2 (variable-step BDF2 is
+# zero-stable below 1 + sqrt 2), BDF3 up to 1.5 for this and the last step (Li & Liao 2022 prove
+# variable-step BDF3 stable for ratios below 2.553); above, a lower order, implicit Euler after a
+# step cut to end an `advance`.  Order 3 against 2, Hong's 200^2 case to t = 400 s beside another
+# job: 186.7 against 212.8 CPU-s, 10 005 against 11 443 attempts (docs/phasefield.md, "Speed")
+MAX_ORDER = 3
 BDF2_MAX_RATIO = 2.0
+BDF3_MAX_RATIO = 1.5
+# ...and the least cosine between the last two xi increments at which the next step may take
+# BDF3 (`_coherent`).  Where consecutive increments ring (a filled cell: the last rows against the
+# top boundary, the current changing sign from step to step) BDF3's cubic predictor misses by
+# more and BDF2 steps longer: Hong's case to t = 400 s 8906 attempts at 0.5, 9908 at 0 (BDF3 in
+# the filled cell too: its last 120 s took 1.6x the CPU of BDF2's), 10 616 with BDF2 throughout
+COHERENT_COSINE = 0.5
 
 # Largest relative residual of phi's solve (below it, 1e-9 of the Faradaic source and 1e-13 of
 # the boundary driving: the from-zero solves).  The boundaries' balance no longer rests on it
@@ -186,6 +198,15 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
 def _active(g: Geometry, xi):
     """Voxels where the reaction acts: the diffuse interface and the host contacts."""
     return kernels.active(xi, g.contact)  # np.flatnonzero((dh(xi) > 1e-14) | g.contact), compiled
+
+
+def _coherent(d1, d2):
+    """Whether two consecutive xi increments point the same way (cosine >= COHERENT_COSINE; no
+    earlier increment: yes)."""
+    if d2 is None:
+        return True
+    n1, n2 = float(np.dot(d1, d1)), float(np.dot(d2, d2))
+    return n1 > 0.0 and n2 > 0.0 and float(np.dot(d1, d2)) >= COHERENT_COSINE * np.sqrt(n1 * n2)
 
 
 class _Transport:
@@ -359,13 +380,12 @@ class PhaseFieldSolver:
         self.boundary_charge = 0.0  # charge into the potential problem through its boundaries [C]
         self.boundary_gross = 0.0  # the same, absolute values of collector and top summed [C]
         self.current_density = 0.0  # Faradaic, last step [A/m^2]
-        self.steps = 0
-        self.rejected = 0
+        self.steps = self.rejected = 0
         self.iterations = 0  # (xi, c) iterations, summed over steps
         self.timing = {"order parameter": 0.0, "galvanostat": 0.0, "potential": 0.0,
                        "concentration": 0.0, "error control": 0.0}
-        # (dt, dxi, dc) of the last two accepted steps: BDF2's history and the error estimate
-        self._hist = self._hist_prev = None
+        self._history = ()  # (dt, dxi, dc) of the last MAX_ORDER accepted steps, newest first
+        self._order_next = MAX_ORDER  # the order the next steps take where the history allows it
         self._order = 1  # of the step just attempted (its error goes as dt^(order + 1))
         self._control = None
         self._keys = 0  # numbers assembled matrices, so a cached factorisation is never reused wrongly
@@ -600,7 +620,7 @@ class PhaseFieldSolver:
         return G, H, R, B, ak, x
 
     def _coupled_step(self, control, dt, noise, sch):
-        """Implicit Euler (or BDF2, ``sch`` from `_scheme`: implicit Euler of length dt/a with
+        """Implicit Euler (or BDF-k, ``sch`` from `_scheme`: implicit Euler of length dt/a with
         the history's source, written below with dt for dt/a) for (xi, c) together, phi
         lagged: find dxi, dc with
         ``G = dxi/dt - F_ac(xi + dxi) + R(xi + dxi, c + dc, V) = 0`` and
@@ -622,7 +642,7 @@ class PhaseFieldSolver:
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
         eta0 = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only, as the transport's phi)
         tr = self._transport(xi, eta0, c_start, dt)
-        if sch["order"] == 2:  # BDF2's history: (b/a)(dc^n + c_s dxi^n) / (dt/a) of Li+ per time
+        if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
             tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         clock = self._tick("concentration", clock)
         galvanostatic = isinstance(control, Galvanostatic)
@@ -733,13 +753,16 @@ class PhaseFieldSolver:
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
         self.charge += dq
         self.current_density = dq / dt / g.footprint
-        # BDF2's Li+ balance per step: (b/a) of the last step's plus dt/a of the end-of-step inflow
+        # the BDF Li+ balance per step: the history's share plus dt/a of the end-of-step inflow
         self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + sch["inflow"]
         self.boundary_charge += charge_in[0] * dt
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
         self.steps += 1
-        self._hist_prev, self._hist = self._hist, (dt, dxi, dc)
+        self._history = ((dt, dxi, dc),) + self._history[:MAX_ORDER - 1]
+        # the next step's highest order: BDF3 while the increments move one way (COHERENT_COSINE)
+        last = self._history[1][1] if len(self._history) > 1 else None
+        self._order_next = MAX_ORDER if _coherent(dxi, last) else 2
         return True, err
 
     def _tick(self, part, since):
@@ -748,43 +771,46 @@ class PhaseFieldSolver:
         return now
 
     def _scheme(self, dt):
-        """The scheme of a step of length dt from the last two accepted steps' increments
-        (docs/phasefield.md "Time stepping"): variable-step BDF2 when both are known and
-        omega = dt / dt_last <= BDF2_MAX_RATIO (zero-stable below 1 + sqrt 2), else implicit
-        Euler.  BDF2 ``a dx - b dx_last = dt F(x^{n+1})``, a = (1 + 2 omega)/(1 + omega),
-        b = omega^2/(1 + omega), is implicit Euler of length dt/a with the history (b/a)
-        dx_last as a source.  Returns order, a, the history terms of xi and c, the Li+ the
-        history carries in [mol] (``inflow``: the top inflow's share), the predicted
-        increments (xi, c) (the last increments extrapolated: linearly for implicit Euler,
-        quadratically for BDF2; None on a first step) and the weight that turns increment
-        minus prediction into the local error estimate."""
+        """The scheme of a step of length dt from the last accepted steps' increments
+        (docs/phasefield.md "Time stepping"): variable-step BDF of the highest order up to
+        MAX_ORDER that the history and the step ratios allow (BDF2 for omega = dt / dt_last <=
+        BDF2_MAX_RATIO, BDF3 when also this and the last ratio are <= BDF3_MAX_RATIO and the last
+        two increments were coherent, `_coherent`), else implicit Euler.  BDF-k ``dx = (dt/a)
+        F(x^{n+1}) + sum_j eta_j dx_j`` is implicit Euler of length dt/a with the history as a
+        source (`numerics.bdf_coefficients`).  Returns order,
+        a, the history terms of xi and c, the Li+ the history carries in [mol] (``inflow``: the
+        top inflow's share), the predicted increments (xi, c) (the polynomial through the last
+        order + 1 states; None on a first step) and the weight that turns increment minus
+        prediction into the local error estimate."""
         first = {"order": 1, "a": 1.0, "xi": 0.0, "c": 0.0, "inflow": 0.0, "pred": None, "weight": None}
-        if self._hist is None:
+        hist = self._history
+        if not hist:
             return first
-        dtp, dxp, dcp = self._hist
-        w = dt / dtp
-        if self._hist_prev is None or w > BDF2_MAX_RATIO:
-            return {**first, "pred": (w * dxp, w * dcp), "weight": dt / (dt + dtp)}
-        dtpp, dxpp, dcpp = self._hist_prev
-        a, b = (1.0 + 2.0 * w) / (1.0 + w), w * w / (1.0 + w)
-        # Newton form of the parabola through the last three states, at t + dt
-        q = dt * (dt + dtp) / (dtp + dtpp)
-        pred = tuple(kernels.extrapolate(w, q, d1, dtp, d2, dtpp) for d1, d2 in ((dxp, dxpp), (dcp, dcpp)))
-        # BDF2's local error (1 + w)^2 / (6 w (1 + 2 w)) dt^3 x3 (x3 the third derivative) over
-        # the predictor's miss dt (dt + dtp) (dt + dtp + dtpp) x3 / 6
-        weight = dt * (1.0 + w) / ((1.0 + 2.0 * w) * (dt + dtp + dtpp))
-        p = self.params
-        inflow = b / a * float(np.sum(dcp + p.solid_concentration * dxp)) * self.geo.h**3
-        return {"order": 2, "a": a, "xi": b / a * dxp, "c": b / a * dcp, "inflow": inflow, "pred": pred,
-                "weight": weight}
+        steps = [h[0] for h in hist]
+        w = dt / steps[0]
+        top = 1  # the highest order the history and the step ratios allow
+        if len(hist) >= 2 and w <= BDF2_MAX_RATIO:
+            top = 2
+            if MAX_ORDER >= 3 and len(hist) >= 3 and max(w, steps[0] / steps[1]) <= BDF3_MAX_RATIO:
+                top = 3
+        order = min(top, self._order_next) if top >= 2 else top
+        a, eta, pi, weight = bdf_coefficients(dt, steps, order)
+        dxs, dcs = tuple(h[1] for h in hist[:order]), tuple(h[2] for h in hist[:order])
+        pred = (kernels.combine(pi, dxs), kernels.combine(pi, dcs))
+        if order == 1:
+            return {**first, "pred": pred, "weight": weight}
+
+        hx, hc = kernels.combine(eta, dxs[:order - 1]), kernels.combine(eta, dcs[:order - 1])
+        inflow = (float(np.sum(hc)) + self.params.solid_concentration * float(np.sum(hx))) * self.geo.h**3
+        return {"order": order, "a": a, "xi": hx, "c": hc, "inflow": inflow, "pred": pred, "weight": weight}
 
     def _error(self, dt, dxi, dc, sch):
         """Error of the step's increments over the tolerance (accept when <= 1; `_attempt`
         adds the lag of eta): the local error of xi (max over voxels) and of c (root mean
         square: the Li+ the noise trades voxel by voxel is uncorrelated and averages out, a
         diffusion layer's transient does not) from their increments against the prediction
-        from the previous steps' (`_scheme`: first order for implicit Euler, second for
-        BDF2), and a cap of 0.25 on any xi increment."""
+        from the previous steps' (`_scheme`: of the scheme's order), and a cap of 0.25 on any
+        xi increment."""
         p, tol = self.params, self.tol
         largest = kernels.largest_abs(dxi)
         parts = [largest / 0.25]
@@ -809,7 +835,8 @@ class PhaseFieldSolver:
         if not duration >= 0:
             raise ValueError(f"duration = {duration!r} is out of range: must be >= 0 [s]")
         if control != self._control:
-            self._hist = self._hist_prev = None  # the time derivative jumps at a control change
+            self._history = ()  # the time derivative jumps at a control change
+            self._order_next = MAX_ORDER
             self._control = control
             self._err_prev = 1.0
         t_end = self.t + duration
@@ -842,24 +869,28 @@ class PhaseFieldSolver:
 
     def _next_step(self, dt, accepted, err, chosen):
         """The next step's length (PI control, Gustafsson's; docs/phasefield.md "Error
-        control").  The error goes as dt^2 (first-order local error), so a rejected step is
-        retried at 0.9 / sqrt(err) of its length (at most 0.9 of it; 1/4 when it could not be
-        solved), and after an accepted one the step grows by 0.9 err^-0.35 err_prev^0.2, or by
-        min(0.9 / sqrt(err), 1.25) where that is more (within 0.2 and 2): remembering the last
-        error damps the grow-reject-halve cycle a front's stick-slip provokes with the
-        elementary controller 0.9 / sqrt(err); after a rejection it does not grow.  A step cut
-        to fit the end of `advance` keeps the length that was allowed (when it would have
-        grown) and does not enter the memory."""
+        control").  The error goes as dt^k (k = the order + 1), so a rejected step is retried
+        at 0.9 err^(-1/k) of its length (at most 0.9 of it; 1/4 when it could not be solved),
+        and after an accepted one the step changes by the PI factor 0.9 err^(-0.7/k)
+        err_prev^(0.4/k), or, while the error is not rising, by min(0.9 err^(-1/k), 1.25) where
+        that is more (within 0.2 and 2): remembering the last error damps the grow-reject-halve
+        cycle a front's stick-slip provokes with the elementary controller 0.9 err^(-1/k);
+        after a rejection it does not grow.  A step cut to fit the end of `advance` keeps the
+        length that was allowed (when it would have grown) and does not enter the memory."""
         k = self._order + 1  # the error goes as dt^k
         if not accepted:
             self._after_rejection = True
             self._dt_next = dt * (0.25 if err is None else float(np.clip(0.9 * err ** (-1.0 / k), 0.2, 0.9)))
             return
         e = max(err, 1e-4)
-        # PI, but never slower than 1.25 per step where the elementary controller would grow:
-        # at a steady small error (an estimate that does not follow dt^k, as in a transient
-        # of c) PI alone grows by only 0.9 err^(-0.3/k) per step
-        factor = max(0.9 * e ** (-0.7 / k) * self._err_prev ** (0.4 / k), min(0.9 * e ** (-1.0 / k), 1.25))
+        # PI, but never slower than 1.25 per step where the elementary controller would grow
+        # and the error is not rising: at a steady small error (an estimate that does not follow
+        # dt^k, as in a transient of c) PI alone grows by only 0.9 err^(-0.3/k) per step; a
+        # rising error (a voxel starting to convert) is PI's to follow, else the next step is
+        # rejected (Hong's case: 975 against 2061 rejections, docs/phasefield.md "Speed")
+        factor = 0.9 * e ** (-0.7 / k) * self._err_prev ** (0.4 / k)
+        if e <= self._err_prev:
+            factor = max(factor, min(0.9 * e ** (-1.0 / k), 1.25))
         factor = float(np.clip(factor, 0.2, 2.0))
         if self._after_rejection:
             factor = min(factor, 1.0)
@@ -879,13 +910,13 @@ class PhaseFieldSolver:
     def state_dict(self) -> dict:
         """Everything the stepping reads that the constructor does not rebuild from its arguments:
         the fields, the last source (phi's re-solves in `set_top`), the clock, the step-size
-        control (the next step's length, the last two accepted (dt, dxi, dc), BDF2's history that
+        control (the next step's length, the last accepted (dt, dxi, dc), the BDF history that
         the error estimate extrapolates, the control they were taken under), the top boundary, the ledgers, the
         lithium and ions at the start (`balance`) and the noise's generator.  Keep in step with
         `advance`, `_attempt` and `_error`: a test resumes a run bit-identically."""
         return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
                 **{k: getattr(self, k) for k in self._STATE_SCALARS},
-                "_hist": self._hist, "_hist_prev": self._hist_prev, "_control": self._control,
+                "_history": self._history, "_order_next": self._order_next, "_control": self._control,
                 "_initial": self._initial,
                 "rng": self.rng.bit_generator.state}
 
@@ -902,9 +933,13 @@ class PhaseFieldSolver:
             setattr(self, k, a)
         for k in self._STATE_SCALARS:
             setattr(self, k, type(getattr(self, k))(d[k]))
-        for k in ("_hist", "_hist_prev"):  # (a checkpoint before BDF2 has no _hist_prev)
-            hist = d.get(k)
-            setattr(self, k, None if hist is None else (float(hist[0]), np.array(hist[1]), np.array(hist[2])))
+        if "_history" in d:
+            hist = d["_history"]
+        else:  # a checkpoint of the BDF2 solver: the last two steps (the older one may be None)
+            hist = [h for h in (d.get("_hist"), d.get("_hist_prev")) if h is not None]
+        self._history = tuple((float(h[0]), np.array(h[1], dtype=np.float64), np.array(h[2], dtype=np.float64))
+                              for h in hist)
+        self._order_next = int(d.get("_order_next", MAX_ORDER))
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
         self.rng.bit_generator.state = d["rng"]
         self._psys, self._psi = self._potential_system(self.xi), None
