@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from ..kinetics import _MAX_EXPONENT as MAX_EXP  # the clip of exp() arguments, continuum.kinetics'
-from ..mg_kernels import gather, partial_dot, scatter  # noqa: F401 (gather, scatter: numerics' glue)
+from ..mg_kernels import gather, partial_dot  # noqa: F401 (gather: numerics' and the solver's glue)
 
 
 @numba.njit(cache=True, inline="always")

@@ -21,11 +21,12 @@ and c = c_top half a voxel above the top layer (or a closed top).
 One step of length dt: variable-step BDF up to order 3 (implicit Euler on the first steps) for
 (xi, c) together with phi lagged by one step (`_coupled_step`: block Gauss-Seidel Newton
 iterations, c first through a Schur diagonal that holds the stiff reaction-depletion-transport
-loop, then xi with its exact Jacobian, Anderson mixing; the galvanostat's cell potential is a scalar root inside each iteration); the
-optional Langevin noise, added to xi and taken from c in place; then phi with the realised
-source.  A local error estimate (increments against their extrapolation, the lag of eta, the
-iterations' residual) accepts the step or retries it shorter.  Every balance is kept in
-increment form, so lithium and charge are conserved to the linear solves' tolerance.
+loop, then xi with its exact Jacobian, Anderson mixing; the galvanostat's cell potential is a
+scalar root inside each iteration); the optional Langevin noise, added to xi and taken from c in
+place; then phi with the realised source. A local error estimate (increments against their
+extrapolation, the lag of eta, the iterations' residual) accepts the step or retries it shorter.
+Every balance is kept in increment form, so lithium and charge are conserved to the linear
+solves' tolerance.
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ FINAL_RTOL = 1e-4
 # each order is taken (`numerics.bdf_coefficients`): BDF2 up to 2 (variable-step BDF2 is
 # zero-stable below 1 + sqrt 2), BDF3 up to 1.5 for this and the last step (Li & Liao 2022 prove
 # variable-step BDF3 stable for ratios below 2.553); above, a lower order, implicit Euler after a
-# step cut to end an `advance`.  Order 3 against 2, Hong's 200^2 case to t = 400 s beside another
-# job: 186.7 against 212.8 CPU-s, 10 005 against 11 443 attempts (docs/phasefield.md, "Speed")
+# step cut to end an `advance`.  BDF3 (where coherent, below) against BDF2 throughout, Hong's 200^2
+# case to t = 400 s: 8906 against 10 616 attempts (docs/phasefield.md, "Speed")
 MAX_ORDER = 3
 BDF2_MAX_RATIO = 2.0
 BDF3_MAX_RATIO = 1.5
@@ -793,13 +794,12 @@ class PhaseFieldSolver:
             top = 2
             if MAX_ORDER >= 3 and len(hist) >= 3 and max(w, steps[0] / steps[1]) <= BDF3_MAX_RATIO:
                 top = 3
-        order = min(top, self._order_next) if top >= 2 else top
+        order = min(top, self._order_next)  # _order_next is 2 or 3
         a, eta, pi, weight = bdf_coefficients(dt, steps, order)
         dxs, dcs = tuple(h[1] for h in hist[:order]), tuple(h[2] for h in hist[:order])
         pred = (kernels.combine(pi, dxs), kernels.combine(pi, dcs))
         if order == 1:
             return {**first, "pred": pred, "weight": weight}
-
         hx, hc = kernels.combine(eta, dxs[:order - 1]), kernels.combine(eta, dcs[:order - 1])
         inflow = (float(np.sum(hc)) + self.params.solid_concentration * float(np.sum(hx))) * self.geo.h**3
         return {"order": order, "a": a, "xi": hx, "c": hc, "inflow": inflow, "pred": pred, "weight": weight}
