@@ -19,7 +19,8 @@ lithium reference at c0; phi = V (cell potential) on the collector face z = 0, p
 and c = c_top half a voxel above the top layer (or a closed top).
 
 One step of length dt: variable-step BDF up to order 3 (implicit Euler on the first steps) for
-(xi, c) together with phi lagged by one step (`_coupled_step`: block Gauss-Seidel Newton
+(xi, c) together with phi lagged by one step (the reaction's eta extrapolated from the last
+step's phi increment while the increments are coherent; `_coupled_step`: block Gauss-Seidel Newton
 iterations, c first through a Schur diagonal that holds the stiff reaction-depletion-transport
 loop, then xi with its exact Jacobian, Anderson mixing; the galvanostat's cell potential is a
 scalar root inside each iteration); the optional Langevin noise, added to xi and taken from c in
@@ -85,6 +86,8 @@ BDF3_MAX_RATIO = 1.5
 # more and BDF2 steps longer: Hong's case to t = 400 s 8906 attempts at 0.5, 9908 at 0 (BDF3 in
 # the filled cell too: its last 120 s took 1.6x the CPU of BDF2's), 10 616 with BDF2 throughout
 COHERENT_COSINE = 0.5
+# (the same test switches the reaction's eta from the lagged phi^n to its linear extrapolation,
+# `_reaction_potential`: ringing increments extrapolated doubled the filled cell's attempts)
 
 # Largest relative residual of phi's solve (below it, 1e-9 of the Faradaic source and 1e-13 of
 # the boundary driving: the from-zero solves).  The boundaries' balance no longer rests on it
@@ -385,7 +388,7 @@ class PhaseFieldSolver:
         self.iterations = 0  # (xi, c) iterations, summed over steps
         self.timing = {"order parameter": 0.0, "galvanostat": 0.0, "potential": 0.0,
                        "concentration": 0.0, "error control": 0.0}
-        self._history = ()  # (dt, dxi, dc) of the last MAX_ORDER accepted steps, newest first
+        self._history = ()  # (dt, dxi, dc, dphi) of the last MAX_ORDER accepted steps, newest first
         self._order_next = MAX_ORDER  # the order the next steps take where the history allows it
         self._order = 1  # of the step just attempted (its error goes as dt^(order + 1))
         self._control = None
@@ -641,8 +644,9 @@ class PhaseFieldSolver:
         xi = self.xi
         c_start = kernels.minus_times(self.c, p.solid_concentration, noise)  # noise's Li+ leaves its voxel
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
-        eta0 = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only, as the transport's phi)
-        tr = self._transport(xi, eta0, c_start, dt)
+        phi_n = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only): the ions' drift
+        tr = self._transport(xi, phi_n, c_start, dt)
+        eta0 = self._reaction_potential(phi_n, dt_full)  # the reaction's eta at V^n
         if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
             tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         clock = self._tick("concentration", clock)
@@ -705,6 +709,19 @@ class PhaseFieldSolver:
         self.iterations += it + 1
         return V, dxi, dc, kernels.potential_on(eta0, psi, V - Vn, ak), ak, tr, corr / self.tol["xi"]
 
+    def _reaction_potential(self, phi_n, dt):
+        """eta (= phi) on the free voxels as a step of length dt's reaction takes it, at the
+        collector's potential of the step's start: phi^n plus the last step's increment of phi
+        at fixed V scaled to dt (a linear extrapolation: the lag of eta is second order in dt,
+        not first) while the last two xi increments are coherent (`_order_next`); phi^n itself
+        on a first step or where the increments ring.  Only the reaction's: the ions' drift
+        stays at phi^n (an extrapolated drift made c's multigrid CG fail in Hong's
+        stick-slip).  docs/phasefield.md "Time stepping"."""
+        if not self._history or self._history[0][3] is None or self._order_next < MAX_ORDER:
+            return phi_n
+        dt_last, _, _, dphi = self._history[0]
+        return phi_n + (dt / dt_last) * dphi
+
     def _attempt(self, control, dt):
         """One step of length dt; commits it and returns (True, error) when its error
         estimate is within tolerance (error <= 1), else (False, error) and leaves the state
@@ -742,13 +759,17 @@ class PhaseFieldSolver:
             self.rejected += 1
             return False, None
         clock = self._tick("potential", clock)
-        # the lag of eta at the interface (phi^n used for phi^{n+1})
+        # the lag of eta at the interface (phi^n or its extrapolation used for phi^{n+1})
         lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree[act]] - eta), initial=0.0)
         err = max(err, lag / self.tol["eta"])
         self._tick("error control", clock)
         if err > 1.0:
             self.rejected += 1
             return False, err
+        # phi's increment at fixed V (the part `_reaction_potential` extrapolates; V's own is psi's)
+        dphi = kernels.gather(phi_new, g.pfree) - kernels.gather(self.phi, g.pfree)
+        if V != self.cell_potential:
+            dphi -= (V - self.cell_potential) * self._unit_response()[g.pfree]
         self.xi, self.c, self.phi, self.cell_potential = xi_new, c_new, phi_new, V
         self._psys, self._psi, self._source = psys, None, source
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
@@ -760,7 +781,7 @@ class PhaseFieldSolver:
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
         self.steps += 1
-        self._history = ((dt, dxi, dc),) + self._history[:MAX_ORDER - 1]
+        self._history = ((dt, dxi, dc, dphi),) + self._history[:MAX_ORDER - 1]
         # the next step's highest order: BDF3 while the increments move one way (COHERENT_COSINE)
         last = self._history[1][1] if len(self._history) > 1 else None
         self._order_next = MAX_ORDER if _coherent(dxi, last) else 2
@@ -937,8 +958,9 @@ class PhaseFieldSolver:
             hist = d["_history"]
         else:  # a checkpoint of the BDF2 solver: the last two steps (the older one may be None)
             hist = [h for h in (d.get("_hist"), d.get("_hist_prev")) if h is not None]
-        self._history = tuple((float(h[0]), np.array(h[1], dtype=np.float64), np.array(h[2], dtype=np.float64))
-                              for h in hist)
+        # (dt, dxi, dc, dphi); a checkpoint before phi's increment was kept: dphi None (lagged)
+        self._history = tuple((float(h[0]), np.array(h[1], dtype=np.float64), np.array(h[2], dtype=np.float64),
+                               np.array(h[3], dtype=np.float64) if len(h) > 3 else None) for h in hist)
         self._order_next = int(d.get("_order_next", MAX_ORDER))
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
         self.rng.bit_generator.state = d["rng"]
