@@ -19,8 +19,9 @@ lithium reference at c0; phi = V (cell potential) on the collector face z = 0, p
 and c = c_top half a voxel above the top layer (or a closed top).
 
 One step of length dt: variable-step BDF up to order 3 (implicit Euler on the first steps) for
-(xi, c) together with phi lagged by one step (the reaction's eta extrapolated from the last
-step's phi increment while the increments are coherent; `_coupled_step`: block Gauss-Seidel Newton
+(xi, c) together with phi lagged by one step (the reaction's eta, and phi's solve start,
+extrapolated from the last step's phi increment while the increments are coherent;
+`_coupled_step`: block Gauss-Seidel Newton
 iterations, c first through a Schur diagonal that holds the stiff reaction-depletion-transport
 loop, then xi with its exact Jacobian, Anderson mixing; the galvanostat's cell potential is a
 scalar root inside each iteration); the optional Langevin noise, added to xi and taken from c in
@@ -86,7 +87,7 @@ BDF3_MAX_RATIO = 1.5
 # more and BDF2 steps longer: Hong's case to t = 400 s 8906 attempts at 0.5, 9908 at 0 (BDF3 in
 # the filled cell too: its last 120 s took 1.6x the CPU of BDF2's), 10 616 with BDF2 throughout
 COHERENT_COSINE = 0.5
-# (the same test switches the reaction's eta from the lagged phi^n to its linear extrapolation,
+# (the same test switches the reaction's eta and phi's solve start from phi^n to its linear extrapolation,
 # `_extrapolated_potential`: ringing increments extrapolated doubled the filled cell's attempts)
 
 # Largest relative residual of phi's solve (below it, 1e-9 of the Faradaic source and 1e-13 of
@@ -623,10 +624,10 @@ class PhaseFieldSolver:
         H = kernels.concentration_residual(M.a, M.b, M.G, M.total, tr.s, dc, tr.r0, dxi, p.solid_concentration, dt)
         return G, H, R, B, ak, x
 
-    def _coupled_step(self, control, dt, noise, sch):
+    def _coupled_step(self, control, dt, noise, sch, phi_pred):
         """Implicit Euler (or BDF-k, ``sch`` from `_scheme`: implicit Euler of length dt/a with
         the history's source, written below with dt for dt/a) for (xi, c) together, phi
-        lagged: find dxi, dc with
+        lagged (the reaction's at ``phi_pred``, `_extrapolated_potential`): find dxi, dc with
         ``G = dxi/dt - F_ac(xi + dxi) + R(xi + dxi, c + dc, V) = 0`` and
         ``H = M dc - r0 + c_s dxi/dt = 0`` (c's implicit transport with the sink c_s dxi/dt).
 
@@ -646,7 +647,7 @@ class PhaseFieldSolver:
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
         phi_n = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only): the ions' drift
         tr = self._transport(xi, phi_n, c_start, dt)
-        eta0 = kernels.gather(self._extrapolated_potential(dt_full), g.pfree)  # the reaction's eta at V^n
+        eta0 = kernels.gather(phi_pred, g.pfree)  # the reaction's eta at V^n (`_extrapolated_potential`)
         if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
             tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         clock = self._tick("concentration", clock)
@@ -733,7 +734,8 @@ class PhaseFieldSolver:
         sch = self._scheme(dt)
         self._order = sch["order"]
         try:
-            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise, sch)
+            phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
+            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise, sch, phi_pred)
             clock = time.process_time()
             # the increments' error first: a step it rejects needs no potential solve (a third
             # of an attempt, and the multigrid's failures come from steps far too long)
@@ -748,9 +750,8 @@ class PhaseFieldSolver:
             source = FARADAY * p.solid_concentration * (dxi + noise) / dt
             # from phi's extrapolation and V's own share (psi): a V-cycle less per solve where phi
             # moves one way (Hong's approach to the top: 6.7 against 8.4)
-            start = self._extrapolated_potential(dt)
-            if V != self.cell_potential:
-                start = start + (V - self.cell_potential) * self._unit_response()
+            shift = (V - self.cell_potential) * self._unit_response() if V != self.cell_potential else None
+            start = phi_pred if shift is None else phi_pred + shift
             phi_new, charge_in = self._solve_potential(psys, start, V, source)
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
             self.rejected += 1
@@ -773,8 +774,8 @@ class PhaseFieldSolver:
             return False, err
         # phi's increment at fixed V (the part `_extrapolated_potential` extrapolates; V's is psi's)
         dphi = phi_new - self.phi
-        if V != self.cell_potential:
-            dphi -= (V - self.cell_potential) * self._unit_response()
+        if shift is not None:
+            dphi -= shift
         self.xi, self.c, self.phi, self.cell_potential = xi_new, c_new, phi_new, V
         self._psys, self._psi, self._source = psys, None, source
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
