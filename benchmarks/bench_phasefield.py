@@ -113,7 +113,7 @@ def report(s, wall, setup, t_end, cpu0):
     cycles = [f"{k} {v.gmg.stats['iterations'] / v.gmg.stats['solves']:.1f}" for k, v in s._lin.items()
               if v.gmg.stats["solves"]]
     print("linear solves: " + ", ".join(f"{k} {v.stats['solves']}" for k, v in s._lin.items())
-          + "; multigrid failures (the next solves on AMG): "
+          + "; multigrid failures (phi: its next solves on AMG; c: the step retried shorter): "
           + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items())
           + ("; V-cycles per multigrid solve: " + ", ".join(cycles) if cycles else ""))
     stepping = sum(s.timing.values())  # without the setup and the kernels' compilation or loading

@@ -227,6 +227,37 @@ def test_potential_through_the_multigrid_is_within_microvolts_of_lu(monkeypatch)
     assert 0 < cycles < mg._lin["phi"].cycles
 
 
+def test_a_concentration_multigrid_failure_retries_the_step_shorter():
+    """c's Slotboom operator lives only in the voxel-grid multigrid (no assembled matrix to fall
+    back on, as phi falls back to AMG): a CG that does not converge makes the attempt unsolved,
+    the step is retried at a quarter of its length, and the run goes on to the same lithium;
+    it used to stop the run with the CG's RuntimeError."""
+    def run(fail_at):
+        phase, xi = planar_electrode((24, 1, 24), 1e-6, HONG2018, 4e-6)
+        s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, direct_max=0)  # the multigrid
+        s.advance(0.05, Potentiostatic(-0.45))
+        solve, calls = s._mg_c.solve, []
+
+        def failing(b, x0=None, rtol=1e-10, maxiter=5000, xtol=0.0):
+            calls.append(None)
+            return (np.zeros_like(b), -1) if len(calls) == fail_at else solve(b, x0, rtol, maxiter, xtol)
+
+        s._mg_c.solve = failing
+        dt, rejected = s._dt_next, s.rejected
+        accepted, err = s._attempt(Potentiostatic(-0.45), dt)
+        s._next_step(dt, accepted, err, True)
+        first = (accepted, err, s._dt_next / dt, s.rejected - rejected)
+        s.advance(0.05, Potentiostatic(-0.45))
+        return first, s._lin["c"].stats["multigrid failures"], s.lithium_amount()
+
+    (accepted, err, shrink, rejected), failures, li = run(fail_at=1)
+    assert (accepted, err, rejected, failures) == (False, None, 1, 1)
+    assert shrink == 0.25
+    _, failures_none, li_none = run(fail_at=0)
+    assert failures_none == 0
+    assert li == pytest.approx(li_none, rel=1e-3)
+
+
 def test_final_concentration_solve_through_the_multigrid_is_well_inside_tol_c(monkeypatch):
     """The step's last c solve stops at FINAL_RTOL (1e-4) of its right-hand side: on Hong's
     case after 2 s of growth (a finger 4 um under the top, cations gathered at the front),

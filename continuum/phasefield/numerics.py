@@ -240,7 +240,10 @@ class LinearSolver:
                     self.gmg_pause = GMG_PAUSE
                 except RuntimeError:
                     if K is None:
-                        raise
+                        # no assembled matrix to fall back on (c's Slotboom operator lives in
+                        # the multigrid): the step is too long for it, so the caller shortens it
+                        self.stats["multigrid failures"] += 1
+                        raise FloatingPointError("multigrid CG did not converge") from None
                     self.gmg_off, self.gmg_pause = self.gmg_pause, min(2 * self.gmg_pause, 1000)
                     self.stats["multigrid failures"] += 1
             elif multigrid is not None:
