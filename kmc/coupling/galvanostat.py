@@ -18,14 +18,28 @@ import numpy as np
 CHARGE_TOLERANCE_PERCENT = 1.0
 #: Fewest plated packets for which that tolerance can be held (half a packet is 0.5 % at 100).
 MIN_PACKETS = 100
+#: Weight of the steps before in the model's efficiency estimate (its memory: about 5 steps).
+EFFICIENCY_MEMORY = 0.8
+#: The current [x applied] the model can pass at the target's ceiling, at its efficiency:
+#: the ceiling is max(2, REPAY_CURRENT / efficiency) x applied, so a debt is repaid at half
+#: the applied current or faster (the ceiling stays at twice the applied current down to
+#: an efficiency of 0.75).
+REPAY_CURRENT = 1.5
+#: Lowest efficiency the target's ceiling follows (at most 30 x the applied current).
+MIN_EFFICIENCY = 0.05
 
 
 class Galvanostat:
     """Charge bookkeeping and per-step control of a galvanostatic run.
 
     Each step aims at the applied current plus the charge still owed (``target_current``),
-    never reversing the applied current nor exceeding twice it (open circuit stays open), and
-    bounds the net reductions a step may realise (``reduction_cap``)."""
+    never reversing the applied current nor exceeding twice it, or more where the model's
+    efficiency is below 0.75 (open circuit stays open), and bounds the net reductions a
+    step may realise (``reduction_cap``).  The efficiency is the charge the model passed
+    over the charge the fields were set to, over the last few steps of each sign
+    (``efficiency``): a lattice whose coordination makes it slower than the fields'
+    Butler-Volmer would otherwise fall behind for good where twice the applied current
+    makes it pass less than the applied one."""
 
     def __init__(self, footprint: float, packet_charge: float, exchange_current_density: float,
                  spacing: float, compliance_potential: float):
@@ -41,6 +55,9 @@ class Galvanostat:
         self.limited_steps = 0  # steps whose model reached the reduction (or oxidation) cap
         self.exhausted_strips = 0  # stripping segments that ran out of lithium
         self.written_off_charge = 0.0  # C the model owed when a strip ran out (end_exhausted_strip)
+        # decaying sums of |charge the fields were set to| and of the charge the model passed
+        # that way, per sign of the applied current (plating, stripping): `efficiency`
+        self.efficiency_sums = [0.0, 0.0, 0.0, 0.0]  # plating asked, passed; stripping asked, passed
 
     def applied_current(self, current_density: float) -> float:
         """Applied current [A] for a current density [A/m^2] over the footprint."""
@@ -52,10 +69,20 @@ class Galvanostat:
         its nominal end) adds no applied charge."""
         return self.applied_charge + (applied * dt if book else 0.0) - self.realised_charge
 
+    def efficiency(self, applied: float) -> float:
+        """The charge the model passed over the charge the fields were set to, over the last
+        few steps with the sign of ``applied`` (1 before any; at least MIN_EFFICIENCY)."""
+        k = 0 if applied < 0 else 2
+        asked, passed = self.efficiency_sums[k], self.efficiency_sums[k + 1]
+        return 1.0 if asked <= 0 else max(MIN_EFFICIENCY, passed / asked)
+
     def target_current(self, applied: float, dt: float, book: bool = True) -> float:
-        """The current [A] the field solve of the next step is set to."""
+        """The current [A] the field solve of the next step is set to: the applied current plus
+        the charge owed over dt, at most twice the applied current, or REPAY_CURRENT times it
+        over the model's efficiency where that is more (an efficiency below 0.75)."""
         owed = self.owed_charge(applied, dt, book)
-        return float(np.clip(owed / dt, min(0.0, 2 * applied), max(0.0, 2 * applied)))
+        ceiling = applied * max(2.0, REPAY_CURRENT / self.efficiency(applied))
+        return float(np.clip(owed / dt, min(0.0, ceiling), max(0.0, ceiling)))
 
     def packets_owed(self, charge: float, anodic: bool = False) -> int:
         """Whole packets still to plate (``anodic``: to strip) for an owed charge [C, SI sign:
@@ -106,9 +133,17 @@ class Galvanostat:
             return math.ceil(n + 5.0 * math.sqrt(n) + 5.0)
         return None
 
-    def record_step(self, applied: float, dt: float, realised: float, capped: bool, book: bool = True) -> None:
+    def record_step(self, applied: float, dt: float, realised: float, capped: bool, book: bool = True,
+                    target: float | None = None) -> None:
         """Book a step: ``realised`` [C, SI sign] the model passed; ``capped``: it stopped at a
-        reduction or oxidation cap before the step's end."""
+        reduction or oxidation cap before the step's end.  ``target``: the current [A] its
+        fields were set to, for the efficiency estimate (None: a step that says nothing of it,
+        e.g. one stopped at a cap)."""
+        if target is not None and applied != 0 and target * applied > 0:
+            k = 0 if applied < 0 else 2
+            sums = self.efficiency_sums
+            sums[k] = EFFICIENCY_MEMORY * sums[k] + abs(target) * dt
+            sums[k + 1] = EFFICIENCY_MEMORY * sums[k + 1] + (realised if applied > 0 else -realised)
         self.realised_charge += realised
         if book:
             self.applied_charge += applied * dt
@@ -152,7 +187,8 @@ class Galvanostat:
         return {"applied_charge": self.applied_charge, "realised_charge": self.realised_charge,
                 "gross_applied_charge": self.gross_applied_charge,
                 "compliance_steps": self.compliance_steps, "limited_steps": self.limited_steps,
-                "exhausted_strips": self.exhausted_strips, "written_off_charge": self.written_off_charge}
+                "exhausted_strips": self.exhausted_strips, "written_off_charge": self.written_off_charge,
+                "efficiency_sums": list(self.efficiency_sums)}
 
     def load_state_dict(self, d: dict) -> None:
         self.applied_charge = float(d["applied_charge"])
@@ -162,3 +198,4 @@ class Galvanostat:
         self.limited_steps = int(d["limited_steps"])
         self.exhausted_strips = int(d.get("exhausted_strips", 0))
         self.written_off_charge = float(d.get("written_off_charge", 0.0))
+        self.efficiency_sums = [float(v) for v in d.get("efficiency_sums", (0.0, 0.0, 0.0, 0.0))]

@@ -300,8 +300,9 @@ class PlatingSimulation:
             # a galvanostat: the KMC's realisation of it is packet noise on a short step
             external = sol.total_current / self.footprint
         else:
-            gs.record_step(applied, dt, realised,
-                           capped=res.status in ("max_reductions", "max_oxidations") and not final, book=book)
+            stopped = res.status in ("max_reductions", "max_oxidations")
+            gs.record_step(applied, dt, realised, capped=stopped and not final, book=book,
+                           target=None if stopped else target)
             external = segment.current_density
         self.reductions += red
         self.oxidations += ox
