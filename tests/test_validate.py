@@ -505,8 +505,8 @@ def test_the_foils_film_starts_whole_on_a_refined_grid(refinement):
 
 def test_a_kmc_replica_above_its_roughening_point_keeps_pace_with_the_galvanostat():
     """Seed 0's reaction-limited foil replica 17 at 190.7 J/m^2 (K = 0.5, above the lattice's
-    roughening point; 51 mV per bond): on its flat terraces the KMC passes a fifth to a third
-    of the current its Butler-Volmer fields are set to.  With the fields' target capped at twice
+    roughening point; 51 mV per bond): the KMC passes a third of the charge its Butler-Volmer
+    fields are set to over the segment, a seventh while its front is flat.  With the fields' target capped at twice
     the applied current it fell behind by 128 packets and ended on a charge shortfall at
     2860 s, 4.2 % off the applied charge; with the cap raised to let the KMC pass 1.5x the
     applied current at its measured efficiency (`Galvanostat.efficiency`) it keeps within 3 %

@@ -239,13 +239,12 @@ class LinearSolver:
                     self.cycles = self.gmg.stats["iterations"] - before
                     self.gmg_pause = GMG_PAUSE
                 except RuntimeError:
+                    self.stats["multigrid failures"] += 1
                     if K is None:
                         # no assembled matrix to fall back on (c's Slotboom operator lives in
                         # the multigrid): the step is too long for it, so the caller shortens it
-                        self.stats["multigrid failures"] += 1
                         raise FloatingPointError("multigrid CG did not converge") from None
                     self.gmg_off, self.gmg_pause = self.gmg_pause, min(2 * self.gmg_pause, 1000)
-                    self.stats["multigrid failures"] += 1
             elif multigrid is not None:
                 self.gmg_off -= 1
             if x is None and (self.method == "jacobi" or (self.method == "auto" and dominant)):

@@ -69,10 +69,15 @@ class Galvanostat:
         its nominal end) adds no applied charge."""
         return self.applied_charge + (applied * dt if book else 0.0) - self.realised_charge
 
+    @staticmethod
+    def _efficiency_slot(applied: float) -> int:
+        """Index of the (asked, passed) pair in ``efficiency_sums`` for the sign of ``applied``."""
+        return 0 if applied < 0 else 2
+
     def efficiency(self, applied: float) -> float:
         """The charge the model passed over the charge the fields were set to, over the last
         few steps with the sign of ``applied`` (1 before any; at least MIN_EFFICIENCY)."""
-        k = 0 if applied < 0 else 2
+        k = self._efficiency_slot(applied)
         asked, passed = self.efficiency_sums[k], self.efficiency_sums[k + 1]
         return 1.0 if asked <= 0 else max(MIN_EFFICIENCY, passed / asked)
 
@@ -140,7 +145,7 @@ class Galvanostat:
         fields were set to, for the efficiency estimate (None: a step that says nothing of it,
         e.g. one stopped at a cap)."""
         if target is not None and applied != 0 and target * applied > 0:
-            k = 0 if applied < 0 else 2
+            k = self._efficiency_slot(applied)
             sums = self.efficiency_sums
             sums[k] = EFFICIENCY_MEMORY * sums[k] + abs(target) * dt
             sums[k + 1] = EFFICIENCY_MEMORY * sums[k + 1] + (realised if applied > 0 else -realised)
