@@ -244,7 +244,7 @@ def test_a_concentration_multigrid_failure_retries_the_step_shorter():
 
         s._mg_c.solve = failing
         dt, rejected = s._dt_next, s.rejected
-        accepted, err = s._attempt(Potentiostatic(-0.45), dt)
+        accepted, err, _ = s._attempt(Potentiostatic(-0.45), dt)
         s._next_step(dt, accepted, err, True)
         first = (accepted, err, s._dt_next / dt, s.rejected - rejected)
         s.advance(0.05, Potentiostatic(-0.45))
@@ -396,7 +396,7 @@ def test_phi_is_extrapolated_while_the_increments_are_coherent():
     s.advance(0.5, control)
     phi0, V0, psi = s.phi.copy(), s.cell_potential, s._unit_response().copy()
     dt = s._dt_next
-    accepted, _ = s._attempt(control, dt)
+    accepted, _, _ = s._attempt(control, dt)
     assert accepted and s.cell_potential != V0
     kept = s._history[0][3]
     expected = (s.phi - phi0) - (s.cell_potential - V0) * psi
@@ -446,6 +446,30 @@ def test_step_grows_only_by_the_pi_factor_while_its_error_rises():
     s._err_prev = 0.6  # falling to 0.5: PI's 0.988 is raised to the floor's 0.9 / 0.5^(1/3)
     s._next_step(0.1, True, 0.5, True)
     assert s._dt_next == pytest.approx(0.1 * 0.9 * 0.5 ** (-1.0 / 3))
+
+
+def test_a_step_the_iterations_did_not_converge_on_is_retried_at_half_not_a_fifth():
+    """A rejection by the (xi, c) iterations' remaining correction (an estimate that jumps by
+    orders of magnitude at a slip's onset, not dt^k) retries at 0.9 err^(-1/2), at least half
+    the step; one by the increments' error keeps 0.9 err^(-1/k), at least a fifth.  And the
+    solver tells the two apart: a step far too long for the iterations is an unconverged one."""
+    phase, xi = planar_electrode((4, 1, 8), 1e-6, QUIET, 3e-6)
+    s = PhaseFieldSolver(phase, 1e-6, QUIET, xi=xi)
+    s._order = 2  # k = 3
+    s._next_step(0.1, False, 840.0, True, unconverged=True)
+    assert s._dt_next == pytest.approx(0.05)
+    s._next_step(0.1, False, 1.44, True, unconverged=True)
+    assert s._dt_next == pytest.approx(0.1 * 0.9 / 1.2)
+    s._next_step(0.1, False, 840.0, True)
+    assert s._dt_next == pytest.approx(0.02)
+    s._next_step(0.1, False, 1.44, True)
+    assert s._dt_next == pytest.approx(0.1 * 0.9 * 1.44 ** (-1.0 / 3))
+    # Hong's front at -0.45 V: a step 20x the controller's own fails in the iterations
+    phase, xi = planar_electrode((16, 1, 24), 1e-6, HONG2018, 4e-6)
+    s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi)
+    s.advance(0.5, Potentiostatic(-0.45))
+    accepted, err, unconverged = s._attempt(Potentiostatic(-0.45), 20 * s._dt_next)
+    assert not accepted and err > 1.0 and unconverged
 
 
 @pytest.mark.slow
