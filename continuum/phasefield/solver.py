@@ -906,7 +906,8 @@ class PhaseFieldSolver:
         control").  The error goes as dt^k (k = the order + 1), so a rejected step is retried
         at 0.9 err^(-1/k) of its length (at most 0.9 of it; 1/4 when it could not be solved;
         0.9 err^(-1/2), within 0.5 and 0.9, when the iterations' remaining correction
-        rejected it: that estimate does not go as dt^k, and 0.2 after one of 100s overshot),
+        rejected it: that estimate does not go as dt^k, and after one in the hundreds the
+        0.2 floor cut far below what converges),
         and after an accepted one the step changes by the PI factor 0.9 err^(-0.7/k)
         err_prev^(0.4/k), or, while the error is not rising, by min(0.9 err^(-1/k), 1.25) where
         that is more (within 0.2 and 2): remembering the last error damps the grow-reject-halve
