@@ -144,7 +144,7 @@ class Galvanostat:
         reduction or oxidation cap before the step's end.  ``target``: the current [A] its
         fields were set to, for the efficiency estimate (None: a step that says nothing of it,
         e.g. one stopped at a cap)."""
-        if target is not None and applied != 0 and target * applied > 0:
+        if target is not None and target * applied > 0:  # a field target of the applied sign
             k = self._efficiency_slot(applied)
             sums = self.efficiency_sums
             sums[k] = EFFICIENCY_MEMORY * sums[k] + abs(target) * dt
