@@ -254,13 +254,17 @@ TINY = ["host.nx=32", "host.host_layers=2", "host.reservoir_layers=4", "protocol
 
 
 @pytest.mark.slow  # the phase field's three cases: 30-55 s each on the shared 2 cores (the KMC's: 2 s)
-def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path):
-    study = Validate(2, porous_ny=4, foil_replicas=2)
+@pytest.mark.parametrize("noise", ["off", "lattice"])
+def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path, noise):
+    """Both models on tiny hosts; with the shot noise, two phase-field runs per pair whose mean
+    the rows compare."""
+    npf = 2 if noise == "lattice" else 1
+    study = Validate(2, porous_ny=4, foil_replicas=2, phasefield_noise=noise)
     cfg = make_config({}, study.overrides + TINY)
     out = tmp_path / "v"
     said = []
     results = run_study(study, cfg, out, progress=False, workers=1, echo=said.append)
-    assert len(results) == 9
+    assert len(results) == 3 * (2 + npf)
     with open(out / "validation.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     quantities = {(r["Host"], r["Regime"], r["Quantity"]) for r in rows}
@@ -279,10 +283,15 @@ def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path):
                        for i in range(2)]
                 assert float(r["KMC mean"]) == pytest.approx(np.mean(kmc))
                 assert float(r["KMC CI95 low"]) <= float(r["KMC mean"]) <= float(r["KMC CI95 high"])
+                label = f"{r['Host']} | {r['Regime']}, phase field"
+                pf = [results[label].summary] if npf == 1 else [results[f"{label} {k}"].summary for k in range(npf)]
+                assert float(r["Phase field"]) == pytest.approx(np.mean([s[col.MEAN_HEIGHT] for s in pf]))
+                assert int(r["Phase-field runs"]) == npf
     for name in ("cross_sections.png", "depth_profile.png", "versus_capacity.png", "summary.csv"):
         assert (out / name).stat().st_size > 0
     verdict = next(s for s in said if s.startswith("Validation:"))
     assert verdict.startswith("Validation: 2 KMC replicas") and "Acceptance (reaction-limited, 5 checks): " in verdict
+    assert (" against the mean of 2 phase-field runs" in verdict) == (npf == 2)
 
 
 def test_cli_refuses_one_replica_before_writing(tmp_path, capsys):
@@ -526,3 +535,59 @@ def test_a_kmc_replica_above_its_roughening_point_keeps_pace_with_the_galvanosta
     lag = max(r[col.APPLIED_CAP] - r[col.PLATED_CAP] for r in rows)
     assert lag < 0.03 * capacity  # 2.2 % measured
     assert rows[-1][col.TIME] < 1.05 * 1440.0  # 1460 s measured; it ran to 2860 s before
+
+
+def test_phasefield_noise_runs_an_ensemble_of_phase_fields_on_new_streams():
+    """--phasefield-noise lattice: every pair gets --phasefield-replicas phase-field cases
+    (default --replicas) with phasefield.shot_noise = lattice, the first on the stream the single
+    run had, the others after every other case's, so the KMC replicas keep theirs; the
+    PhaseFieldRun's solver kicks per lattice voxel (refinement^3 cells).  Replicas without the
+    noise, a bad count or mode, or a --set of the noise are ConfigErrors naming the option."""
+    from kmc.coupling.phasefield_run import PhaseFieldRun
+
+    cfg = make_config({}, get_study("validate").overrides)
+    base = Validate(3, foil_replicas=3).plan(cfg, np.random.SeedSequence(0))
+    noisy = Validate(3, foil_replicas=3, phasefield_noise="lattice", phasefield_replicas=4).plan(
+        cfg, np.random.SeedSequence(0))
+    assert Validate(3, phasefield_noise="lattice").phasefield_replicas == 3 and Validate(3).phasefield_replicas == 1
+    keys = {c.label: tuple(c.seed.spawn_key) for c in base.cases}
+    got = {c.label: tuple(c.seed.spawn_key) for c in noisy.cases}
+    assert len(set(got.values())) == len(got)
+    for label, key in keys.items():
+        if "phase field" in label:
+            assert got[label + " 0"] == key and label not in got
+        else:
+            assert got[label] == key
+    pf = [c for c in noisy.cases if c.config is not None and c.config.model == "phasefield"]
+    assert len(pf) == 3 * 4 and all(c.config.phasefield.shot_noise == "lattice" for c in pf)
+    assert all(c.config.phasefield.shot_noise == "off" for c in base.cases
+               if c.config is not None and c.config.model == "phasefield")
+    assert [c.label for c in noisy.cases[len(base.cases):]] == [
+        f"{h} | {r}, phase field {k}" for h, r in (("Planar foil", "Reaction-limited"), ("Porous host", "Reaction-limited"),
+                                                   ("Planar foil", "Transport-limited")) for k in (1, 2, 3)]
+    case = next(c for c in pf if c.host_label == "Porous host")
+    run = PhaseFieldRun(case.config, case.host)
+    assert run.solver.shot_noise_cell == case.config.phasefield.refinement == 3
+    assert run.solver.shot_noise_interval == case.config.phasefield.shot_noise_interval_s
+    with pytest.raises(ConfigError, match="--phasefield-replicas 2: without --phasefield-noise lattice"):
+        Validate(2, phasefield_replicas=2)
+    with pytest.raises(ConfigError, match=r"--phasefield-replicas 0 is out of range"):
+        Validate(2, phasefield_noise="lattice", phasefield_replicas=0)
+    with pytest.raises(ConfigError, match="--phasefield-noise 'loud'"):
+        Validate(2, phasefield_noise="loud")
+    bad = make_config({}, get_study("validate").overrides + ["phasefield.shot_noise=lattice"])
+    with pytest.raises(ConfigError, match="use --phasefield-noise instead of --set"):
+        Validate(2).plan(bad, np.random.SeedSequence(0))
+
+
+def test_profile_l1_of_a_phase_field_ensemble_compares_its_mean_and_resamples_it():
+    """A phase-field ensemble's L1 is that of the two means; its interval widens with the
+    ensemble's own spread and is the KMC's alone when all runs agree."""
+    kmc = np.array([[0.5, 0.5, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])
+    pf = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    est, lo, hi = profile_l1_with_ci(kmc, pf)
+    assert est == pytest.approx(l1_distance(kmc.mean(axis=0), pf.mean(axis=0)), abs=1e-15)
+    same = np.repeat(pf.mean(axis=0)[None, :], 2, axis=0)
+    est1, lo1, hi1 = profile_l1_with_ci(kmc, same)
+    assert (est1, lo1, hi1) == pytest.approx(profile_l1_with_ci(kmc, pf.mean(axis=0)), abs=1e-15)
+    assert est1 == pytest.approx(est) and hi - lo > hi1 - lo1

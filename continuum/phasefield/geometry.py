@@ -143,6 +143,24 @@ class Geometry:
         return cut, (np.bincount(self.a[cut], minlength=self.n) + np.bincount(self.b[cut], minlength=self.n)) * ~exempt
 
 
+def coarse_cells(shape, cell, name: str):
+    """The grid in cubic cells of ``cell`` voxels per edge (an axis of length 1 stays one
+    voxel): per voxel (flat C order) its cell's index, the cells' shape and their edges per
+    axis.  ValueError naming ``name`` unless ``cell`` is a whole number >= 1 dividing every
+    longer axis."""
+    if isinstance(cell, bool) or int(cell) != cell or cell < 1:
+        raise ValueError(f"{name} = {cell!r} is out of range: must be a whole number >= 1")
+    cell = int(cell)
+    k = tuple(cell if n > 1 else 1 for n in shape)
+    if any(n % f for n, f in zip(shape, k)):
+        raise ValueError(f"{name} = {cell}: the grid {tuple(shape)} is not made of cells of {cell} "
+                         "voxels per edge")
+    cs = tuple(n // f for n, f in zip(shape, k))
+    idx = [np.arange(n) // f for n, f in zip(shape, k)]
+    of = ((idx[0][:, None, None] * cs[1] + idx[1][None, :, None]) * cs[2] + idx[2][None, None, :]).ravel()
+    return of, cs, k
+
+
 class _BondCells:
     """The bond count of `Geometry.update_coordination`: the grid in cells of ``cell`` voxels per
     edge (axes of length 1 stay), each cell's solid (non-free) face neighbours, and per voxel
@@ -150,18 +168,8 @@ class _BondCells:
     its cell's free neighbour cells."""
 
     def __init__(self, phase, free, touch, cell, params):
-        if isinstance(cell, bool) or int(cell) != cell or cell < 1:
-            raise ValueError(f"bond_cell = {cell!r} is out of range: must be a whole number >= 1")
-        cell = int(cell)
-        shape = phase.shape
-        k = tuple(cell if n > 1 else 1 for n in shape)
-        if any(n % f for n, f in zip(shape, k)):
-            raise ValueError(f"bond_cell = {cell}: the grid {tuple(shape)} is not made of cells of {cell} "
-                             "voxels per edge")
-        cs = tuple(n // f for n, f in zip(shape, k))
+        of, cs, k = coarse_cells(phase.shape, cell, "bond_cell")
         ncell = cs[0] * cs[1] * cs[2]
-        idx = [np.arange(n) // f for n, f in zip(shape, k)]
-        of = ((idx[0][:, None, None] * cs[1] + idx[1][None, :, None]) * cs[2] + idx[2][None, None, :]).ravel()
         # a cell is free when most of its voxels are (all or none on a refined voxel grid)
         cfree = np.bincount(of, weights=free.ravel(), minlength=ncell) >= 0.5 * np.prod(k)
         self.cell_of = of[np.flatnonzero(free)]

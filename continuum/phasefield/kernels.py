@@ -15,10 +15,10 @@ from ..mg_kernels import gather, partial_dot  # noqa: F401 (gather: numerics' an
 
 
 @numba.njit(cache=True, inline="always")
-def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_a_f, alpha_c_f, c0, want):
-    """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`: ``cathodic``, ``anodic`` the
-    wetting layer's site factors, ``front_c``, ``front_a`` the front's exp(-+alpha f s_f)); ``want``
-    False: R only (the other two 0)."""
+def _branches(x, cc, eta, alpha_a_f, alpha_c_f, c0):
+    """The pieces of one voxel's reaction: theta = xi clipped to [0, 1], theta (1 - theta),
+    h'(theta), exp(alpha_a f eta), exp(-alpha_c f eta) (exponents clipped), sqrt(c^2 + e^2) and
+    c+/c0 (the smooth positive part, e = 1e-3 c0)."""
     e = 1e-3 * c0
     t = min(max(x, 0.0), 1.0)  # theta, and xi clipped for h and its derivatives
     u = alpha_a_f * eta
@@ -28,7 +28,15 @@ def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_
     root = math.sqrt(cc * cc + e * e)
     cp = 0.5 * (cc + root) / c0
     y = t * (1.0 - t)
-    dhx = 30.0 * y * y
+    return t, y, 30.0 * y * y, ea, ec, root, cp
+
+
+@numba.njit(cache=True, inline="always")
+def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_a_f, alpha_c_f, c0, want):
+    """R, dR/dxi and B = -dR/dc of one voxel (`solver._reaction`: ``cathodic``, ``anodic`` the
+    wetting layer's site factors, ``front_c``, ``front_a`` the front's exp(-+alpha f s_f)); ``want``
+    False: R only (the other two 0)."""
+    t, y, dhx, ea, ec, root, cp = _branches(x, cc, eta, alpha_a_f, alpha_c_f, c0)
     hx = t * t * t * ((6.0 * t - 15.0) * t + 10.0)
     bare = face * (1.0 - hx)
     mec = cathodic * ec
@@ -43,6 +51,18 @@ def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_
         dr = L * (d2 * drive - face * dhx * film + extra)
         bb = L * (dhx * front_c * ec + bare * (1.0 - t) * mec) * 0.5 * (1.0 + cc / root) / c0
     return r, dr, bb
+
+
+@numba.njit(cache=True)
+def front_event_rate(xi, c, eta, front_cathodic, front_anodic, L, alpha_a_f, alpha_c_f, c0):
+    """Per free voxel the front's two branches summed, L_eta h'(xi) [exp(alpha_a f (eta + s_f))
+    + (c+/c0) exp(-alpha_c f (eta + s_f))] [1/s]: the gross rate of the events whose net is the
+    first line of `solver._reaction` (``eta`` on the free voxels)."""
+    out = np.empty(xi.size)
+    for i in range(xi.size):
+        _, _, dhx, ea, ec, _, cp = _branches(xi[i], c[i], eta[i], alpha_a_f, alpha_c_f, c0)
+        out[i] = L * dhx * (front_anodic[i] * ea + cp * front_cathodic[i] * ec)
+    return out
 
 
 @numba.njit(cache=True)

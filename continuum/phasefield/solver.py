@@ -43,7 +43,7 @@ from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
-from .geometry import Geometry
+from .geometry import Geometry, coarse_cells
 from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
                        bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
@@ -94,6 +94,12 @@ COHERENT_COSINE = 0.5
 # under 0.1 at 24 ms), so err^(-1/k) hit the 0.2 floor and the steps took ~15 attempts to regrow.
 # Hong's case to t = 400 s, seeds 0 / 1 / 2: 6 / 5 / 12 % fewer attempts, CPU -9 / +1 / -10 %
 UNCONVERGED_CUT = 0.5
+
+# A moving front's velocity is R projected on the profile's slope, 6 L_eta sqrt(kappa/2W) per unit
+# of drive (`PhaseFieldParameters.front_velocity`), not R summed across it: 5 L_eta sqrt(kappa/2W)
+# for the logistic profile (the integral of h'(xi) over it is 5 of its lengths; the profile's
+# deformation under motion carries the sixth).  The shot noise's event count is the former's.
+PROJECTED_RATE = 6.0 / 5.0
 
 # Largest relative residual of phi's solve (below it, 1e-9 of the Faradaic source and 1e-13 of
 # the boundary driving: the from-zero solves).  The boundaries' balance no longer rests on it
@@ -316,7 +322,11 @@ class PhaseFieldSolver:
     `Geometry.update_coordination`; it must divide every axis longer than 1).  ``top_reservoir``:
     Dirichlet c_top, phi_top half a voxel above the top layer (default) or a closed, insulating
     top.  ``rng``: seed or numpy Generator of the
-    Langevin noise (used when ``params.noise_amplitude > 0``).  ``linear_solver``: 'auto'
+    Langevin noise (used when ``params.noise_amplitude > 0``) and of the shot noise.
+    ``shot_noise_cell`` (0: off) and ``shot_noise_interval`` [s]: every interval, each cubic cell
+    of that many voxels per edge puts a normal draw of metal volume, of the Poisson variance of
+    its gross front events over the interval, on its stretch of the interface (`_shot_noise`,
+    the fluctuations of a lattice of such cells).  ``linear_solver``: 'auto'
     (LU up to ``direct_max`` unknowns, 4000 by default, a million for columns; above, CG with
     the voxel-grid multigrid for c and phi, Jacobi or AMG for xi), 'direct', 'amg' or
     'jacobi'.  Tolerances: per-step local error of xi (absolute), of c (relative to c0), and of
@@ -325,8 +335,9 @@ class PhaseFieldSolver:
 
     def __init__(self, phase, spacing: float, params: PhaseFieldParameters = HONG2018, *, xi=None, c=None,
                  eta_nuc=None, activity=None, bond_cell: int = 1, top_reservoir: bool = True, top_concentration=None,
-                 top_potential: float = 0.0, cell_potential: float = 0.0, rng=0,
-                 linear_solver: str = "auto", direct_max: int | None = None, dt_initial: float = 1e-4,
+                 top_potential: float = 0.0, cell_potential: float = 0.0, rng=0, shot_noise_cell: int = 0,
+                 shot_noise_interval: float = 0.0, linear_solver: str = "auto", direct_max: int | None = None,
+                 dt_initial: float = 1e-4,
                  dt_max: float = 10.0, tol_xi: float = 2e-3, tol_c: float = 2e-2, tol_eta: float = 2e-3):
         if not isinstance(params, PhaseFieldParameters):
             raise TypeError("params must be a PhaseFieldParameters")
@@ -341,14 +352,13 @@ class PhaseFieldSolver:
         self.geo = g = Geometry(phase, self.spacing, params, eta_nuc, activity, bond_cell)
         self._ab, self._pab = (unsigned(g.a), unsigned(g.b)), (unsigned(g.pa), unsigned(g.pb))  # kernels' link ends
         self.top_reservoir = bool(top_reservoir)
-        self.top_concentration = (params.bulk_concentration if top_concentration is None
-                                  else float(top_concentration))
+        self.top_concentration = params.bulk_concentration if top_concentration is None else float(top_concentration)
         self.top_potential = float(top_potential)
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self._set_shot_noise(shot_noise_cell, shot_noise_interval)
         # direct LU for columns and small grids, as the project's solvers do (continuum/fv.py)
         dmax = direct_max if direct_max is not None else (10**6 if phase.shape[0] * phase.shape[1] <= 16 else 4000)
-        self._lin = {k: LinearSolver(linear_solver, n, dmax)
-                     for k, n in (("xi", g.n), ("c", g.n), ("phi", g.np_))}
+        self._lin = {k: LinearSolver(linear_solver, n, dmax) for k, n in (("xi", g.n), ("c", g.n), ("phi", g.np_))}
         # phi's operator is a weighted graph Laplacian on voxels with contrast 1e6: the project's
         # coefficient-aware geometric multigrid (continuum/multigrid.py) preconditions it.  Its
         # hierarchy is rebuilt every attempt: coarsest at most 64 cells (a 169-cell dense inverse
@@ -408,6 +418,21 @@ class PhaseFieldSolver:
         self._psys = self._potential_system(self.xi)
         self.phi, _ = self._solve_potential(self._psys, np.zeros(g.np_), self.cell_potential, self._source)
         self._initial = (self.lithium_amount(), self.ion_amount())
+
+    def _set_shot_noise(self, cell, interval):
+        """The shot noise's cells (`_shot_noise`; ``cell`` 0: off), validated; its counters."""
+        g = self.geo
+        self._shot_cells = None
+        if cell != 0:
+            if not (np.isfinite(interval) and interval > 0):
+                raise ValueError(f"shot_noise_interval = {interval!r} is out of range: must be > 0 [s] "
+                                 "with shot_noise_cell > 0")
+            of, cs, k = coarse_cells(self.phase.shape, cell, "shot_noise_cell")
+            self._shot_cells = (of[g.free], cs[0] * cs[1] * cs[2], float(np.prod(k)))
+            self._link_count = np.bincount(g.a, minlength=g.n) + np.bincount(g.b, minlength=g.n)
+        self.shot_noise_cell, self.shot_noise_interval = int(cell), float(interval)
+        self.kicks = 0  # shot-noise kicks due so far
+        self.kicks_dropped = 0  # of those, dropped because phi of the kicked state could not be solved
 
     def set_top(self, *, potential: float | None = None, concentration: float | None = None):
         """Change the top boundary's potential [V] or Li+ concentration [mol/m^3] (e.g. from a
@@ -547,6 +572,69 @@ class PhaseFieldSolver:
         # amplitude * (u - 1/2) * max(4 xi (1 - xi), 0) * ~contact in one pass, numpy's numbers
         return kernels.noise_increment(self.rng.random(self.geo.n), xi, self.geo.contact,
                                        p.noise_amplitude * np.sqrt(p.noise_time * dt))
+
+    def _interface_slope(self):
+        """|grad xi| [1/m] on the free voxels from their free neighbours: D sum(dxi^2) / (n h^2)
+        over a voxel's n links (D the grid's dimensions; exact for a linear xi with every
+        neighbour free)."""
+        g = self.geo
+        d2 = (self.xi[g.b] - self.xi[g.a]) ** 2
+        s = np.bincount(g.a, weights=d2, minlength=g.n) + np.bincount(g.b, weights=d2, minlength=g.n)
+        dims = sum(n > 1 for n in g.shape)
+        return np.sqrt(dims * s / np.maximum(self._link_count, 1)) / g.h
+
+    def _shot_noise(self):
+        """One interval's shot noise (docs/phasefield.md "Shot noise"): per cell of
+        ``shot_noise_cell`` voxels per edge (a lattice voxel) a normal draw of metal volume with
+        the variance of its events' Poisson count over T, k T cell volumes^2, k the cell's gross
+        front event rate in cell volumes per second (`kernels.front_event_rate` summed over its
+        voxels, times PROJECTED_RATE), spread over the cell's stretch of the interface in
+        proportion to |grad xi| (a translation of the profile along its normal, which excites no
+        profile relaxation).  A
+        front spread over several cells so keeps the variance of its total.  The draws' net
+        volume is taken off everywhere in proportion to |grad xi|: the kick moves metal and
+        passes no charge (c untouched; lithium and charge conserved to round-off).  Not on the
+        host contacts (the wetting layer is no diffuse interface).  A kick is a jump of the
+        state: the steps restart (no BDF history) and phi is re-solved on a fresh multigrid
+        hierarchy; where no solver reaches it, the kick is dropped and counted
+        (``kicks_dropped``)."""
+        g, p = self.geo, self.params
+        cells, ncell, size = self._shot_cells
+        eta = kernels.gather(self.phi, g.pfree)
+        rate = kernels.front_event_rate(self.xi, self.c, eta, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
+                                        p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration)
+        rate[g.contact] = 0.0
+        k = np.bincount(cells, weights=rate, minlength=ncell) * (PROJECTED_RATE / size)
+        z = self.rng.standard_normal(ncell)
+        slope = np.where(g.contact, 0.0, self._interface_slope())
+        area = np.bincount(cells, weights=slope, minlength=ncell)  # each cell's interface (|grad xi| summed)
+        self.kicks += 1
+        weight = area.sum()
+        if not weight > 0:
+            return
+        # volume in voxels per unit of |grad xi|: a cell's draw of z sqrt(k T) cell volumes over its interface
+        per_slope = np.divide(z * np.sqrt(k * self.shot_noise_interval) * size, area, out=np.zeros(ncell),
+                              where=area > 0)
+        dxi = (per_slope[cells] - np.dot(per_slope, area) / weight) * slope
+        # within [0, 1] (or where xi already is), the clipped excess taken off the other side's
+        # increments in proportion: a zero sum to round-off
+        xi = self.xi
+        dxi = np.clip(xi + dxi, np.minimum(xi, 0.0), np.maximum(xi, 1.0)) - xi
+        net = dxi.sum()
+        side = dxi > 0 if net > 0 else dxi < 0
+        total = dxi[side].sum()
+        if net != 0.0 and total != 0.0:
+            dxi[side] *= 1.0 - net / total
+        xi_new = xi + dxi
+        psys = self._potential_system(xi_new)
+        self._mg_reuse.reset()  # a jump of the state: phi's multigrid hierarchy built afresh
+        try:
+            phi, _ = self._solve_potential(psys, self.phi, self.cell_potential, self._source)
+        except FloatingPointError:  # no solver reaches phi of the kicked state: the kick is dropped
+            self.kicks_dropped += 1
+            return
+        self.xi, self.phi, self._psys, self._psi = xi_new, phi, psys, None
+        self._history, self._order_next, self._err_prev = (), MAX_ORDER, 1.0
 
     def _bracket(self, fun, V0, limit=10.0):
         lo, hi, step = V0 - 0.01, V0 + 0.01, 0.02
@@ -876,7 +964,12 @@ class PhaseFieldSolver:
         t_end = self.t + duration
         with _blas_single_thread(), self._fresh_hierarchies():
             while t_end - self.t > 1e-12 * max(t_end, 1.0):
-                remaining = t_end - self.t
+                # shot noise at every multiple of its interval (a kick due at t_end waits for the next call)
+                kick = (self.kicks + 1) * self.shot_noise_interval if self._shot_cells else np.inf
+                if self._shot_cells and kick - self.t <= 1e-12 * max(kick, 1.0):
+                    self._shot_noise()
+                    continue
+                remaining = min(t_end, kick) - self.t
                 dt = min(self._dt_next, self.dt_max)
                 chosen = dt < remaining / 2  # the controller's own length, not cut to fit the end
                 if dt >= remaining:
@@ -948,7 +1041,7 @@ class PhaseFieldSolver:
     _STATE_ARRAYS = ("xi", "c", "phi", "_source", "_psi_start")
     _STATE_SCALARS = ("t", "cell_potential", "_dt_next", "_err_prev", "_after_rejection", "top_concentration",
                       "top_potential", "charge", "top_inflow", "boundary_charge", "boundary_gross", "current_density",
-                      "steps", "rejected", "iterations")
+                      "steps", "rejected", "iterations", "kicks", "kicks_dropped")
 
     def state_dict(self) -> dict:
         """Everything the stepping reads that the constructor does not rebuild from its arguments:
@@ -975,7 +1068,7 @@ class PhaseFieldSolver:
                 raise ValueError(f"phase-field state: {k} has shape {a.shape}, this grid needs {getattr(self, k).shape}")
             setattr(self, k, a)
         for k in self._STATE_SCALARS:
-            setattr(self, k, type(getattr(self, k))(d[k]))
+            setattr(self, k, type(getattr(self, k))(d.get(k, 0) if k.startswith("kicks") else d[k]))  # (none before)
         if "_history" in d:
             hist = d["_history"]
         else:  # a checkpoint of the BDF2 solver: the last two steps (the older one may be None)

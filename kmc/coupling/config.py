@@ -116,6 +116,8 @@ class PhaseFieldSettings(StrictModel):
     def _coordination_from_bool(cls, v):
         return {True: "static", False: "off"}.get(v, v) if isinstance(v, bool) else v
     noise_amplitude: float = Field(0.0, ge=0, le=1000, description="Langevin noise on the order parameter (Hong 2018: 0.04); 0 = off [1/s]")
+    shot_noise: Literal["off", "lattice"] = Field("off", description="the KMC lattice's shot noise in the phase field: lattice = every shot_noise_interval_s each voxel (refinement^3 cells) puts a normal draw of metal volume on its stretch of the lithium front, along its normal, whose variance is the Poisson count of its reductions and oxidations over the interval (the phase field's own gross rate) in voxels^2; zero net, no charge passed; the run is then stochastic (an ensemble compares); off; docs/phasefield.md 'Shot noise'")
+    shot_noise_interval_s: float = Field(5.0, gt=0, le=1e4, description="time between shot-noise kicks; short against a voxel's relaxation time (hundreds of s at the validation's currents) [s]")
     record_interval_s: float = Field(5.0, gt=0, le=1e5, description="time between rows of the time series [s]")
     tol_xi: float = Field(2e-3, gt=0, le=0.1, description="local error tolerance of the order parameter per time step [-]")
     linear_solver: Literal["auto", "direct", "amg", "jacobi"] = Field("auto", description="auto (LU when small, else CG with the voxel-grid multigrid), direct, amg or jacobi")

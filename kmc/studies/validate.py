@@ -94,6 +94,11 @@ CONTACT_COORDINATION = "dynamic"
 # coordination": the porous profile passes, the foil's front grows layer by layer in mean field)
 FRONT_COORDINATIONS = ("off", "dynamic")
 FRONT_COORDINATION = "off"
+# The phase field's fluctuations (phasefield.shot_noise): "off" = one deterministic run per
+# host and regime; "lattice" = the KMC lattice's shot noise as translations of the interface
+# (docs/phasefield.md "Shot noise"), an ensemble of --phasefield-replicas runs (default --replicas)
+PHASEFIELD_NOISES = ("off", "lattice")
+PHASEFIELD_NOISE = "off"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -137,6 +142,7 @@ Examples:
   python -m kmc validate --phasefield-interface-energy hong   # the phase field at Hong's 0.5 J/m^2
   python -m kmc validate --porous-ny 2   # the 40 x 2 porous slab (8 replicas cannot resolve it)
   python -m kmc validate --front-coordination dynamic   # the KMC's coordination on the lithium front too
+  python -m kmc validate --front-coordination dynamic --phasefield-noise lattice   # and the lattice's shot noise
 """
 
 
@@ -186,7 +192,8 @@ class Validate(Study):
     def __init__(self, replicas: int = DEFAULT_REPLICAS, i0_roughness: float = 1.0,
                  kmc_interface_energy: float | str = AUTO, phasefield_interface_energy: str = MATCH,
                  porous_ny: int = POROUS_NY, contact_coordination: str = CONTACT_COORDINATION,
-                 foil_replicas: int | None = None, front_coordination: str = FRONT_COORDINATION):
+                 foil_replicas: int | None = None, front_coordination: str = FRONT_COORDINATION,
+                 phasefield_noise: str = PHASEFIELD_NOISE, phasefield_replicas: int | None = None):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
@@ -218,6 +225,21 @@ class Validate(Study):
             raise ConfigError(f"--front-coordination {front_coordination!r}: must be one of "
                               f"{', '.join(FRONT_COORDINATIONS)} (whether 'match' gives the phase field's lithium "
                               "front the KMC's coordination shift on every voxel)")
+        if phasefield_noise not in PHASEFIELD_NOISES:
+            raise ConfigError(f"--phasefield-noise {phasefield_noise!r}: must be one of {', '.join(PHASEFIELD_NOISES)} "
+                              "(lattice: the KMC lattice's shot noise in the phase field, an ensemble of runs)")
+        if phasefield_replicas is None:
+            phasefield_replicas = int(replicas) if phasefield_noise == "lattice" else 1
+        if isinstance(phasefield_replicas, bool) or int(phasefield_replicas) != phasefield_replicas \
+                or not 1 <= phasefield_replicas <= 10000:
+            raise ConfigError(f"--phasefield-replicas {phasefield_replicas!r} is out of range: a whole number in "
+                              "[1, 10000] (phase-field runs per host and regime; default --replicas with "
+                              "--phasefield-noise lattice)")
+        if phasefield_noise == "off" and phasefield_replicas != 1:
+            raise ConfigError(f"--phasefield-replicas {phasefield_replicas}: without --phasefield-noise lattice the "
+                              "phase field is deterministic and its replicas would be one run repeated; give "
+                              "--phasefield-noise lattice or drop --phasefield-replicas")
+        self.phasefield_noise, self.phasefield_replicas = phasefield_noise, int(phasefield_replicas)
         self.contact_coordination, self.front_coordination = contact_coordination, front_coordination
         self.replicas, self.i0_roughness = int(replicas), float(i0_roughness)
         self.porous_ny = int(porous_ny)
@@ -263,9 +285,20 @@ class Validate(Study):
                             f"neighbouring voxels' lithium (default {FRONT_COORDINATION}); docs/phasefield.md "
                             "'The front's coordination'")
 
+        p.add_argument("--phasefield-noise", choices=PHASEFIELD_NOISES, default=PHASEFIELD_NOISE,
+                       help=f"the phase field's fluctuations (default {PHASEFIELD_NOISE}): 'off' (one deterministic "
+                            "run per host and regime) or 'lattice' (the KMC lattice's shot noise: every "
+                            "phasefield.shot_noise_interval_s each voxel moves its stretch of the front by its "
+                            "events' Poisson variance; an ensemble of --phasefield-replicas runs, compared by its "
+                            "mean); docs/phasefield.md 'Shot noise'")
+        p.add_argument("--phasefield-replicas", type=int, default=None, metavar="N",
+                       help="phase-field runs per host and regime with --phasefield-noise lattice (default "
+                            "--replicas; 1 to 10000)")
+
     def from_args(self, args) -> Validate:
         return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy,
-                        args.porous_ny, args.contact_coordination, args.foil_replicas, args.front_coordination)
+                        args.porous_ny, args.contact_coordination, args.foil_replicas, args.front_coordination,
+                        args.phasefield_noise, args.phasefield_replicas)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -291,8 +324,10 @@ class Validate(Study):
 
     def n_cases(self, config, prots=None) -> int:
         """Streams drawn: every pair's ``replicas`` and its phase field, then the foil's replicas
-        beyond ``replicas`` (so the others keep their streams whatever --foil-replicas is)."""
-        return len(PAIRS) * (self.replicas + 1) + max(0, self.foil_replicas - self.replicas)
+        beyond ``replicas``, then the phase-field runs beyond the first (so the others keep their
+        streams whatever --foil-replicas and --phasefield-replicas are)."""
+        return (len(PAIRS) * (self.replicas + 1) + max(0, self.foil_replicas - self.replicas)
+                + len(PAIRS) * (self.phasefield_replicas - 1))
 
     def replicas_of(self, host_label: str, regime: str) -> int:
         return self.foil_replicas if (host_label, regime) == (FOIL, REACTION) else self.replicas
@@ -333,6 +368,8 @@ class Validate(Study):
                      f"phasefield.front_coordination={self.front_coordination if match else 'off'}"]
         else:
             sets.append("phasefield.capillarity=hong2018")
+        if self.phasefield_noise != "off":
+            sets.append(f"phasefield.shot_noise={self.phasefield_noise}")
         if self.i0_roughness != 1.0:
             i0 = config.physics.kinetics.exchange_current_density_mA_cm2 * self.i0_roughness
             sets.append(f"physics.kinetics.exchange_current_density_mA_cm2={i0!r}")
@@ -346,7 +383,7 @@ class Validate(Study):
         if config.model != "kmc":
             raise ConfigError(f"model = {config.model!r}: validate runs both models itself; drop --model")
         for field, option in (("contact_coordination", "--contact-coordination"),
-                              ("front_coordination", "--front-coordination")):
+                              ("front_coordination", "--front-coordination"), ("shot_noise", "--phasefield-noise")):
             # the study sets these from its own options; a --set would be silently overridden
             if getattr(config.phasefield, field) != "off":
                 raise ConfigError(f"phasefield.{field} = {getattr(config.phasefield, field)!r}: validate sets it "
@@ -356,7 +393,14 @@ class Validate(Study):
         currents = self.regimes(config, hosts[FOIL])
         kmc_config = self.kmc_config(config, hosts[FOIL].spacing)
         cases, streams = [], iter(case_ss)
-        extra = []
+        extra, extra_pf = [], []
+        npf = self.phasefield_replicas
+
+        def pf_case(host_label, regime, segments, k, stream):
+            label = f"{regime}, {PF_TAG}" + (f" {k}" if npf > 1 else "")
+            return Case(host_label, label, hosts[host_label], segments, stream,
+                        self.phasefield_config(config, segments, hosts[FOIL].spacing))
+
         for host_label, regime in PAIRS:
             segments = dc_plating(currents[regime], config.protocol.capacity_mAh_cm2)
             n = self.replicas_of(host_label, regime)
@@ -365,12 +409,14 @@ class Validate(Study):
                 if r < n:
                     cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, stream,
                                       kmc_config))
-            cases.append(Case(host_label, f"{regime}, {PF_TAG}", hosts[host_label], segments, next(streams),
-                              self.phasefield_config(config, segments, hosts[FOIL].spacing)))
+            cases.append(pf_case(host_label, regime, segments, 0, next(streams)))
             extra += [(host_label, regime, segments, r) for r in range(self.replicas, n)]
+            extra_pf += [(host_label, regime, segments, k) for k in range(1, npf)]
         for host_label, regime, segments, r in extra:
             cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
                               kmc_config))
+        for host_label, regime, segments, k in extra_pf:
+            cases.append(pf_case(host_label, regime, segments, k, next(streams)))
         return StudyPlan(hosts, cases)
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -408,19 +454,21 @@ def interface_width(config: SimulationConfig) -> float:
 
 
 def group_results(plan: StudyPlan, results: dict[str, RunResult], outdir: Path | None = None) -> dict:
-    """(host, regime) -> {"kmc": [RunResult], "pf": RunResult, "pf_xi": order parameter on the
-    voxel grid or None, "pf_profile": its lithium per layer (unit sum)}."""
+    """(host, regime) -> {"kmc": [RunResult], "pf": [RunResult] (one run, or the shot-noise
+    ensemble), "pf_xi": their mean order parameter on the voxel grid or None, "pf_profiles":
+    each run's lithium per layer (unit sum), "pf_profile": their mean}."""
     groups: dict[tuple, dict] = {}
     for c in plan.cases:
         regime, tag = c.protocol_label.split(", ", 1)
-        g = groups.setdefault((c.host_label, regime), {"kmc": [], "pf": None})
-        if tag.startswith(KMC_TAG):
-            g["kmc"].append(results[c.label])
-        else:
-            g["pf"] = results[c.label]
+        g = groups.setdefault((c.host_label, regime), {"kmc": [], "pf": []})
+        g["kmc" if tag.startswith(KMC_TAG) else "pf"].append(results[c.label])
     for g in groups.values():
-        g["pf_xi"], lithium = phasefield_fields(g["pf"], outdir)
-        g["pf_profile"] = depth_profile(g["pf"].final_phase) if lithium is None else normalised(lithium.sum(axis=(0, 1)))
+        fields = [phasefield_fields(r, outdir) for r in g["pf"]]
+        xis = [xi for xi, _ in fields]
+        g["pf_xi"] = None if any(x is None for x in xis) else np.mean(xis, axis=0)
+        g["pf_profiles"] = np.array([depth_profile(r.final_phase) if lithium is None
+                                     else normalised(lithium.sum(axis=(0, 1))) for r, (_, lithium) in zip(g["pf"], fields)])
+        g["pf_profile"] = g["pf_profiles"].mean(axis=0)
     return groups
 
 
@@ -474,11 +522,16 @@ def l1_distance(p, q) -> float:
 
 def profile_l1_with_ci(kmc_profiles, pf_profile, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """L1 between the mean KMC profile and the phase field's, and its 95 % bootstrap interval
-    over replicas (the mean profile's sampling error; percentile bootstrap, fixed seed)."""
+    over replicas (the mean profile's sampling error; percentile bootstrap, fixed seed).
+    ``pf_profile``: one profile, or a phase-field ensemble's (2D: runs x layers), whose mean
+    is compared and whose runs are resampled too."""
     p = np.asarray(kmc_profiles, float)
-    est = l1_distance(p.mean(axis=0), pf_profile)
+    q = np.asarray(pf_profile, float)
+    q = q[None, :] if q.ndim == 1 else q
+    est = l1_distance(p.mean(axis=0), q.mean(axis=0))
     rng = np.random.default_rng(seed)
-    boot = [l1_distance(p[rng.integers(0, len(p), len(p))].mean(axis=0), pf_profile) for _ in range(n_boot)]
+    boot = [l1_distance(p[rng.integers(0, len(p), len(p))].mean(axis=0),
+                        q[rng.integers(0, len(q), len(q))].mean(axis=0) if len(q) > 1 else q[0]) for _ in range(n_boot)]
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return est, float(lo), float(hi)
 
@@ -528,9 +581,13 @@ def compare_group(key: tuple, g: dict) -> list[dict]:
     pf = g["pf"]
     out = []
 
+    def pf_mean(fn):  # the phase field's value: its one run's, or its ensemble's mean
+        return float(np.mean([fn(r.summary) for r in pf]))
+
     def row(quantity, d, pf_value, judged=True, unit_note=""):
         rec = {"Host": host, "Regime": regime, "Quantity": quantity, "n": d["n"], "KMC mean": d["Mean"],
-               "KMC CI95 low": d["CI95 low"], "KMC CI95 high": d["CI95 high"], "Phase field": pf_value}
+               "KMC CI95 low": d["CI95 low"], "KMC CI95 high": d["CI95 high"], "Phase field": pf_value,
+               "Phase-field runs": len(pf)}
         if judged:
             diff, tol, ok = judge(quantity, d["Mean"], pf_value)
             rec.update({"Difference": diff, "Tolerance": tol, "Pass": "PASS" if ok else "FAIL",
@@ -540,21 +597,22 @@ def compare_group(key: tuple, g: dict) -> list[dict]:
                         "Acceptance": False})
         out.append(rec)
 
-    row(MEAN_HEIGHT, describe(r.summary[MEAN_HEIGHT] for r in g["kmc"]), pf.summary[MEAN_HEIGHT])
-    if host_top_index(pf.host.phase) > 1:  # a foil has no inside
-        row(INSIDE_FRACTION, describe(inside_fraction(r.summary) for r in g["kmc"]), inside_fraction(pf.summary))
+    row(MEAN_HEIGHT, describe(r.summary[MEAN_HEIGHT] for r in g["kmc"]), pf_mean(lambda s: s[MEAN_HEIGHT]))
+    if host_top_index(pf[0].host.phase) > 1:  # a foil has no inside
+        row(INSIDE_FRACTION, describe(inside_fraction(r.summary) for r in g["kmc"]), pf_mean(inside_fraction))
     profiles = [depth_profile(r.final_phase) for r in g["kmc"]]
-    est, lo, hi = profile_l1_with_ci(profiles, g["pf_profile"])
+    est, lo, hi = profile_l1_with_ci(profiles, g["pf_profiles"])
     # the KMC's own floor: each replica's L1 to the mean of the others
     floor = [l1_distance(p, np.mean([q for j, q in enumerate(profiles) if j != i], axis=0))
              for i, p in enumerate(profiles)]
     diff, tol, ok = judge(PROFILE_L1, 0.0, est)
     out.append({"Host": host, "Regime": regime, "Quantity": PROFILE_L1, "n": len(profiles),
                 "KMC mean": float(np.mean(floor)), "KMC CI95 low": lo, "KMC CI95 high": hi, "Phase field": est,
+                "Phase-field runs": len(pf),
                 "Difference": diff, "Tolerance": tol, "Pass": "PASS" if ok else "FAIL",
                 "Acceptance": regime == REACTION, "KMC sampling L1": sampling_l1(profiles)})
     for q in REPORTED:
-        row(q, describe(r.summary[q] for r in g["kmc"]), pf.summary[q], judged=False)
+        row(q, describe(r.summary[q] for r in g["kmc"]), pf_mean(lambda s, q=q: s[q]), judged=False)
     return out
 
 
@@ -587,7 +645,10 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
     return (f"phasefield.capillarity = {pf_config.phasefield.capillarity}: gamma {p.interface_energy:.4g} J/m^2, "
             f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
             f"refinement {pf_config.phasefield.refinement}, contact coordination "
-            f"{pf_config.phasefield.contact_coordination}, front coordination {pf_config.phasefield.front_coordination}")
+            f"{pf_config.phasefield.contact_coordination}, front coordination {pf_config.phasefield.front_coordination}, "
+            f"shot noise {pf_config.phasefield.shot_noise}"
+            + (f" every {pf_config.phasefield.shot_noise_interval_s:g} s" if pf_config.phasefield.shot_noise != "off"
+               else ""))
 
 
 def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None,
@@ -597,7 +658,9 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
     per_host = "" if counts <= {replicas} else " (" + ", ".join(
         f"{r['Host'].lower()} {r['Regime'].lower()}: {r['n']}" for r in rows
         if r["Quantity"] == PROFILE_L1 and r["n"] != replicas) + ")"
-    lines = [f"Validation: {replicas} KMC replicas{per_host} (mean [95 % CI]) against the phase field",
+    runs = max((r.get("Phase-field runs", 1) for r in rows), default=1)
+    against = "the phase field" if runs == 1 else f"the mean of {runs} phase-field runs"
+    lines = [f"Validation: {replicas} KMC replicas{per_host} (mean [95 % CI]) against {against}",
              f"  {'host / regime':32s} {'quantity':24s} {'KMC':>24s} {'phase field':>11s} {'diff':>8s} {'tol':>7s}"]
     for r in rows:
         if r["Pass"] == "reported":
@@ -641,17 +704,22 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
 # -- curves and fields -------------------------------------------------------------------------------
 def capacity_curves(g: dict, points: int = 41) -> dict:
     """Mean height and inside fraction against plated capacity: the KMC replicas interpolated on
-    a common grid (mean and 95 % CI per point), the phase field's rows as they are."""
+    a common grid (mean and 95 % CI per point), the phase field's rows as they are (an
+    ensemble's: interpolated on the grid and averaged)."""
     from .ensemble import describe
 
-    q_max = max(max(r[col.PLATED_CAP] for r in res.rows) for res in g["kmc"] + [g["pf"]])
+    q_max = max(max(r[col.PLATED_CAP] for r in res.rows) for res in g["kmc"] + g["pf"])
     grid = np.linspace(0.0, q_max, points)
     out = {"capacity": grid}
     for name, fn in ((MEAN_HEIGHT, lambda r: r[MEAN_HEIGHT]), (INSIDE_FRACTION, _row_inside)):
         reps = np.array([_interp(grid, res.rows, fn) for res in g["kmc"]])
         stats = [describe(reps[:, i]) for i in range(points)]
         out[name] = {k: np.array([s[k] for s in stats]) for k in ("Mean", "CI95 low", "CI95 high")}
-        out[name]["pf"] = (np.array([r[col.PLATED_CAP] for r in g["pf"].rows]), np.array([fn(r) for r in g["pf"].rows]))
+        if len(g["pf"]) == 1:
+            pf = g["pf"][0].rows
+            out[name]["pf"] = (np.array([r[col.PLATED_CAP] for r in pf]), np.array([fn(r) for r in pf]))
+        else:
+            out[name]["pf"] = (grid, np.mean([_interp(grid, res.rows, fn) for res in g["pf"]], axis=0))
     return out
 
 
@@ -673,13 +741,14 @@ def _interp(grid, rows, fn) -> np.ndarray:
 def cross_sections(g: dict, width: float) -> dict:
     """x-z sections (middle y) of the KMC's coarse-grained order parameter, mean and standard
     deviation over replicas, and the phase field's (its own field, else its coarse-grained
-    lattice)."""
+    lattice; an ensemble's mean)."""
     from ..coarse_graining import order_parameter_from_lattice
 
     res = g["kmc"]
     h = res[0].host.spacing
     xis = np.array([order_parameter_from_lattice(r.final_phase, h, width) for r in res])
-    pf = g["pf_xi"] if g["pf_xi"] is not None else order_parameter_from_lattice(g["pf"].final_phase, h, width)
+    pf = g["pf_xi"] if g["pf_xi"] is not None else np.mean(
+        [order_parameter_from_lattice(r.final_phase, h, width) for r in g["pf"]], axis=0)
     y = xis.shape[2] // 2
     return {"KMC mean": xis.mean(axis=0)[:, y, :], "KMC std": xis.std(axis=0, ddof=1)[:, y, :],
             "Phase field": np.asarray(pf)[:, y, :]}
