@@ -429,7 +429,6 @@ class PhaseFieldSolver:
                                  "with shot_noise_cell > 0")
             of, cs, k = coarse_cells(self.phase.shape, cell, "shot_noise_cell")
             self._shot_cells = (of[g.free], cs[0] * cs[1] * cs[2], float(np.prod(k)))
-            self._link_count = np.bincount(g.a, minlength=g.n) + np.bincount(g.b, minlength=g.n)
         self.shot_noise_cell, self.shot_noise_interval = int(cell), float(interval)
         self.kicks = 0  # shot-noise kicks due so far
         self.kicks_dropped = 0  # of those, dropped because phi of the kicked state could not be solved
@@ -580,8 +579,9 @@ class PhaseFieldSolver:
         g = self.geo
         d2 = (self.xi[g.b] - self.xi[g.a]) ** 2
         s = np.bincount(g.a, weights=d2, minlength=g.n) + np.bincount(g.b, weights=d2, minlength=g.n)
+        links = np.bincount(g.a, minlength=g.n) + np.bincount(g.b, minlength=g.n)
         dims = sum(n > 1 for n in g.shape)
-        return np.sqrt(dims * s / np.maximum(self._link_count, 1)) / g.h
+        return np.sqrt(dims * s / np.maximum(links, 1)) / g.h
 
     def _shot_noise(self):
         """One interval's shot noise (docs/phasefield.md "Shot noise"): per cell of
@@ -590,8 +590,8 @@ class PhaseFieldSolver:
         front event rate in cell volumes per second (`kernels.front_event_rate` summed over its
         voxels, times PROJECTED_RATE), spread over the cell's stretch of the interface in
         proportion to |grad xi| (a translation of the profile along its normal, which excites no
-        profile relaxation).  A
-        front spread over several cells so keeps the variance of its total.  The draws' net
+        profile relaxation); a front spread over several cells so keeps the variance of its
+        total.  The draws' net
         volume is taken off everywhere in proportion to |grad xi|: the kick moves metal and
         passes no charge (c untouched; lithium and charge conserved to round-off).  Not on the
         host contacts (the wetting layer is no diffuse interface).  A kick is a jump of the
@@ -966,7 +966,7 @@ class PhaseFieldSolver:
             while t_end - self.t > 1e-12 * max(t_end, 1.0):
                 # shot noise at every multiple of its interval (a kick due at t_end waits for the next call)
                 kick = (self.kicks + 1) * self.shot_noise_interval if self._shot_cells else np.inf
-                if self._shot_cells and kick - self.t <= 1e-12 * max(kick, 1.0):
+                if kick - self.t <= 1e-12 * max(self.t, 1.0):
                     self._shot_noise()
                     continue
                 remaining = min(t_end, kick) - self.t

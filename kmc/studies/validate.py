@@ -396,10 +396,9 @@ class Validate(Study):
         extra, extra_pf = [], []
         npf = self.phasefield_replicas
 
-        def pf_case(host_label, regime, segments, k, stream):
+        def pf_case(host_label, regime, segments, pf_config, k, stream):
             label = f"{regime}, {PF_TAG}" + (f" {k}" if npf > 1 else "")
-            return Case(host_label, label, hosts[host_label], segments, stream,
-                        self.phasefield_config(config, segments, hosts[FOIL].spacing))
+            return Case(host_label, label, hosts[host_label], segments, stream, pf_config)
 
         for host_label, regime in PAIRS:
             segments = dc_plating(currents[regime], config.protocol.capacity_mAh_cm2)
@@ -409,14 +408,15 @@ class Validate(Study):
                 if r < n:
                     cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, stream,
                                       kmc_config))
-            cases.append(pf_case(host_label, regime, segments, 0, next(streams)))
+            pf_config = self.phasefield_config(config, segments, hosts[FOIL].spacing)  # one per pair
+            cases.append(pf_case(host_label, regime, segments, pf_config, 0, next(streams)))
             extra += [(host_label, regime, segments, r) for r in range(self.replicas, n)]
-            extra_pf += [(host_label, regime, segments, k) for k in range(1, npf)]
+            extra_pf += [(host_label, regime, segments, pf_config, k) for k in range(1, npf)]
         for host_label, regime, segments, r in extra:
             cases.append(Case(host_label, f"{regime}, {KMC_TAG} {r}", hosts[host_label], segments, next(streams),
                               kmc_config))
-        for host_label, regime, segments, k in extra_pf:
-            cases.append(pf_case(host_label, regime, segments, k, next(streams)))
+        for host_label, regime, segments, pf_config, k in extra_pf:
+            cases.append(pf_case(host_label, regime, segments, pf_config, k, next(streams)))
         return StudyPlan(hosts, cases)
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -530,6 +530,7 @@ def profile_l1_with_ci(kmc_profiles, pf_profile, n_boot: int = 2000, seed: int =
     q = q[None, :] if q.ndim == 1 else q
     est = l1_distance(p.mean(axis=0), q.mean(axis=0))
     rng = np.random.default_rng(seed)
+    # one phase-field run draws nothing: its interval is the KMC's alone, as before ensembles
     boot = [l1_distance(p[rng.integers(0, len(p), len(p))].mean(axis=0),
                         q[rng.integers(0, len(q), len(q))].mean(axis=0) if len(q) > 1 else q[0]) for _ in range(n_boot)]
     lo, hi = np.percentile(boot, [2.5, 97.5])
