@@ -108,6 +108,11 @@ class Geometry:
         # voxel for the Jacobian's diagonal
         self.contact_link, self.n_contact_links = self.cut_links(self.contact)
 
+    @property
+    def coordinated(self) -> bool:
+        """Whether `update_coordination` changes anything (a contact's or the front's bond shift)."""
+        return self._bonds is not None
+
     def update_coordination(self, xi):
         """The wetting layer's coordination energy at the order parameter ``xi`` (free voxels;
         no-op when ``contact_bond_shift`` is 0): each host contact reacts, in both branches, at
@@ -141,6 +146,48 @@ class Geometry:
         number of such links (the gradient term's one-way links, `solver._gradient_links`)."""
         cut = exempt[self.a] | exempt[self.b]
         return cut, (np.bincount(self.a[cut], minlength=self.n) + np.bincount(self.b[cut], minlength=self.n)) * ~exempt
+
+
+class Window:
+    """The free voxels at z >= ``z0`` of a geometry ``g`` as a geometry of their own, on the
+    sub-grid ``[:, :, z0:]``: what the (xi, c) step solves on while every free voxel below is
+    settled lithium (`PhaseFieldSolver._window`).  Links, face slots and the top layer are the
+    sub-grid's (no link crosses z0: the cut is closed); the per-voxel data are ``g``'s, gathered
+    (`refresh` copies the coordination's, which change every step).  ``index``: each voxel's
+    index among ``g``'s free voxels (ascending: the sub-grid's C order is the grid's)."""
+
+    def __init__(self, g: Geometry, z0: int):
+        nx, ny, nz = g.shape
+        nw = nz - z0
+        self.z0, self.shape, self.h, self.footprint = z0, (nx, ny, nw), g.h, g.footprint
+        z = g.free % nz
+        self.index = np.flatnonzero(z >= z0)
+        self.n = self.index.size
+        self.free = g.free[self.index] // nz * nw + (z[self.index] - z0)  # flat index on the sub-grid
+        mask = np.zeros(nx * ny * nw, dtype=bool)
+        mask[self.free] = True
+        node = np.full(mask.size, -1, dtype=np.int64)
+        node[self.free] = np.arange(self.n)
+        a, b, self.slots = voxel_links(mask.reshape(self.shape), with_slots=True)
+        self.a, self.b = node[a], node[b]
+        self.pattern = SymmetricPattern(self.n, self.a, self.b)
+        self.ctop = node[self.free[self.free % nw == nw - 1]]
+        i = self.index
+        self.pfree, self.n_host, self.contact, self.face_weight = g.pfree[i], g.n_host[i], g.contact[i], g.face_weight[i]
+        self.contact_link, self.n_contact_links = Geometry.cut_links(self, self.contact)
+        self.refresh(g)
+
+    def scatter(self, values, n: int):
+        """``values`` on the window's voxels as an array on all ``n`` free voxels, 0 elsewhere."""
+        out = np.zeros(n)
+        out[self.index] = values
+        return out
+
+    def refresh(self, g: Geometry):
+        """The coordination's factors from ``g`` (`Geometry.update_coordination`, every step)."""
+        i = self.index
+        self.cathodic_factor, self.anodic_factor = g.cathodic_factor[i], g.anodic_factor[i]
+        self.front_cathodic, self.front_anodic = g.front_cathodic[i], g.front_anodic[i]
 
 
 def coarse_cells(shape, cell, name: str):

@@ -675,6 +675,20 @@ def active(xi, contact):
 
 
 @numba.njit(cache=True)
+def lowest_unsettled(xi, contact, free, nz, settled):
+    """The lowest layer z (``free``: the free voxels' flat indices on a grid of ``nz`` layers) of a
+    free voxel that is not settled lithium (xi < ``settled`` or a host contact); nz if none
+    (`solver._window`)."""
+    low = nz
+    for i in range(xi.size):
+        if xi[i] < settled or contact[i]:
+            z = free[i] % nz
+            if z < low:
+                low = z
+    return low
+
+
+@numba.njit(cache=True)
 def jacobian_diagonal(xi, exempt, well, wall, with_wall, n_host, act, dR, inv_dt, cut):
     """(diag, diag + cut) of `solver._jacobian`: diag = 1/dt + L_sigma g''(xi) (0 on ``exempt``)
     - wall n_host (1 - 2 xi) (``with_wall``) + dR/dxi on ``act``, each entry as

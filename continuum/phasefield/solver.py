@@ -43,7 +43,7 @@ from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
-from .geometry import Geometry, coarse_cells
+from .geometry import Geometry, Window, coarse_cells
 from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
                        bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
@@ -118,6 +118,15 @@ PHI_XTOL = 1e-3
 # most (`HierarchyReuse`): the interface moves by a fraction of a voxel per step
 PHI_REUSE = 3
 C_REUSE = 3  # the same for c's Schur operator (across attempts)
+
+# Settled lithium: a free voxel whose xi is within SETTLED of 1 and that is no host contact.  While
+# every free voxel below a row is settled, the (xi, c) step solves on the rows from WINDOW_MARGIN
+# below the lowest unsettled one to the top (`_window`): there h'(xi) < 1e-18 (no reaction), the
+# double well holds xi at 1, and what the held voxels leave out is Li+'s exchange by D_s inside
+# the metal (docs/phasefield.md "Settled lithium").  Only where the window cuts at least an eighth
+# of the rows (and 2), and only on the multigrid's path (large grids)
+SETTLED = 1e-10
+WINDOW_MARGIN = 2
 
 
 _BLAS = None
@@ -225,6 +234,26 @@ def _coherent(d1, d2):
     return n1 > 0.0 and n2 > 0.0 and float(np.dot(d1, d2)) >= COHERENT_COSINE * np.sqrt(n1 * n2)
 
 
+def _history_inflow(hx, hc, cs, volume):
+    """The Li+ [mol] a BDF history (xi's and c's terms, voxels of ``volume``) carries: the top
+    inflow's share (`PhaseFieldSolver._scheme`)."""
+    return (float(np.sum(hc)) + cs * float(np.sum(hx))) * volume
+
+
+def _restricted(sch, win, cs, volume):
+    """The scheme ``sch`` (`PhaseFieldSolver._scheme`) on the window ``win``'s voxels (None: as
+    it is): its history terms, prediction and the Li+ its history carries there."""
+    if win is None:
+        return sch
+    part, i = dict(sch), win.index
+    if sch["pred"] is not None:
+        part["pred"] = (sch["pred"][0][i], sch["pred"][1][i])
+    if sch["order"] >= 2:
+        part["xi"], part["c"] = sch["xi"][i], sch["c"][i]
+        part["inflow"] = _history_inflow(part["xi"], part["c"], cs, volume)
+    return part
+
+
 class _Transport:
     """The c system of one step (see `PhaseFieldSolver._transport`).  Direct and AMG solve it
     in v = exp(f phi / 2) c (symmetric, off-diagonals D (x/2)/sinh(x/2) / h^2); the voxel-grid
@@ -234,6 +263,7 @@ class _Transport:
 
     def __init__(self, solver, M, Ghat, diag, r0, s, Bt, Btm, Bab):
         self.solver, self.M, self.Ghat, self.diag, self.r0, self.s = solver, M, Ghat, diag, r0, s
+        self.geo, self.index = solver.geo, None  # its voxels; index: theirs among all free voxels (a window's)
         self.Bt, self.Btm, self.Bab = Bt, Btm, Bab
         self.key = solver._key()
         self.mdiag = M.diagonal()
@@ -257,14 +287,14 @@ class _Transport:
             return lin.solve(self.M, self.s * rhs, self.key, rtol=FINAL_RTOL, dominant=self.dominant,
                              x0=x0) / self.s
         if self.schur is None or self.schur[0] is not extra:
-            g = self.solver.geo
+            g = self.geo
             K = LinkMatrix(g.pattern, *self.solver._ab, self.Ghat, self.diag + extra)
             self.schur = (extra, K, self.solver._key())
         return lin.solve(self.schur[1], self.s * rhs, self.schur[2], rtol=SCHUR_RTOL, dominant=self.dominant,
                          kind="schur") / self.s
 
     def _solve_multigrid(self, lin, mg, rhs, extra, guess):
-        g, dt = self.solver.geo, self.solver._dt
+        g, dt = self.geo, self.solver._dt
         if self.slotboom is None:  # the same for all of a step's solves
             w = 1.0 / self.s**2  # exp(-f (phi - phi0)): c = w u
             top = np.zeros(g.n)
@@ -304,11 +334,12 @@ class _Transport:
         return float(np.sum(rhs - self.apply(dc))) / storage
 
     def inflow(self, c_new):
-        """Li+ entering through the top [mol/s] for the end-of-step c."""
-        g = self.solver.geo
+        """Li+ entering through the top [mol/s] for the end-of-step c (on all free voxels)."""
+        g = self.geo
         if not (self.solver.top_reservoir and g.ctop.size):
             return 0.0
-        return -float(np.sum(self.Bt * c_new[g.ctop] - self.Btm)) * g.h**3
+        top = g.ctop if self.index is None else self.index[g.ctop]
+        return -float(np.sum(self.Bt * c_new[top] - self.Btm)) * g.h**3
 
 
 class PhaseFieldSolver:
@@ -331,7 +362,12 @@ class PhaseFieldSolver:
     the voxel-grid multigrid for c and phi, Jacobi or AMG for xi), 'direct', 'amg' or
     'jacobi'.  Tolerances: per-step local error of xi (absolute), of c (relative to c0), and of
     eta at the interface [V]; steps start at ``dt_initial`` and stay below ``dt_max`` [s].
+    ``settled_window`` (an attribute): the (xi, c) step solves above settled lithium only
+    (`_window`; False: on the whole grid always).
     """
+
+    settled_window = True
+    _win = None  # the window the last attempt solved on (`geometry.Window`); None: the whole grid
 
     def __init__(self, phase, spacing: float, params: PhaseFieldParameters = HONG2018, *, xi=None, c=None,
                  eta_nuc=None, activity=None, bond_cell: int = 1, top_reservoir: bool = True, top_concentration=None,
@@ -816,6 +852,50 @@ class PhaseFieldSolver:
         dt_last, _, _, dphi = self._history[0]
         return self.phi + (dt / dt_last) * dphi
 
+    def _window(self):
+        """The free voxels the next (xi, c) step solves on: None (all) or a `geometry.Window` from
+        WINDOW_MARGIN rows below the lowest free voxel that is not settled lithium (SETTLED) to the
+        top, where that cuts at least an eighth of the rows; the voxels below are held.  A new
+        window gets its own c multigrid, and the kept hierarchies start afresh."""
+        g = self.geo
+        z0 = 0
+        if self.settled_window and self._mg_c is not None:
+            nz = g.shape[2]
+            z0 = kernels.lowest_unsettled(self.xi, g.contact, g.free, nz, 1.0 - SETTLED) - WINDOW_MARGIN
+            z0 = z0 if z0 >= max(2, nz // 8) else 0
+        win = self._win
+        if (0 if win is None else win.z0) != z0:
+            self._mg_c_reuse.reset()
+            self._mg_c_key = None
+            for lin in (self._lin["xi"], self._lin["c"]):
+                lin.amg.clear()  # hierarchies of the other window's size
+            win = self._win = Window(g, z0) if z0 else None
+            if win is not None:
+                win.mg = VoxelMultigrid(win.shape, win.free, coarse_max=64, plane=self._mg_c.plane)
+                win.xi_links, win.zero = None, np.zeros(win.n)
+        elif win is not None and g.coordinated:
+            win.refresh(g)  # the coordination's factors change every step
+        return win
+
+    @contextmanager
+    def _on_window(self, win, control):
+        """The step's solver state on the window ``win`` (None: as it is): its geometry, its slices
+        of xi and c, its c multigrid and xi links; psi solved first (on the whole grid)."""
+        if win is None:
+            yield
+            return
+        if isinstance(control, Galvanostatic) or float(control.potential) != self.cell_potential:
+            self._unit_response()
+        full = self.geo, self._ab, self.xi, self.c, self._mg_c, self._xi_links, self._zero
+        self.geo, self._ab = win, (unsigned(win.a), unsigned(win.b))
+        self.xi, self.c, self._mg_c = self.xi[win.index], self.c[win.index], win.mg
+        self._xi_links, self._zero = win.xi_links, win.zero
+        try:
+            yield
+        finally:
+            win.xi_links = self._xi_links
+            self.geo, self._ab, self.xi, self.c, self._mg_c, self._xi_links, self._zero = full
+
     def _attempt(self, control, dt):
         """One step of length dt; commits it and returns (True, error, False) when its error
         estimate is within tolerance (error <= 1), else (False, error, unconverged) and leaves
@@ -829,11 +909,19 @@ class PhaseFieldSolver:
         self._order = sch["order"]
         try:
             phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
-            V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, noise, sch, phi_pred)
-            clock = time.process_time()
-            # the increments' error first: a step it rejects needs no potential solve (a third
-            # of an attempt, and the multigrid's failures come from steps far too long)
-            increments = self._error(dt, dxi, dc, sch)
+            win = self._window()
+            part = _restricted(sch, win, p.solid_concentration, g.h**3)
+            with self._on_window(win, control):
+                V, dxi, dc, eta, act, transport, coupling = self._coupled_step(
+                    control, dt, noise if win is None else noise[win.index], part, phi_pred)
+                clock = time.process_time()
+                # the increments' error first: a step it rejects needs no potential solve (a third
+                # of an attempt, and the multigrid's failures come from steps far too long)
+                increments = self._error(dt, dxi, dc, part, g.n)
+            if win is not None:  # back on all free voxels: the held ones' increments are 0
+                dxi, dc, act, noise = (win.scatter(dxi, g.n), win.scatter(dc, g.n), win.index[act],
+                                       win.scatter(noise[win.index], g.n))
+                transport.index = win.index
             err = max(coupling, increments)
             if err > 1.0:
                 self._tick("error control", clock)
@@ -877,7 +965,7 @@ class PhaseFieldSolver:
         self.charge += dq
         self.current_density = dq / dt / g.footprint
         # the BDF Li+ balance per step: the history's share plus dt/a of the end-of-step inflow
-        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + sch["inflow"]
+        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + part["inflow"]
         self.boundary_charge += charge_in[0] * dt
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
@@ -923,16 +1011,17 @@ class PhaseFieldSolver:
         if order == 1:
             return {**first, "pred": pred, "weight": weight}
         hx, hc = kernels.combine(eta, dxs[:order - 1]), kernels.combine(eta, dcs[:order - 1])
-        inflow = (float(np.sum(hc)) + self.params.solid_concentration * float(np.sum(hx))) * self.geo.h**3
+        inflow = _history_inflow(hx, hc, self.params.solid_concentration, self.geo.h**3)
         return {"order": order, "a": a, "xi": hx, "c": hc, "inflow": inflow, "pred": pred, "weight": weight}
 
-    def _error(self, dt, dxi, dc, sch):
+    def _error(self, dt, dxi, dc, sch, count):
         """Error of the step's increments over the tolerance (accept when <= 1; `_attempt`
         adds the lag of eta): the local error of xi (max over voxels) and of c (root mean
         square: the Li+ the noise trades voxel by voxel is uncorrelated and averages out, a
         diffusion layer's transient does not) from their increments against the prediction
         from the previous steps' (`_scheme`: of the scheme's order), and a cap of 0.25 on any
-        xi increment."""
+        xi increment.  ``count``: the free voxels c's mean square is over (a window's held
+        voxels count, with no error)."""
         p, tol = self.params, self.tol
         largest = kernels.largest_abs(dxi)
         parts = [largest / 0.25]
@@ -942,11 +1031,11 @@ class PhaseFieldSolver:
         # ((dc - pc) / max(|c|, c0))^2 in one pass (`kernels.scaled_squares`), their mean numpy's
         c0 = float(p.bulk_concentration)
         if sch["pred"] is None:  # first step after a start or a control change
-            parts += [largest / 0.05, np.sqrt(np.mean(kernels.scaled_squares(dc, dc[:0], self.c, c0))) / 0.25]
+            parts += [largest / 0.05, np.sqrt(np.sum(kernels.scaled_squares(dc, dc[:0], self.c, c0)) / count) / 0.25]
         else:
             (px, pc), wt = sch["pred"], sch["weight"]
             parts += [kernels.largest_abs_difference(dxi, px) * wt / tol["xi"],
-                      np.sqrt(np.mean(kernels.scaled_squares(dc, pc, self.c, c0))) * wt / tol["c"]]
+                      np.sqrt(np.sum(kernels.scaled_squares(dc, pc, self.c, c0)) / count) * wt / tol["c"]]
         return float(max(parts))
 
     def advance(self, duration: float, control) -> "PhaseFieldSolver":

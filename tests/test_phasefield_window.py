@@ -1,0 +1,85 @@
+"""The (xi, c) step on the rows above settled lithium (`PhaseFieldSolver._window`,
+docs/phasefield.md "Settled lithium"): it engages where it cuts enough rows, holds the settled
+voxels, conserves lithium and charge, follows the whole grid's run within its step tolerance and
+restores from a checkpoint to the bit."""
+import numpy as np
+import pytest
+
+from continuum.phasefield import HONG2018, Galvanostatic, PhaseFieldSolver, Potentiostatic, planar_electrode
+from continuum.phasefield import solver as pf_solver
+
+H = 1e-6
+
+
+def _solver(window=True, front=30e-6, shape=(24, 1, 48), **kw):
+    phase, xi = planar_electrode(shape, H, HONG2018, front)
+    s = PhaseFieldSolver(phase, H, HONG2018, xi=xi, rng=3, direct_max=0, **kw)  # multigrid for c and phi
+    s.settled_window = window
+    return s
+
+
+def _lowest_unsettled(s):
+    xi = s.order_parameter[:, 0, 1:]  # above the collector layer
+    return 1 + int(np.flatnonzero((xi < 1.0 - pf_solver.SETTLED).any(axis=0)).min())
+
+
+def test_window_holds_the_settled_rows_and_conserves_lithium():
+    s = _solver()
+    s.advance(0.2, Potentiostatic(-0.45))
+    z0 = s._win.z0
+    # WINDOW_MARGIN rows below the lowest unsettled one, and only settled lithium below it
+    assert z0 == _lowest_unsettled(s) - pf_solver.WINDOW_MARGIN and z0 >= 48 // 8
+    below = s.order_parameter[:, 0, 1:z0].copy(), s.concentration[:, 0, 1:z0].copy()
+    assert below[0].min() >= 1.0 - pf_solver.SETTLED
+    s.advance(1.0, Potentiostatic(-0.45))
+    assert s._win.z0 >= z0  # the front moved up: the window did too
+    np.testing.assert_array_equal(s.order_parameter[:, 0, 1:z0], below[0])
+    np.testing.assert_array_equal(s.concentration[:, 0, 1:z0], below[1])  # held: no D_s exchange
+    bal = s.balance()
+    assert abs(bal["lithium"]) < 1e-12 * s.lithium_amount()
+    assert abs(bal["charge"]) < 1e-12 * abs(s.charge)
+    # the whole grid's run changes the settled rows' c (Li+ diffuses inside the metal at D_s)
+    full = _solver(window=False)
+    full.advance(1.2, Potentiostatic(-0.45))
+    assert full._win is None
+    assert not np.array_equal(full.concentration[:, 0, 1:z0], below[1])
+
+
+@pytest.mark.parametrize("control", [Potentiostatic(-0.45), Galvanostatic(-2000.0)])
+def test_window_follows_the_whole_grids_run(control):
+    """The same growth as on the whole grid within the step control's tolerance: the lithium
+    plated and the front's rows (noise on, so the trajectories part by a step's error)."""
+    runs = []
+    for window in (True, False):
+        s = _solver(window)
+        s.advance(2.0, control)
+        runs.append(s)
+    win, full = runs
+    assert win._win is not None and win._win.z0 >= 10 and full._win is None
+    grown = [s.lithium_amount() - s._initial[0] for s in runs]
+    assert grown[0] == pytest.approx(grown[1], rel=5e-3)  # potentiostatic: 1.5e-3 apart measured
+    assert np.array_equal(win.lithium_mask(), full.lithium_mask())
+    assert win.cell_potential == pytest.approx(full.cell_potential, abs=2e-3)  # galvanostatic: 0.7 mV
+
+
+def test_no_window_where_it_would_cut_few_rows():
+    s = _solver(front=4e-6)
+    s.advance(0.2, Potentiostatic(-0.45))
+    assert s._win is None  # the lowest unsettled row is under an eighth of the grid up
+
+
+def test_windowed_solver_restores_to_the_bit():
+    def rest(s):
+        s.advance(0.3, Potentiostatic(-0.45))
+
+    ref, a = _solver(), _solver()
+    for s in (ref, a):
+        s.advance(0.4, Potentiostatic(-0.45))
+    assert a._win is not None
+    rest(ref)
+    b = _solver()
+    b.load_state_dict(a.state_dict())
+    rest(b)
+    for k in ("xi", "c", "phi"):
+        np.testing.assert_array_equal(getattr(ref, k), getattr(b, k))
+    assert (ref.t, ref.steps, ref.rejected, ref._win.z0) == (b.t, b.steps, b.rejected, b._win.z0)
