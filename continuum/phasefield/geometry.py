@@ -190,6 +190,77 @@ class Window:
         self.front_cathodic, self.front_anodic = g.front_cathodic[i], g.front_anodic[i]
 
 
+class PotentialWindow:
+    """phi's unknowns at z >= the window ``win``'s z0 (`Window`) of a geometry ``g`` whose every
+    voxel below z0 carries phi (free or conductive host; `of` says whether it applies), the slab
+    below eliminated column by column: each column's resistances from the collector's potential
+    up to the window's bottom cell in series, a Dirichlet link of their sum's conductance
+    (`reduce`); after the solve the slab's phi follows along its columns (`expand`).  What that
+    leaves out is current crossing between columns inside the slab: the slab is settled lithium
+    (sigma_s) and the collector, where such currents move phi by less than the whole slab's
+    ohmic drop, microvolts (docs/phasefield.md "Settled lithium").  On the sub-grid [:, :, z0:]
+    as `Window` is; ``index``: the unknowns among ``g``'s phi unknowns, ``links``: ``g``'s phi
+    links they keep (both ends in the window: the sub-grid's links, in its order)."""
+
+    @staticmethod
+    def of(g: Geometry, win: Window):
+        """The window's phi system, or None where a voxel below z0 carries no phi (dielectric)."""
+        nx, ny, nz = g.shape
+        full = np.full(nx * ny * nz, -1, dtype=np.int64)
+        full[g.pidx] = np.arange(g.np_)
+        flat = np.arange(nx * ny)[:, None] * nz + np.arange(win.z0 + 1)[None, :]  # per column z = 0..z0
+        column = full[flat]
+        return PotentialWindow(g, win, column, full) if np.all(column >= 0) else None
+
+    def __init__(self, g: Geometry, win: Window, column, full):
+        nx, ny, nz = g.shape
+        z0, nw = win.z0, nz - win.z0
+        pz = g.pidx % nz
+        self.index = np.flatnonzero(pz >= z0)
+        self.np_ = self.index.size
+        self.pidx = g.pidx[self.index] // nz * nw + (pz[self.index] - z0)  # flat index on the sub-grid
+        mask = np.zeros(nx * ny * nw, dtype=bool)
+        mask[self.pidx] = True
+        node = np.full(mask.size, -1, dtype=np.int64)
+        node[self.pidx] = np.arange(self.np_)
+        a, b, self.pslots = voxel_links(mask.reshape(nx, ny, nw), with_slots=True)
+        self.pa, self.pb = node[a], node[b]
+        self.links = np.flatnonzero((pz[g.pa] >= z0) & (pz[g.pb] >= z0))
+        pnode = np.full(g.np_, -1, dtype=np.int64)
+        pnode[self.index] = np.arange(self.np_)
+        if self.links.size != self.pa.size or np.any(pnode[g.pa[self.links]] != self.pa):
+            raise AssertionError("the window's phi links are not the grid's in order")
+        self.ppattern = SymmetricPattern(self.np_, self.pa, self.pb)
+        self.pfree, self.ptop = pnode[g.pfree[win.index]], pnode[g.ptop]
+        self.source = win.index  # the free voxels whose source the window's phi takes
+        self.slab = column[:, :z0]  # per column its phi unknowns below z0 (g's numbering)
+        self.pbot = pnode[column[:, z0]]  # per column the window's bottom cell
+        link = np.full(3 * full.size, -1, dtype=np.int64)
+        link[g.pslots] = np.arange(g.pslots.size)
+        self.slab_links = link[2 * full.size + g.pidx[self.slab]]  # the z-link from each slab cell up
+        if not np.all(self.slab_links >= 0) or not np.array_equal(g.pbot, column[:, 0]):
+            raise AssertionError("the slab's columns are not the grid's")
+        self._slab = None  # the slab's resistances (`reduce`)
+
+    def reduce(self, G, gbot):
+        """Per column the resistance from the collector's potential to each slab cell and to the
+        window's bottom cell (the last), from ``g``'s link conductances G and collector ones gbot.
+        The slab's own are kept (its voxels are held while the window lives: the same numbers);
+        the last link, into the window, is read each time."""
+        if self._slab is None:
+            self._slab = np.concatenate([1.0 / gbot[:, None], 1.0 / G[self.slab_links[:, :-1]]], axis=1).cumsum(axis=1)
+        return np.concatenate([self._slab, (self._slab[:, -1] + 1.0 / G[self.slab_links[:, -1]])[:, None]], axis=1)
+
+    def expand(self, phi, V, along, n):
+        """phi on all ``n`` of ``g``'s phi unknowns from the window's ``phi``: each slab column
+        carries its bottom link's current I = (V - phi_bottom) / R, phi = V - I R(z) in it."""
+        out = np.empty(n)
+        out[self.index] = phi
+        current = (V - phi[self.pbot]) / along[:, -1]
+        out[self.slab] = V - current[:, None] * along[:, :-1]
+        return out
+
+
 def coarse_cells(shape, cell, name: str):
     """The grid in cubic cells of ``cell`` voxels per edge (an axis of length 1 stays one
     voxel): per voxel (flat C order) its cell's index, the cells' shape and their edges per

@@ -120,13 +120,20 @@ class LinkMatrix:
 
     def __init__(self, pattern, a, b, G, extra, grid=None):
         self.pattern, self.a, self.b, self.G, self.extra = pattern, a, b, G, extra
-        self.total = kernels.link_diagonal(a, b, G, extra)
+        self._total = None
         self._csr = None
         self.grid = grid  # a `LinkGrid` of the same links G: Jacobi-CG on the voxel grid
 
     @property
+    def total(self):
+        """The diagonal, links included; made on first use (phi's multigrid path needs none)."""
+        if self._total is None:
+            self._total = kernels.link_diagonal(self.a, self.b, self.G, self.extra)
+        return self._total
+
+    @property
     def shape(self):
-        return (self.total.size, self.total.size)
+        return (self.extra.size, self.extra.size)
 
     def diagonal(self):
         return self.total

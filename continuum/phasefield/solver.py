@@ -43,7 +43,7 @@ from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
-from .geometry import Geometry, Window, coarse_cells
+from .geometry import Geometry, PotentialWindow, Window, coarse_cells
 from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
                        bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
@@ -507,17 +507,35 @@ class PhaseFieldSolver:
         diag[g.ptop] += gtop
         return LinkMatrix(g.ppattern, *self._pab, G, diag), G, gbot, gtop, self._key()
 
-    def _solve_potential(self, psys, phi0, V, source, top=None, accuracy=None):
+    def _solve_potential(self, psys, phi0, V, source, top=None, accuracy=None, window=None):
         """phi with the current system for collector potential V and source F c_s dxi/dt
         [A/m^3] on free voxels, from phi0; returns (phi, charge inflow rate through boundaries
         [A]).  ``accuracy``: instead of the balances' tolerance, a residual of this fraction
-        of the boundary driving (for psi, which only linearises eta in V)."""
-        g = self.geo
+        of the boundary driving (for psi, which only linearises eta in V).  ``window``: the
+        step's `geometry.Window`, whose phi system (`geometry.PotentialWindow`, where it has
+        one) is solved instead, the settled slab below eliminated."""
+        pw = None if window is None else window.phi
+        if pw is None:
+            return self._solve_phi(self.geo, self._pab, self._mg, psys, phi0, V, source, top, accuracy)
+        K, G, gbot, gtop, key = psys
+        along = pw.reduce(G, gbot)
+        G = G[pw.links]
+        diag = np.zeros(pw.np_)
+        diag[pw.pbot] += 1.0 / along[:, -1]
+        diag[pw.ptop] += gtop
+        psys = LinkMatrix(pw.ppattern, *pw.pab, G, diag), G, 1.0 / along[:, -1], gtop, key
+        phi, charge = self._solve_phi(pw, pw.pab, pw.mg, psys, phi0[pw.index], V, source[pw.source], top, accuracy)
+        return pw.expand(phi, V, along, self.geo.np_), charge
+
+    def _solve_phi(self, g, pab, mg, psys, phi0, V, source, top, accuracy):
+        """`_solve_potential` on the phi unknowns of ``g`` (the geometry, or a window's phi system)
+        with its link ends ``pab`` and multigrid ``mg`` (None: none)."""
         K, G, gbot, gtop, key = psys
         top = self.top_potential if top is None else top
+        h = self.geo.h
         res = np.zeros(g.np_)
         res[g.pfree] -= source
-        kernels.potential_residual(*self._pab, G, phi0, res)
+        kernels.potential_residual(*pab, G, phi0, res)
         res[g.pbot] += gbot * (V - phi0[g.pbot])
         res[g.ptop] += gtop * (top - phi0[g.ptop])
         # Tolerance on the residual itself: 1e-9 of the Faradaic source and 1e-13 of the
@@ -531,18 +549,15 @@ class PhaseFieldSolver:
             if rnorm <= accuracy * drive:
                 return phi0.copy(), (0.0, 0.0)
             rtol = float(np.clip(accuracy * drive / rnorm, 1e-12, 0.1))
-        mg = None
-        if self._mg is not None:
-            if self._mg_key != key:
-                top_g = np.zeros(g.np_)
-                top_g[g.ptop] = gtop
-                bot = np.zeros(g.np_)
-                bot[g.pbot] = gbot
-                rebuild = self._mg_reuse.rebuild()
-                self._mg.set_operator(g.pslots, G, bot, top_g, hierarchy=rebuild)
-                self._mg_reuse.built(rebuild)
-                self._mg_key = key
-            mg = self._mg
+        if mg is not None and self._mg_key != (mg is self._mg, key):  # (the grid's or a window's)
+            top_g = np.zeros(g.np_)
+            top_g[g.ptop] = gtop
+            bot = np.zeros(g.np_)
+            bot[g.pbot] = gbot
+            rebuild = self._mg_reuse.rebuild()
+            mg.set_operator(g.pslots, G, bot, top_g, hierarchy=rebuild)
+            self._mg_reuse.built(rebuild)
+            self._mg_key = (mg is self._mg, key)
         xtol = PHI_XTOL * self.tol["eta"] if accuracy is None else 0.0
         dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg, xtol=xtol)
         if mg is not None and accuracy is None:
@@ -555,17 +570,17 @@ class PhaseFieldSolver:
             # solve's tolerance
             excess = np.sum(gbot * (V - phi[g.pbot])) + np.sum(gtop * (top - phi[g.ptop])) - source.sum()
             phi += excess / gsum
-        i_bot, i_top = np.sum(gbot * (V - phi[g.pbot])) * g.h**3, np.sum(gtop * (top - phi[g.ptop])) * g.h**3
+        i_bot, i_top = np.sum(gbot * (V - phi[g.pbot])) * h**3, np.sum(gtop * (top - phi[g.ptop])) * h**3
         return phi, (i_bot + i_top, abs(i_bot) + abs(i_top))
 
-    def _unit_response(self):
+    def _unit_response(self, window=None):
         """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source), from the
         last step's psi, to 1e-8 of the driving: an error dpsi moves eta by (V - V^n) dpsi,
         microvolts at most, against the 2 mV of tol_eta (it was solved from zero to 1e-12,
         which on a porous host cost more than phi itself)."""
         if self._psi is None:
             self._psi, _ = self._solve_potential(self._psys, self._psi_start, 1.0, np.zeros(self.geo.n),
-                                                 top=0.0, accuracy=1e-8)
+                                                 top=0.0, accuracy=1e-8, window=window)
             self._psi_start = self._psi
         return self._psi
 
@@ -663,7 +678,7 @@ class PhaseFieldSolver:
             dxi[side] *= 1.0 - net / total
         xi_new = xi + dxi
         psys = self._potential_system(xi_new)
-        self._mg_reuse.reset()  # a jump of the state: phi's multigrid hierarchy built afresh
+        self._forget_window()  # a jump of the state: the multigrids' hierarchies built afresh
         try:
             phi, _ = self._solve_potential(psys, self.phi, self.cell_potential, self._source)
         except FloatingPointError:  # no solver reaches phi of the kicked state: the kick is dropped
@@ -855,8 +870,9 @@ class PhaseFieldSolver:
     def _window(self):
         """The free voxels the next (xi, c) step solves on: None (all) or a `geometry.Window` from
         WINDOW_MARGIN rows below the lowest free voxel that is not settled lithium (SETTLED) to the
-        top, where that cuts at least an eighth of the rows; the voxels below are held.  A new
-        window gets its own c multigrid, and the kept hierarchies start afresh."""
+        top, where that cuts at least an eighth of the rows; the voxels below are held, and phi's
+        slab below is eliminated where it can be (`geometry.PotentialWindow`).  A new window gets
+        its own multigrids, and the kept hierarchies start afresh."""
         g = self.geo
         z0 = 0
         if self.settled_window and self._mg_c is not None:
@@ -865,17 +881,29 @@ class PhaseFieldSolver:
             z0 = z0 if z0 >= max(2, nz // 8) else 0
         win = self._win
         if (0 if win is None else win.z0) != z0:
-            self._mg_c_reuse.reset()
-            self._mg_c_key = None
-            for lin in (self._lin["xi"], self._lin["c"]):
-                lin.amg.clear()  # hierarchies of the other window's size
+            self._forget_window()
             win = self._win = Window(g, z0) if z0 else None
             if win is not None:
                 win.mg = VoxelMultigrid(win.shape, win.free, coarse_max=64, plane=self._mg_c.plane)
                 win.xi_links, win.zero = None, np.zeros(win.n)
+                # phi's, on the multigrid's path where the slab below carries phi in every voxel
+                win.phi = PotentialWindow.of(g, win) if self._mg is not None else None
+                if win.phi is not None:
+                    win.phi.pab = unsigned(win.phi.pa), unsigned(win.phi.pb)
+                    win.phi.mg = VoxelMultigrid(win.shape, win.phi.pidx, coarse_max=64, plane=self._mg.plane)
         elif win is not None and g.coordinated:
             win.refresh(g)  # the coordination's factors change every step
         return win
+
+    def _forget_window(self):
+        """No window until `_window` makes the next (after a jump of the state: a kick, a loaded
+        state); the multigrids' kept hierarchies and AMG's start afresh."""
+        self._win = None
+        self._mg_c_reuse.reset()
+        self._mg_reuse.reset()
+        self._mg_c_key = self._mg_key = None
+        for lin in (self._lin["xi"], self._lin["c"]):
+            lin.amg.clear()  # hierarchies of another window's size
 
     @contextmanager
     def _on_window(self, win, control):
@@ -885,7 +913,7 @@ class PhaseFieldSolver:
             yield
             return
         if isinstance(control, Galvanostatic) or float(control.potential) != self.cell_potential:
-            self._unit_response()
+            self._unit_response(win)
         full = self.geo, self._ab, self.xi, self.c, self._mg_c, self._xi_links, self._zero
         self.geo, self._ab = win, (unsigned(win.a), unsigned(win.b))
         self.xi, self.c, self._mg_c = self.xi[win.index], self.c[win.index], win.mg
@@ -933,9 +961,9 @@ class PhaseFieldSolver:
             source = FARADAY * p.solid_concentration * (dxi + noise) / dt
             # from phi's extrapolation and V's own share (psi): a V-cycle less per solve where phi
             # moves one way (Hong's approach to the top: 6.7 against 8.4)
-            shift = (V - self.cell_potential) * self._unit_response() if V != self.cell_potential else None
+            shift = (V - self.cell_potential) * self._unit_response(win) if V != self.cell_potential else None
             start = phi_pred if shift is None else phi_pred + shift
-            phi_new, charge_in = self._solve_potential(psys, start, V, source)
+            phi_new, charge_in = self._solve_potential(psys, start, V, source, window=win)
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
             self.rejected += 1
             return False, None, False
@@ -1169,8 +1197,7 @@ class PhaseFieldSolver:
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
         self.rng.bit_generator.state = d["rng"]
         self._psys, self._psi = self._potential_system(self.xi), None
-        self._mg_reuse.reset()
-        self._mg_c_reuse.reset()
+        self._forget_window()
         for lin in self._lin.values():
             lin.amg.clear()
             lin.gmg_off, lin.gmg_pause = 0, GMG_PAUSE  # a fresh solver tries the multigrid first too
