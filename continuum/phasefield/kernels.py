@@ -740,13 +740,18 @@ def minus_times(a, s, b):
 
 
 @numba.njit(cache=True)
-def combine(coefficients, arrays):
-    """sum_j coefficients[j] arrays[j] over the first len(coefficients) arrays (a new array; the
-    BDF history and predictor, `solver._scheme`)."""
-    out = np.zeros(arrays[0].size)
+def combine(coefficients, arrays, index):
+    """sum_j coefficients[j] arrays[j] over the first len(coefficients) arrays, on the entries
+    ``index`` (empty: all; a new array; the BDF history and predictor, `solver._scheme`)."""
+    every = index.size == 0
+    out = np.zeros(arrays[0].size if every else index.size)
     for j in range(coefficients.size):
         c = coefficients[j]
         a = arrays[j]
-        for i in range(out.size):
-            out[i] += c * a[i]
+        if every:
+            for i in range(out.size):
+                out[i] += c * a[i]
+        else:
+            for k in range(out.size):
+                out[k] += c * a[index[k]]
     return out

@@ -234,26 +234,6 @@ def _coherent(d1, d2):
     return n1 > 0.0 and n2 > 0.0 and float(np.dot(d1, d2)) >= COHERENT_COSINE * np.sqrt(n1 * n2)
 
 
-def _history_inflow(hx, hc, cs, volume):
-    """The Li+ [mol] a BDF history (xi's and c's terms, voxels of ``volume``) carries: the top
-    inflow's share (`PhaseFieldSolver._scheme`)."""
-    return (float(np.sum(hc)) + cs * float(np.sum(hx))) * volume
-
-
-def _restricted(sch, win, cs, volume):
-    """The scheme ``sch`` (`PhaseFieldSolver._scheme`) on the window ``win``'s voxels (None: as
-    it is): its history terms, prediction and the Li+ its history carries there."""
-    if win is None:
-        return sch
-    part, i = dict(sch), win.index
-    if sch["pred"] is not None:
-        part["pred"] = (sch["pred"][0][i], sch["pred"][1][i])
-    if sch["order"] >= 2:
-        part["xi"], part["c"] = sch["xi"][i], sch["c"][i]
-        part["inflow"] = _history_inflow(part["xi"], part["c"], cs, volume)
-    return part
-
-
 class _Transport:
     """The c system of one step (see `PhaseFieldSolver._transport`).  Direct and AMG solve it
     in v = exp(f phi / 2) c (symmetric, off-diagonals D (x/2)/sinh(x/2) / h^2); the voxel-grid
@@ -933,19 +913,18 @@ class PhaseFieldSolver:
         xi = self.xi
         g.update_coordination(xi)  # the contacts' coordination energy at the step's start
         noise = self._noise(xi, dt)
-        sch = self._scheme(dt)
+        win = self._window()
+        sch = self._scheme(dt, win)
         self._order = sch["order"]
         try:
             phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
-            win = self._window()
-            part = _restricted(sch, win, p.solid_concentration, g.h**3)
             with self._on_window(win, control):
                 V, dxi, dc, eta, act, transport, coupling = self._coupled_step(
-                    control, dt, noise if win is None else noise[win.index], part, phi_pred)
+                    control, dt, noise if win is None else noise[win.index], sch, phi_pred)
                 clock = time.process_time()
                 # the increments' error first: a step it rejects needs no potential solve (a third
                 # of an attempt, and the multigrid's failures come from steps far too long)
-                increments = self._error(dt, dxi, dc, part, g.n)
+                increments = self._error(dt, dxi, dc, sch, g.n)
             if win is not None:  # back on all free voxels: the held ones' increments are 0
                 dxi, dc, act, noise = (win.scatter(dxi, g.n), win.scatter(dc, g.n), win.index[act],
                                        win.scatter(noise[win.index], g.n))
@@ -993,7 +972,7 @@ class PhaseFieldSolver:
         self.charge += dq
         self.current_density = dq / dt / g.footprint
         # the BDF Li+ balance per step: the history's share plus dt/a of the end-of-step inflow
-        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + part["inflow"]
+        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + sch["inflow"]
         self.boundary_charge += charge_in[0] * dt
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
@@ -1009,7 +988,7 @@ class PhaseFieldSolver:
         self.timing[part] += now - since
         return now
 
-    def _scheme(self, dt):
+    def _scheme(self, dt, win=None):
         """The scheme of a step of length dt from the last accepted steps' increments
         (docs/phasefield.md "Time stepping"): variable-step BDF of the highest order up to
         MAX_ORDER that the history and the step ratios allow (BDF2 for omega = dt / dt_last <=
@@ -1020,7 +999,9 @@ class PhaseFieldSolver:
         a, the history terms of xi and c, the Li+ the history carries in [mol] (``inflow``: the
         top inflow's share), the predicted increments (xi, c) (the polynomial through the last
         order + 1 states; None on a first step) and the weight that turns increment minus
-        prediction into the local error estimate."""
+        prediction into the local error estimate; all on the window ``win``'s voxels (None: all
+        free voxels).  The held voxels below a window take no step: its history's Li+ is the
+        window's."""
         first = {"order": 1, "a": 1.0, "xi": 0.0, "c": 0.0, "inflow": 0.0, "pred": None, "weight": None}
         hist = self._history
         if not hist:
@@ -1035,11 +1016,12 @@ class PhaseFieldSolver:
         order = min(top, self._order_next)  # _order_next is 2 or 3
         a, eta, pi, weight = bdf_coefficients(dt, steps, order)
         dxs, dcs = tuple(h[1] for h in hist[:order]), tuple(h[2] for h in hist[:order])
-        pred = (kernels.combine(pi, dxs), kernels.combine(pi, dcs))
+        at = np.empty(0, dtype=np.int64) if win is None else win.index
+        pred = (kernels.combine(pi, dxs, at), kernels.combine(pi, dcs, at))
         if order == 1:
             return {**first, "pred": pred, "weight": weight}
-        hx, hc = kernels.combine(eta, dxs[:order - 1]), kernels.combine(eta, dcs[:order - 1])
-        inflow = _history_inflow(hx, hc, self.params.solid_concentration, self.geo.h**3)
+        hx, hc = kernels.combine(eta, dxs[:order - 1], at), kernels.combine(eta, dcs[:order - 1], at)
+        inflow = (float(np.sum(hc)) + self.params.solid_concentration * float(np.sum(hx))) * self.geo.h**3
         return {"order": order, "a": a, "xi": hx, "c": hc, "inflow": inflow, "pred": pred, "weight": weight}
 
     def _error(self, dt, dxi, dc, sch, count):
