@@ -148,6 +148,23 @@ class Geometry:
         return cut, (np.bincount(self.a[cut], minlength=self.n) + np.bincount(self.b[cut], minlength=self.n)) * ~exempt
 
 
+def _above(shape, voxels, z0):
+    """The unknowns on ``voxels`` (flat indices on a grid of ``shape``) at z >= z0 on the sub-grid
+    [:, :, z0:]: their positions among ``voxels``, their flat indices on the sub-grid, and its
+    links between them (`fv.voxel_links`, numbered by position) with their face slots."""
+    nx, ny, nz = shape
+    nw = nz - z0
+    z = voxels % nz
+    index = np.flatnonzero(z >= z0)
+    sub = voxels[index] // nz * nw + (z[index] - z0)
+    mask = np.zeros(nx * ny * nw, dtype=bool)
+    mask[sub] = True
+    node = np.full(mask.size, -1, dtype=np.int64)
+    node[sub] = np.arange(index.size)
+    a, b, slots = voxel_links(mask.reshape(nx, ny, nw), with_slots=True)
+    return index, sub, node[a], node[b], slots
+
+
 class Window:
     """The free voxels at z >= ``z0`` of a geometry ``g`` as a geometry of their own, on the
     sub-grid ``[:, :, z0:]``: what the (xi, c) step solves on while every free voxel below is
@@ -160,18 +177,10 @@ class Window:
         nx, ny, nz = g.shape
         nw = nz - z0
         self.z0, self.shape, self.h, self.footprint = z0, (nx, ny, nw), g.h, g.footprint
-        z = g.free % nz
-        self.index = np.flatnonzero(z >= z0)
+        self.index, self.free, self.a, self.b, self.slots = _above(g.shape, g.free, z0)  # free: on the sub-grid
         self.n = self.index.size
-        self.free = g.free[self.index] // nz * nw + (z[self.index] - z0)  # flat index on the sub-grid
-        mask = np.zeros(nx * ny * nw, dtype=bool)
-        mask[self.free] = True
-        node = np.full(mask.size, -1, dtype=np.int64)
-        node[self.free] = np.arange(self.n)
-        a, b, self.slots = voxel_links(mask.reshape(self.shape), with_slots=True)
-        self.a, self.b = node[a], node[b]
         self.pattern = SymmetricPattern(self.n, self.a, self.b)
-        self.ctop = node[self.free[self.free % nw == nw - 1]]
+        self.ctop = np.flatnonzero(self.free % nw == nw - 1)
         i = self.index
         self.pfree, self.n_host, self.contact, self.face_weight = g.pfree[i], g.n_host[i], g.contact[i], g.face_weight[i]
         self.contact_link, self.n_contact_links = Geometry.cut_links(self, self.contact)
@@ -213,18 +222,10 @@ class PotentialWindow:
         return PotentialWindow(g, win, column, full) if np.all(column >= 0) else None
 
     def __init__(self, g: Geometry, win: Window, column, full):
-        nx, ny, nz = g.shape
-        z0, nw = win.z0, nz - win.z0
+        z0, nz = win.z0, g.shape[2]
         pz = g.pidx % nz
-        self.index = np.flatnonzero(pz >= z0)
+        self.index, self.pidx, self.pa, self.pb, self.pslots = _above(g.shape, g.pidx, z0)  # pidx: on the sub-grid
         self.np_ = self.index.size
-        self.pidx = g.pidx[self.index] // nz * nw + (pz[self.index] - z0)  # flat index on the sub-grid
-        mask = np.zeros(nx * ny * nw, dtype=bool)
-        mask[self.pidx] = True
-        node = np.full(mask.size, -1, dtype=np.int64)
-        node[self.pidx] = np.arange(self.np_)
-        a, b, self.pslots = voxel_links(mask.reshape(nx, ny, nw), with_slots=True)
-        self.pa, self.pb = node[a], node[b]
         self.links = np.flatnonzero((pz[g.pa] >= z0) & (pz[g.pb] >= z0))
         pnode = np.full(g.np_, -1, dtype=np.int64)
         pnode[self.index] = np.arange(self.np_)
