@@ -7,6 +7,7 @@ import pytest
 
 from continuum.phasefield import HONG2018, Galvanostatic, PhaseFieldSolver, Potentiostatic, planar_electrode
 from continuum.phasefield import solver as pf_solver
+from continuum.phasefield.geometry import PotentialWindow
 
 H = 1e-6
 
@@ -132,3 +133,21 @@ def test_set_top_after_a_windowed_advance_solves_the_whole_grid():
     s._mg_key = None
     fresh, _ = s._solve_potential(s._psys, np.zeros_like(s.phi), s.cell_potential, s._source)
     assert np.abs(s.phi - fresh).max() < 1e-6
+
+
+def test_a_slab_that_shorts_the_cell_sends_phi_back_to_the_whole_grid():
+    """Metal from the collector to the top shorts V to the top's potential: the slab carries the
+    cell's whole drop (hundreds of mV), its columns are no longer independent to microvolts, so phi
+    goes back to the whole grid (as the front of Hong's cell meets the top; a window's phi there
+    was 25-29 mV off the whole grid's and trapped the steps at a window's change)."""
+    phase, xi = planar_electrode((24, 1, 48), H, HONG2018, 47.6e-6)  # metal into the top layer
+    s = PhaseFieldSolver(phase, H, HONG2018, xi=xi, rng=3, direct_max=0)
+    s.advance(0.05, Potentiostatic(-0.45))
+    w = s._win
+    assert w is not None and w.z0 >= 6 and w.phi is None  # tried on the first solve, then dropped
+    slab = PotentialWindow.of(s.geo, w)
+    drop = s.cell_potential - s.phi[slab.slab[:, -1]]
+    assert np.abs(drop).max() > 1e-3  # a mV-scale drop across the slab
+    s._mg_key = None
+    fresh, _ = s._solve_potential(s._psys, np.zeros_like(s.phi), s.cell_potential, s._source)
+    assert np.abs(s.phi - fresh).max() < 1e-5
