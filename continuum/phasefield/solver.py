@@ -503,22 +503,21 @@ class PhaseFieldSolver:
         pw = None if window is None else window.phi
         if pw is None:
             return self._solve_phi(self.geo, self._pab, self._mg, psys, phi0, V, source, top, accuracy)
-        K, G, gbot, gtop, key = psys
-        full = psys
+        _, G, gbot, gtop, key = psys
         along = pw.reduce(G, gbot)
-        G = G[pw.links]
+        Gw = G[pw.links]
         diag = np.zeros(pw.np_)
         diag[pw.pbot] += 1.0 / along[:, -1]
         diag[pw.ptop] += gtop
-        psys = LinkMatrix(pw.ppattern, *pw.pab, G, diag), G, 1.0 / along[:, -1], gtop, key
-        phi, charge = self._solve_phi(pw, pw.pab, pw.mg, psys, phi0[pw.index], V, source[pw.source], top, accuracy)
+        wsys = LinkMatrix(pw.ppattern, *pw.pab, Gw, diag), Gw, 1.0 / along[:, -1], gtop, key
+        phi, charge = self._solve_phi(pw, pw.pab, pw.mg, wsys, phi0[pw.index], V, source[pw.source], top, accuracy)
         # the columns leave out current crossing between them inside the slab, which moves phi by
         # at most the slab's own drop: microvolts under a Faradaic current, but hundreds of mV where
         # the metal shorts the collector to the top (Hong's cell as its front meets the top).  Over
         # SLAB_DROP tol_eta (20 uV), phi goes back to the whole grid for this window's life
         if np.max(np.abs(V - phi[pw.pbot]), initial=0.0) > SLAB_DROP * self.tol["eta"]:
             window.phi = None
-            return self._solve_phi(self.geo, self._pab, self._mg, full, phi0, V, source, top, accuracy)
+            return self._solve_phi(self.geo, self._pab, self._mg, psys, phi0, V, source, top, accuracy)
         return pw.expand(phi, V, along, self.geo.np_), charge
 
     def _solve_phi(self, g, pab, mg, psys, phi0, V, source, top, accuracy):
@@ -879,7 +878,7 @@ class PhaseFieldSolver:
             win = self._win = Window(g, z0) if z0 else None
             if win is not None:
                 win.mg = VoxelMultigrid(win.shape, win.free, coarse_max=64, plane=self._mg_c.plane)
-                win.xi_links, win.zero = None, np.zeros(win.n)
+                win.ab, win.xi_links, win.zero = (unsigned(win.a), unsigned(win.b)), None, np.zeros(win.n)
                 # phi's, on the multigrid's path where the slab below carries phi in every voxel
                 win.phi = PotentialWindow.of(g, win) if self._mg is not None else None
                 if win.phi is not None:
@@ -909,7 +908,7 @@ class PhaseFieldSolver:
         if isinstance(control, Galvanostatic) or float(control.potential) != self.cell_potential:
             self._unit_response(win)
         full = self.geo, self._ab, self.xi, self.c, self._mg_c, self._xi_links, self._zero
-        self.geo, self._ab = win, (unsigned(win.a), unsigned(win.b))
+        self.geo, self._ab = win, win.ab
         self.xi, self.c, self._mg_c = self.xi[win.index], self.c[win.index], win.mg
         self._xi_links, self._zero = win.xi_links, win.zero
         try:
@@ -932,16 +931,16 @@ class PhaseFieldSolver:
         self._order = sch["order"]
         try:
             phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
+            step_noise = noise if win is None else noise[win.index]  # none on the held voxels
             with self._on_window(win, control):
-                V, dxi, dc, eta, act, transport, coupling = self._coupled_step(
-                    control, dt, noise if win is None else noise[win.index], sch, phi_pred)
+                V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, step_noise, sch, phi_pred)
                 clock = time.process_time()
                 # the increments' error first: a step it rejects needs no potential solve (a third
                 # of an attempt, and the multigrid's failures come from steps far too long)
                 increments = self._error(dt, dxi, dc, sch, g.n)
             if win is not None:  # back on all free voxels: the held ones' increments are 0
                 dxi, dc, act, noise = (win.scatter(dxi, g.n), win.scatter(dc, g.n), win.index[act],
-                                       win.scatter(noise[win.index], g.n))
+                                       win.scatter(step_noise, g.n))
                 transport.index = win.index
             err = max(coupling, increments)
             if err > 1.0:
