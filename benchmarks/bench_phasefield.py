@@ -18,7 +18,9 @@ to 0.1 mAh/cm^2 (240 s).
 
 Prints progress, wall time, steps (accepted, rejected), (xi, c) iterations per attempt, linear
 solves, the share of the stepping CPU time per part (order parameter, concentration, potential,
-galvanostat, error control), the deposit and the conservation errors.
+galvanostat, error control), the deposit and the conservation errors.  On Hong's 2D grid the
+solver runs the step's independent passes on a second thread (phi beside c), so its wall time
+is below its CPU time; the 3D host's sweeps use Numba's threads.
 
 Run:  python benchmarks/bench_phasefield.py [--quick] [--porous64] [--n N] [--t-end T] [--png PATH]
       --quick: Hong's case on 100 x 100 voxels to t = 10 s, or with --porous64 a 32^3 host to

@@ -14,6 +14,8 @@ docs/model.md "Threads"): a kernel splits its pass into pieces whose arithmetic 
 depend on the thread count (planes, slabs) and runs them in the calling thread (``range``) when ``_threads`` says 1, on Numba's
 threads (``prange``) otherwise: the same numbers bit for bit either way.  The serial branch
 starts no threads, so a forked child (GNU OpenMP cannot run there) works at one thread.
+Every kernel releases the GIL (``nogil``): the phase field solves phi and c at once on two
+Python threads on its 2D grids, where no kernel starts Numba's threads.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ CHUNK = 1 << 14
 FORWARD, BACKWARD = np.bool_(False), np.bool_(True)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def operator_diagonal(gx, gy, gz, d, dtop, dtot, dinv):
     """dtot = the operator's diagonal, dinv = 1 / dtot (0 where dtot is 0: not an unknown)."""
     nx, ny, nz = d.shape
@@ -67,7 +69,7 @@ def operator_diagonal(gx, gy, gz, d, dtop, dtot, dinv):
                 dinv[i, j, k] = 1.0 / s if s > 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _threads(cells):
     """Threads for a pass over ``cells`` cells: this thread's Numba count
     (numba.set_num_threads), 1 below PARALLEL_MIN_CELLS, where starting the threads costs
@@ -75,7 +77,7 @@ def _threads(cells):
     return _iget_num_threads() if cells >= PARALLEL_MIN_CELLS else 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, i0, i1):
     """gauss_seidel's lexicographic sweep over the planes [i0, i1) (backward when reverse)."""
     nx, ny, nz = x.shape
@@ -114,7 +116,7 @@ def _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, i0, i1):
                 x[i, j, 0] = (s[0] + carry) * dinv[i, j, 0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _slab_either_way(x, b, gx, gy, gz, dinv, reverse, i0, i1):
     """_gauss_seidel_slab with ``reverse`` passed on as a literal: the slab compiles once per
     direction (15 % faster sweeps than with the flag read at run time), gauss_seidel, a
@@ -125,7 +127,7 @@ def _slab_either_way(x, b, gx, gy, gz, dinv, reverse, i0, i1):
         _gauss_seidel_slab(x, b, gx, gy, gz, dinv, False, i0, i1)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
     """One Gauss-Seidel sweep in place (backward when ``reverse``: a forward pre-sweep and a
     backward post-sweep make the V-cycle symmetric, as CG needs).  ``dinv``: 1/diagonal, 0
@@ -157,7 +159,7 @@ def gauss_seidel(x, b, gx, gy, gz, dinv, reverse):
                 _slab_either_way(x, b, gx, gy, gz, dinv, reverse, s * nx // ns, (s + 1) * nx // ns)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pack_level(gx, gy, gz, dtot, dinv, scale, offset, pgx, pgy, pgz, pdtot, pdinv):
     """A level's flat arrays into the cycle's packed single-precision ones from ``offset``:
     conductances and diagonal times 1/scale, dinv times scale (numpy's concatenate, multiply
@@ -171,7 +173,7 @@ def pack_level(gx, gy, gz, dtot, dinv, scale, offset, pgx, pgy, pgz, pdtot, pdin
         pdinv[offset + a] = dinv[a] * scale
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sum_children(a, fx, fy, fz, out):
     """out = each coarse cell's sum over its children (factors 1 or 2 per axis: shifts, not
     the integer divisions that were most of this pass)."""
@@ -184,7 +186,7 @@ def sum_children(a, fx, fy, fz, out):
                 out[i >> sx, j >> sy, k >> sz] += a[i, j, k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def coarse_faces(g, f0, f1, f2, periodic, out):
     """Coarse conductances of the faces normal to axis 0 (callers pass transposed views).
 
@@ -237,7 +239,7 @@ def coarse_faces(g, f0, f1, f2, periodic, out):
                 out[ic, jc, kc] = s
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def coarse_top(gz, dtop, fx, fy, fz, out):
     """Coarse Dirichlet conductance above the top layer: the same series rule in z."""
     nx, ny, nz = gz.shape
@@ -260,7 +262,7 @@ def coarse_top(gz, dtop, fx, fy, fz, out):
             out[ic, jc] = s
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def apply_operator(x, gx, gy, gz, dtot, out):
     """out = A x (planes i on the threads: each value is the serial one)."""
     nx = x.shape[0]
@@ -273,7 +275,7 @@ def apply_operator(x, gx, gy, gz, dtot, out):
             _apply_plane(x, gx, gy, gz, dtot, out, np.int64(i))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _apply_plane(x, gx, gy, gz, dtot, out, i):
     nx, ny, nz = x.shape
     ip = i + 1 if i + 1 < nx else 0
@@ -301,7 +303,7 @@ def _apply_plane(x, gx, gy, gz, dtot, out, i):
 # The coarsest level is solved by a dense inverse over its unknown cells.
 
 # serial: threaded, the transfers cost compilation time for no measured gain (docs/model.md "Threads")
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def restrict_residual(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
     """rc = sum over each coarse cell's children of the residual b - A x (``sx``..: the
     coarsening factors as shifts, 0 or 1); a column's residual is formed first (vectorised),
@@ -311,7 +313,7 @@ def restrict_residual(x, b, gx, gy, gz, dtot, sx, sy, sz, rc):
         _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic):
     nx, ny, nz = x.shape
     rc[ic] = 0.0
@@ -342,7 +344,7 @@ def _restrict_plane(x, b, gx, gy, gz, dtot, sx, sy, sz, rc, ic):
                     rc[ic, jc, k] += r[k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def prolong_add(x, ec, dtot, sx, sy, sz):
     """x += the coarse correction, constant over each coarse cell's children (serial, as
     restrict_residual)."""
@@ -350,7 +352,7 @@ def prolong_add(x, ec, dtot, sx, sy, sz):
         _prolong_plane(x, ec, dtot, sx, sy, sz, i)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _prolong_plane(x, ec, dtot, sx, sy, sz, i):
     _, ny, nz = x.shape
     ic = i >> sx
@@ -361,7 +363,7 @@ def _prolong_plane(x, ec, dtot, sx, sy, sz, i):
                 x[i, j, k] += ec[ic, jc, k >> sz]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _level(flat, offsets, shapes, lvl):
     """Level lvl's view of an array packed level after level."""
     o = offsets[lvl]
@@ -369,7 +371,7 @@ def _level(flat, offsets, shapes, lvl):
     return flat[o:o + n0 * n1 * n2].reshape((n0, n1, n2))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coarse_cells, coarse_inverse,
                 sweeps, b0, out, rscale, oscale, threaded, plane):
     """out = one V-cycle from zero on the fine right-hand side b0 (the multigrid's
@@ -425,14 +427,14 @@ def vcycle_into(gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts, coar
 
 # The CG's vector passes stay in the calling thread: they are memory-bound, and as parallel
 # kernels they added 6 s to the first run's compilation for a few percent of a solve.
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scaled_copy(src, factor, dst):
     """dst = src * factor (flat arrays)."""
     for a in range(src.size):
         dst[a] = src[a] * factor
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def partial_dot(a, b, lo, hi):
     """Sum of a[i] * b[i] over lo <= i < hi (flat arrays) by four interleaved partial sums (one
     running sum waits on every add: 2.7x slower)."""
@@ -450,7 +452,7 @@ def partial_dot(a, b, lo, hi):
     return (p0 + p1) + (p2 + p3)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _dot(a, b):
     """Sum of a * b, in CHUNK-long pieces summed in order, each by `partial_dot`.  The order is
     fixed, so the rounding does not depend on the thread count."""
@@ -462,7 +464,7 @@ def _dot(a, b):
     return s
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cg_step(x, r, p, q, alpha):
     """x += alpha p, r -= alpha q; returns the largest |alpha p|."""
     fx, fr, fp, fq = x.ravel(), r.ravel(), p.ravel(), q.ravel()
@@ -475,7 +477,7 @@ def _cg_step(x, r, p, q, alpha):
     return move
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _subtract_from(b, r):
     """r = b - r in place (an array expression would allocate a grid-sized temporary)."""
     fb, fr = b.ravel(), r.ravel()
@@ -483,7 +485,7 @@ def _subtract_from(b, r):
         fr[i] = fb[i] - fr[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cg_direction(p, z, beta):
     """p = z + beta p."""
     fp, fz = p.ravel(), z.ravel()
@@ -491,7 +493,7 @@ def _cg_direction(p, z, beta):
         fp[i] = fz[i] + beta * fp[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, offsets, shapes, shifts,
         coarse_cells, coarse_inverse, cscale, sweeps, rtol, maxiter, xtol, threaded, plane):
     """Conjugate gradients on the fine operator (gx, gy, gz, dtot: double precision),
@@ -559,7 +561,7 @@ def pcg(x, b, r, z, p, q, gx, gy, gz, dtot, gxs, gys, gzs, dts, dinvs, xs, bs, o
 INTERLEAVE_MIN_NZ = 64
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _column_sums(x, b, gx, gy, gz, reverse, i, s, q):
     """s[q] = a 2D grid's column (i, 0) sums of every term but the one the z-recurrence adds
     (the same expressions as _gauss_seidel_slab's)."""
@@ -581,7 +583,7 @@ def _column_sums(x, b, gx, gy, gz, reverse, i, s, q):
                        + gz[i, j, k - 1] * x[i, j, k - 1])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _four_columns(x, b, gx, gy, gz, dinv, reverse, i0, i1, i2, i3, s):
     """The columns (i0..i3, 0) of a 2D grid, one from each slab of a colour (they share no
     face), swept with their z-recurrences interleaved: four independent chains keep the core
@@ -626,7 +628,7 @@ def _four_columns(x, b, gx, gy, gz, dinv, reverse, i0, i1, i2, i3, s):
         x[i3, 0, 0] = (s[3, 0] + c3) * dinv[i3, 0, 0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse):
     """gauss_seidel on a 2D grid (ny = 1) of 8 slabs: each colour's four slabs plane by plane
     in step, the four columns' recurrences interleaved (`_four_columns`); a slab's planes left
@@ -658,7 +660,7 @@ def _gauss_seidel_interleaved(x, b, gx, gy, gz, dinv, reverse):
                     _gauss_seidel_slab(x, b, gx, gy, gz, dinv, False, lo[h] + m, lo[h] + ln[h])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def gauss_seidel_plane(x, b, gx, gy, gz, dinv, reverse):
     """gauss_seidel in the calling thread (the same order, so the same numbers); a 2D grid
     (ny = 1) of 8 slabs with columns of at least INTERLEAVE_MIN_NZ cells runs a colour's four
@@ -675,7 +677,7 @@ def gauss_seidel_plane(x, b, gx, gy, gz, dinv, reverse):
             _gauss_seidel_slab(x, b, gx, gy, gz, dinv, reverse, sl * nx // ns, (sl + 1) * nx // ns)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _apply_serial(x, gx, gy, gz, dtot, out):
     """apply_operator in the calling thread."""
     for i in range(x.shape[0]):
@@ -686,14 +688,14 @@ def _apply_serial(x, gx, gy, gz, dtot, out):
 # makes through its fancy indexing, compiled (a tenth of the time per pass at 200^2), the same
 # numbers
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scatter(values, index, out):
     """out[index[i]] = values[i] (flat arrays)."""
     for i in range(index.size):
         out[index[i]] = values[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def gather(src, index):
     """src[index] (a new array)."""
     out = np.empty(index.size)
@@ -702,14 +704,53 @@ def gather(src, index):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scatter_add(values, index, out):
     """out[index[i]] += values[i] in order (numpy's ``np.add.at``, the same sums)."""
     for i in range(index.size):
         out[index[i]] += values[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
+def coarsest_operator(gx, gy, gz, dtot):
+    """The coarsest level as a dense matrix over its unknown cells (dtot > 0, in flat order)
+    and those cells' flat indices: the entries `multigrid._Level.matrix` assembles (a link of
+    positive conductance between two unknowns, to the next cell along each axis, periodic),
+    without the sparse matrix (its assembly was most of a hierarchy's coarsest set-up)."""
+    nx, ny, nz = dtot.shape
+    flat = dtot.ravel()
+    pos = np.full(flat.size, -1, np.int64)
+    m = 0
+    for c in range(flat.size):
+        if flat[c] > 0.0:
+            pos[c] = m
+            m += 1
+    cells = np.empty(m, np.int64)
+    A = np.zeros((m, m))
+    for c in range(flat.size):
+        if pos[c] >= 0:
+            cells[pos[c]] = c
+            A[pos[c], pos[c]] = flat[c]
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                a = pos[(i * ny + j) * nz + k]
+                if a < 0:
+                    continue
+                for axis in range(3):
+                    if axis == 0:
+                        w, nb = gx[i, j, k], (((i + 1) % nx) * ny + j) * nz + k
+                    elif axis == 1:
+                        w, nb = gy[i, j, k], (i * ny + (j + 1) % ny) * nz + k
+                    else:
+                        w, nb = gz[i, j, k], (i * ny + j) * nz + (k + 1) % nz
+                    if w > 0.0 and pos[nb] >= 0:
+                        A[a, pos[nb]] -= w
+                        A[pos[nb], a] -= w
+    return cells, A
+
+
+@numba.njit(cache=True, nogil=True)
 def top_diagonal(top, voxel, nz, dtop):
     """dtop.ravel()[voxel[i] // nz] += top[i] where top[i] != 0 (each top-layer unknown is one
     column of dtop); False when a nonzero ``top`` is on an unknown outside the top layer."""

@@ -44,12 +44,12 @@ def face_slots(shape, a: np.ndarray, b: np.ndarray, direction: np.ndarray) -> np
     return (direction // 2) * int(np.prod(shape)) + low
 
 
-def _symmetric_inverse(A) -> np.ndarray:
-    """Dense inverse of the (small, SPD) coarsest matrix, symmetrised so the cycle stays a
+def _symmetric_inverse(A: np.ndarray) -> np.ndarray:
+    """Dense inverse of the (small, SPD, dense) coarsest matrix, symmetrised so the cycle stays a
     symmetric preconditioner."""
     if A.shape[0] == 0:
         return np.zeros((0, 0))
-    inv = np.linalg.inv(A.toarray())
+    inv = np.linalg.inv(A)
     return 0.5 * (inv + inv.T)
 
 
@@ -262,7 +262,8 @@ class VoxelMultigrid:
         while levels[-1].d.size > self.coarse_max and max(levels[-1].shape) > 1:
             levels.append(levels[-1].coarsen())
         self.levels = levels
-        A, self._coarse_cells = levels[-1].matrix()
+        coarsest = levels[-1]
+        self._coarse_cells, A = K.coarsest_operator(coarsest.gx, coarsest.gy, coarsest.gz, coarsest.dtot)
         self._coarse_inverse = _symmetric_inverse(A)
         self._compiled = None
 

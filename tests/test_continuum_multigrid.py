@@ -55,6 +55,22 @@ def test_operator_equals_the_matrix_and_cycle_is_spd(shape):
     assert np.vdot(x, Bx) > 0 and np.vdot(y, By) > 0
 
 
+@pytest.mark.parametrize("shape", [(6, 2, 9), (7, 5, 6), (1, 8, 8), (2, 1, 2), (40, 1, 40)])
+def test_coarsest_dense_operator_is_the_levels_matrix_to_the_bit(shape):
+    """`mg_kernels.coarsest_operator` (the coarsest level's dense matrix, compiled) against the
+    level's sparse assembly (`_Level.matrix`), on every level of the hierarchy: the same cells and
+    the same entries to the bit (two faces between the same cells on a periodic axis of 2 summed
+    alike), so the coarse inverse is the one the sparse route gave."""
+    from continuum import mg_kernels
+    mask = _porous(shape) == ELECTROLYTE
+    _, mg = _system(mask, plane=shape[1] == 1)
+    for level in mg.levels:
+        A, cells = level.matrix()
+        dense_cells, dense = mg_kernels.coarsest_operator(level.gx, level.gy, level.gz, level.dtot)
+        assert np.array_equal(cells, dense_cells) and np.array_equal(A.toarray(), dense)
+    assert np.array_equal(mg._coarse_cells, cells)
+
+
 def test_coarse_faces_follow_the_fine_paths():
     """Uniform fine conductance G: a coarse face (4 rows of G/2 in series) is 2G, the value of
     the same medium discretised at 2h; a weak link inside the coarse cells weakens its rows,

@@ -242,6 +242,14 @@ class PotentialWindow:
         if not np.all(self.slab_links >= 0) or not np.array_equal(g.pbot, column[:, 0]):
             raise AssertionError("the slab's columns are not the grid's")
         self._slab = None  # the slab's resistances (`reduce`)
+        # a 2D grid's slab in columns x = 0..nx-1 (`lateral`): its x-links (periodic) from each cell
+        nx, ny = g.shape[:2]
+        self.slab_xlinks = link[g.pidx[self.slab]] if ny == 1 and nx > 2 else None
+        if self.slab_xlinks is not None and not np.all(self.slab_xlinks >= 0):
+            self.slab_xlinks = None  # (a grid without periodic links)
+        self._uniform = None  # the slab's uniform conductances (gx, gz, gbot), False where it is not
+        self._lateral = (None, None)  # (the link into the window, its `lateral` arrays)
+        self.exact = False  # the solver's: phi with `lateral` from now on (the slab's drop showed it matters)
 
     def reduce(self, G, gbot):
         """Per column the resistance from the collector's potential to each slab cell and to the
@@ -252,14 +260,67 @@ class PotentialWindow:
             self._slab = np.concatenate([1.0 / gbot[:, None], 1.0 / G[self.slab_links[:, :-1]]], axis=1).cumsum(axis=1)
         return np.concatenate([self._slab, (self._slab[:, -1] + 1.0 / G[self.slab_links[:, -1]])[:, None]], axis=1)
 
-    def expand(self, phi, V, along, n):
+    def expand(self, phi, V, along, n, lateral=None):
         """phi on all ``n`` of ``g``'s phi unknowns from the window's ``phi``: each slab column
-        carries its bottom link's current I = (V - phi_bottom) / R, phi = V - I R(z) in it."""
+        carries its bottom link's current I = (V - phi_bottom) / R, phi = V - I R(z) in it; with
+        ``lateral`` (`lateral`'s) the uniform slab's exact phi, mode by mode."""
         out = np.empty(n)
         out[self.index] = phi
+        if lateral is not None:
+            transfer = lateral[1]
+            modes = np.fft.rfft(phi[self.pbot] - V)
+            out[self.slab] = V + np.fft.irfft(transfer * modes[None, :], n=self.pbot.size, axis=1).T
+            return out
         current = (V - phi[self.pbot]) / along[:, -1]
         out[self.slab] = V - current[:, None] * along[:, :-1]
         return out
+
+    def lateral(self, G, gbot):
+        """A 2D grid's uniform slab exactly: (C, T), or None where the slab is not uniform (or
+        not 2D).  The columns' elimination (`reduce`) leaves out current between the slab's
+        columns; a slab of equal conductances (gx across, gz up, gbot to the collector) and
+        equal links into the window, periodic in x, is diagonal in x's Fourier modes: in mode k
+        (lateral eigenvalue mu_k = 2 gx (1 - cos 2 pi k / nx)) each cell's admittance to the
+        collector, looking down, is A_0 = gbot + mu_k, A_j = mu_k + gz A_(j-1) / (gz + A_(j-1)),
+        and the window's bottom cell sees S_k = gl A / (gl + A) through its link gl.  C = S - S_0 I
+        on the bottom cells (dense, circulant; S_0 is the columns' own conductance, which the
+        window's operator holds), T[j, k] phi's share of the bottom cell's in slab row j."""
+        if self.slab_xlinks is None:
+            return None
+        if self._uniform is None:
+            self._uniform = _uniform(G[self.slab_xlinks], G[self.slab_links[:, :-1]], gbot)
+        gl = _uniform(G[self.slab_links[:, -1]])
+        if self._uniform is False or gl is False:
+            return None
+        if self._lateral[0] != gl:
+            gx, gz, gb = self._uniform
+            nx, m = self.slab.shape
+            mu = 2.0 * gx * (1.0 - np.cos(2.0 * np.pi * np.arange(nx // 2 + 1) / nx))
+            A = np.empty((m, mu.size))
+            A[0] = gb + mu
+            for j in range(1, m):
+                A[j] = mu + gz * A[j - 1] / (gz + A[j - 1])
+            S = gl * A[-1] / (gl + A[-1])
+            T = np.empty_like(A)
+            T[-1] = gl / (gl + A[-1])
+            for j in range(m - 2, -1, -1):
+                T[j] = T[j + 1] * gz / (gz + A[j])
+            s = np.fft.irfft(S, n=nx)  # the circulant's first column
+            C = s[(np.arange(nx)[:, None] - np.arange(nx)[None, :]) % nx] - S[0] * np.eye(nx)
+            self._lateral = (gl, (C, T))
+        return self._lateral[1]
+
+
+def _uniform(*conductances):
+    """Each array's common value (to 1e-12 of it; tuple for several, a float for one), or False
+    where one spreads further."""
+    out = []
+    for c in conductances:
+        lo, hi = float(np.min(c)), float(np.max(c))
+        if not (lo > 0.0 and hi - lo <= 1e-12 * hi):
+            return False
+        out.append(float(np.mean(c)))
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 def coarse_cells(shape, cell, name: str):

@@ -2,7 +2,8 @@
 residual of an iterate (both, with the active voxels, in one call), the transport operator's
 links and the Jacobi-preconditioned CG of the xi solves.  Each is one pass (or one call)
 where the numpy versions made a dozen temporaries per evaluation; the formulas are the
-solver's (see `solver._reaction`, `solver._allen_cahn`), which documents them."""
+solver's (see `solver._reaction`, `solver._allen_cahn`), which documents them.  They release
+the GIL (``nogil``): the solver runs phi's solve beside c's on a second thread (`solver._overlap`)."""
 from __future__ import annotations
 
 import math
@@ -53,7 +54,7 @@ def _reaction_at(x, cc, eta, face, cathodic, anodic, front_c, front_a, L, alpha_
     return r, dr, bb
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def front_event_rate(xi, c, eta, front_cathodic, front_anodic, L, alpha_a_f, alpha_c_f, c0):
     """Per free voxel the front's two branches summed, L_eta h'(xi) [exp(alpha_a f (eta + s_f))
     + (c+/c0) exp(-alpha_c f (eta + s_f))] [1/s]: the gross rate of the events whose net is the
@@ -65,7 +66,7 @@ def front_event_rate(xi, c, eta, front_cathodic, front_anodic, L, alpha_a_f, alp
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, front_cathodic, front_anodic, L, alpha_a_f,
              alpha_c_f, c0, want):
     """R, dR/dxi and B = -dR/dc on the voxels ``act`` (`solver._reaction`); ``want`` 0: R only
@@ -85,7 +86,7 @@ def reaction(xi, c, eta, act, face_weight, cathodic_factor, anodic_factor, front
     return R, dR, B
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
     """-L_sigma (g'(xi) - kappa lap xi + wall) on the free voxels (`solver._allen_cahn`): ``k``
     the link conductance L_sigma kappa / h^2, ``well`` 2 L_sigma W, ``wall`` L_sigma 6 gamma_w
@@ -108,7 +109,7 @@ def allen_cahn(xi, a, b, k, well, exempt, wall, n_host):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def order_parameter_residual(xi, dxi, hist, dt, c_start, dc, eta0, psi, dV, contact, a, b, k, well, wall, n_host,
                              face_weight, cathodic_factor, anodic_factor, front_cathodic, front_anodic, L, alpha_a_f,
                              alpha_c_f, c0):
@@ -143,7 +144,7 @@ def order_parameter_residual(xi, dxi, hist, dt, c_start, dc, eta0, psi, dV, cont
     return G, R, B, ak, x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scharfetter_gummel(x):
     """(B(x), B(-x), (x/2)/sinh(x/2)), B(x) = x / (exp(x) - 1) (`numerics.bernoulli`), from one
     expm1: with e = exp(|x|) - 1, B(|x|) = |x|/e, B(-|x|) = |x| (e + 1)/e and (x/2)/sinh(x/2) =
@@ -160,7 +161,7 @@ def _scharfetter_gummel(x):
     return hi, lo, sym
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def transport_links(a, b, xi, phi, c, half, inv_dt, d_solid, d_liquid, h2, f):
     """The implicit-Euler transport operator of c (`solver._transport`): per link the
     Scharfetter-Gummel weights Bab (a -> b) and the symmetric conductance Ghat = k (x/2) /
@@ -214,7 +215,7 @@ def transport_links(a, b, xi, phi, c, half, inv_dt, d_solid, d_liquid, h2, f):
     return Bab, Ghat, res, diag
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def link_diagonal(a, b, G, extra):
     """Diagonal of ``sum_links G (e_p - e_q)(e_p - e_q)^T + diag(extra)``."""
     out = extra.copy()
@@ -224,7 +225,7 @@ def link_diagonal(a, b, G, extra):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def link_apply(a, b, G, dtot, v, out):
     """out = A v for A with off-diagonals -G on the links and diagonal ``dtot``."""
     for i in range(v.size):
@@ -235,7 +236,7 @@ def link_apply(a, b, G, dtot, v, out):
         out[q] -= G[j] * v[p]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def jacobi_cg(a, b, G, dtot, rhs, x, rtol, maxiter):
     """CG with the Jacobi preconditioner on the SPD link matrix (off-diagonals -G, diagonal
     ``dtot``) from ``x`` (overwritten): stops at |rhs - A x| <= rtol |rhs|.  Returns the
@@ -347,7 +348,7 @@ def _grid_row(gx, gy, gz, dtot, v, out, i, j, nx, ny, nz):
         oo[nz - 1] = _grid_cell(dd, vv, vxa, gxa, vxb, gxb, vya, gya, vyb, gyb, gzr, nz - 1, nz, along_x, along_y)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def grid_apply(gx, gy, gz, dtot, v, out, nx, ny, nz):
     """out = A v on the grid (flat): off-diagonals -g on the faces, diagonal ``dtot``."""
     for i in range(nx):
@@ -355,13 +356,13 @@ def grid_apply(gx, gy, gz, dtot, v, out, nx, ny, nz):
             _grid_row(gx, gy, gz, dtot, v, out, i, j, nx, ny, nz)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grid_dot(a, b):
     """Sum of a * b (flat arrays) by four interleaved partial sums."""
     return partial_dot(a, b, 0, a.size)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def grid_jacobi_cg(gx, gy, gz, dtot, dinv, rhs, x, r, z, pdir, ap, nx, ny, nz, rtol, maxiter):
     """`jacobi_cg` on the grid (``dinv`` = 1 / dtot): cells that are no unknown carry dtot = 1,
     rhs = x = 0 and no face, so they stay 0.  ``r``, ``z``, ``pdir``, ``ap``: work arrays of the
@@ -395,7 +396,7 @@ def grid_jacobi_cg(gx, gy, gz, dtot, dinv, rhs, x, r, z, pdir, ap, nx, ny, nz, r
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _anderson_half(x, r, image, resid, dXn, dRn, dR, old, have_last, row, rhs):
     """`anderson_differences` on one half (views from its first element)."""
     n = x.size
@@ -428,7 +429,7 @@ def _anderson_half(x, r, image, resid, dXn, dRn, dR, old, have_last, row, rhs):
     rhs[old.size] += s_nr
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def anderson_differences(x1, x2, r1, r2, image, resid, dX, dR, new, old, have_last):
     """One pass of `numerics.Anderson.next` over the iterate x = (x1, x2) and residual r = (r1,
     r2) (halves: no concatenation): image = x + r; with ``have_last`` the differences to the
@@ -444,7 +445,7 @@ def anderson_differences(x1, x2, r1, r2, image, resid, dX, dR, new, old, have_la
     return row, rhs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def anderson_combine(image, dX, slots, gamma):
     """image - sum_k gamma_k dX[slots[k]] (a new array)."""
     out = image.copy()
@@ -456,7 +457,7 @@ def anderson_combine(image, dX, slots, gamma):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def concentration_residual(a, b, G, total, s, dc, r0, dxi, cs, dt):
     """H = M dc - r0 + c_s dxi / dt (`solver._residuals`) with M = diag(1/s) A diag(s), A the
     link matrix (off-diagonals -G, diagonal ``total``): one call instead of seven temporaries,
@@ -472,7 +473,7 @@ def concentration_residual(a, b, G, total, s, dc, r0, dxi, cs, dt):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def largest_abs(v):
     """max |v| (0 for an empty v; NaN if any is, as numpy's)."""
     m = 0.0
@@ -485,7 +486,7 @@ def largest_abs(v):
     return m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def potential_links(a, b, x, sigma_s, sigma_l, h2):
     """phi's link conductances (sigma_s h + sigma_l (1 - h)) / h^2 at h of the links' mean order
     parameter (``x`` on phi's unknowns, 1 on the conductive host; `solver._potential_system`):
@@ -499,7 +500,7 @@ def potential_links(a, b, x, sigma_s, sigma_l, h2):
     return G
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def potential_residual(a, b, G, phi, res):
     """res += the link currents' divergence at ``phi`` (into b, out of a; each end's sum in link
     order, as numpy's bincount sums: the same numbers)."""
@@ -519,7 +520,7 @@ def potential_residual(a, b, G, phi, res):
 # iteration made (fancy-indexed temporaries), one pass each; every entry is computed with the
 # numpy expression's operations in its order, so the numbers are the same to the bit
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def schur_setup(Jd, dt, cs, act, B0):
     """(c_s theta, extra) of the Schur complement: theta_i = c_s / max(dt Jd_i, 1) (numpy's
     maximum: NaN propagates), extra = theta B0 on ``act``, 0 elsewhere."""
@@ -535,7 +536,7 @@ def schur_setup(Jd, dt, cs, act, B0):
     return theta, extra
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def schur_rhs(theta, G, H):
     """theta G - H (a new array)."""
     out = np.empty(G.size)
@@ -544,7 +545,7 @@ def schur_rhs(theta, G, H):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def order_parameter_rhs(G, ak, B, Dc, R, with_reaction):
     """-G plus, on ``ak``, B Dc (``with_reaction``: R + B Dc, the galvanostat's) (a new array)."""
     n = G.size
@@ -560,7 +561,7 @@ def order_parameter_rhs(G, ak, B, Dc, R, with_reaction):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def coupling_estimate(G, B, H, ak, mdiag):
     """(max |G|, max over ``ak`` of B |H| / mdiag, at least 0): the stop test's two parts
     (`largest_abs` and ``np.max(..., initial=0.0)``: NaN if any is)."""
@@ -576,7 +577,7 @@ def coupling_estimate(G, B, H, ak, mdiag):
     return g, m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def final_sink(r0, cs, dxi, dt):
     """r0 - c_s dxi / dt (a new array)."""
     out = np.empty(r0.size)
@@ -585,7 +586,7 @@ def final_sink(r0, cs, dxi, dt):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def noise_increment(u, xi, contact, scale):
     """``scale * (u - 1/2) * max(4 xi (1 - xi), 0) * ~contact`` (`solver._noise`; the factor
     of a host contact is 0.0, not a skipped product: the sign of its zero is numpy's)."""
@@ -598,7 +599,7 @@ def noise_increment(u, xi, contact, scale):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def largest_abs_difference(a, b):
     """max |a - b| (0 for empty arrays; NaN if any is)."""
     m = 0.0
@@ -611,7 +612,7 @@ def largest_abs_difference(a, b):
     return m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scaled_squares(d, p, c, c0):
     """((d - p) / max(|c|, c0))^2 per entry (`solver._error`'s c part, squared as numpy's
     power of 2 does: a product), ``p`` empty: no p."""
@@ -626,7 +627,7 @@ def scaled_squares(d, p, c, c0):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def all_finite(x):
     """np.all(np.isfinite(x))."""
     for i in range(x.size):
@@ -637,7 +638,7 @@ def all_finite(x):
 
 # -- `numerics.LinkGrid`'s scatters onto the grid (numpy's fancy indexing, compiled)
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def grid_diagonal(voxel, total, dtot, dinv):
     """dtot[voxel] = total, dinv[voxel] = 1 / total."""
     for i in range(voxel.size):
@@ -646,7 +647,7 @@ def grid_diagonal(voxel, total, dtot, dinv):
         dinv[v] = 1.0 / total[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def grid_load(voxel, rhs, x0, b, x):
     """b[voxel] = rhs, x[voxel] = x0 (``x0`` empty: 0)."""
     with_x0 = x0.size > 0
@@ -658,7 +659,7 @@ def grid_load(voxel, rhs, x0, b, x):
 
 # -- a step's set-up (`solver._coupled_step`, `solver._jacobian`), numpy's numbers
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def active(xi, contact):
     """Voxels with h'(xi) > 1e-14 or a host contact (`solver._active`; the test of
     `order_parameter_residual`)."""
@@ -674,7 +675,7 @@ def active(xi, contact):
     return out[:m].copy()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lowest_unsettled(xi, contact, free, nz, settled):
     """The lowest layer z (``free``: the free voxels' flat indices on a grid of ``nz`` layers) of a
     free voxel that is not settled lithium (xi < ``settled`` or a host contact); nz if none
@@ -688,7 +689,7 @@ def lowest_unsettled(xi, contact, free, nz, settled):
     return low
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def jacobian_diagonal(xi, exempt, well, wall, with_wall, n_host, act, dR, inv_dt, cut):
     """(diag, diag + cut) of `solver._jacobian`: diag = 1/dt + L_sigma g''(xi) (0 on ``exempt``)
     - wall n_host (1 - 2 xi) (``with_wall``) + dR/dxi on ``act``, each entry as
@@ -711,7 +712,7 @@ def jacobian_diagonal(xi, exempt, well, wall, with_wall, n_host, act, dR, inv_dt
     return diag, total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def gather_times(values, src, index):
     """values * src[index] (a new array)."""
     out = np.empty(index.size)
@@ -720,7 +721,7 @@ def gather_times(values, src, index):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def potential_on(eta0, psi, dV, act):
     """eta0[act] + dV psi[act] (a new array)."""
     out = np.empty(act.size)
@@ -730,7 +731,7 @@ def potential_on(eta0, psi, dV, act):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def minus_times(a, s, b):
     """a - s b (a new array)."""
     out = np.empty(a.size)
@@ -739,7 +740,7 @@ def minus_times(a, s, b):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def combine(coefficients, arrays, index):
     """sum_j coefficients[j] arrays[j] over the first len(coefficients) arrays, on the entries
     ``index`` (empty: all; a new array; the BDF history and predictor, `solver._scheme`)."""

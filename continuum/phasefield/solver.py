@@ -32,10 +32,15 @@ solves' tolerance.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
+import numba
 import numpy as np
 from scipy.optimize import brentq
 
@@ -44,10 +49,21 @@ from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
 from .geometry import Geometry, PotentialWindow, Window, coarse_cells
-from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
-                       bdf_coefficients, bernoulli, dh, interpolation, unsigned)
+from .numerics import (
+    DH_MAX,
+    GMG_PAUSE,
+    Anderson,
+    HierarchyReuse,
+    LinearSolver,
+    LinkGrid,
+    LinkMatrix,
+    bdf_coefficients,
+    bernoulli,
+    dh,
+    interpolation,
+    unsigned,
+)
 from .parameters import HONG2018, PhaseFieldParameters
-
 
 # Relative tolerance of xi's solves inside the (xi, c) iterations (inexact Newton: a correction
 # needs a few digits, the stopping test reads the exact residuals; the galvanostat's xi solves,
@@ -109,10 +125,13 @@ PROJECTED_RATE = 6.0 / 5.0
 # multigrid's coarse faces keep strong fine faces
 PHI_RTOL_MAX = 1e-4
 # ...and the multigrid's CG stops once an iteration moved phi by at most this fraction of
-# tol_eta (2 uV; and by half the move before, `mg_kernels.pcg`): in Hong's case 9.4 -> 4.2
+# tol_eta (20 uV; and by half the move before, `mg_kernels.pcg`): in Hong's case 9.4 -> 4.2
 # V-cycles per solve while growing, 17 -> 7.8 at the top, where the residual of the last phi
-# under the new conductances asks for 1e-9 of itself
-PHI_XTOL = 1e-3
+# under the new conductances asks for 1e-9 of itself (at 1e-3).  1e-2 (was 1e-3): 2.9 instead
+# of 4.3 V-cycles per solve over Hong's case to t = 400 s; phi against a solve to 1e-12 from the
+# same start at t = 50-350 s off by at most 3.6 uV anywhere and 5e-9 V in the interface (1e-3:
+# 0.6 uV and 1e-10 V), against the 2 mV of tol_eta
+PHI_XTOL = 1e-2
 
 # Steps phi's multigrid hierarchy serves (only its fine level replaced) before a rebuild, at
 # most (`HierarchyReuse`): the interface moves by a fraction of a voxel per step
@@ -135,6 +154,26 @@ SLAB_DROP = 1e-2
 
 
 _BLAS = None
+_WORKER = None  # `_potential_worker`'s thread pool
+_WORKER_LOCK = threading.Lock()
+
+
+def _potential_worker():
+    """One thread, shared by the process's solvers, that solves phi beside c (`PhaseFieldSolver._overlap`)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = futures.ThreadPoolExecutor(1, thread_name_prefix="phasefield-potential")
+        return _WORKER
+
+
+def _forget_worker():
+    """A forked child has none of its parent's threads: it starts its own."""
+    global _WORKER, _WORKER_LOCK
+    _WORKER, _WORKER_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_worker)
 
 
 def _blas_single_thread():
@@ -225,6 +264,49 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
                             p.alpha_c * p.f, p.bulk_concentration, 1 if derivatives else 0)
 
 
+def _timed(cpu, fn, *args):
+    """(fn(*args), the CPU time ``cpu`` measured around it on the thread that runs it)."""
+    clock = cpu()
+    out = fn(*args)
+    return out, cpu() - clock
+
+
+def _pcg_lateral(K, C, bottom, mg, b, rtol, xtol, lin, maxiter=100):
+    """dphi with (K + C on the cells ``bottom``) dphi = b by CG preconditioned with K's V-cycle
+    (``mg``, set to K): a window's phi with its uniform slab's currents between columns
+    (`PotentialWindow.lateral`).  Stops as `mg_kernels.pcg` does (|r| <= rtol |b|, or a move of
+    at most xtol and at most half the last); None after ``maxiter``.  ``lin``: phi's
+    `LinearSolver`, whose counts it keeps."""
+    x = np.zeros(b.size)
+    r = b.copy()
+    goal = rtol * np.sqrt(b @ b)
+    lin.cycles = 0
+    lin.stats["solves"] += 1
+    if np.sqrt(r @ r) <= goal:
+        return x
+    z = mg.apply(r)
+    p = z.copy()
+    rz, last = r @ z, 0.0
+    for it in range(1, maxiter + 1):
+        q = K.apply(p)
+        q[bottom] += C @ p[bottom]
+        alpha = rz / (p @ q)
+        x += alpha * p
+        r -= alpha * q
+        move = abs(alpha) * np.max(np.abs(p))
+        lin.cycles = it
+        if np.sqrt(r @ r) <= goal or (move <= xtol and move <= 0.5 * last):
+            lin.gmg.stats["solves"] += 1
+            lin.gmg.stats["iterations"] += it
+            return x
+        last = move
+        z = mg.apply(r)
+        rz, rz_last = r @ z, rz
+        p = z + (rz / rz_last) * p
+    lin.stats["multigrid failures"] += 1
+    return None
+
+
 def _active(g: Geometry, xi):
     """Voxels where the reaction acts: the diffuse interface and the host contacts."""
     return kernels.active(xi, g.contact)  # np.flatnonzero((dh(xi) > 1e-14) | g.contact), compiled
@@ -246,11 +328,12 @@ class _Transport:
     Laplacian with positive diagonal: links (D/h^2) B(x_pq) exp(-f phi_p) (symmetric in p, q),
     storage exp(-f phi) / dt, the top link B(x_top) exp(-f phi)."""
 
-    def __init__(self, solver, M, Ghat, diag, r0, s, Bt, Btm, Bab):
+    def __init__(self, solver, M, Ghat, diag, r0, s, Bt, Btm, Bab, key):
         self.solver, self.M, self.Ghat, self.diag, self.r0, self.s = solver, M, Ghat, diag, r0, s
         self.geo, self.index = solver.geo, None  # its voxels; index: theirs among all free voxels (a window's)
+        self.mg = solver._mg_c  # its voxels' c multigrid (a window's; `finish` may run after the window's scope)
         self.Bt, self.Btm, self.Bab = Bt, Btm, Bab
-        self.key = solver._key()
+        self.key = key  # (the solver's `_key`, drawn by the calling thread)
         self.mdiag = M.diagonal()
         self.dominant = diag.min() / self.mdiag.max() > 0.02  # I/dt dominates: Jacobi-CG
         self.schur = None  # (extra diagonal, matrix, key) of the last Schur system
@@ -264,7 +347,7 @@ class _Transport:
         """dc with (M + diag(extra)) dc = rhs; with ``extra`` (an iteration's correction) to
         the inexact-Newton tolerance SCHUR_RTOL.  ``guess``: a starting dc for the iterative
         solvers (the iterations' last dc for the final solve)."""
-        lin, mg = self.solver._lin["c"], self.solver._mg_c
+        lin, mg = self.solver._lin["c"], self.mg
         if mg is not None:
             return self._solve_multigrid(lin, mg, rhs, extra, guess)
         if extra is None:
@@ -310,6 +393,13 @@ class _Transport:
             self.solver._mg_c_reuse.solved(lin.cycles)
         return w * du
 
+    def finish(self, rhs, dc):
+        """The step's dc: the transport of the final sink ``rhs`` solved from the iterations' dc,
+        shifted so that its Li+ balance holds to round-off (`balance_shift`)."""
+        dc = self.solve(rhs, guess=dc)
+        dc += self.balance_shift(dc, rhs)
+        return dc
+
     def balance_shift(self, dc, rhs):
         """The uniform shift of dc that makes the residual of M dc = rhs sum to zero: the Li+
         balance then holds to round-off whatever the solve's tolerance (`FINAL_RTOL`).  The
@@ -352,6 +442,11 @@ class PhaseFieldSolver:
     """
 
     settled_window = True
+    # ...and a second thread for the step's independent passes where that is safe (`_overlap`):
+    # phi's solve beside c's final one, c's operator beside xi's Jacobian, the c residual beside xi's
+    threaded_stepping = True
+    _thread = None  # this attempt's second thread (`_attempt`)
+    _cpu = staticmethod(time.process_time)  # the parts' clock (`_tick`)
     _win = None  # the window the last attempt solved on (`geometry.Window`); None: the whole grid
 
     def __init__(self, phase, spacing: float, params: PhaseFieldParameters = HONG2018, *, xi=None, c=None,
@@ -510,19 +605,33 @@ class PhaseFieldSolver:
         diag[pw.pbot] += 1.0 / along[:, -1]
         diag[pw.ptop] += gtop
         wsys = LinkMatrix(pw.ppattern, *pw.pab, Gw, diag), Gw, 1.0 / along[:, -1], gtop, key
-        phi, charge = self._solve_phi(pw, pw.pab, pw.mg, wsys, phi0[pw.index], V, source[pw.source], top, accuracy)
-        # the columns leave out current crossing between them inside the slab, which moves phi by
-        # at most the slab's own drop: microvolts under a Faradaic current, but hundreds of mV where
-        # the metal shorts the collector to the top (Hong's cell as its front meets the top).  Over
-        # SLAB_DROP tol_eta (20 uV), phi goes back to the whole grid for this window's life
-        if np.max(np.abs(V - phi[pw.pbot]), initial=0.0) > SLAB_DROP * self.tol["eta"]:
+        solve = partial(self._solve_phi, pw, pw.pab, pw.mg, wsys, V=V, source=source[pw.source], top=top,
+                        accuracy=accuracy)
+        start = phi0[pw.index]
+        lateral = pw.lateral(G, gbot) if pw.exact else None
+        phi, charge = solve(start, lateral=None if lateral is None else lateral[0])
+        # the columns alone leave out current crossing between them inside the slab, which moves
+        # phi by at most the slab's own drop: microvolts under a Faradaic current, but hundreds of
+        # mV where the metal shorts the collector to the top (Hong's cell as its front meets the
+        # top, where the columns' phi was 25-29 mV off the whole grid's).  Over SLAB_DROP tol_eta
+        # (20 uV) the window's phi takes those currents from then on where it can (a uniform 2D
+        # slab, `PotentialWindow.lateral`, exact), else goes back to the whole grid for the
+        # window's life (so does a failed solve)
+        drop = np.max(np.abs(V - phi[pw.pbot]), initial=0.0) if phi is not None and lateral is None else 0.0
+        if drop > SLAB_DROP * self.tol["eta"]:
+            lateral = pw.lateral(G, gbot)
+            pw.exact = lateral is not None
+            phi, charge = solve(phi, lateral=lateral[0]) if pw.exact else (None, None)
+        if phi is None:
             window.phi = None
             return self._solve_phi(self.geo, self._pab, self._mg, psys, phi0, V, source, top, accuracy)
-        return pw.expand(phi, V, along, self.geo.np_), charge
+        return pw.expand(phi, V, along, self.geo.np_, lateral), charge
 
-    def _solve_phi(self, g, pab, mg, psys, phi0, V, source, top, accuracy):
+    def _solve_phi(self, g, pab, mg, psys, phi0, V, source, top, accuracy, lateral=None):
         """`_solve_potential` on the phi unknowns of ``g`` (the geometry, or a window's phi system)
-        with its link ends ``pab`` and multigrid ``mg`` (None: none)."""
+        with its link ends ``pab`` and multigrid ``mg`` (None: none).  ``lateral``: a window's
+        dense correction C of its bottom cells' links (`PotentialWindow.lateral`), solved by
+        `_pcg_lateral` (None returned where that fails)."""
         K, G, gbot, gtop, key = psys
         top = self.top_potential if top is None else top
         h = self.geo.h
@@ -530,6 +639,8 @@ class PhaseFieldSolver:
         res[g.pfree] -= source
         kernels.potential_residual(*pab, G, phi0, res)
         res[g.pbot] += gbot * (V - phi0[g.pbot])
+        if lateral is not None:
+            res[g.pbot] -= lateral @ (phi0[g.pbot] - V)
         res[g.ptop] += gtop * (top - phi0[g.ptop])
         # Tolerance on the residual itself: 1e-9 of the Faradaic source and 1e-13 of the
         # boundary driving.  The collector-to-top current can be 1e3 times the Faradaic one;
@@ -552,12 +663,17 @@ class PhaseFieldSolver:
             self._mg_reuse.built(rebuild)
             self._mg_key = (mg is self._mg, key)
         xtol = PHI_XTOL * self.tol["eta"] if accuracy is None else 0.0
-        dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg, xtol=xtol)
+        if lateral is None:
+            dphi = self._lin["phi"].solve(K, res, key, rtol=rtol, multigrid=mg, xtol=xtol)
+        else:
+            dphi = _pcg_lateral(K, lateral, g.pbot, mg, res, rtol, xtol, self._lin["phi"])
+            if dphi is None:
+                return None, None
         if mg is not None and accuracy is None:
             self._mg_reuse.solved(self._lin["phi"].cycles)
         phi = phi0 + dphi
         gsum = gbot.sum() + gtop.sum()
-        if accuracy is None and gsum > 0:
+        if accuracy is None and gsum > 0:  # (C's rows sum to 0: a shift moves no current between columns)
             # the boundaries' current equals the Faradaic one when the residual sums to zero:
             # a uniform shift of phi (nanovolts) closes the balance to round-off whatever the
             # solve's tolerance
@@ -709,7 +825,7 @@ class PhaseFieldSolver:
         return brentq(excess, *self._bracket(excess, self.cell_potential), xtol=1e-13, rtol=1e-15, maxiter=200)
 
     # -- concentration --------------------------------------------------------------------
-    def _transport(self, xi, phi, c, dt):
+    def _transport(self, xi, phi, c, dt, key=None):
         """Implicit-Euler operator for c over one step: Scharfetter-Gummel link fluxes (exact
         for the Boltzmann equilibrium c ~ exp(-f phi)) with phi of the step's start, Dirichlet
         c_top at the top.  With c = exp(-f phi/2) v the matrix is symmetric (off-diagonal
@@ -735,7 +851,8 @@ class PhaseFieldSolver:
             res[g.ctop] -= Bt * c[g.ctop] - Btm
             diag[g.ctop] += Bt
         self._dt = dt
-        return _Transport(self, LinkMatrix(g.pattern, *self._ab, Ghat, diag), Ghat, diag, res, s, Bt, Btm, Bab)
+        return _Transport(self, LinkMatrix(g.pattern, *self._ab, Ghat, diag), Ghat, diag, res, s, Bt, Btm, Bab,
+                          self._key() if key is None else key)
 
     # -- stepping -------------------------------------------------------------------------
     def _zeros(self):
@@ -753,12 +870,15 @@ class PhaseFieldSolver:
         k, well, wall = _allen_cahn_coefficients(g, p)
         # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`, at
         # c = c_start + dc), G
+        M = tr.M  # (H on the second thread while this one makes G)
+        residual = partial(_timed, self._cpu, kernels.concentration_residual, M.a, M.b, M.G, M.total, tr.s, dc,
+                           tr.r0, dxi, p.solid_concentration, dt)
+        job = None if self._thread is None else self._thread.submit(residual)
         G, R, B, ak, x = kernels.order_parameter_residual(
             xi, dxi, hist, dt, c_start, dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
             g.face_weight, g.cathodic_factor, g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
             p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration)
-        M = tr.M
-        H = kernels.concentration_residual(M.a, M.b, M.G, M.total, tr.s, dc, tr.r0, dxi, p.solid_concentration, dt)
+        H = self._joined(job, residual, "concentration")
         return G, H, R, B, ak, x
 
     def _coupled_step(self, control, dt, noise, sch, phi_pred):
@@ -775,19 +895,19 @@ class PhaseFieldSolver:
         (the galvanostat's V is the root that makes sum(dxi) pass the applied charge).
         Anderson mixing accelerates; stop when the next correction, estimated from the
         residuals, is below half the tolerance and 1 % of the increment (at most 6
-        iterations).  A last solve makes dc exactly the transport of the final sink.  Returns
-        (V, dxi, dc, eta on act, act, transport, estimated remaining correction / tol)."""
+        iterations).  Returns (V, dxi, dc, eta on act, act, transport, estimated remaining
+        correction / tol, the final sink): `_Transport.finish` then makes dc exactly the
+        transport of that sink (`_attempt`, beside phi's solve)."""
         p, g = self.params, self.geo
-        clock = time.process_time()
+        clock = self._cpu()
         xi = self.xi
         c_start = kernels.minus_times(self.c, p.solid_concentration, noise)  # noise's Li+ leaves its voxel
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
         phi_n = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only): the ions' drift
-        tr = self._transport(xi, phi_n, c_start, dt)
+        # c's operator on the second thread while this one makes xi's Jacobian (its key drawn here)
+        transport = partial(_timed, self._cpu, self._transport, xi, phi_n, c_start, dt, self._key())
+        job = None if self._thread is None else self._thread.submit(transport)
         eta0 = kernels.gather(phi_pred, g.pfree)  # the reaction's eta at V^n (`_extrapolated_potential`)
-        if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
-            tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
-        clock = self._tick("concentration", clock)
         galvanostatic = isinstance(control, Galvanostatic)
         Vn = self.cell_potential
         V = Vn if galvanostatic else float(control.potential)
@@ -804,6 +924,9 @@ class PhaseFieldSolver:
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
+        tr = self._joined(job, transport, "concentration")
+        if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
+            tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         # xi starts from the last steps' increments extrapolated to this dt (a predictor; c's
         # increment, started likewise, made a galvanostatic front's steps collapse after a
         # transient of c: its increments are no guide to the next)
@@ -840,12 +963,9 @@ class PhaseFieldSolver:
             change = corr / min(self.tol["xi"], 0.02 * kernels.largest_abs(dxi) + 1e-300)
             if change < 0.5:
                 break
-        rhs = kernels.final_sink(tr.r0, cs, dxi, dt)
-        dc = tr.solve(rhs, guess=dc)
-        dc += tr.balance_shift(dc, rhs)
-        self._tick("concentration", clock)
         self.iterations += it + 1
-        return V, dxi, dc, kernels.potential_on(eta0, psi, V - Vn, ak), ak, tr, corr / self.tol["xi"]
+        sink = kernels.final_sink(tr.r0, cs, dxi, dt)
+        return V, dxi, dc, kernels.potential_on(eta0, psi, V - Vn, ak), ak, tr, corr / self.tol["xi"], sink
 
     def _extrapolated_potential(self, dt):
         """phi at the end of a step of length dt, at the collector's potential of its start:
@@ -921,7 +1041,10 @@ class PhaseFieldSolver:
         """One step of length dt; commits it and returns (True, error, False) when its error
         estimate is within tolerance (error <= 1), else (False, error, unconverged) and leaves
         the state alone (error None: the step could not be solved; unconverged: the (xi, c)
-        iterations' remaining correction, not the increments' error, rejected it)."""
+        iterations' remaining correction, not the increments' error, rejected it).  The xi
+        increments' error is read first: a step it rejects needs neither c's final solve nor
+        phi's.  Then c's final solve and phi's run at once where `_overlap` gives a worker
+        thread (phi's solve then runs on a step c's error may still reject)."""
         p, g = self.params, self.geo
         xi = self.xi
         g.update_coordination(xi)  # the contacts' coordination energy at the step's start
@@ -929,33 +1052,45 @@ class PhaseFieldSolver:
         win = self._window()
         sch = self._scheme(dt, win)
         self._order = sch["order"]
+        # the second thread (`_overlap`), and the clock of the parts: each thread's own CPU time there
+        self._thread = worker = self._overlap()
+        self._cpu = time.process_time if worker is None else time.thread_time
+        job = None
         try:
             phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
             step_noise = noise if win is None else noise[win.index]  # none on the held voxels
             with self._on_window(win, control):
-                V, dxi, dc, eta, act, transport, coupling = self._coupled_step(control, dt, step_noise, sch, phi_pred)
-                clock = time.process_time()
-                # the increments' error first: a step it rejects needs no potential solve (a third
-                # of an attempt, and the multigrid's failures come from steps far too long)
-                increments = self._error(dt, dxi, dc, sch, g.n)
-            if win is not None:  # back on all free voxels: the held ones' increments are 0
-                dxi, dc, act, noise = (win.scatter(dxi, g.n), win.scatter(dc, g.n), win.index[act],
-                                       win.scatter(step_noise, g.n))
-                transport.index = win.index
+                V, dxi, dc, eta, act, transport, coupling, sink = self._coupled_step(control, dt, step_noise, sch,
+                                                                                     phi_pred)
+                c_step = self.c  # (the window's) c: the scale of c's error
+            clock = self._cpu()
+            increments = self._error_xi(dxi, sch)
             err = max(coupling, increments)
             if err > 1.0:
                 self._tick("error control", clock)
                 self.rejected += 1
                 return False, err, coupling >= increments
-            xi_new = xi + dxi + noise
-            c_new = self.c - p.solid_concentration * noise + dc
-            psys = self._potential_system(xi_new)
-            source = FARADAY * p.solid_concentration * (dxi + noise) / dt
-            # from phi's extrapolation and V's own share (psi): a V-cycle less per solve where phi
-            # moves one way (Hong's approach to the top: 6.7 against 8.4)
-            shift = (V - self.cell_potential) * self._unit_response(win) if V != self.cell_potential else None
-            start = phi_pred if shift is None else phi_pred + shift
-            phi_new, charge_in = self._solve_potential(psys, start, V, source, window=win)
+            dx = dxi if win is None else win.scatter(dxi, g.n)  # the held voxels' increments are 0
+            if win is not None:
+                act, noise, transport.index = win.index[act], win.scatter(step_noise, g.n), win.index
+            xi_new = xi + dx + noise
+            source = FARADAY * p.solid_concentration * (dx + noise) / dt
+            potential = partial(_timed, self._cpu, self._potential_step, xi_new, source, V, phi_pred, win)
+            job = None if worker is None else worker.submit(potential)
+            clock = self._cpu()
+            dc = transport.finish(sink, dc)
+            clock = self._tick("concentration", clock)
+            increments = max(increments, self._error_c(dc, sch, g.n, c_step))
+            self._tick("error control", clock)
+            if win is not None:
+                dc = win.scatter(dc, g.n)
+            err = max(coupling, increments)
+            if err > 1.0:
+                if job is not None and futures.wait((job,)) and job.exception() is None:
+                    self.timing["potential"] += job.result()[1]  # (a solve for nothing, on the other core)
+                self.rejected += 1
+                return False, err, coupling >= increments
+            psys, phi_new, charge_in, shift = self._joined(job, potential, "potential")
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
             self.rejected += 1
             return False, None, False
@@ -967,7 +1102,10 @@ class PhaseFieldSolver:
                 raise
             self.rejected += 1
             return False, None, False
-        clock = self._tick("potential", clock)
+        finally:
+            if job is not None:  # the worker holds phi's solvers until its solve ends
+                futures.wait((job,))
+        clock = self._cpu()
         # the lag of eta at the interface (phi^n or its extrapolation used for phi^{n+1})
         lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree[act]] - eta), initial=0.0)
         err = max(err, lag / self.tol["eta"])
@@ -975,29 +1113,70 @@ class PhaseFieldSolver:
         if err > 1.0:
             self.rejected += 1
             return False, err, False
+        self._commit(dt, sch, dx, dc, noise, V, phi_new, shift, psys, source, charge_in, transport)
+        return True, err, False
+
+    def _commit(self, dt, sch, dx, dc, noise, V, phi, shift, psys, source, charge_in, transport):
+        """The accepted step's state, balances and history (`_attempt`): increments dx, dc and
+        the noise on all free voxels, phi and V at its end, V's share of phi's increment (or
+        None), phi's system and source, the boundaries' charge inflow, c's transport."""
+        p, g = self.params, self.geo
         # phi's increment at fixed V (the part `_extrapolated_potential` extrapolates; V's is psi's)
-        dphi = phi_new - self.phi
+        dphi = phi - self.phi
         if shift is not None:
             dphi -= shift
-        self.xi, self.c, self.phi, self.cell_potential = xi_new, c_new, phi_new, V
+        self.xi, self.c = self.xi + dx + noise, self.c - p.solid_concentration * noise + dc
+        self.phi, self.cell_potential = phi, V
         self._psys, self._psi, self._source = psys, None, source
-        dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dxi + noise))
+        dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dx + noise))
         self.charge += dq
         self.current_density = dq / dt / g.footprint
         # the BDF Li+ balance per step: the history's share plus dt/a of the end-of-step inflow
-        self.top_inflow += transport.inflow(c_new) * dt / sch["a"] + sch["inflow"]
+        self.top_inflow += transport.inflow(self.c) * dt / sch["a"] + sch["inflow"]
         self.boundary_charge += charge_in[0] * dt
         self.boundary_gross += charge_in[1] * dt
         self.t += dt
         self.steps += 1
-        self._history = ((dt, dxi, dc, dphi),) + self._history[:MAX_ORDER - 1]
+        self._history = ((dt, dx, dc, dphi),) + self._history[:MAX_ORDER - 1]
         # the next step's highest order: BDF3 while the increments move one way (COHERENT_COSINE)
         last = self._history[1][1] if len(self._history) > 1 else None
-        self._order_next = MAX_ORDER if _coherent(dxi, last) else 2
-        return True, err, False
+        self._order_next = MAX_ORDER if _coherent(dx, last) else 2
+
+    def _joined(self, job, serial, part):
+        """The result of a `_timed` pass: the second thread's ``job``, or ``serial`` run here where
+        job is None; its CPU time counts under ``part``."""
+        out, cpu = serial() if job is None else job.result()
+        self.timing[part] += cpu
+        return out
+
+    def _potential_step(self, xi_new, source, V, phi_pred, win):
+        """phi at the end of an attempt: the system of ``xi_new`` solved for the source F c_s
+        dxi/dt [A/m^3] at collector potential V from phi's extrapolation plus V's own share
+        (psi: a V-cycle less per solve where phi moves one way, Hong's approach to the top 6.7
+        against 8.4).  Returns (system, phi, the boundaries' charge inflow, V's share of phi's
+        increment or None).  Reads and writes phi's solvers only, so it runs beside c's final
+        solve (`_overlap`)."""
+        psys = self._potential_system(xi_new)
+        shift = (V - self.cell_potential) * self._unit_response(win) if V != self.cell_potential else None
+        start = phi_pred if shift is None else phi_pred + shift
+        phi, charge_in = self._solve_potential(psys, start, V, source, window=win)
+        return psys, phi, charge_in, shift
+
+    def _overlap(self):
+        """The second thread of this attempt (`_potential_worker`), or None (serial): phi's solve
+        beside c's final solve (`_attempt`), c's operator beside xi's Jacobian (`_coupled_step`),
+        the c residual beside xi's (`_residuals`).  Only on 2D grids on the multigrid path, where
+        no kernel starts Numba's threads and each releases the GIL, so the passes share no
+        state and give the serial run's bits; and only where this thread may use two
+        (`numba.get_num_threads()`: a case in a worker process runs at one, docs/model.md
+        "Threads"); 3D grids' threaded sweeps keep both cores already."""
+        if not (self.threaded_stepping and numba.get_num_threads() >= 2 and self._mg is not None and self._mg.plane
+                and self._mg_c is not None):
+            return None
+        return _potential_worker()
 
     def _tick(self, part, since):
-        now = time.process_time()
+        now = self._cpu()
         self.timing[part] += now - since
         return now
 
@@ -1037,29 +1216,32 @@ class PhaseFieldSolver:
         inflow = (float(np.sum(hc)) + self.params.solid_concentration * float(np.sum(hx))) * self.geo.h**3
         return {"order": order, "a": a, "xi": hx, "c": hc, "inflow": inflow, "pred": pred, "weight": weight}
 
-    def _error(self, dt, dxi, dc, sch, count):
-        """Error of the step's increments over the tolerance (accept when <= 1; `_attempt`
-        adds the lag of eta): the local error of xi (max over voxels) and of c (root mean
-        square: the Li+ the noise trades voxel by voxel is uncorrelated and averages out, a
-        diffusion layer's transient does not) from their increments against the prediction
-        from the previous steps' (`_scheme`: of the scheme's order), and a cap of 0.25 on any
-        xi increment.  ``count``: the free voxels c's mean square is over (a window's held
-        voxels count, with no error)."""
-        p, tol = self.params, self.tol
+    def _error_xi(self, dxi, sch):
+        """Error of the step's xi increments over the tolerance (accept when <= 1; `_attempt`
+        adds c's, `_error_c`, and the lag of eta): the local error of xi (max over voxels) from
+        its increment against the prediction from the previous steps' (`_scheme`: of the
+        scheme's order), and a cap of 0.25 on any xi increment (0.05 on a first step after a
+        start or a control change)."""
         largest = kernels.largest_abs(dxi)
-        parts = [largest / 0.25]
-        # c's error relative to max(c, c0): where cations pile up at a negative electrode (tens
-        # to hundreds of c0 as a front closes on the top boundary) a share of c0 is a relative
-        # accuracy of 1e-4 that held the steps at a few ms for no change in xi.  The squares
-        # ((dc - pc) / max(|c|, c0))^2 in one pass (`kernels.scaled_squares`), their mean numpy's
-        c0 = float(p.bulk_concentration)
+        if sch["pred"] is None:
+            return float(largest / 0.05)
+        return float(max(largest / 0.25,
+                         kernels.largest_abs_difference(dxi, sch["pred"][0]) * sch["weight"] / self.tol["xi"]))
+
+    def _error_c(self, dc, sch, count, c):
+        """Error of the step's c increments over the tolerance: the root mean square of (dc
+        minus its prediction) / max(|c|, c0) over ``count`` free voxels (a window's held voxels
+        count, with no error), c the concentration at the step's start on dc's voxels.  A root
+        mean square: the Li+ the noise trades voxel by voxel is uncorrelated and averages out, a
+        diffusion layer's transient does not.  Relative to max(c, c0): where cations pile up at
+        a negative electrode (tens to hundreds of c0 as a front closes on the top boundary) a
+        share of c0 is a relative accuracy of 1e-4 that held the steps at a few ms for no
+        change in xi.  The squares in one pass (`kernels.scaled_squares`), their mean numpy's."""
+        c0 = float(self.params.bulk_concentration)
         if sch["pred"] is None:  # first step after a start or a control change
-            parts += [largest / 0.05, np.sqrt(np.sum(kernels.scaled_squares(dc, dc[:0], self.c, c0)) / count) / 0.25]
-        else:
-            (px, pc), wt = sch["pred"], sch["weight"]
-            parts += [kernels.largest_abs_difference(dxi, px) * wt / tol["xi"],
-                      np.sqrt(np.sum(kernels.scaled_squares(dc, pc, self.c, c0)) / count) * wt / tol["c"]]
-        return float(max(parts))
+            return float(np.sqrt(np.sum(kernels.scaled_squares(dc, dc[:0], c, c0)) / count) / 0.25)
+        (_, pc), wt = sch["pred"], sch["weight"]
+        return float(np.sqrt(np.sum(kernels.scaled_squares(dc, pc, c, c0)) / count) * wt / self.tol["c"])
 
     def advance(self, duration: float, control) -> "PhaseFieldSolver":
         """Advance by ``duration`` [s] under ``control`` (Potentiostatic or Galvanostatic) with

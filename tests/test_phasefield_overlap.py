@@ -1,0 +1,92 @@
+"""The step's independent passes on a second thread (`PhaseFieldSolver._overlap`,
+docs/phasefield.md "Two cores"): phi's solve beside c's final one, c's operator beside xi's
+Jacobian, the c residual beside xi's.  They share no state, so a run steps to the bit as in
+series; only 2D grids on the multigrid path, at two or more Numba threads, take it; a forked
+child starts its own thread."""
+import multiprocessing
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from continuum.phasefield import (
+    HONG2018,
+    Galvanostatic,
+    PhaseFieldSolver,
+    Potentiostatic,
+    planar_electrode,
+)
+from continuum.phasefield import solver as pf_solver
+
+H = 1e-6
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one Numba thread: always serial")
+
+
+def _run(overlap, shape=(24, 1, 48), **kw):
+    phase, xi = planar_electrode(shape, H, HONG2018, 30e-6)
+    s = PhaseFieldSolver(phase, H, HONG2018, xi=xi, rng=5, **kw)
+    s.threaded_stepping = overlap
+    threads = set()
+    step = s._potential_step
+
+    def recorded(*args):
+        threads.add(threading.current_thread().name)
+        return step(*args)
+
+    s._potential_step = recorded
+    s.advance(0.5, Potentiostatic(-0.45)).advance(0.2, Galvanostatic(-2000.0))
+    return s, threads
+
+
+@two_threads
+def test_phi_beside_c_steps_to_the_bit_as_in_series():
+    """On a 2D grid's multigrid path phi is solved on the worker thread, and the run (with a
+    window, potentiostatic then galvanostatic) ends on the same bits as the serial one."""
+    a, on = _run(True, direct_max=0)
+    b, off = _run(False, direct_max=0)
+    assert a._overlap() is not None and b._overlap() is None
+    assert all(name.startswith("phasefield-potential") for name in on) and on
+    assert off == {threading.main_thread().name}
+    assert a._win is not None  # the window's solves too
+    assert (a.t, a.steps, a.rejected) == (b.t, b.steps, b.rejected)
+    for x, y in ((a.xi, b.xi), (a.c, b.c), (a.phi, b.phi)):
+        assert np.array_equal(x, y)
+    assert a.timing["potential"] > 0.0 and a.timing["concentration"] > 0.0
+
+
+def test_no_worker_on_3d_grids_off_the_multigrid_or_at_one_thread():
+    """3D grids' threaded sweeps keep both cores already, the direct path has no kernel that
+    releases the GIL for long, a case in a worker process runs at one Numba thread
+    (docs/model.md "Threads"): phi stays in the calling thread."""
+    s3, threads3 = _run(True, shape=(8, 2, 40), direct_max=0)
+    sd, threadsd = _run(True, direct_max=10**6)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        s1, threads1 = _run(True, direct_max=0)
+    finally:
+        numba.set_num_threads(before)
+    assert s3._overlap() is None and sd._overlap() is None
+    assert threads3 == threadsd == threads1 == {threading.main_thread().name}
+
+
+def _child(queue):
+    s, threads = _run(True, direct_max=0)
+    queue.put((s.steps, sorted(threads)))
+
+
+@two_threads
+def test_a_forked_child_starts_its_own_worker():
+    """The parent's worker thread does not exist in a forked child: the child starts its own
+    (else its first phi would wait for ever)."""
+    _run(True, direct_max=0)
+    assert pf_solver._WORKER is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(queue,))
+    child.start()
+    steps, threads = queue.get(timeout=300)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and steps > 0
+    assert threads and all(name.startswith("phasefield-potential") for name in threads)
