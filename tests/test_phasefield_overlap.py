@@ -90,3 +90,34 @@ def test_a_forked_child_starts_its_own_worker():
     child.join(timeout=60)
     assert child.exitcode == 0 and steps > 0
     assert threads and all(name.startswith("phasefield-potential") for name in threads)
+
+
+@two_threads
+def test_an_attempt_that_raises_waits_for_its_passes_on_the_second_thread(monkeypatch):
+    """An attempt that fails while c's operator is still being made on the second thread (here
+    xi's Jacobian raises) leaves the window's scope, and returns, only once that pass has ended:
+    restored under it, the pass would read the whole grid's geometry with the window's arrays
+    (its kernels then wrote out of bounds: the process aborted in the garbage collector), and
+    the next attempt must not meet it still writing the solver's state."""
+    import time
+
+    phase, xi = planar_electrode((24, 1, 48), H, HONG2018, 30e-6)
+    s = PhaseFieldSolver(phase, H, HONG2018, xi=xi, rng=5, direct_max=0)
+    s.advance(0.1, Potentiostatic(-0.45))
+    transport, seen = s._transport, []
+
+    def slow_transport(*args):
+        time.sleep(0.2)
+        seen.append(s.geo)  # the geometry the pass reads
+        return transport(*args)
+
+    def failing_jacobian(*args):
+        raise FloatingPointError
+
+    monkeypatch.setattr(s, "_transport", slow_transport)
+    monkeypatch.setattr(s, "_jacobian", failing_jacobian)
+    whole = s.geo
+    accepted, err, _ = s._attempt(Potentiostatic(-0.45), 1e-3)
+    assert not accepted and err is None and s._win is not None
+    assert seen and seen[0] is not whole and seen[0] is s._win  # the window's, not the restored grid's
+    assert all(job.done() for job in s._jobs)

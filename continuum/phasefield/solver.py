@@ -446,6 +446,7 @@ class PhaseFieldSolver:
     # phi's solve beside c's final one, c's operator beside xi's Jacobian, the c residual beside xi's
     threaded_stepping = True
     _thread = None  # this attempt's second thread (`_attempt`)
+    _jobs = ()  # ...and its passes there
     _cpu = staticmethod(time.process_time)  # the parts' clock (`_tick`)
     _win = None  # the window the last attempt solved on (`geometry.Window`); None: the whole grid
 
@@ -873,7 +874,7 @@ class PhaseFieldSolver:
         M = tr.M  # (H on the second thread while this one makes G)
         residual = partial(_timed, self._cpu, kernels.concentration_residual, M.a, M.b, M.G, M.total, tr.s, dc,
                            tr.r0, dxi, p.solid_concentration, dt)
-        job = None if self._thread is None else self._thread.submit(residual)
+        job = None if self._thread is None else self._submit(residual)
         G, R, B, ak, x = kernels.order_parameter_residual(
             xi, dxi, hist, dt, c_start, dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
             g.face_weight, g.cathodic_factor, g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
@@ -906,7 +907,7 @@ class PhaseFieldSolver:
         phi_n = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only): the ions' drift
         # c's operator on the second thread while this one makes xi's Jacobian (its key drawn here)
         transport = partial(_timed, self._cpu, self._transport, xi, phi_n, c_start, dt, self._key())
-        job = None if self._thread is None else self._thread.submit(transport)
+        job = None if self._thread is None else self._submit(transport)
         eta0 = kernels.gather(phi_pred, g.pfree)  # the reaction's eta at V^n (`_extrapolated_potential`)
         galvanostatic = isinstance(control, Galvanostatic)
         Vn = self.cell_potential
@@ -1034,6 +1035,9 @@ class PhaseFieldSolver:
         try:
             yield
         finally:
+            # a pass still on the second thread (this thread raised) reads the window's state: first
+            # let it end (restored under it, its kernels would index the whole grid's arrays)
+            futures.wait(self._jobs)
             win.xi_links = self._xi_links
             self.geo, self._ab, self.xi, self.c, self._mg_c, self._xi_links, self._zero = full
 
@@ -1055,6 +1059,7 @@ class PhaseFieldSolver:
         # the second thread (`_overlap`), and the clock of the parts: each thread's own CPU time there
         self._thread = worker = self._overlap()
         self._cpu = time.process_time if worker is None else time.thread_time
+        self._jobs = []  # what this attempt gave the second thread (`_submit`)
         job = None
         try:
             phi_pred = self._extrapolated_potential(dt)  # the reaction's eta and phi's solve start
@@ -1076,7 +1081,7 @@ class PhaseFieldSolver:
             xi_new = xi + dx + noise
             source = FARADAY * p.solid_concentration * (dx + noise) / dt
             potential = partial(_timed, self._cpu, self._potential_step, xi_new, source, V, phi_pred, win)
-            job = None if worker is None else worker.submit(potential)
+            job = None if worker is None else self._submit(potential)
             clock = self._cpu()
             dc = transport.finish(sink, dc)
             clock = self._tick("concentration", clock)
@@ -1102,9 +1107,8 @@ class PhaseFieldSolver:
                 raise
             self.rejected += 1
             return False, None, False
-        finally:
-            if job is not None:  # the worker holds phi's solvers until its solve ends
-                futures.wait((job,))
+        finally:  # the worker holds its pass's state until the pass ends (also where this thread raised)
+            futures.wait(self._jobs)
         clock = self._cpu()
         # the lag of eta at the interface (phi^n or its extrapolation used for phi^{n+1})
         lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree[act]] - eta), initial=0.0)
@@ -1141,6 +1145,12 @@ class PhaseFieldSolver:
         # the next step's highest order: BDF3 while the increments move one way (COHERENT_COSINE)
         last = self._history[1][1] if len(self._history) > 1 else None
         self._order_next = MAX_ORDER if _coherent(dx, last) else 2
+
+    def _submit(self, fn):
+        """``fn()`` on the second thread; `_attempt` waits for it before it returns or raises."""
+        job = self._thread.submit(fn)
+        self._jobs.append(job)
+        return job
 
     def _joined(self, job, serial, part):
         """The result of a `_timed` pass: the second thread's ``job``, or ``serial`` run here where
