@@ -46,7 +46,7 @@ def test_phi_beside_c_steps_to_the_bit_as_in_series():
     a, on = _run(True, direct_max=0)
     b, off = _run(False, direct_max=0)
     assert a._overlap() is not None and b._overlap() is None
-    assert all(name.startswith("phasefield-potential") for name in on) and on
+    assert all(name.startswith("phasefield-second") for name in on) and on
     assert off == {threading.main_thread().name}
     assert a._win is not None  # the window's solves too
     assert (a.t, a.steps, a.rejected) == (b.t, b.steps, b.rejected)
@@ -89,7 +89,7 @@ def test_a_forked_child_starts_its_own_worker():
     steps, threads = queue.get(timeout=300)
     child.join(timeout=60)
     assert child.exitcode == 0 and steps > 0
-    assert threads and all(name.startswith("phasefield-potential") for name in threads)
+    assert threads and all(name.startswith("phasefield-second") for name in threads)
 
 
 @two_threads

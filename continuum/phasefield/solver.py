@@ -49,20 +49,8 @@ from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
 from .geometry import Geometry, PotentialWindow, Window, coarse_cells
-from .numerics import (
-    DH_MAX,
-    GMG_PAUSE,
-    Anderson,
-    HierarchyReuse,
-    LinearSolver,
-    LinkGrid,
-    LinkMatrix,
-    bdf_coefficients,
-    bernoulli,
-    dh,
-    interpolation,
-    unsigned,
-)
+from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver, LinkGrid, LinkMatrix,
+                       bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
 
 # Relative tolerance of xi's solves inside the (xi, c) iterations (inexact Newton: a correction
@@ -159,11 +147,11 @@ _WORKER_LOCK = threading.Lock()
 
 
 def _potential_worker():
-    """One thread, shared by the process's solvers, that solves phi beside c (`PhaseFieldSolver._overlap`)."""
+    """One thread, shared by the process's solvers, for a step's independent passes (`PhaseFieldSolver._overlap`)."""
     global _WORKER
     with _WORKER_LOCK:
         if _WORKER is None:
-            _WORKER = futures.ThreadPoolExecutor(1, thread_name_prefix="phasefield-potential")
+            _WORKER = futures.ThreadPoolExecutor(1, thread_name_prefix="phasefield-second")
         return _WORKER
 
 
