@@ -28,7 +28,8 @@ scalar root inside each iteration); the optional Langevin noise, added to xi and
 place; then phi with the realised source. A local error estimate (increments against their
 extrapolation, the lag of eta, the iterations' residual) accepts the step or retries it shorter.
 Every balance is kept in increment form, so lithium and charge are conserved to the linear
-solves' tolerance.
+solves' tolerance.  On 2D grids the step's independent passes (phi's solve beside c's final
+one, among others) run on a second thread, to the serial run's bits (`_overlap`).
 """
 from __future__ import annotations
 
