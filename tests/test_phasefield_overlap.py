@@ -121,3 +121,30 @@ def test_an_attempt_that_raises_waits_for_its_passes_on_the_second_thread(monkey
     assert not accepted and err is None and s._win is not None
     assert seen and seen[0] is not whole and seen[0] is s._win  # the window's, not the restored grid's
     assert all(job.done() for job in s._jobs)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_the_parts_clock_counts_each_pass_once(threaded, monkeypatch):
+    """The stepping's shares per part add up to at most the process's CPU time over the run,
+    serial or with the second thread: a pass timed on its own (`_timed`) is not also inside
+    the calling thread's ticks (in series, c's operator and residual were counted twice).  c's
+    operator is made to cost 5 ms of CPU per step here, so a second count of it would show."""
+    import time
+
+    phase, xi = planar_electrode((24, 1, 48), H, HONG2018, 30e-6)
+    s = PhaseFieldSolver(phase, H, HONG2018, xi=xi, rng=5, direct_max=0)
+    s.threaded_stepping = threaded
+    transport = s._transport
+
+    def costly(*args):
+        spin = time.thread_time()
+        while time.thread_time() - spin < 5e-3:
+            pass
+        return transport(*args)
+
+    monkeypatch.setattr(s, "_transport", costly)
+    clock = time.process_time()
+    s.advance(0.5, Potentiostatic(-0.45))
+    cpu = time.process_time() - clock
+    assert s.steps + s.rejected > 10
+    assert 0.5 * cpu < sum(s.timing.values()) <= cpu

@@ -614,7 +614,7 @@ def largest_abs_difference(a, b):
 
 @numba.njit(cache=True, nogil=True)
 def scaled_squares(d, p, c, c0):
-    """((d - p) / max(|c|, c0))^2 per entry (`solver._error`'s c part, squared as numpy's
+    """((d - p) / max(|c|, c0))^2 per entry (`solver._error_c`'s, squared as numpy's
     power of 2 does: a product), ``p`` empty: no p."""
     n = d.size
     out = np.empty(n)

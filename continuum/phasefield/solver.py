@@ -54,6 +54,7 @@ from .numerics import (DH_MAX, GMG_PAUSE, Anderson, HierarchyReuse, LinearSolver
                        bdf_coefficients, bernoulli, dh, interpolation, unsigned)
 from .parameters import HONG2018, PhaseFieldParameters
 
+
 # Relative tolerance of xi's solves inside the (xi, c) iterations (inexact Newton: a correction
 # needs a few digits, the stopping test reads the exact residuals; the galvanostat's xi solves,
 # which carry the charge, go to 1e-11, the final c solve to FINAL_RTOL).  1e-2, was 1e-4: Hong's
@@ -143,11 +144,11 @@ SLAB_DROP = 1e-2
 
 
 _BLAS = None
-_WORKER = None  # `_potential_worker`'s thread pool
+_WORKER = None  # `_second_thread`'s thread pool
 _WORKER_LOCK = threading.Lock()
 
 
-def _potential_worker():
+def _second_thread():
     """One thread, shared by the process's solvers, for a step's independent passes (`PhaseFieldSolver._overlap`)."""
     global _WORKER
     with _WORKER_LOCK:
@@ -253,11 +254,11 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
                             p.alpha_c * p.f, p.bulk_concentration, 1 if derivatives else 0)
 
 
-def _timed(cpu, fn, *args):
-    """(fn(*args), the CPU time ``cpu`` measured around it on the thread that runs it)."""
-    clock = cpu()
+def _timed(fn, *args):
+    """(fn(*args), the CPU time of the thread that runs it spent on it)."""
+    clock = time.thread_time()
     out = fn(*args)
-    return out, cpu() - clock
+    return out, time.thread_time() - clock
 
 
 def _pcg_lateral(K, C, bottom, mg, b, rtol, xtol, lin, maxiter=100):
@@ -861,14 +862,13 @@ class PhaseFieldSolver:
         # one compiled pass: x, the active voxels (`_active`), R and B there (`_reaction`, at
         # c = c_start + dc), G
         M = tr.M  # (H on the second thread while this one makes G)
-        residual = partial(_timed, self._cpu, kernels.concentration_residual, M.a, M.b, M.G, M.total, tr.s, dc,
-                           tr.r0, dxi, p.solid_concentration, dt)
-        job = None if self._thread is None else self._submit(residual)
+        args = M.a, M.b, M.G, M.total, tr.s, dc, tr.r0, dxi, p.solid_concentration, dt
+        job = self._submit(kernels.concentration_residual, *args)
         G, R, B, ak, x = kernels.order_parameter_residual(
             xi, dxi, hist, dt, c_start, dc, eta0, psi, float(dV), g.contact, *self._ab, k, well, wall, g.n_host,
             g.face_weight, g.cathodic_factor, g.anodic_factor, g.front_cathodic, g.front_anodic, p.kinetic_coefficient,
             p.alpha_a * p.f, p.alpha_c * p.f, p.bulk_concentration)
-        H = self._joined(job, residual, "concentration")
+        H = self._joined(job, "concentration", kernels.concentration_residual, *args)
         return G, H, R, B, ak, x
 
     def _coupled_step(self, control, dt, noise, sch, phi_pred):
@@ -895,8 +895,8 @@ class PhaseFieldSolver:
         dt_full, dt, xh = dt, dt / sch["a"], sch["xi"]
         phi_n = kernels.gather(self.phi, g.pfree)  # phi on the free voxels (read only): the ions' drift
         # c's operator on the second thread while this one makes xi's Jacobian (its key drawn here)
-        transport = partial(_timed, self._cpu, self._transport, xi, phi_n, c_start, dt, self._key())
-        job = None if self._thread is None else self._submit(transport)
+        args = xi, phi_n, c_start, dt, self._key()
+        job = self._submit(self._transport, *args)
         eta0 = kernels.gather(phi_pred, g.pfree)  # the reaction's eta at V^n (`_extrapolated_potential`)
         galvanostatic = isinstance(control, Galvanostatic)
         Vn = self.cell_potential
@@ -914,7 +914,7 @@ class PhaseFieldSolver:
         dominant = 1.0 / dt > 0.02 * Jd.max()  # I/dt dominates: Jacobi-CG
         w = self._lin["xi"].solve(J, np.ones(g.n), key, dominant=dominant) if galvanostatic else None
         clock = self._tick("order parameter", clock)
-        tr = self._joined(job, transport, "concentration")
+        tr = self._joined(job, "concentration", self._transport, *args)
         if sch["order"] >= 2:  # the BDF history's Li+ per time: (its dc + c_s dxi) / (dt/a)
             tr.r0 = tr.r0 + (sch["c"] + p.solid_concentration * xh) / dt
         # xi starts from the last steps' increments extrapolated to this dt (a predictor; c's
@@ -1069,22 +1069,22 @@ class PhaseFieldSolver:
                 act, noise, transport.index = win.index[act], win.scatter(step_noise, g.n), win.index
             xi_new = xi + dx + noise
             source = FARADAY * p.solid_concentration * (dx + noise) / dt
-            potential = partial(_timed, self._cpu, self._potential_step, xi_new, source, V, phi_pred, win)
-            job = None if worker is None else self._submit(potential)
+            args = xi_new, source, V, phi_pred, win
+            job = self._submit(self._potential_step, *args)
             clock = self._cpu()
             dc = transport.finish(sink, dc)
             clock = self._tick("concentration", clock)
             increments = max(increments, self._error_c(dc, sch, g.n, c_step))
-            self._tick("error control", clock)
+            clock = self._tick("error control", clock)
             if win is not None:
                 dc = win.scatter(dc, g.n)
             err = max(coupling, increments)
             if err > 1.0:
-                if job is not None and futures.wait((job,)) and job.exception() is None:
+                if job is not None and job.exception() is None:  # (waits for it)
                     self.timing["potential"] += job.result()[1]  # (a solve for nothing, on the other core)
                 self.rejected += 1
                 return False, err, coupling >= increments
-            psys, phi_new, charge_in, shift = self._joined(job, potential, "potential")
+            psys, phi_new, charge_in, shift = self._joined(job, "potential", self._potential_step, *args)
         except (FloatingPointError, np.linalg.LinAlgError):  # a step too long to linearise
             self.rejected += 1
             return False, None, False
@@ -1098,7 +1098,7 @@ class PhaseFieldSolver:
             return False, None, False
         finally:  # the worker holds its pass's state until the pass ends (also where this thread raised)
             futures.wait(self._jobs)
-        clock = self._cpu()
+        clock = self._tick("potential", clock)  # (phi's solve where it ran here)
         # the lag of eta at the interface (phi^n or its extrapolation used for phi^{n+1})
         lag = np.max(dh(xi_new[act]) / DH_MAX * np.abs(phi_new[g.pfree[act]] - eta), initial=0.0)
         err = max(err, lag / self.tol["eta"])
@@ -1135,16 +1135,21 @@ class PhaseFieldSolver:
         last = self._history[1][1] if len(self._history) > 1 else None
         self._order_next = MAX_ORDER if _coherent(dx, last) else 2
 
-    def _submit(self, fn):
-        """``fn()`` on the second thread; `_attempt` waits for it before it returns or raises."""
-        job = self._thread.submit(fn)
+    def _submit(self, fn, *args):
+        """``fn(*args)`` on this attempt's second thread, timed (`_timed`), or None without one;
+        `_attempt` waits for it before it returns or raises."""
+        if self._thread is None:
+            return None
+        job = self._thread.submit(_timed, fn, *args)
         self._jobs.append(job)
         return job
 
-    def _joined(self, job, serial, part):
-        """The result of a `_timed` pass: the second thread's ``job``, or ``serial`` run here where
-        job is None; its CPU time counts under ``part``."""
-        out, cpu = serial() if job is None else job.result()
+    def _joined(self, job, part, fn, *args):
+        """The result of the second thread's ``job``, its CPU time counted under ``part``; without
+        a job, ``fn(*args)`` run here (the calling thread's own ticks count it)."""
+        if job is None:
+            return fn(*args)
+        out, cpu = job.result()
         self.timing[part] += cpu
         return out
 
@@ -1162,7 +1167,7 @@ class PhaseFieldSolver:
         return psys, phi, charge_in, shift
 
     def _overlap(self):
-        """The second thread of this attempt (`_potential_worker`), or None (serial): phi's solve
+        """The second thread of this attempt (`_second_thread`), or None (serial): phi's solve
         beside c's final solve (`_attempt`), c's operator beside xi's Jacobian (`_coupled_step`),
         the c residual beside xi's (`_residuals`).  Only on 2D grids on the multigrid path, where
         no kernel starts Numba's threads and each releases the GIL, so the passes share no
@@ -1172,7 +1177,7 @@ class PhaseFieldSolver:
         if not (self.threaded_stepping and numba.get_num_threads() >= 2 and self._mg is not None and self._mg.plane
                 and self._mg_c is not None):
             return None
-        return _potential_worker()
+        return _second_thread()
 
     def _tick(self, part, since):
         now = self._cpu()
@@ -1342,7 +1347,7 @@ class PhaseFieldSolver:
         control (the next step's length, the last accepted (dt, dxi, dc), the BDF history that
         the error estimate extrapolates, the control they were taken under), the top boundary, the ledgers, the
         lithium and ions at the start (`balance`) and the noise's generator.  Keep in step with
-        `advance`, `_attempt` and `_error`: a test resumes a run bit-identically."""
+        `advance`, `_attempt`, `_error_xi` and `_error_c`: a test resumes a run bit-identically."""
         return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
                 **{k: getattr(self, k) for k in self._STATE_SCALARS},
                 "_history": self._history, "_order_next": self._order_next, "_control": self._control,
