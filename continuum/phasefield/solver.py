@@ -46,6 +46,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from ..grid import periodic_components
 from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
@@ -435,6 +436,7 @@ class PhaseFieldSolver:
     # ...and a second thread for the step's independent passes where that is safe (`_overlap`):
     # phi's solve beside c's final one, c's operator beside xi's Jacobian, the c residual beside xi's
     threaded_stepping = True
+    _metal_detached = None  # `_floating`: None until metal is first looked at
     _thread = None  # this attempt's second thread (`_attempt`)
     _jobs = ()  # ...and its passes there
     _cpu = staticmethod(time.process_time)  # the parts' clock (`_tick`)
@@ -642,7 +644,7 @@ class PhaseFieldSolver:
         # a floating conductor's level is an outlier of the V-cycle-preconditioned operator that CG
         # finds only late: a residual of 1e-6 of itself or a move of microvolts left it 16 mV off
         # (docs/phasefield.md "Floating conductors"); there only the residual target stops it
-        floating = self.geo.floating_conductor
+        floating = self._floating()
         rtol = float(np.clip(target / rnorm, 1e-12, 1.0 if floating else PHI_RTOL_MAX)) if rnorm > 0 else 1e-12
         if accuracy is not None:
             if rnorm <= accuracy * drive:
@@ -676,6 +678,28 @@ class PhaseFieldSolver:
             phi += excess / gsum
         i_bot, i_top = np.sum(gbot * (V - phi[g.pbot])) * h**3, np.sum(gtop * (top - phi[g.ptop])) * h**3
         return phi, (i_bot + i_top, abs(i_bot) + abs(i_top))
+
+    def _floating(self):
+        """Whether phi's system holds a conductor cut off from the collector, whose level phi's
+        multigrid CG finds late (`_solve_phi`): a floating conductive host, or metal (xi > 1/2)
+        whose component of metal and conductive host misses the collector's row.  Metal is
+        looked at on the first solve and again where metal dissolved (`_track_detached`); once
+        detached metal is seen it is kept (the state dict carries it)."""
+        if self._metal_detached is None:
+            self._metal_detached = self._detached_metal(self.xi)
+        return self.geo.floating_conductor or self._metal_detached
+
+    def _detached_metal(self, xi):
+        metal = (self.phase == HOST_CONDUCTIVE).ravel()
+        metal[self.geo.free] = xi > 0.5
+        lab, n = periodic_components(metal.reshape(self.phase.shape))
+        on_collector = np.unique(lab[:, :, 0])
+        return bool(np.count_nonzero(on_collector) < n)
+
+    def _track_detached(self, xi_old, xi_new):
+        """Look for detached metal again where a voxel's metal dissolved (xi fell through 1/2)."""
+        if not self._metal_detached and np.any((xi_old > 0.5) & (xi_new <= 0.5)):
+            self._metal_detached = self._detached_metal(xi_new)
 
     def _unit_response(self, window=None):
         """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source), from the
@@ -781,6 +805,7 @@ class PhaseFieldSolver:
         if net != 0.0 and total != 0.0:
             dxi[side] *= 1.0 - net / total
         xi_new = xi + dxi
+        self._track_detached(xi, xi_new)
         psys = self._potential_system(xi_new)
         self._forget_window()  # a jump of the state: the multigrids' hierarchies built afresh
         try:
@@ -1122,7 +1147,9 @@ class PhaseFieldSolver:
         dphi = phi - self.phi
         if shift is not None:
             dphi -= shift
-        self.xi, self.c = self.xi + dx + noise, self.c - p.solid_concentration * noise + dc
+        xi = self.xi + dx + noise
+        self._track_detached(self.xi, xi)
+        self.xi, self.c = xi, self.c - p.solid_concentration * noise + dc
         self.phi, self.cell_potential = phi, V
         self._psys, self._psi, self._source = psys, None, source
         dq = -FARADAY * p.solid_concentration * g.h**3 * float(np.sum(dx + noise))
@@ -1355,7 +1382,7 @@ class PhaseFieldSolver:
         return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
                 **{k: getattr(self, k) for k in self._STATE_SCALARS},
                 "_history": self._history, "_order_next": self._order_next, "_control": self._control,
-                "_initial": self._initial,
+                "_initial": self._initial, "_metal_detached": self._metal_detached,
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, d: dict) -> None:
@@ -1380,6 +1407,7 @@ class PhaseFieldSolver:
                                np.array(h[3], dtype=np.float64) if len(h) > 3 else None) for h in hist)
         self._order_next = int(d.get("_order_next", MAX_ORDER))
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
+        self._metal_detached = d.get("_metal_detached")  # (not in older states: looked at again)
         self.rng.bit_generator.state = d["rng"]
         self._psys, self._psi = self._potential_system(self.xi), None
         self._forget_window()
