@@ -292,6 +292,21 @@ def test_detached_metal_is_found_where_metal_dissolves_and_solved_to_the_residua
     assert fresh._metal_detached
 
 
+def test_a_step_control_that_gives_up_says_whether_the_error_fell_with_the_step():
+    """An error that no step length reduces (the floating host's lag of eta stayed at 2.005
+    from 0.6 ns to 0.01 ps) is a jump in the state or an inaccurate solve, not stiffness: the
+    error says so, with where the rejections began and ended; one that falls with the step does
+    not say it."""
+    phase, xi = planar_electrode((8, 1, 16), 1e-6, HONG2018, 4e-6)
+    for law, says in ((lambda dt: 2.0, True), (lambda dt: 2.0 + 1e9 * dt, False)):
+        s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi)
+        s._attempt = lambda control, dt, law=law: (False, law(dt), False)
+        with pytest.raises(RuntimeError, match="shrank below 1e-14 s") as e:
+            s.advance(1.0, Potentiostatic(-0.1))
+        assert ("did not fall with the step" in str(e.value)) is says
+        assert "rejected from dt = " in str(e.value) and "x the error tolerance" in str(e.value)
+
+
 def test_a_concentration_multigrid_failure_retries_the_step_shorter():
     """c's Slotboom operator lives only in the voxel-grid multigrid (no assembled matrix to fall
     back on, as phi falls back to AMG): a CG that does not converge makes the attempt unsolved,

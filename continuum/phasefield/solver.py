@@ -255,6 +255,21 @@ def _reaction(g: Geometry, p: PhaseFieldParameters, xi, c, eta, act, derivatives
                             p.alpha_c * p.f, p.bulk_concentration, 1 if derivatives else 0)
 
 
+def _shrank(t, streak):
+    """The step control's last word: where the rejections in a row began and ended, and whether
+    their error fell with the step (stiffness) or not (a jump in the state, an inaccurate solve:
+    no step length helps)."""
+    msg = f"phase-field step shrank below 1e-14 s at t = {t:.6g} s"
+    if streak is None:
+        return msg
+    (dt0, e0), (dt1, e1) = streak
+    if e0 is None or e1 is None:
+        return msg + f" (attempts from dt = {dt0:.3g} s to {dt1:.3g} s that could not be solved)"
+    tail = ("; it did not fall with the step: a jump in the state or an inaccurate solve, not stiffness"
+            if e1 > 0.5 * e0 else "")
+    return msg + f" (rejected from dt = {dt0:.3g} s at {e0:.4g} x the error tolerance to {dt1:.3g} s at {e1:.4g}{tail})"
+
+
 def _timed(fn, *args):
     """(fn(*args), the CPU time of the thread that runs it spent on it)."""
     clock = time.thread_time()
@@ -1291,6 +1306,7 @@ class PhaseFieldSolver:
             self._control = control
             self._err_prev = 1.0
         t_end = self.t + duration
+        streak = None  # the rejections in a row: (dt, error) of the first and the last
         with _blas_single_thread(), self._fresh_hierarchies():
             while t_end - self.t > 1e-12 * max(t_end, 1.0):
                 # shot noise at every multiple of its interval (a kick due at t_end waits for the next call)
@@ -1307,8 +1323,9 @@ class PhaseFieldSolver:
                     dt = remaining / 2  # no sliver of a last step
                 accepted, err, unconverged = self._attempt(control, dt)
                 self._next_step(dt, accepted, err, chosen, unconverged)
+                streak = None if accepted else ((streak or ((dt, err),))[0], (dt, err))
                 if self._dt_next < 1e-14:
-                    raise RuntimeError(f"phase-field step shrank below 1e-14 s at t = {self.t:.6g} s")
+                    raise RuntimeError(_shrank(self.t, streak))
         return self
 
     @contextmanager
