@@ -244,7 +244,7 @@ def test_a_floating_conductor_is_solved_to_the_residual_target_not_the_move():
     phase[bar] = HOST_CONDUCTIVE
     xi = np.where(bar, 1.0, xi)
     s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, direct_max=0)
-    assert s.geo.floating_conductor and not s._lin["phi"].direct
+    assert s._floating() and not s._lin["phi"].direct
     K, _, gbot, gtop, _ = s._psys
     for V in (-0.1, -0.3):
         phi = s._solve_potential(s._psys, np.zeros(s.geo.np_), V, np.zeros(s.geo.n))[0]
@@ -254,7 +254,7 @@ def test_a_floating_conductor_is_solved_to_the_residual_target_not_the_move():
         assert np.abs(phi - spla.spsolve(K.csr().tocsc(), rhs)).max() < 1e-7
     phase[4::8, :, 1:6] = HOST_CONDUCTIVE  # a post from the collector to each bar: connected
     assert not PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(phase == HOST_CONDUCTIVE, 1.0, xi),
-                                direct_max=0).geo.floating_conductor
+                                direct_max=0)._floating()
 
 
 def test_detached_metal_is_found_where_metal_dissolves_and_solved_to_the_residual_target():
@@ -270,7 +270,7 @@ def test_detached_metal_is_found_where_metal_dissolves_and_solved_to_the_residua
     bar[:, :, 6:80] = True
     bar[::8] = False
     s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(bar, 1.0, xi), direct_max=0)
-    assert s._metal_detached and not s.geo.floating_conductor
+    assert s._floating_conductor and not (phase[:, :, 1:] == HOST_CONDUCTIVE).any()  # metal, no host
     K, _, gbot, gtop, _ = s._psys
     rhs = np.zeros(s.geo.np_)
     rhs[s.geo.pbot] += gbot * -0.1
@@ -280,16 +280,16 @@ def test_detached_metal_is_found_where_metal_dissolves_and_solved_to_the_residua
     posts = np.zeros(phase.shape, dtype=bool)
     posts[4::8, :, 2:6] = True
     joined = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(bar | posts, 1.0, xi), direct_max=0)
-    assert joined._metal_detached is False
+    assert joined._floating_conductor is False
     free = joined.geo.free
     plated = np.minimum(joined.xi + 0.3 * (~posts.ravel()[free]), 1.0)  # no metal dissolves
     joined._track_detached(joined.xi, np.where(posts.ravel()[free], 0.4, plated))
-    assert joined._metal_detached  # the posts dissolved: looked again, found
+    assert joined._floating_conductor  # the posts dissolved: looked again, found
     fresh = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(bar | posts, 1.0, xi), direct_max=0)
     fresh._track_detached(fresh.xi, plated)
-    assert fresh._metal_detached is False
+    assert fresh._floating_conductor is False
     fresh.load_state_dict(joined.state_dict())
-    assert fresh._metal_detached
+    assert fresh._floating_conductor
 
 
 def test_a_step_control_that_gives_up_says_whether_the_error_fell_with_the_step():

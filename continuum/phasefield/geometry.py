@@ -9,7 +9,6 @@ import numpy as np
 
 from ..constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 from ..faces import neighbour_index
-from ..grid import collector_connected
 from ..fv import SymmetricPattern, voxel_links
 
 # solid face neighbours of a kink site of a simple cubic crystal: filling or emptying it leaves
@@ -74,9 +73,6 @@ class Geometry:
         # face under a LITHIUM voxel of ``phase``, e.g. a foil's film, is lithium-covered and
         # its voxel an ordinary one); the solver narrows this to its initial xi (`set_wetting`)
         self.set_wetting(phase.ravel()[self.free] != LITHIUM)
-        # conductive host cut off from the collector by electrolyte or dielectric: an island of
-        # high conductance whose level phi's multigrid misses (`solver._solve_phi`)
-        self.floating_conductor = bool(np.any(cond & ~collector_connected(phase)))
         # potential unknowns: free and conductive host (dielectric carries no current)
         pm = free | cond
         self.pidx = np.flatnonzero(pm)

@@ -451,7 +451,7 @@ class PhaseFieldSolver:
     # ...and a second thread for the step's independent passes where that is safe (`_overlap`):
     # phi's solve beside c's final one, c's operator beside xi's Jacobian, the c residual beside xi's
     threaded_stepping = True
-    _metal_detached = None  # `_floating`: None until metal is first looked at
+    _floating_conductor = None  # `_floating`: None until first looked at
     _thread = None  # this attempt's second thread (`_attempt`)
     _jobs = ()  # ...and its passes there
     _cpu = staticmethod(time.process_time)  # the parts' clock (`_tick`)
@@ -696,15 +696,15 @@ class PhaseFieldSolver:
 
     def _floating(self):
         """Whether phi's system holds a conductor cut off from the collector, whose level phi's
-        multigrid CG finds late (`_solve_phi`): a floating conductive host, or metal (xi > 1/2)
-        whose component of metal and conductive host misses the collector's row.  Metal is
-        looked at on the first solve and again where metal dissolved (`_track_detached`); once
-        detached metal is seen it is kept (the state dict carries it)."""
-        if self._metal_detached is None:
-            self._metal_detached = self._detached_metal(self.xi)
-        return self.geo.floating_conductor or self._metal_detached
+        multigrid CG finds late (`_solve_phi`): a component of conductive host and metal (xi >
+        1/2) that misses the collector's row (a floating host, detached metal).  Looked at on
+        the first solve and again where metal dissolved (`_track_detached`); once seen it is
+        kept (the state dict carries it)."""
+        if self._floating_conductor is None:
+            self._floating_conductor = self._conductor_floats(self.xi)
+        return self._floating_conductor
 
-    def _detached_metal(self, xi):
+    def _conductor_floats(self, xi):
         metal = (self.phase == HOST_CONDUCTIVE).ravel()
         metal[self.geo.free] = xi > 0.5
         lab, n = periodic_components(metal.reshape(self.phase.shape))
@@ -713,8 +713,8 @@ class PhaseFieldSolver:
 
     def _track_detached(self, xi_old, xi_new):
         """Look for detached metal again where a voxel's metal dissolved (xi fell through 1/2)."""
-        if not self._metal_detached and np.any((xi_old > 0.5) & (xi_new <= 0.5)):
-            self._metal_detached = self._detached_metal(xi_new)
+        if not self._floating_conductor and np.any((xi_old > 0.5) & (xi_new <= 0.5)):
+            self._floating_conductor = self._conductor_floats(xi_new)
 
     def _unit_response(self, window=None):
         """psi: d phi / d V at fixed source (collector at 1 V, top at 0, no source), from the
@@ -1399,7 +1399,7 @@ class PhaseFieldSolver:
         return {**{k: getattr(self, k).copy() for k in self._STATE_ARRAYS},
                 **{k: getattr(self, k) for k in self._STATE_SCALARS},
                 "_history": self._history, "_order_next": self._order_next, "_control": self._control,
-                "_initial": self._initial, "_metal_detached": self._metal_detached,
+                "_initial": self._initial, "_floating_conductor": self._floating_conductor,
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, d: dict) -> None:
@@ -1424,7 +1424,7 @@ class PhaseFieldSolver:
                                np.array(h[3], dtype=np.float64) if len(h) > 3 else None) for h in hist)
         self._order_next = int(d.get("_order_next", MAX_ORDER))
         self._control, self._initial = d["_control"], tuple(float(v) for v in d["_initial"])
-        self._metal_detached = d.get("_metal_detached")  # (not in older states: looked at again)
+        self._floating_conductor = d.get("_floating_conductor")  # (not in older states: looked at again)
         self.rng.bit_generator.state = d["rng"]
         self._psys, self._psi = self._potential_system(self.xi), None
         self._forget_window()
