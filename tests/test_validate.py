@@ -140,12 +140,13 @@ def test_bad_options_are_named():
 
 
 def test_the_foils_extra_replicas_take_new_streams_and_leave_the_others_theirs():
-    """The reaction-limited foil runs 3x --replicas by default; its replicas beyond --replicas
-    draw the streams after every other case's, so all other cases keep theirs."""
+    """The reaction-limited foil runs --replicas by default (the 40 x 2 slab needed 3x); its
+    replicas beyond --replicas draw the streams after every other case's, so all other cases
+    keep theirs."""
     cfg = make_config({}, get_study("validate").overrides)
-    assert Validate(3).foil_replicas == 9 and Validate(8).foil_replicas == 24
-    same = Validate(3, foil_replicas=3).plan(cfg, np.random.SeedSequence(0))
-    more = Validate(3).plan(cfg, np.random.SeedSequence(0))
+    assert Validate(3).foil_replicas == 3 and Validate(8).foil_replicas == 8
+    same = Validate(3).plan(cfg, np.random.SeedSequence(0))
+    more = Validate(3, foil_replicas=9).plan(cfg, np.random.SeedSequence(0))
     fewer = Validate(3, foil_replicas=2).plan(cfg, np.random.SeedSequence(0))
     keys = {c.label: tuple(c.seed.spawn_key) for c in same.cases}
     for plan, foil_n in ((more, 9), (fewer, 2)):
@@ -161,10 +162,15 @@ def test_the_foils_extra_replicas_take_new_streams_and_leave_the_others_theirs()
     assert [c.protocol_label for c in extra] == [f"Reaction-limited, KMC replica {r}" for r in range(3, 9)]
 
 
-def test_the_porous_host_has_its_own_footprint_and_the_foil_keeps_the_slab():
+def test_the_porous_host_has_its_own_footprint_and_the_foil_the_configured_one():
+    """Both 40 x 8 by default (3D hosts, their fronts 2D surfaces); --porous-ny sets the porous
+    host's y extent, host.ny the foil's (host.ny=2: the old slab)."""
     cfg = make_config({}, get_study("validate").overrides)
+    slab = make_config({}, get_study("validate").overrides + ["host.ny=2"])
     for ny in (2, 5):
         hosts = Validate(2, porous_ny=ny).plan(cfg, np.random.SeedSequence(0)).hosts
+        assert hosts["Porous host"].phase.shape == (40, ny, 19) and hosts["Planar foil"].phase.shape == (40, 8, 19)
+        hosts = Validate(2, porous_ny=ny).plan(slab, np.random.SeedSequence(0)).hosts
         assert hosts["Porous host"].phase.shape == (40, ny, 19) and hosts["Planar foil"].phase.shape == (40, 2, 19)
     porous = Validate(2).plan(cfg, np.random.SeedSequence(0)).hosts["Porous host"]
     assert porous.phase.shape == (40, POROUS_NY, 19)
@@ -220,7 +226,7 @@ def test_packet_interface_energy_is_155_J_m2_at_1_um_and_scales_with_the_voxel()
 def test_a_lithium_film_that_does_not_fit_is_named():
     cfg = make_config({}, get_study("validate").overrides)
     foil = cfg.host.model_copy(update={"kind": "planar_foil"}).build(0)
-    assert (lithium_film(foil, 3).phase == LITHIUM).sum() == 3 * 40 * 2
+    assert (lithium_film(foil, 3).phase == LITHIUM).sum() == 3 * 40 * 8
     with pytest.raises(ConfigError, match="lithium film of 40 layers"):
         lithium_film(foil, 40)
 
@@ -248,7 +254,7 @@ def test_a_paid_step_at_open_circuit_never_plates_past_the_segments_charge():
 
 # 32 x 2 x 7 voxels, 0.35 mAh/cm^2 (109 packets) at 40 mA/cm^2 in both "regimes", a 1 um
 # interface: seconds, not physics.
-TINY = ["host.nx=32", "host.host_layers=2", "host.reservoir_layers=4", "protocol.capacity_mAh_cm2=0.35",
+TINY = ["host.nx=32", "host.ny=2", "host.host_layers=2", "host.reservoir_layers=4", "protocol.capacity_mAh_cm2=0.35",
         "protocol.current_density_mA_cm2=40", "phasefield.interface_width_um=1.0", "phasefield.tol_xi=0.01",
         "phasefield.refinement=1"]
 
@@ -461,7 +467,7 @@ def test_front_coordination_gives_every_phasefield_voxel_the_kmcs_shift_with_mat
     """--front-coordination dynamic: the porous phase-field case runs with
     ``phasefield.front_coordination = "dynamic"`` (match only; match-front and hong keep it
     off), its solver's front shift per bond is the KMC's delta, counted on every free voxel per
-    lattice voxel; off by default; a bad value or no KMC interface energy is a ConfigError."""
+    lattice voxel; on by default; a bad value or no KMC interface energy is a ConfigError."""
     from kmc.coupling.phasefield_run import PhaseFieldRun, check_phasefield_case
 
     cfg = make_config({}, get_study("validate").overrides)
@@ -472,7 +478,7 @@ def test_front_coordination_gives_every_phasefield_voxel_the_kmcs_shift_with_mat
                         front_coordination=mode).plan(cfg, np.random.SeedSequence(0))
         case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
         assert case.config.phasefield.front_coordination == expect
-    assert Validate(2).front_coordination == "off"
+    assert Validate(2).front_coordination == "dynamic"
     plan = Validate(2, porous_ny=3, front_coordination="dynamic").plan(cfg, np.random.SeedSequence(0))
     case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
     host = case.host
@@ -508,7 +514,7 @@ def test_the_foils_film_starts_whole_on_a_refined_grid(refinement):
     plan = study.plan(cfg, root_sequence(cfg.seed))
     case = next(c for c in plan.cases if c.host_label == "Planar foil" and c.config.model == "phasefield")
     run = PhaseFieldRun(case.config_for(cfg), case.host, case.seed)
-    assert run.lithium_voxels() == pytest.approx(FILM_LAYERS * 40 * 2, abs=1.0)
+    assert run.lithium_voxels() / (40 * 8) == pytest.approx(FILM_LAYERS, abs=1 / 80)  # per footprint voxel
     assert run.rows[0][col.MEAN_HEIGHT] == pytest.approx(FILM_LAYERS, abs=0.05)
 
 
@@ -524,8 +530,8 @@ def test_a_kmc_replica_above_its_roughening_point_keeps_pace_with_the_galvanosta
     from kmc.studies.base import run_case
     from kmc.studies.validate import FOIL, KMC_TAG, REACTION, STUDY_OVERRIDES
 
-    cfg = make_config({}, list(STUDY_OVERRIDES) + ["seed=0"])
-    plan = Validate(8, kmc_interface_energy=190.7).plan(cfg, root_sequence(cfg.seed))
+    cfg = make_config({}, list(STUDY_OVERRIDES) + ["seed=0", "host.ny=2"])  # the 40 x 2 slab it was found on
+    plan = Validate(8, kmc_interface_energy=190.7, foil_replicas=24).plan(cfg, root_sequence(cfg.seed))
     case = next(c for c in plan.cases if c.host_label == FOIL and c.protocol_label == f"{REACTION}, {KMC_TAG} 17")
     res = run_case(case.config_for(cfg), case.host, case.segments, case.seed, case.slug)
     assert res.summary[col.CHARGE_ERROR] < 0.1
