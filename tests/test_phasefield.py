@@ -228,6 +228,28 @@ def test_potential_through_the_multigrid_is_within_microvolts_of_lu(monkeypatch)
     assert 0 < cycles < mg._lin["phi"].cycles
 
 
+def _bars_above_a_film():
+    """A film 3 um thick on the collector (64 x 1 x 96 voxels of 1 um) and, 3 um above it, bars
+    7 voxels wide between pores of one: (phase, xi, the bars' mask)."""
+    phase, xi = planar_electrode((64, 1, 96), 1e-6, HONG2018, 3e-6)
+    bar = np.zeros(phase.shape, dtype=bool)
+    bar[:, :, 6:80] = True
+    bar[::8] = False
+    return phase, xi, bar
+
+
+def _phi_off_lu(s, V):
+    """max |phi - LU's phi| [V] of the solver's phi solve from zero at cell potential V, no source."""
+    import scipy.sparse.linalg as spla
+
+    K, _, gbot, gtop, _ = s._psys
+    rhs = np.zeros(s.geo.np_)
+    rhs[s.geo.pbot] += gbot * V
+    rhs[s.geo.ptop] += gtop * s.top_potential
+    phi = s._solve_potential(s._psys, np.zeros(s.geo.np_), V, np.zeros(s.geo.n))[0]
+    return float(np.abs(phi - spla.spsolve(K.csr().tocsc(), rhs)).max())
+
+
 def test_a_floating_conductor_is_solved_to_the_residual_target_not_the_move():
     """Conductive bars (7 voxels wide between pores of one) cut off from the collector by 3 um
     of electrolyte: their level is an outlier that phi's V-cycle-preconditioned CG finds only
@@ -235,23 +257,13 @@ def test_a_floating_conductor_is_solved_to_the_residual_target_not_the_move():
     random porous host floating above the collector was left 16 mV off; no step could then pass
     the lag of eta).  With a floating conductor the solve stops on its residual target alone: nanovolts;
     bars joined to the collector are not floating and keep the move rule."""
-    import scipy.sparse.linalg as spla
-
-    phase, xi = planar_electrode((64, 1, 96), 1e-6, HONG2018, 3e-6)
-    bar = np.zeros(phase.shape, dtype=bool)
-    bar[:, :, 6:80] = True
-    bar[::8] = False
+    phase, xi, bar = _bars_above_a_film()
     phase[bar] = HOST_CONDUCTIVE
     xi = np.where(bar, 1.0, xi)
     s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=xi, direct_max=0)
     assert s._floating() and not s._lin["phi"].direct
-    K, _, gbot, gtop, _ = s._psys
     for V in (-0.1, -0.3):
-        phi = s._solve_potential(s._psys, np.zeros(s.geo.np_), V, np.zeros(s.geo.n))[0]
-        rhs = np.zeros(s.geo.np_)
-        rhs[s.geo.pbot] += gbot * V
-        rhs[s.geo.ptop] += gtop * s.top_potential
-        assert np.abs(phi - spla.spsolve(K.csr().tocsc(), rhs)).max() < 1e-7
+        assert _phi_off_lu(s, V) < 1e-7
     phase[4::8, :, 1:6] = HOST_CONDUCTIVE  # a post from the collector to each bar: connected
     assert not PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(phase == HOST_CONDUCTIVE, 1.0, xi),
                                 direct_max=0)._floating()
@@ -263,20 +275,10 @@ def test_detached_metal_is_found_where_metal_dissolves_and_solved_to_the_residua
     solve, nanovolts.  Joined to the film by lithium posts they are not detached; a change that
     dissolves no metal does not look again, one that dissolves the posts (xi through 1/2) finds
     them; the state dict carries the finding."""
-    import scipy.sparse.linalg as spla
-
-    phase, xi = planar_electrode((64, 1, 96), 1e-6, HONG2018, 3e-6)
-    bar = np.zeros(phase.shape, dtype=bool)
-    bar[:, :, 6:80] = True
-    bar[::8] = False
+    phase, xi, bar = _bars_above_a_film()
     s = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(bar, 1.0, xi), direct_max=0)
     assert s._floating_conductor and not (phase[:, :, 1:] == HOST_CONDUCTIVE).any()  # metal, no host
-    K, _, gbot, gtop, _ = s._psys
-    rhs = np.zeros(s.geo.np_)
-    rhs[s.geo.pbot] += gbot * -0.1
-    rhs[s.geo.ptop] += gtop * s.top_potential
-    phi = s._solve_potential(s._psys, np.zeros(s.geo.np_), -0.1, np.zeros(s.geo.n))[0]
-    assert np.abs(phi - spla.spsolve(K.csr().tocsc(), rhs)).max() < 1e-7
+    assert _phi_off_lu(s, -0.1) < 1e-7
     posts = np.zeros(phase.shape, dtype=bool)
     posts[4::8, :, 2:6] = True
     joined = PhaseFieldSolver(phase, 1e-6, HONG2018, xi=np.where(bar | posts, 1.0, xi), direct_max=0)

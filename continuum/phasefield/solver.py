@@ -45,8 +45,8 @@ import numba
 import numpy as np
 from scipy.optimize import brentq
 
-from ..constants import FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from ..grid import periodic_components
+from ..constants import ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
+from ..grid import collector_connected
 from ..multigrid import VoxelMultigrid
 from . import kernels
 from .fields import lithium_mask, order_parameter_from_mask, planar_electrode
@@ -707,9 +707,8 @@ class PhaseFieldSolver:
     def _conductor_floats(self, xi):
         metal = (self.phase == HOST_CONDUCTIVE).ravel()
         metal[self.geo.free] = xi > 0.5
-        lab, n = periodic_components(metal.reshape(self.phase.shape))
-        on_collector = np.unique(lab[:, :, 0])
-        return bool(np.count_nonzero(on_collector) < n)
+        metal = metal.reshape(self.phase.shape)
+        return bool(np.any(metal & ~collector_connected(np.where(metal, HOST_CONDUCTIVE, ELECTROLYTE))))
 
     def _track_detached(self, xi_old, xi_new):
         """Look for detached metal again where a voxel's metal dissolved (xi fell through 1/2)."""
