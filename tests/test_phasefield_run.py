@@ -162,3 +162,36 @@ def test_plating_into_a_porous_host_goes_inside_at_a_negative_cell_potential():
     last = res.rows[-1]
     assert last[col.LITHIUM_INSIDE] > 0.9 * (last[col.LITHIUM_INSIDE] + last[col.LITHIUM_ABOVE]) > 0
     assert all(-0.05 < r[col.POTENTIAL] < -0.01 for r in res.rows[1:])
+
+
+def test_a_lattice_start_plates_the_wetting_layer_with_the_runs_own_charge():
+    """phasefield.initial_state = "lattice" (the validation's start, docs/phasefield.md "The KMC's
+    starting state"): the bare host's free voxels start empty, as the KMC's lattice does, so its
+    concave voxels (two or more host faces) fill with the run's charge; "rest" starts the contacts
+    at their rest coverage (here 12 voxels' worth, 3.5x the charge plated), passed no charge and
+    counted above, so those voxels count less lithium for the same fill (measured 0.127 against
+    0.093 voxels each).  Both conserve the plated charge as lithium."""
+    counts = {}
+    for start in ("rest", "lattice"):
+        cfg = make_config({"protocol": {"kind": "schedule", "steps": ["plate at 4 mA/cm^2 for 0.02 mAh/cm^2"]}},
+                          ["model=phasefield", "host.kind=random_porous", "host.nx=6", "host.ny=6",
+                           "host.host_layers=8", "host.reservoir_layers=5", "snapshots=0",
+                           "phasefield.record_interval_s=2", "phasefield.interface_width_um=0.5",
+                           f"phasefield.initial_state={start}"])
+        host = cfg.host.build(np.random.SeedSequence(0))
+        sim = PhaseFieldRun(cfg, host, np.random.SeedSequence(1))
+        xi0 = sim.solver.order_parameter[sim.free_fine]
+        assert sim.lithium_voxels() == pytest.approx(0.0, abs=1e-12)
+        if start == "lattice":
+            assert xi0.max() < 1e-12
+        else:
+            assert xi0.max() > 0.2 and xi0.sum() > 5.0  # the contacts' coverage at rest
+        sim.run(cfg.protocol.segments(), label=start)
+        plated = 0.02 * 36000.0 * sim.footprint / sim.packet_charge  # voxels of metal
+        assert sim.lithium_voxels() == pytest.approx(plated, rel=1e-9)
+        free = host.phase == 0
+        host_faces = sum(np.roll(~free, s, axis=a) for a in (0, 1) for s in (1, -1))
+        host_faces += np.pad(~free[:, :, 1:], ((0, 0), (0, 0), (0, 1)))  # above
+        host_faces += np.pad(~free[:, :, :-1], ((0, 0), (0, 0), (1, 0)), constant_values=True)  # below
+        counts[start] = sim._lithium_per_voxel()[free & (host_faces >= 2)].mean()
+    assert counts["lattice"] > 1.2 * counts["rest"]

@@ -126,7 +126,8 @@ def test_bad_options_are_named():
         Validate(2).plan(cfg, np.random.SeedSequence(0))
     # the study sets the phase field's coordination from its own options: a --set is refused, not overridden
     for key, value, option in (("contact_coordination", "static", "--contact-coordination"),
-                               ("front_coordination", "dynamic", "--front-coordination")):
+                               ("front_coordination", "dynamic", "--front-coordination"),
+                               ("initial_state", "lattice", "--phasefield-start")):
         cfg = make_config({}, get_study("validate").overrides + [f"phasefield.{key}={value}"])
         with pytest.raises(ConfigError, match=f"phasefield.{key} = '{value}': validate sets it from its own "
                                               f"option; use {option} instead of --set"):
@@ -491,6 +492,21 @@ def test_front_coordination_gives_every_phasefield_voxel_the_kmcs_shift_with_mat
     bad = make_config({}, ["model=phasefield", "phasefield.front_coordination=dynamic"])
     with pytest.raises(ConfigError, match="front_coordination = 'dynamic' takes the KMC's coordination shift"):
         check_phasefield_case(bad, host, plan.cases[0].segments, "porous")
+
+
+def test_the_phase_field_starts_from_the_kmcs_empty_lattice_by_default():
+    """--phasefield-start lattice (the default): every phase-field case starts as the KMC's
+    lattice does, the bare host's free voxels empty (phasefield.initial_state = "lattice"); rest
+    gives the wetting layer's rest coverage back; a bad value is a ConfigError."""
+    cfg = make_config({}, get_study("validate").overrides)
+    for kwargs, expect in (({}, "lattice"), ({"phasefield_start": "rest"}, "rest"),
+                           ({"phasefield_interface_energy": "hong"}, "lattice")):
+        plan = Validate(2, porous_ny=3, **kwargs).plan(cfg, np.random.SeedSequence(0))
+        starts = {c.config.phasefield.initial_state for c in plan.cases if c.config is not None
+                  and c.config.model == "phasefield"}
+        assert starts == {expect}
+    with pytest.raises(ConfigError, match="--phasefield-start 'bare': must be one of lattice, rest"):
+        Validate(2, phasefield_start="bare")
 
 
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):

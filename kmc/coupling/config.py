@@ -111,6 +111,8 @@ class PhaseFieldSettings(StrictModel):
 
     front_coordination: Literal["off", "dynamic"] = Field("off", description="the KMC's coordination shift (3 - n) 2 gamma V_m / (F h), gamma = kmc.interface_energy_J_m2 (> 0), in the lithium front's reaction on every voxel (lithium on lithium; n its host faces plus its neighbouring voxels' lithium, updated every step): off or dynamic; docs/phasefield.md 'The front's coordination'")
 
+    initial_state: Literal["rest", "lattice"] = Field("rest", description="the state a run on a bare host starts from: rest (its contacts hold the wetting layer's coverage at rest, eta = 0, passed no charge, and lithium counts above it) or lattice (the host as a KMC lattice starts: every free voxel empty, lithium counts from 0, so the wetting layer is plated by the run's own charge); docs/phasefield.md 'The KMC's starting state'")
+
     @field_validator("contact_coordination", mode="before")
     @classmethod
     def _coordination_from_bool(cls, v):

@@ -159,13 +159,16 @@ class PhaseFieldRun:
             self.params = self.params.replace(front_bond_shift=coordination_bond_shift(config, host, "front_coordination"))
         fine = refine(host.phase, r)
         hf = self.h / r
-        # lithium counts above the bare host's rest state (its contacts hold the wetting layer at
-        # rest, docs/phasefield.md "Host contact"), both at rest; where the run starts with lithium
-        # (a foil's film) the host is not bare and lithium counts from 0
-        bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
         sites = {"eta_nuc": refine(host_nucleation_overpotential(config, host), r),
                  "activity": refine(host.activity, r), "bond_cell": r}
-        self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
+        if pf.initial_state == "rest":
+            # lithium counts above the bare host's rest state (its contacts hold the wetting layer
+            # at rest, docs/phasefield.md "Host contact"); where the run starts with lithium (a
+            # foil's film) the host is not bare and lithium counts from 0
+            bare = refine(np.where(host.phase == LITHIUM, ELECTROLYTE, host.phase).astype(np.uint8), r)
+            self.xi_host = np.where(fine == LITHIUM, 0.0, relaxed_order_parameter(bare, hf, self.params, **sites))
+        else:  # "lattice": the host as a KMC lattice starts, its free voxels empty; all xi is lithium
+            self.xi_host = np.zeros(fine.shape)
         # lithium at the start (a foil's film) carries its equilibrium profile, not relaxed further:
         # relaxed_order_parameter's long steps (up to 50 / (L_sigma W)) dissolve a resolved film
         # (0 of 160 voxels left at refinement 2 and 3, docs/phasefield.md "Validation")

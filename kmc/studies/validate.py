@@ -99,6 +99,13 @@ FRONT_COORDINATION = "dynamic"
 # (docs/phasefield.md "Shot noise"), an ensemble of --phasefield-replicas runs (default --replicas)
 PHASEFIELD_NOISES = ("off", "lattice")
 PHASEFIELD_NOISE = "off"
+# The phase field's starting state on a bare host (phasefield.initial_state, --phasefield-start):
+# "lattice" (default) = the KMC's, every free voxel empty, so the wetting layer's coverage is
+# plated by the run's charge as the KMC's first voxels are; "rest" = the contacts at their rest
+# coverage (eta = 0), passed no charge, lithium counted above it: 72 voxels' worth of seed 0's
+# porous host, most in its concave corners (docs/phasefield.md "The KMC's starting state")
+PHASEFIELD_STARTS = ("lattice", "rest")
+PHASEFIELD_START = "lattice"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -194,7 +201,8 @@ class Validate(Study):
                  kmc_interface_energy: float | str = AUTO, phasefield_interface_energy: str = MATCH,
                  porous_ny: int = POROUS_NY, contact_coordination: str = CONTACT_COORDINATION,
                  foil_replicas: int | None = None, front_coordination: str = FRONT_COORDINATION,
-                 phasefield_noise: str = PHASEFIELD_NOISE, phasefield_replicas: int | None = None):
+                 phasefield_noise: str = PHASEFIELD_NOISE, phasefield_replicas: int | None = None,
+                 phasefield_start: str = PHASEFIELD_START):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
@@ -226,6 +234,11 @@ class Validate(Study):
             raise ConfigError(f"--front-coordination {front_coordination!r}: must be one of "
                               f"{', '.join(FRONT_COORDINATIONS)} (whether 'match' gives the phase field's lithium "
                               "front the KMC's coordination shift on every voxel)")
+        if phasefield_start not in PHASEFIELD_STARTS:
+            raise ConfigError(f"--phasefield-start {phasefield_start!r}: must be one of {', '.join(PHASEFIELD_STARTS)} "
+                              "(the phase field's starting state on a bare host: the KMC's empty lattice, or the "
+                              "wetting layer at rest)")
+        self.phasefield_start = phasefield_start
         if phasefield_noise not in PHASEFIELD_NOISES:
             raise ConfigError(f"--phasefield-noise {phasefield_noise!r}: must be one of {', '.join(PHASEFIELD_NOISES)} "
                               "(lattice: the KMC lattice's shot noise in the phase field, an ensemble of runs)")
@@ -295,11 +308,16 @@ class Validate(Study):
         p.add_argument("--phasefield-replicas", type=int, default=None, metavar="N",
                        help="phase-field runs per host and regime with --phasefield-noise lattice (default "
                             "--replicas; 1 to 10000)")
+        p.add_argument("--phasefield-start", choices=PHASEFIELD_STARTS, default=PHASEFIELD_START,
+                       help=f"the phase field's starting state on a bare host (default {PHASEFIELD_START}): "
+                            "'lattice' (the KMC's: every free voxel empty, the wetting layer plated by the run's "
+                            "charge) or 'rest' (the wetting layer's coverage at rest, passed no charge, lithium "
+                            "counted above it); docs/phasefield.md 'The KMC's starting state'")
 
     def from_args(self, args) -> Validate:
         return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy,
                         args.porous_ny, args.contact_coordination, args.foil_replicas, args.front_coordination,
-                        args.phasefield_noise, args.phasefield_replicas)
+                        args.phasefield_noise, args.phasefield_replicas, args.phasefield_start)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -349,12 +367,13 @@ class Validate(Study):
 
     def phasefield_config(self, config: SimulationConfig, segments, spacing: float) -> SimulationConfig:
         """The phase-field cases' configuration: model=phasefield, one snapshot (the final
-        fields), PF_ROWS rows, the exchange current density times ``i0_roughness``; with
+        fields), PF_ROWS rows, the start ``phasefield_start``, the exchange current density times
+        ``i0_roughness``; with
         ``phasefield_interface_energy`` = "match" or "match-front" the KMC replicas' interface
         energy and ``phasefield.capillarity = kmc`` (ConfigError if that energy is 0), with "match"
         also ``phasefield.contact_coordination`` = ``contact_coordination`` and
         ``phasefield.front_coordination`` = ``front_coordination``."""
-        sets = ["model=phasefield", "snapshots=1",
+        sets = ["model=phasefield", "snapshots=1", f"phasefield.initial_state={self.phasefield_start}",
                 f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
         if self.phasefield_interface_energy in (MATCH, MATCH_FRONT):
             gamma = self.kmc_interface_energy_for(config, spacing)
@@ -389,6 +408,9 @@ class Validate(Study):
             if getattr(config.phasefield, field) != "off":
                 raise ConfigError(f"phasefield.{field} = {getattr(config.phasefield, field)!r}: validate sets it "
                                   f"from its own option; use {option} instead of --set")
+        if config.phasefield.initial_state != "rest":
+            raise ConfigError(f"phasefield.initial_state = {config.phasefield.initial_state!r}: validate sets it from "
+                              "its own option; use --phasefield-start instead of --set")
         host_ss, case_ss = study_streams(root, self.n_cases(config))
         hosts = self.hosts(config, host_ss)
         currents = self.regimes(config, hosts[FOIL])
@@ -648,7 +670,7 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
             f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
             f"refinement {pf_config.phasefield.refinement}, contact coordination "
             f"{pf_config.phasefield.contact_coordination}, front coordination {pf_config.phasefield.front_coordination}, "
-            f"shot noise {pf_config.phasefield.shot_noise}"
+            f"start {pf_config.phasefield.initial_state}, shot noise {pf_config.phasefield.shot_noise}"
             + (f" every {pf_config.phasefield.shot_noise_interval_s:g} s" if pf_config.phasefield.shot_noise != "off"
                else ""))
 
