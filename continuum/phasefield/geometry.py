@@ -5,6 +5,8 @@ layer; `set_wetting`) with their site kinetics and, optionally, their coordinati
 the front's (`update_coordination`), the collector and top layers."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
@@ -133,13 +135,15 @@ class Geometry:
             return
         missing = b.missing_bonds(xi)
         if b.front_delta:
-            front = missing * b.front_delta
-            self.front_anodic, self.front_cathodic = np.exp(b.alpha_a_f * front), np.exp(-b.alpha_c_f * front)
+            red, ox = b.conditional_missing_bonds(xi, b.front_delta) if b.quasi_chemical else (missing, missing)
+            self.front_anodic = np.exp(b.alpha_a_f * (ox * b.front_delta))
+            self.front_cathodic = np.exp(-b.alpha_c_f * (red * b.front_delta))
         shift = missing * b.delta
+        red, ox = b.conditional_missing_bonds(xi, b.delta) if b.quasi_chemical and b.delta else (missing, missing)
         on = self.contact
         self.coordination_shift = np.where(on, shift, 0.0)
-        self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * shift), 1.0)
-        self.cathodic_factor = np.where(on, self._site_factor * np.exp(-b.alpha_c_f * shift), 1.0)
+        self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * (ox * b.delta)), 1.0)
+        self.cathodic_factor = np.where(on, self._site_factor * np.exp(-b.alpha_c_f * (red * b.delta)), 1.0)
 
     def cut_links(self, exempt):
         """The links with an ``exempt`` voxel at one end, and per voxel that is not exempt the
@@ -369,12 +373,41 @@ class _BondCells:
         self.neighbours = np.stack(nbrs, axis=1)[mine]
         self.delta, self.front_delta = params.contact_bond_shift, params.front_bond_shift
         self.alpha_a_f, self.alpha_c_f = params.alpha_a * params.f, params.alpha_c * params.f
+        self.f, self.quasi_chemical = params.f, params.bond_closure == "quasi_chemical"
 
-    def missing_bonds(self, xi):
-        """3 - n (missing bonds from a kink's) on the ``touch`` voxels, 0 elsewhere."""
+    def _filling(self, xi):
+        """Each bond cell's mean lithium (xi clipped to [0, 1]); index ``ncell``: 0 (no cell)."""
         theta = np.bincount(self.cell_of, weights=np.clip(xi, 0.0, 1.0), minlength=self.ncell + 1) / self.size
         theta[self.ncell] = 0.0
-        n = self.host_bonds + theta[self.neighbours].sum(axis=1)
+        return theta
+
+    def _per_voxel(self, n):
         out = np.zeros(self.cell_of.size)
         out[self.touch] = KINK_BONDS - n
         return out
+
+    def missing_bonds(self, xi):
+        """3 - n (missing bonds from a kink's) on the ``touch`` voxels, 0 elsewhere."""
+        theta = self._filling(xi)
+        return self._per_voxel(self.host_bonds + theta[self.neighbours].sum(axis=1))
+
+    def conditional_missing_bonds(self, xi, delta):
+        """Bethe's quasi-chemical closure of the bond count at one bond's energy f ``delta``: 3 - n
+        with each neighbour j's filling given the voxel i empty (the reduction's, first) and given
+        it filled (the oxidation's), on the ``touch`` voxels.  The pair (i, j) filled with p11 of
+        p11 p00 = exp(f delta) p10 p01 at the marginals theta_i, theta_j (the smaller root):
+        P(j | i empty) = (theta_j - p11) / (1 - theta_i), P(j | i filled) = p11 / theta_i, their
+        limits at theta_i = 1 and 0 where they are 0 / 0."""
+        theta = self._filling(xi)
+        tj = theta[self.neighbours]
+        ti = np.minimum(theta[self.cell_of[self.touch]], 1.0)[:, None]
+        w = math.exp(self.f * delta)
+        b = 1.0 + (w - 1.0) * (ti + tj)
+        c = w * ti * tj
+        p11 = 2.0 * c / (b + np.sqrt(np.maximum(b * b - 4.0 * (w - 1.0) * c, 0.0)))
+        p11 = np.minimum(p11, np.minimum(ti, tj))
+        small = 1e-9
+        given_empty = np.where(1.0 - ti > small, (tj - p11) / np.maximum(1.0 - ti, small), tj / (tj + w * (1.0 - tj)))
+        given_filled = np.where(ti > small, p11 / np.maximum(ti, small), w * tj / (1.0 - tj + w * tj))
+        return (self._per_voxel(self.host_bonds + given_empty.sum(axis=1)),
+                self._per_voxel(self.host_bonds + given_filled.sum(axis=1)))

@@ -44,6 +44,9 @@ _BOUNDS = {
 }
 
 
+BOND_CLOSURES = ("mean_field", "quasi_chemical")
+
+
 def _range_text(lo, lo_in, hi, hi_in) -> str:
     return f"{'>=' if lo_in else '>'} {lo} and {'<=' if hi_in else '<'} {hi}"
 
@@ -81,8 +84,15 @@ class PhaseFieldParameters:
     # the same for the lithium front's reaction on every free voxel (lithium on lithium, the
     # contacts' front term included): eta + (3 - n) delta, n counted as for the contacts; 0: off
     front_bond_shift: float = 0.0
+    # how those bonds are counted from the neighbours' lithium: "mean_field" (each neighbour at
+    # its mean filling, Bragg-Williams) or "quasi_chemical" (each neighbour's filling given the
+    # voxel's own state, from the pair probabilities of Bethe's closure at one bond's energy f
+    # delta: the reduction sees the neighbours of an empty voxel, the oxidation a filled one's)
+    bond_closure: str = "mean_field"
 
     def __post_init__(self):
+        if self.bond_closure not in BOND_CLOSURES:
+            raise ValueError(f"bond_closure = {self.bond_closure!r}: must be one of {', '.join(BOND_CLOSURES)}")
         for name, (lo, lo_in, hi, hi_in, _unit) in _BOUNDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):

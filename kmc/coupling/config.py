@@ -111,6 +111,7 @@ class PhaseFieldSettings(StrictModel):
 
     front_coordination: Literal["off", "dynamic"] = Field("off", description="the KMC's coordination shift (3 - n) 2 gamma V_m / (F h), gamma = kmc.interface_energy_J_m2 (> 0), in the lithium front's reaction on every voxel (lithium on lithium; n its host faces plus its neighbouring voxels' lithium, updated every step): off or dynamic; docs/phasefield.md 'The front's coordination'")
 
+    bond_closure: Literal["mean_field", "quasi_chemical"] = Field("mean_field", description="how contact_coordination and front_coordination count a voxel's bonds from its neighbours' lithium: mean_field (each neighbour at its mean filling) or quasi_chemical (each neighbour's filling given the voxel empty, for the reduction, or filled, for the oxidation: Bethe's pair closure at one bond's energy f delta); docs/phasefield.md 'Pair correlations'")
     initial_state: Literal["rest", "lattice"] = Field("rest", description="the state a run on a bare host starts from: rest (its contacts hold the wetting layer's coverage at rest, eta = 0, passed no charge, and lithium counts above it) or lattice (the host as a KMC lattice starts: every free voxel empty, lithium counts from 0, so the wetting layer is plated by the run's own charge); docs/phasefield.md 'The KMC's starting state'")
 
     @field_validator("contact_coordination", mode="before")

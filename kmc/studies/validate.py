@@ -106,6 +106,11 @@ PHASEFIELD_NOISE = "off"
 # porous host, most in its concave corners (docs/phasefield.md "The KMC's starting state")
 PHASEFIELD_STARTS = ("lattice", "rest")
 PHASEFIELD_START = "lattice"
+# How the coordination counts a voxel's bonds (phasefield.bond_closure, --bond-closure):
+# "mean_field" = each neighbour at its mean filling; "quasi_chemical" = given the voxel's own
+# state, Bethe's pair closure (docs/phasefield.md "Pair correlations")
+BOND_CLOSURES = ("mean_field", "quasi_chemical")
+BOND_CLOSURE = "mean_field"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
 
@@ -202,7 +207,7 @@ class Validate(Study):
                  porous_ny: int = POROUS_NY, contact_coordination: str = CONTACT_COORDINATION,
                  foil_replicas: int | None = None, front_coordination: str = FRONT_COORDINATION,
                  phasefield_noise: str = PHASEFIELD_NOISE, phasefield_replicas: int | None = None,
-                 phasefield_start: str = PHASEFIELD_START):
+                 phasefield_start: str = PHASEFIELD_START, bond_closure: str = BOND_CLOSURE):
         if int(replicas) != replicas or replicas < 2:
             raise ConfigError(f"--replicas {replicas!r} is out of range: validate needs >= 2 KMC replicas "
                               "(a CI needs two)")
@@ -239,6 +244,10 @@ class Validate(Study):
                               "(the phase field's starting state on a bare host: the KMC's empty lattice, or the "
                               "wetting layer at rest)")
         self.phasefield_start = phasefield_start
+        if bond_closure not in BOND_CLOSURES:
+            raise ConfigError(f"--bond-closure {bond_closure!r}: must be one of {', '.join(BOND_CLOSURES)} (how the "
+                              "phase field's coordination counts a voxel's bonds from its neighbours' lithium)")
+        self.bond_closure = bond_closure
         if phasefield_noise not in PHASEFIELD_NOISES:
             raise ConfigError(f"--phasefield-noise {phasefield_noise!r}: must be one of {', '.join(PHASEFIELD_NOISES)} "
                               "(lattice: the KMC lattice's shot noise in the phase field, an ensemble of runs)")
@@ -313,11 +322,17 @@ class Validate(Study):
                             "'lattice' (the KMC's: every free voxel empty, the wetting layer plated by the run's "
                             "charge) or 'rest' (the wetting layer's coverage at rest, passed no charge, lithium "
                             "counted above it); docs/phasefield.md 'The KMC's starting state'")
+        p.add_argument("--bond-closure", choices=BOND_CLOSURES, default=BOND_CLOSURE,
+                       help=f"with 'match': how the phase field's coordination counts a voxel's bonds (default "
+                            f"{BOND_CLOSURE}): 'mean_field' (each neighbour at its mean filling) or "
+                            "'quasi_chemical' (each neighbour's filling given the voxel empty, for the reduction, "
+                            "or filled, for the oxidation: Bethe's pair closure); docs/phasefield.md 'Pair "
+                            "correlations'")
 
     def from_args(self, args) -> Validate:
         return Validate(args.replicas, args.i0_roughness, args.kmc_interface_energy, args.phasefield_interface_energy,
                         args.porous_ny, args.contact_coordination, args.foil_replicas, args.front_coordination,
-                        args.phasefield_noise, args.phasefield_replicas, args.phasefield_start)
+                        args.phasefield_noise, args.phasefield_replicas, args.phasefield_start, args.bond_closure)
 
     # -- plan --------------------------------------------------------------------------------------
     def host_labels(self, config):
@@ -385,7 +400,8 @@ class Validate(Study):
             match = self.phasefield_interface_energy == MATCH  # match-front: no coordination shift
             sets += ["phasefield.capillarity=kmc", f"kmc.interface_energy_J_m2={gamma!r}",
                      f"phasefield.contact_coordination={self.contact_coordination if match else 'off'}",
-                     f"phasefield.front_coordination={self.front_coordination if match else 'off'}"]
+                     f"phasefield.front_coordination={self.front_coordination if match else 'off'}",
+                     f"phasefield.bond_closure={self.bond_closure if match else 'mean_field'}"]
         else:
             sets.append("phasefield.capillarity=hong2018")
         if self.phasefield_noise != "off":
@@ -408,6 +424,9 @@ class Validate(Study):
             if getattr(config.phasefield, field) != "off":
                 raise ConfigError(f"phasefield.{field} = {getattr(config.phasefield, field)!r}: validate sets it "
                                   f"from its own option; use {option} instead of --set")
+        if config.phasefield.bond_closure != "mean_field":
+            raise ConfigError(f"phasefield.bond_closure = {config.phasefield.bond_closure!r}: validate sets it from "
+                              "its own option; use --bond-closure instead of --set")
         if config.phasefield.initial_state != "rest":
             raise ConfigError(f"phasefield.initial_state = {config.phasefield.initial_state!r}: validate sets it from "
                               "its own option; use --phasefield-start instead of --set")
@@ -670,7 +689,7 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
             f"L_sigma {p.interface_mobility:.3g} m^3/(J s), profile length {p.profile_length * 1e6:.3g} um, "
             f"refinement {pf_config.phasefield.refinement}, contact coordination "
             f"{pf_config.phasefield.contact_coordination}, front coordination {pf_config.phasefield.front_coordination}, "
-            f"start {pf_config.phasefield.initial_state}, shot noise {pf_config.phasefield.shot_noise}"
+            f"bonds {pf_config.phasefield.bond_closure}, start {pf_config.phasefield.initial_state}, shot noise {pf_config.phasefield.shot_noise}"
             + (f" every {pf_config.phasefield.shot_noise_interval_s:g} s" if pf_config.phasefield.shot_noise != "off"
                else ""))
 
