@@ -205,3 +205,46 @@ def test_front_reaction_runs_at_the_coordination_shift_of_its_bond_cell():
     off = PhaseFieldSolver(phase, 1e-6, prm.replace(front_bond_shift=0.0), xi=np.zeros(phase.shape), bond_cell=2).geo
     off.update_coordination(xi)
     assert np.all(off.front_anodic == 1.0) and np.all(off.front_cathodic == 1.0)
+
+
+def test_quasi_chemical_bonds_are_bethes_pair_closure():
+    """``bond_closure = "quasi_chemical"`` (docs/phasefield.md "Pair correlations"): a voxel's bond
+    to a neighbour j counts j's filling given the voxel empty (in the reduction) or filled (in the
+    oxidation), from the pair probabilities of Bethe's closure p11 p00 = exp(f delta) p10 p01 at
+    the marginals theta_i, theta_j.  Checked on a 1D column (a conductive collector, free voxels
+    above, lithium only in the first two): the relation to 1e-9, the marginal theta_j =
+    theta_i P(j | filled) + (1 - theta_i) P(j | empty) to 1e-12, the limits at theta_i = 0 and 1,
+    P(j | filled) > theta_j > P(j | empty) between them (the bond attracts), the contact's anodic factor at its
+    host bond plus P(j | filled); a bad closure is a ValueError."""
+    with pytest.raises(ValueError, match="bond_closure = 'bethe': must be one of mean_field, quasi_chemical"):
+        HONG2018.replace(bond_closure="bethe")
+    prm = FAST_IONS.replace(front_bond_shift=DELTA, contact_bond_shift=DELTA, alpha_a=0.3, alpha_c=0.7,
+                            bond_closure="quasi_chemical")
+    phase = np.zeros((1, 1, 8), np.uint8)
+    phase[:, :, 0] = HOST_CONDUCTIVE
+    g = PhaseFieldSolver(phase, 1e-6, prm, xi=np.zeros(phase.shape)).geo
+    w = math.exp(prm.f * DELTA)
+    for t1, t2 in ((0.3, 0.6), (0.8, 0.1), (0.5, 0.0), (0.5, 1.0), (0.05, 0.95)):
+        xi = np.zeros(g.n)
+        xi[:2] = t1, t2  # z = 1 (the contact) and z = 2
+        g.update_coordination(xi)
+        given_filled = 3.0 - np.log(g.front_anodic[1]) / (prm.alpha_a * prm.f * DELTA)  # z = 2's bonds: to z = 1
+        given_empty = 3.0 + np.log(g.front_cathodic[1]) / (prm.alpha_c * prm.f * DELTA)
+        assert t2 * given_filled + (1.0 - t2) * given_empty == pytest.approx(t1, abs=1e-12)
+        if t2 == 0.0:  # surely empty: its condition is the marginal
+            assert given_empty == pytest.approx(t1, abs=1e-12)
+            assert given_filled == pytest.approx(w * t1 / (1.0 - t1 + w * t1), rel=1e-12) and given_filled > t1
+        elif t2 == 1.0:
+            assert given_filled == pytest.approx(t1, abs=1e-12)
+            assert given_empty == pytest.approx(t1 / (t1 + w * (1.0 - t1)), rel=1e-12) and given_empty < t1
+        else:
+            assert given_filled > t1 > given_empty
+            p11, p10 = t2 * given_filled, t2 * (1.0 - given_filled)
+            p01, p00 = (1.0 - t2) * given_empty, (1.0 - t2) * (1.0 - given_empty)
+            assert p11 * p00 == pytest.approx(w * p10 * p01, rel=1e-9)
+        # the contact (z = 1): one host bond plus z = 2 given the contact filled, the same closure
+        a = w - 1.0
+        roots = np.roots([a, -(1.0 + a * (t1 + t2)), w * t1 * t2])
+        p11 = min(r.real for r in roots if -1e-12 <= r.real <= min(t1, t2) + 1e-12) if 0 < t1 * t2 else 0.0
+        filled = p11 / t1
+        np.testing.assert_allclose(g.anodic_factor[0], np.exp(prm.alpha_a * prm.f * (2.0 - filled) * DELTA), rtol=1e-10)

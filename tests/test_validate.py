@@ -127,7 +127,8 @@ def test_bad_options_are_named():
     # the study sets the phase field's coordination from its own options: a --set is refused, not overridden
     for key, value, option in (("contact_coordination", "static", "--contact-coordination"),
                                ("front_coordination", "dynamic", "--front-coordination"),
-                               ("initial_state", "lattice", "--phasefield-start")):
+                               ("initial_state", "lattice", "--phasefield-start"),
+                               ("bond_closure", "quasi_chemical", "--bond-closure")):
         cfg = make_config({}, get_study("validate").overrides + [f"phasefield.{key}={value}"])
         with pytest.raises(ConfigError, match=f"phasefield.{key} = '{value}': validate sets it from its own "
                                               f"option; use {option} instead of --set"):
@@ -507,6 +508,27 @@ def test_the_phase_field_starts_from_the_kmcs_empty_lattice_by_default():
         assert starts == {expect}
     with pytest.raises(ConfigError, match="--phasefield-start 'bare': must be one of lattice, rest"):
         Validate(2, phasefield_start="bare")
+
+
+def test_bond_closure_reaches_the_matched_phase_field_only():
+    """--bond-closure quasi_chemical (the default): the phase-field cases count their bonds by
+    Bethe's pair closure (phasefield.bond_closure) with 'match'; 'hong' has no coordination and
+    keeps mean_field; mean_field on request; a bad value is a ConfigError."""
+    cfg = make_config({}, get_study("validate").overrides)
+    for kwargs, expect in (({}, "quasi_chemical"), ({"bond_closure": "mean_field"}, "mean_field"),
+                           ({"phasefield_interface_energy": "hong"}, "mean_field")):
+        plan = Validate(2, porous_ny=3, **kwargs).plan(cfg, np.random.SeedSequence(0))
+        closures = {c.config.phasefield.bond_closure for c in plan.cases if c.config is not None
+                    and c.config.model == "phasefield"}
+        assert closures == {expect}
+    from kmc.coupling.phasefield_run import PhaseFieldRun
+
+    plan = Validate(2, porous_ny=3).plan(cfg, np.random.SeedSequence(0))
+    case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
+    run = PhaseFieldRun(make_config(case.config.model_dump(mode="json"), ["phasefield.refinement=1"]), case.host)
+    assert run.params.bond_closure == "quasi_chemical" and run.solver.geo._bonds.quasi_chemical
+    with pytest.raises(ConfigError, match="--bond-closure 'pairs': must be one of mean_field, quasi_chemical"):
+        Validate(2, bond_closure="pairs")
 
 
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):
