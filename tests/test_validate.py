@@ -495,17 +495,21 @@ def test_front_coordination_gives_every_phasefield_voxel_the_kmcs_shift_with_mat
         check_phasefield_case(bad, host, plan.cases[0].segments, "porous")
 
 
+def _phasefield_settings(field: str, **options) -> set:
+    """The values of ``phasefield.<field>`` over the phase-field cases of a small study plan."""
+    cfg = make_config({}, get_study("validate").overrides)
+    plan = Validate(2, porous_ny=3, **options).plan(cfg, np.random.SeedSequence(0))
+    return {getattr(c.config.phasefield, field) for c in plan.cases if c.config is not None
+            and c.config.model == "phasefield"}
+
+
 def test_the_phase_field_starts_from_the_kmcs_empty_lattice_by_default():
     """--phasefield-start lattice (the default): every phase-field case starts as the KMC's
     lattice does, the bare host's free voxels empty (phasefield.initial_state = "lattice"); rest
     gives the wetting layer's rest coverage back; a bad value is a ConfigError."""
-    cfg = make_config({}, get_study("validate").overrides)
-    for kwargs, expect in (({}, "lattice"), ({"phasefield_start": "rest"}, "rest"),
-                           ({"phasefield_interface_energy": "hong"}, "lattice")):
-        plan = Validate(2, porous_ny=3, **kwargs).plan(cfg, np.random.SeedSequence(0))
-        starts = {c.config.phasefield.initial_state for c in plan.cases if c.config is not None
-                  and c.config.model == "phasefield"}
-        assert starts == {expect}
+    for options, expect in (({}, "lattice"), ({"phasefield_start": "rest"}, "rest"),
+                            ({"phasefield_interface_energy": "hong"}, "lattice")):
+        assert _phasefield_settings("initial_state", **options) == {expect}
     with pytest.raises(ConfigError, match="--phasefield-start 'bare': must be one of lattice, rest"):
         Validate(2, phasefield_start="bare")
 
@@ -514,14 +518,12 @@ def test_bond_closure_reaches_the_matched_phase_field_only():
     """--bond-closure quasi_chemical (the default): the phase-field cases count their bonds by
     Bethe's pair closure (phasefield.bond_closure) with 'match'; 'hong' has no coordination and
     keeps mean_field; mean_field on request; a bad value is a ConfigError."""
-    cfg = make_config({}, get_study("validate").overrides)
-    for kwargs, expect in (({}, "quasi_chemical"), ({"bond_closure": "mean_field"}, "mean_field"),
-                           ({"phasefield_interface_energy": "hong"}, "mean_field")):
-        plan = Validate(2, porous_ny=3, **kwargs).plan(cfg, np.random.SeedSequence(0))
-        closures = {c.config.phasefield.bond_closure for c in plan.cases if c.config is not None
-                    and c.config.model == "phasefield"}
-        assert closures == {expect}
+    for options, expect in (({}, "quasi_chemical"), ({"bond_closure": "mean_field"}, "mean_field"),
+                            ({"phasefield_interface_energy": "hong"}, "mean_field")):
+        assert _phasefield_settings("bond_closure", **options) == {expect}
     from kmc.coupling.phasefield_run import PhaseFieldRun
+
+    cfg = make_config({}, get_study("validate").overrides)
 
     plan = Validate(2, porous_ny=3).plan(cfg, np.random.SeedSequence(0))
     case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
