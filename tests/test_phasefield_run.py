@@ -169,7 +169,7 @@ def test_a_lattice_start_plates_the_wetting_layer_with_the_runs_own_charge():
     starting state"): the bare host's free voxels start empty, as the KMC's lattice does, so its
     concave voxels (two or more host faces) fill with the run's charge; "rest" starts the contacts
     at their rest coverage (here 12 voxels' worth, 3.5x the charge plated), passed no charge and
-    counted above, so those voxels count less lithium for the same fill (measured 0.127 against
+    counted above, so those voxels count less lithium for the same fill (measured 0.126 against
     0.093 voxels each).  Both conserve the plated charge as lithium."""
     counts = {}
     for start in ("rest", "lattice"):

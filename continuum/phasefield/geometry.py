@@ -134,12 +134,15 @@ class Geometry:
         if b is None:
             return
         missing = b.missing_bonds(xi)
+        red = ox = missing
+        if b.quasi_chemical and b.front_delta:
+            red, ox = b.conditional_missing_bonds(xi, b.front_delta)
         if b.front_delta:
-            red, ox = b.conditional_missing_bonds(xi, b.front_delta) if b.quasi_chemical else (missing, missing)
             self.front_anodic = np.exp(b.alpha_a_f * (ox * b.front_delta))
             self.front_cathodic = np.exp(-b.alpha_c_f * (red * b.front_delta))
+        if b.quasi_chemical and b.delta and b.delta != b.front_delta:  # the closure depends on the bond's energy
+            red, ox = b.conditional_missing_bonds(xi, b.delta)
         shift = missing * b.delta
-        red, ox = b.conditional_missing_bonds(xi, b.delta) if b.quasi_chemical and b.delta else (missing, missing)
         on = self.contact
         self.coordination_shift = np.where(on, shift, 0.0)
         self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * (ox * b.delta)), 1.0)

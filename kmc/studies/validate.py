@@ -387,8 +387,9 @@ class Validate(Study):
         ``i0_roughness``; with
         ``phasefield_interface_energy`` = "match" or "match-front" the KMC replicas' interface
         energy and ``phasefield.capillarity = kmc`` (ConfigError if that energy is 0), with "match"
-        also ``phasefield.contact_coordination`` = ``contact_coordination`` and
-        ``phasefield.front_coordination`` = ``front_coordination``."""
+        also ``phasefield.contact_coordination`` = ``contact_coordination``,
+        ``phasefield.front_coordination`` = ``front_coordination`` and ``phasefield.bond_closure`` =
+        ``bond_closure``."""
         sets = ["model=phasefield", "snapshots=1", f"phasefield.initial_state={self.phasefield_start}",
                 f"phasefield.record_interval_s={expected_duration(segments) / PF_ROWS!r}"]
         if self.phasefield_interface_energy in (MATCH, MATCH_FRONT):
@@ -420,17 +421,13 @@ class Validate(Study):
         if config.model != "kmc":
             raise ConfigError(f"model = {config.model!r}: validate runs both models itself; drop --model")
         for field, option in (("contact_coordination", "--contact-coordination"),
-                              ("front_coordination", "--front-coordination"), ("shot_noise", "--phasefield-noise")):
+                              ("front_coordination", "--front-coordination"), ("shot_noise", "--phasefield-noise"),
+                              ("bond_closure", "--bond-closure"), ("initial_state", "--phasefield-start")):
             # the study sets these from its own options; a --set would be silently overridden
-            if getattr(config.phasefield, field) != "off":
-                raise ConfigError(f"phasefield.{field} = {getattr(config.phasefield, field)!r}: validate sets it "
-                                  f"from its own option; use {option} instead of --set")
-        if config.phasefield.bond_closure != "mean_field":
-            raise ConfigError(f"phasefield.bond_closure = {config.phasefield.bond_closure!r}: validate sets it from "
-                              "its own option; use --bond-closure instead of --set")
-        if config.phasefield.initial_state != "rest":
-            raise ConfigError(f"phasefield.initial_state = {config.phasefield.initial_state!r}: validate sets it from "
-                              "its own option; use --phasefield-start instead of --set")
+            value = getattr(config.phasefield, field)
+            if value != type(config.phasefield).model_fields[field].default:
+                raise ConfigError(f"phasefield.{field} = {value!r}: validate sets it from its own option; use "
+                                  f"{option} instead of --set")
         host_ss, case_ss = study_streams(root, self.n_cases(config))
         hosts = self.hosts(config, host_ss)
         currents = self.regimes(config, hosts[FOIL])
