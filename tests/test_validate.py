@@ -524,7 +524,6 @@ def test_bond_closure_reaches_the_matched_phase_field_only():
     from kmc.coupling.phasefield_run import PhaseFieldRun
 
     cfg = make_config({}, get_study("validate").overrides)
-
     plan = Validate(2, porous_ny=3).plan(cfg, np.random.SeedSequence(0))
     case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
     run = PhaseFieldRun(make_config(case.config.model_dump(mode="json"), ["phasefield.refinement=1"]), case.host)

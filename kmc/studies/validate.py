@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from ..coupling import columns as col
-from ..coupling.config import ConfigError, SimulationConfig, apply_overrides
+from ..coupling.config import ConfigError, PhaseFieldSettings, SimulationConfig, apply_overrides
 from ..coupling.io import write_csv
 from ..coupling.simulation import RunResult
 from ..coupling.streams import study_streams
@@ -109,8 +110,9 @@ PHASEFIELD_START = "lattice"
 # How the coordination counts a voxel's bonds (phasefield.bond_closure, --bond-closure):
 # "mean_field" = each neighbour at its mean filling; "quasi_chemical" (default) = given the
 # voxel's own state, Bethe's pair closure: the lattice's islands on open faces hold, acceptance
-# 5 / 4 / 4 of 5 on seeds 0-2 against 4 / 3 / 4 (docs/phasefield.md "Pair correlations")
-BOND_CLOSURES = ("mean_field", "quasi_chemical")
+# 5 / 4 / 4 of 5 on seeds 0-2 against 4 / 3 / 4 (docs/phasefield.md "Pair correlations"); the
+# choices are the configuration's own
+BOND_CLOSURES = get_args(PhaseFieldSettings.model_fields["bond_closure"].annotation)
 BOND_CLOSURE = "quasi_chemical"
 TRANSPORT_FRACTION = 0.9  # regime (b): this fraction of the foil's 1D limiting current
 PF_ROWS = 25  # phase-field rows per run (its record interval is the run's length over this)
