@@ -6,20 +6,24 @@ import csv
 import numpy as np
 import pytest
 
-from continuum.constants import ELECTROLYTE, FARADAY, LITHIUM
+from continuum.constants import ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, LITHIUM
 from kmc import make_config
 from kmc.cli import main
 from kmc.coupling import columns as col
 from kmc.coupling.config import ConfigError
 from kmc.studies import get_study
 from kmc.studies.base import run_study
+from kmc.studies.ensemble import describe
 from kmc.studies.validate import (
+    CENTRE_HEIGHT,
     FILM_LAYERS,
     INSIDE_FRACTION,
     MEAN_HEIGHT,
     POROUS_NY,
     PROFILE_L1,
     Validate,
+    capacity_curves,
+    compare_group,
     depth_profile,
     format_verdict,
     judge,
@@ -27,6 +31,7 @@ from kmc.studies.validate import (
     lithium_film,
     normalised,
     packet_interface_energy,
+    plot_capacity_curves,
     profile_l1_with_ci,
     replicas_to_resolve,
     sampling_l1,
@@ -636,3 +641,50 @@ def test_profile_l1_of_a_phase_field_ensemble_compares_its_mean_and_resamples_it
     est1, lo1, hi1 = profile_l1_with_ci(kmc, same)
     assert (est1, lo1, hi1) == pytest.approx(profile_l1_with_ci(kmc, pf.mean(axis=0)), abs=1e-15)
     assert est1 == pytest.approx(est) and hi - lo > hi1 - lo1
+
+
+def _stand_in_run(phase, host_phase, centres, capacities):
+    """A RunResult's fields that compare_group and capacity_curves read: a final lattice, its
+    host, a summary and rows of (plated capacity, mean height, inside, centre height)."""
+    from types import SimpleNamespace
+
+    li = float((phase == LITHIUM).sum())
+    summary = {col.MEAN_HEIGHT: 2.0, col.LITHIUM_INSIDE: li, col.LITHIUM_ABOVE: 0.0, col.LITHIUM: li,
+               **{q: 1.0 for q in (col.MAX_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.MEAN_POTENTIAL)}}
+    rows = [{**summary, col.PLATED_CAP: q, col.LITHIUM_CENTRE_HEIGHT: c} for q, c in zip(capacities, centres)]
+    return SimpleNamespace(summary=summary, rows=rows, final_phase=phase, host=SimpleNamespace(phase=host_phase))
+
+
+def test_centre_height_is_reported_per_host_with_an_inside_and_drawn_against_capacity(tmp_path):
+    """validation.csv carries the lithium's centre height in the host (each model's last row; the
+    KMC's mean and t-interval over replicas; reported, not judged) for a host with an inside, and
+    versus_capacity.png gets a row of it; a foil has neither (its panel says so)."""
+    host = np.full((4, 2, 6), ELECTROLYTE, np.uint8)
+    host[:, :, 0] = HOST_CONDUCTIVE
+    host[0, :, 1:4] = HOST_CONDUCTIVE  # a wall three layers tall: an inside
+    phase = host.copy()
+    phase[1:, :, 1] = LITHIUM
+    caps = [0.0, 0.1, 0.2]
+    kmc = [_stand_in_run(phase, host, [np.nan, 0.2 + 0.1 * k, 0.3 + 0.1 * k], caps) for k in range(3)]
+    pf = [_stand_in_run(phase, host, [np.nan, 0.5, 0.6], caps)]
+    g = {"kmc": kmc, "pf": pf, "pf_profiles": np.array([depth_profile(phase)])}
+    rows = {r["Quantity"]: r for r in compare_group(("Porous host", "Reaction-limited"), g)}
+    r = rows[CENTRE_HEIGHT]
+    d = describe([0.3, 0.4, 0.5])
+    assert r["KMC mean"] == pytest.approx(0.4) and r["KMC CI95 low"] == pytest.approx(d["CI95 low"])
+    assert r["Phase field"] == pytest.approx(0.6) and r["Difference"] == pytest.approx(0.2)
+    assert r["Pass"] == "reported" and r["Acceptance"] is False
+    foil = host.copy()
+    foil[0, :, 1:4] = ELECTROLYTE
+    bare = _stand_in_run(phase, foil, [np.nan] * 3, caps)
+    g_foil = {"kmc": [bare, bare], "pf": [bare], "pf_profiles": np.array([depth_profile(phase)])}
+    assert CENTRE_HEIGHT not in {r["Quantity"] for r in compare_group(("Planar foil", "Reaction-limited"), g_foil)}
+    curves = {("Porous host", "Reaction-limited"): capacity_curves(g, points=3),
+              ("Planar foil", "Reaction-limited"): capacity_curves(g_foil, points=3)}
+    porous = curves[("Porous host", "Reaction-limited")][CENTRE_HEIGHT]
+    np.testing.assert_allclose(porous["Mean"][1:], [0.3, 0.4])  # the replicas' mean at 0.1 and 0.2 mAh/cm^2
+    assert np.isnan(porous["Mean"][0])  # nothing inside yet: no value, not a zero
+    np.testing.assert_allclose(porous["pf"][1], [np.nan, 0.5, 0.6])
+    assert np.isnan(curves[("Planar foil", "Reaction-limited")][CENTRE_HEIGHT]["Mean"]).all()
+    plot_capacity_curves(tmp_path / "versus_capacity.png", curves)
+    assert (tmp_path / "versus_capacity.png").stat().st_size > 0

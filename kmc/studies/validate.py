@@ -125,6 +125,7 @@ KMC_TAG, PF_TAG = "KMC replica", "phase field"
 # the acceptance: quantity -> (tolerance, relative?)
 MEAN_HEIGHT = col.MEAN_HEIGHT
 INSIDE_FRACTION = "Lithium inside fraction [-]"
+CENTRE_HEIGHT = col.LITHIUM_CENTRE_HEIGHT
 PROFILE_L1 = "Depth profile L1 [-]"
 TOLERANCES = {MEAN_HEIGHT: (0.05, True), INSIDE_FRACTION: (0.05, False), PROFILE_L1: (0.05, False)}
 # compared and written, not judged
@@ -144,7 +145,8 @@ mobility of the KMC's linearised Gibbs-Thomson velocity, with the KMC's coordina
 (--phasefield-interface-energy, --contact-coordination, --front-coordination).
 Outputs: cross-sections (the KMC's coarse-grained order parameter, mean and spread over the
 replicas, next to the phase field's), lithium per layer with the ensemble's 95 % band and the
-phase-field line, mean height and lithium-inside fraction against capacity, validation.csv
+phase-field line, mean height, lithium-inside fraction and the lithium's centre height in the
+host against capacity, validation.csv
 (KMC mean, 95 % CI, phase field, difference, tolerance, pass/fail) and a verdict table against
 the acceptance (reaction-limited: mean height within 5 %, inside fraction within 0.05, depth
 profile within 0.05 in L1 of unit-sum profiles).
@@ -643,6 +645,9 @@ def compare_group(key: tuple, g: dict) -> list[dict]:
     row(MEAN_HEIGHT, describe(r.summary[MEAN_HEIGHT] for r in g["kmc"]), pf_mean(lambda s: s[MEAN_HEIGHT]))
     if host_top_index(pf[0].host.phase) > 1:  # a foil has no inside
         row(INSIDE_FRACTION, describe(inside_fraction(r.summary) for r in g["kmc"]), pf_mean(inside_fraction))
+        # where in the host the lithium sits (0 collector, 1 host top), each model's lattice at the end
+        row(CENTRE_HEIGHT, describe(r.rows[-1][CENTRE_HEIGHT] for r in g["kmc"]),
+            float(np.mean([r.rows[-1][CENTRE_HEIGHT] for r in pf])), judged=False)
     profiles = [depth_profile(r.final_phase) for r in g["kmc"]]
     est, lo, hi = profile_l1_with_ci(profiles, g["pf_profiles"])
     # the KMC's own floor: each replica's L1 to the mean of the others
@@ -746,15 +751,16 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
 
 # -- curves and fields -------------------------------------------------------------------------------
 def capacity_curves(g: dict, points: int = 41) -> dict:
-    """Mean height and inside fraction against plated capacity: the KMC replicas interpolated on
-    a common grid (mean and 95 % CI per point), the phase field's rows as they are (an
-    ensemble's: interpolated on the grid and averaged)."""
+    """Mean height, inside fraction and the lithium's centre height in the host against plated
+    capacity: the KMC replicas interpolated on a common grid (mean and 95 % CI per point), the
+    phase field's rows as they are (an ensemble's: interpolated on the grid and averaged)."""
     from .ensemble import describe
 
     q_max = max(max(r[col.PLATED_CAP] for r in res.rows) for res in g["kmc"] + g["pf"])
     grid = np.linspace(0.0, q_max, points)
     out = {"capacity": grid}
-    for name, fn in ((MEAN_HEIGHT, lambda r: r[MEAN_HEIGHT]), (INSIDE_FRACTION, _row_inside)):
+    for name, fn in ((MEAN_HEIGHT, lambda r: r[MEAN_HEIGHT]), (INSIDE_FRACTION, _row_inside),
+                     (CENTRE_HEIGHT, lambda r: r[CENTRE_HEIGHT])):
         reps = np.array([_interp(grid, res.rows, fn) for res in g["kmc"]])
         stats = [describe(reps[:, i]) for i in range(points)]
         out[name] = {k: np.array([s[k] for s in stats]) for k in ("Mean", "CI95 low", "CI95 high")}
@@ -853,18 +859,23 @@ def plot_capacity_curves(path, curves: dict) -> None:
 
     from .plots import _save
 
-    fig, axes = plt.subplots(2, len(curves), figsize=(3.6 * len(curves), 6), squeeze=False, sharex="col")
+    names = (MEAN_HEIGHT, INSIDE_FRACTION, CENTRE_HEIGHT)
+    fig, axes = plt.subplots(len(names), len(curves), figsize=(3.6 * len(curves), 8.5), squeeze=False, sharex="col")
     for j, (key, c) in enumerate(curves.items()):
-        for i, name in enumerate((MEAN_HEIGHT, INSIDE_FRACTION)):
+        for i, name in enumerate(names):
             ax, s = axes[i, j], c[name]
+            ax.set_ylabel(name, fontsize=8)
+            ax.grid(alpha=0.3)
+            if i > 0:
+                ax.set_ylim(-0.02, 1.02)
+            if not np.isfinite(s["Mean"]).any():  # a foil has no inside
+                ax.text(0.5, 0.5, "no host", transform=ax.transAxes, ha="center", va="center", fontsize=8)
+                continue
             ax.fill_between(c["capacity"], s["CI95 low"], s["CI95 high"], color="C0", alpha=0.3, label="KMC 95 % CI")
             ax.plot(c["capacity"], s["Mean"], color="C0", label="KMC mean")
             ax.plot(*s["pf"], color="C3", label="phase field")
-            ax.set_ylabel(name, fontsize=8)
-            ax.grid(alpha=0.3)
         axes[0, j].set_title(_title(key), fontsize=9)
-        axes[1, j].set_xlabel("plated capacity [mAh/cm^2]")
-        axes[1, j].set_ylim(-0.02, 1.02)
+        axes[-1, j].set_xlabel("plated capacity [mAh/cm^2]")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
