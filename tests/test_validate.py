@@ -674,6 +674,12 @@ def test_centre_height_is_reported_per_host_with_an_inside_and_drawn_against_cap
     assert r["KMC mean"] == pytest.approx(0.4) and r["KMC CI95 low"] == pytest.approx(d["CI95 low"])
     assert r["Phase field"] == pytest.approx(0.6) and r["Difference"] == pytest.approx(0.2)
     assert r["Pass"] == "reported" and r["Acceptance"] is False
+    said = format_verdict(list(rows.values()), 3, 1.0)
+    assert (f"Porous host / Reaction-limited: the lithium's centre height in the host (0 collector, 1 top; reported) "
+            f"KMC 0.400 [{d['CI95 low']:.3f}, {d['CI95 high']:.3f}], phase field 0.600: "
+            "within the KMC's 95 % CI.") in said
+    assert "phase field 0.900: higher." in format_verdict([{**r, "Phase field": 0.9}], 3, 1.0)
+    assert "phase field 0.100: lower." in format_verdict([{**r, "Phase field": 0.1}], 3, 1.0)
     foil = host.copy()
     foil[0, :, 1:4] = ELECTROLYTE
     bare = _stand_in_run(phase, foil, [np.nan] * 3, caps)
