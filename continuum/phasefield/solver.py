@@ -29,7 +29,8 @@ place; then phi with the realised source. A local error estimate (increments aga
 extrapolation, the lag of eta, the iterations' residual) accepts the step or retries it shorter.
 Every balance is kept in increment form, so lithium and charge are conserved to the linear
 solves' tolerance.  On 2D grids the step's independent passes (phi's solve beside c's final
-one, among others) run on a second thread, to the serial run's bits (`_overlap`).
+one, among others) run on a second thread, to the serial run's bits until c's error rejects an
+attempt whose phi the worker already solved (`_overlap`, `discarded_potential_solves`).
 """
 from __future__ import annotations
 
@@ -524,7 +525,7 @@ class PhaseFieldSolver:
         self.boundary_charge = 0.0  # charge into the potential problem through its boundaries [C]
         self.boundary_gross = 0.0  # the same, absolute values of collector and top summed [C]
         self.current_density = 0.0  # Faradaic, last step [A/m^2]
-        self.steps = self.rejected = 0
+        self.steps = self.rejected = self.discarded_potential_solves = 0  # discarded: phi solves, see `_overlap`
         self.iterations = 0  # (xi, c) iterations, summed over steps
         self.timing = {"order parameter": 0.0, "galvanostat": 0.0, "potential": 0.0,
                        "concentration": 0.0, "error control": 0.0}
@@ -1125,6 +1126,7 @@ class PhaseFieldSolver:
             if err > 1.0:
                 if job is not None and job.exception() is None:  # (waits for it)
                     self.timing["potential"] += job.result()[1]  # (a solve for nothing, on the other core)
+                    self.discarded_potential_solves += 1
                 self.rejected += 1
                 return False, err, coupling >= increments
             psys, phi_new, charge_in, shift = self._joined(job, "potential", self._potential_step, *args)
@@ -1216,7 +1218,8 @@ class PhaseFieldSolver:
         beside c's final solve (`_attempt`), c's operator beside xi's Jacobian (`_coupled_step`),
         the c residual beside xi's (`_residuals`).  Only on 2D grids on the multigrid path, where
         no kernel starts Numba's threads and each releases the GIL, so the passes share no
-        state and give the serial run's bits; and only where this thread may use two
+        state and give the serial run's bits (until a phi solve is discarded:
+        `discarded_potential_solves`); and only where this thread may use two
         (`numba.get_num_threads()`: a case in a worker process runs at one, docs/model.md
         "Threads"); 3D grids' threaded sweeps keep both cores already."""
         if not (self.threaded_stepping and numba.get_num_threads() >= 2 and self._mg is not None and self._mg.plane
