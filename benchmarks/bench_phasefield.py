@@ -118,6 +118,13 @@ def report(s, wall, setup, t_end, cpu0):
           + "; multigrid failures (phi: its next solves on AMG; c: the step retried shorter): "
           + ", ".join(f"{k} {v.stats['multigrid failures']}" for k, v in s._lin.items())
           + ("; V-cycles per multigrid solve: " + ", ".join(cycles) if cycles else ""))
+    print(f"phi solves discarded (the second thread's, on attempts c's error then rejected): "
+          f"{s.discarded_potential_solves}")
+    band = s._lin["xi"].jacobi
+    if band:
+        print(f"xi's Jacobi-CG on the grid: {band['band']} solves on the band of layers with a source (numerics."
+              f"LinkGrid), {band['whole grid']} on the whole grid ({band['widened']} of them after a band "
+              f"missed the whole grid's tolerance)")
     stepping = sum(s.timing.values())  # without the setup and the kernels' compilation or loading
     print(f"stepping CPU time {stepping:.1f} s ({stepping / max(attempts, 1) * 1e3:.1f} ms per attempt); share: "
           + ", ".join(f"{k} {v:.0%}" for k, v in s.timing_shares().items()))

@@ -829,6 +829,57 @@ def test_link_grid_products_are_the_links_to_the_bit(shape):
     assert res.tobytes() == res_ref.tobytes()
 
 
+def test_link_grid_solves_a_loose_system_on_the_band_of_its_source_layers():
+    """`numerics.LinkGrid`'s band: a right-hand side on a few layers (xi's, on the front) is
+    solved on those layers plus BAND_MARGIN (x = 0 held outside), and the answer meets the whole
+    grid's tolerance, links into the band counted; tight solves, sources spread over most layers
+    and a band whose outside misses the tolerance go to the whole grid."""
+    from continuum.fv import voxel_links
+    from continuum.phasefield.numerics import BAND_MARGIN, LinkGrid, LinkMatrix, unsigned
+
+    shape = (30, 2, 60)
+    rng = np.random.default_rng(7)
+    free = np.ones(shape, bool)
+    free[:, :, :3] = False  # cells that are no unknown (a collector)
+    voxel = np.flatnonzero(free)
+    node = np.full(free.size, -1)
+    node[voxel] = np.arange(voxel.size)
+    a, b, slots = voxel_links(free, with_slots=True)
+    a, b = node[a], node[b]
+    G = rng.uniform(0.1, 2.0, a.size)
+    extra = rng.uniform(0.5, 3.0, voxel.size)
+    grid = LinkGrid(shape, voxel, slots, G)
+    K = LinkMatrix(None, unsigned(a), unsigned(b), G, extra, grid)
+    z = voxel % shape[2]
+    rhs = np.where((z >= 20) & (z < 26), rng.standard_normal(voxel.size), 0.0)
+    rhs[z == 40] = 1e-16 * np.abs(rhs).max()  # below BAND_NEGLIGIBLE: no source
+
+    x = K.jacobi_cg(rhs, None, 1e-2)
+    assert grid.bands == {"band": 1, "whole grid": 0, "widened": 0}
+    assert np.linalg.norm(rhs - K.apply(x)) <= 1e-2 * np.linalg.norm(rhs)
+    outside = (z < 20 - BAND_MARGIN) | (z >= 26 + BAND_MARGIN)
+    assert np.all(x[outside] == 0.0) and np.any(x[(z == 20 - BAND_MARGIN) | (z == 25 + BAND_MARGIN)] != 0.0)
+    exact = LinkMatrix(None, a, b, G, extra).jacobi_cg(rhs, None, 1e-12)
+    # a CG answer to rtol is within rtol |rhs| / lambda_min of the exact one (lambda_min >= 0.5: extra)
+    assert np.linalg.norm(x - exact) <= 1e-2 * np.linalg.norm(rhs) / 0.5
+
+    x = K.jacobi_cg(rhs, None, 1e-10)  # tight: the whole grid
+    assert grid.bands == {"band": 1, "whole grid": 1, "widened": 0}
+    assert np.linalg.norm(rhs - K.apply(x)) <= 1e-10 * np.linalg.norm(rhs)
+    spread = np.where(z % 2 == 0, 1.0, 0.0)  # a source on every other layer: the whole grid
+    K.jacobi_cg(spread, None, 1e-2)
+    assert grid.bands == {"band": 1, "whole grid": 2, "widened": 0}
+
+    # links that carry the band's answer far past the margin: the band misses, the whole grid
+    # goes on from its answer and meets the tolerance
+    counts = {}
+    weak = LinkGrid(shape, voxel, slots, 1e3 * G, counts)
+    Kw = LinkMatrix(None, unsigned(a), unsigned(b), 1e3 * G, 1e-3 * extra, weak)
+    x = Kw.jacobi_cg(rhs, None, 1e-3)
+    assert counts == {"band": 0, "whole grid": 1, "widened": 1}
+    assert np.linalg.norm(rhs - Kw.apply(x)) <= 1e-3 * np.linalg.norm(rhs)
+
+
 @pytest.mark.parametrize("shape", [(200, 1, 200), (21, 1, 70), (16, 1, 20)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_two_dimensional_gauss_seidel_follows_the_slab_order_to_the_same_bits(shape, dtype):

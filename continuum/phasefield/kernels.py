@@ -363,6 +363,20 @@ def _grid_dot(a, b):
 
 
 @numba.njit(cache=True, nogil=True)
+def layer_squares(b, nx, ny, nz):
+    """Per layer z of a grid (flat C-order b), the sum and the largest of b^2: rows 0 and 1."""
+    out = np.zeros((2, nz))
+    for i in range(nx):
+        for j in range(ny):
+            row = b[(i * ny + j) * nz:(i * ny + j + 1) * nz]
+            for k in range(nz):
+                q = row[k] * row[k]
+                out[0, k] += q
+                out[1, k] = max(out[1, k], q)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def grid_jacobi_cg(gx, gy, gz, dtot, dinv, rhs, x, r, z, pdir, ap, nx, ny, nz, rtol, maxiter):
     """`jacobi_cg` on the grid (``dinv`` = 1 / dtot): cells that are no unknown carry dtot = 1,
     rhs = x = 0 and no face, so they stay 0.  ``r``, ``z``, ``pdir``, ``ap``: work arrays of the

@@ -744,7 +744,8 @@ class PhaseFieldSolver:
         g, p = self.geo, self.params
         if self._xi_links is None:  # the gradient term's links: fixed by the geometry
             links, cut = _gradient_links(g, _allen_cahn_coefficients(g, p)[0])
-            grid = None if self._lin["xi"].direct else LinkGrid(g.shape, g.free, g.slots, links)  # Jacobi-CG's
+            grid = None if self._lin["xi"].direct else LinkGrid(g.shape, g.free, g.slots, links,
+                                                                 self._lin["xi"].jacobi)  # Jacobi-CG's
             self._xi_links = links, cut, grid
         links, cut, grid = self._xi_links
         _, dR, B = self._reaction(xi, c, eta, act)
