@@ -786,19 +786,12 @@ def test_compiled_residual_is_the_sum_of_its_terms():
         assert np.array_equal(R, R1) and np.array_equal(B, B1) and np.array_equal(G, G1)
 
 
-@pytest.mark.parametrize("shape", [(5, 4, 6), (2, 3, 5), (7, 1, 9), (1, 1, 8), (6, 2, 1)])
-def test_link_grid_products_are_the_links_to_the_bit(shape):
-    """`numerics.LinkGrid`: a link matrix's product as a stencil of face conductances on the grid
-    (`kernels.grid_apply`, in the link list's order: periodic x and y, axes of length 1 and 2,
-    cells that are no unknown) equals `link_apply` to the bit, and its Jacobi-CG solves what the
-    links' does to its tolerance.  The unknown potential's links and the residual's divergence
-    (`kernels.potential_links`, `potential_residual`) are the numpy expressions' to the bit."""
+def _random_link_grid(free, rng):
+    """The links of the voxels ``free`` (numbered among them) with random conductances and an
+    extra diagonal from ``rng``: (voxel, a, b, G, extra, their `LinkGrid`, the `LinkMatrix` on it)."""
     from continuum.fv import voxel_links
-    from continuum.phasefield import kernels
-    from continuum.phasefield.numerics import LinkGrid, LinkMatrix, interpolation, unsigned
+    from continuum.phasefield.numerics import LinkGrid, LinkMatrix, unsigned
 
-    rng = np.random.default_rng(sum(shape))
-    free = rng.random(shape) < 0.8
     voxel = np.flatnonzero(free)
     node = np.full(free.size, -1)
     node[voxel] = np.arange(voxel.size)
@@ -806,8 +799,23 @@ def test_link_grid_products_are_the_links_to_the_bit(shape):
     a, b = node[a], node[b]
     G = rng.uniform(0.1, 2.0, a.size)
     extra = rng.uniform(0.5, 3.0, voxel.size)
-    grid = LinkGrid(shape, voxel, slots, G)
-    K = LinkMatrix(None, unsigned(a), unsigned(b), G, extra, grid)
+    grid = LinkGrid(free.shape, voxel, slots, G)
+    return voxel, a, b, G, extra, grid, LinkMatrix(None, unsigned(a), unsigned(b), G, extra, grid)
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 6), (2, 3, 5), (7, 1, 9), (1, 1, 8), (6, 2, 1)])
+def test_link_grid_products_are_the_links_to_the_bit(shape):
+    """`numerics.LinkGrid`: a link matrix's product as a stencil of face conductances on the grid
+    (`kernels.grid_apply`, in the link list's order: periodic x and y, axes of length 1 and 2,
+    cells that are no unknown) equals `link_apply` to the bit, and its Jacobi-CG solves what the
+    links' does to its tolerance.  The unknown potential's links and the residual's divergence
+    (`kernels.potential_links`, `potential_residual`) are the numpy expressions' to the bit."""
+    from continuum.phasefield import kernels
+    from continuum.phasefield.numerics import LinkMatrix, interpolation, unsigned
+
+    rng = np.random.default_rng(sum(shape))
+    free = rng.random(shape) < 0.8
+    voxel, a, b, G, extra, grid, K = _random_link_grid(free, rng)
     rhs = rng.standard_normal(voxel.size)
     x = K.jacobi_cg(rhs, None, 1e-10)  # makes the grid's arrays
     v = rng.standard_normal(voxel.size)
@@ -841,15 +849,8 @@ def test_link_grid_solves_a_loose_system_on_the_band_of_its_source_layers():
     rng = np.random.default_rng(7)
     free = np.ones(shape, bool)
     free[:, :, :3] = False  # cells that are no unknown (a collector)
-    voxel = np.flatnonzero(free)
-    node = np.full(free.size, -1)
-    node[voxel] = np.arange(voxel.size)
-    a, b, slots = voxel_links(free, with_slots=True)
-    a, b = node[a], node[b]
-    G = rng.uniform(0.1, 2.0, a.size)
-    extra = rng.uniform(0.5, 3.0, voxel.size)
-    grid = LinkGrid(shape, voxel, slots, G)
-    K = LinkMatrix(None, unsigned(a), unsigned(b), G, extra, grid)
+    voxel, a, b, G, extra, grid, K = _random_link_grid(free, rng)
+    slots = voxel_links(free, with_slots=True)[2]
     z = voxel % shape[2]
     rhs = np.where((z >= 20) & (z < 26), rng.standard_normal(voxel.size), 0.0)
     rhs[z == 40] = 1e-16 * np.abs(rhs).max()  # below BAND_NEGLIGIBLE: no source
