@@ -70,6 +70,9 @@ def test_phi_beside_c_steps_to_the_bit_as_in_series_until_c_rejects_after_it():
     assert np.abs(a.xi - b.xi).max() < 0.05 * a.tol["xi"]
     assert np.abs(a.phi - b.phi).max() < 0.01 * a.tol["eta"]
     assert np.abs(a.c - b.c).max() < 1e-3 * HONG2018.bulk_concentration
+    restored = PhaseFieldSolver(*planar_electrode((24, 1, 48), H, HONG2018, 30e-6)[:1], H, HONG2018)
+    restored.load_state_dict(a.state_dict())  # the ledger goes with the state
+    assert restored.discarded_potential_solves == a.discarded_potential_solves
 
 
 def test_no_worker_on_3d_grids_off_the_multigrid_or_at_one_thread():

@@ -1390,7 +1390,7 @@ class PhaseFieldSolver:
     _STATE_ARRAYS = ("xi", "c", "phi", "_source", "_psi_start")
     _STATE_SCALARS = ("t", "cell_potential", "_dt_next", "_err_prev", "_after_rejection", "top_concentration",
                       "top_potential", "charge", "top_inflow", "boundary_charge", "boundary_gross", "current_density",
-                      "steps", "rejected", "iterations", "kicks", "kicks_dropped")
+                      "steps", "rejected", "iterations", "kicks", "kicks_dropped", "discarded_potential_solves")
 
     def state_dict(self) -> dict:
         """Everything the stepping reads that the constructor does not rebuild from its arguments:
@@ -1417,7 +1417,8 @@ class PhaseFieldSolver:
                 raise ValueError(f"phase-field state: {k} has shape {a.shape}, this grid needs {getattr(self, k).shape}")
             setattr(self, k, a)
         for k in self._STATE_SCALARS:
-            setattr(self, k, type(getattr(self, k))(d.get(k, 0) if k.startswith("kicks") else d[k]))  # (none before)
+            newer = k.startswith("kicks") or k == "discarded_potential_solves"  # (none in older states)
+            setattr(self, k, type(getattr(self, k))(d.get(k, 0) if newer else d[k]))
         if "_history" in d:
             hist = d["_history"]
         else:  # a checkpoint of the BDF2 solver: the last two steps (the older one may be None)
