@@ -842,7 +842,6 @@ def test_link_grid_solves_a_loose_system_on_the_band_of_its_source_layers():
     solved on those layers plus BAND_MARGIN (x = 0 held outside), and the answer meets the whole
     grid's tolerance, links into the band counted; tight solves, sources spread over most layers
     and a band whose outside misses the tolerance go to the whole grid."""
-    from continuum.fv import voxel_links
     from continuum.phasefield.numerics import BAND_MARGIN, LinkGrid, LinkMatrix, unsigned
 
     shape = (30, 2, 60)
@@ -850,7 +849,6 @@ def test_link_grid_solves_a_loose_system_on_the_band_of_its_source_layers():
     free = np.ones(shape, bool)
     free[:, :, :3] = False  # cells that are no unknown (a collector)
     voxel, a, b, G, extra, grid, K = _random_link_grid(free, rng)
-    slots = voxel_links(free, with_slots=True)[2]
     z = voxel % shape[2]
     rhs = np.where((z >= 20) & (z < 26), rng.standard_normal(voxel.size), 0.0)
     rhs[z == 40] = 1e-16 * np.abs(rhs).max()  # below BAND_NEGLIGIBLE: no source
@@ -874,7 +872,7 @@ def test_link_grid_solves_a_loose_system_on_the_band_of_its_source_layers():
     # links that carry the band's answer far past the margin: the band misses, the whole grid
     # goes on from its answer and meets the tolerance
     counts = {}
-    weak = LinkGrid(shape, voxel, slots, 1e3 * G, counts)
+    weak = LinkGrid(shape, voxel, grid.slots, 1e3 * G, counts)
     Kw = LinkMatrix(None, unsigned(a), unsigned(b), 1e3 * G, 1e-3 * extra, weak)
     x = Kw.jacobi_cg(rhs, None, 1e-3)
     assert counts == {"band": 0, "whole grid": 1, "widened": 1}

@@ -166,6 +166,13 @@ class LinkMatrix:
         return x
 
 
+def _grid_cg(faces, b, x, work, shape, rtol):
+    """`kernels.grid_jacobi_cg` on a grid of ``shape`` with its faces and diagonal ``faces`` (gx,
+    gy, gz, dtot, dinv) and work arrays (r, z, p, A p); raises where it did not converge."""
+    if kernels.grid_jacobi_cg(*faces, b, x, *work, *shape, rtol, JACOBI_MAXITER) < 0:
+        raise RuntimeError(f"CG (jacobi) did not converge in {JACOBI_MAXITER} iterations")
+
+
 class LinkGrid:
     """Fixed links (conductances ``G`` on the links with face slots ``slots``, `fv.voxel_links`)
     of unknowns on the voxels ``voxel`` of a grid of ``shape``, as face conductances on the
@@ -207,9 +214,7 @@ class LinkGrid:
         if x0 is None and rtol >= BAND_RTOL and self._band_solve(b, x, float(rtol)):
             return kernels.gather(x, v)
         self.bands["whole grid"] += 1
-        if kernels.grid_jacobi_cg(self.gx, self.gy, self.gz, self.dtot, self.dinv, b, x, *self.work[2:], *self.shape,
-                                  float(rtol), JACOBI_MAXITER) < 0:
-            raise RuntimeError(f"CG (jacobi) did not converge in {JACOBI_MAXITER} iterations")
+        _grid_cg((self.gx, self.gy, self.gz, self.dtot, self.dinv), b, x, self.work[2:], self.shape, float(rtol))
         return kernels.gather(x, v)
 
     def _band_solve(self, b, x, rtol):
@@ -245,9 +250,7 @@ class LinkGrid:
         bs[:] = B[:, :, z0:z1].ravel()
         xs[:] = 0.0
         # the band's goal in its own b's norm is the whole grid's: rtol |b| / |b on the band|
-        if kernels.grid_jacobi_cg(*faces, bs, xs, *band[3][2:], nx, ny, z1 - z0,
-                                  rtol * np.sqrt(norm2 / float(rows[0][z0:z1].sum())), JACOBI_MAXITER) < 0:
-            raise RuntimeError(f"CG (jacobi) did not converge in {JACOBI_MAXITER} iterations")
+        _grid_cg(faces, bs, xs, band[3][2:], (nx, ny, z1 - z0), rtol * np.sqrt(norm2 / float(rows[0][z0:z1].sum())))
         X = xs.reshape(nx, ny, z1 - z0)
         x.reshape(self.shape)[:, :, z0:z1] = X
         # the residual outside: b, plus the links into the band on the two layers next to it
