@@ -248,3 +248,69 @@ def test_quasi_chemical_bonds_are_bethes_pair_closure():
         p11 = min(r.real for r in roots if -1e-12 <= r.real <= min(t1, t2) + 1e-12) if 0 < t1 * t2 else 0.0
         filled = p11 / t1
         np.testing.assert_allclose(g.anodic_factor[0], np.exp(prm.alpha_a * prm.f * (2.0 - filled) * DELTA), rtol=1e-10)
+
+
+def _solid_bonds(phase, free, cell=2):
+    """Per free voxel: its bond cell's non-free neighbour cells, all and conductive (x and y
+    periodic, nothing beyond z's ends; 3D, ``cell`` voxels per edge)."""
+    nx, ny, nz = (k // cell for k in phase.shape)
+    blocks = phase.reshape(nx, cell, ny, cell, nz, cell)
+    solid = blocks.min(axis=(1, 3, 5)) != 0
+    conductive = (blocks == HOST_CONDUCTIVE).all(axis=(1, 3, 5))
+    host, cond = np.zeros(free.size), np.zeros(free.size)
+    for k, v in enumerate(free):
+        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
+        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
+            if 0 <= W[2] < nz and solid[W]:
+                host[k] += 1.0
+                cond[k] += conductive[W]
+    return host, cond
+
+
+def test_face_channels_sum_a_voxels_reaction_over_its_faces():
+    """``face_channels`` (docs/phasefield.md "The KMC's face channels"): with n a voxel's bonds (host
+    faces h, c of them conductive, plus its neighbours' lithium), its reduction runs through its
+    faces to conductor and its oxidation through its faces to electrolyte. The front's factors are
+    (n - (h - c)) / 3 and (6 - n) / 3 times the coordination's (a flat front's half-filled layer
+    keeps its rate). A contact's reduction is per conductive host face at the host's site factor m
+    and per lithium face at 1, (c m + n - h) / c, its oxidation (6 - n) / c, times the
+    coordination's. Closed forms to 1e-12 (mean field; 3D, bond cells of 2, a conductive floor, a
+    dielectric wall, eta_nuc 40 mV, activity 0.7, alpha_a 0.3, alpha_c 0.7). Asked for without
+    both shifts, or not a bool: a ValueError."""
+    with pytest.raises(ValueError, match="face_channels = True needs contact_bond_shift > 0 and front_bond_shift > 0"):
+        FAST_IONS.replace(face_channels=True, contact_bond_shift=DELTA)
+    with pytest.raises(ValueError, match="face_channels = 'kmc': must be True or False"):
+        FAST_IONS.replace(face_channels="kmc")
+    prm = FAST_IONS.replace(contact_bond_shift=DELTA, front_bond_shift=DELTA, alpha_a=0.3, alpha_c=0.7)
+    phase = np.zeros((8, 4, 8), np.uint8)
+    phase[:, :, :2] = HOST_CONDUCTIVE
+    phase[:2, :, 2:] = HOST_DIELECTRIC
+    cond = phase == HOST_CONDUCTIVE
+    sites = {"eta_nuc": np.where(cond, 0.04, 0.0), "activity": np.where(cond, 0.7, 1.0), "bond_cell": 2}
+    plain = PhaseFieldSolver(phase, 1e-6, prm, xi=np.zeros(phase.shape), **sites).geo
+    g = PhaseFieldSolver(phase, 1e-6, prm.replace(face_channels=True), xi=np.zeros(phase.shape), **sites).geo
+    m = 0.7 * math.exp(-prm.alpha_c * prm.f * 0.04)
+    rng = np.random.default_rng(5)
+    xi = rng.uniform(-0.05, 1.05, g.n)
+    g.update_coordination(xi)
+    plain.update_coordination(xi)
+    n = _bond_count_closed_form(phase, xi, g.free)
+    host, conductive = _solid_bonds(phase, g.free)
+    assert set(np.unique(host)) >= {0.0, 1.0, 2.0} and np.any(host > conductive)  # open, floor, wall, corner
+    np.testing.assert_allclose(g.front_cathodic, plain.front_cathodic * (n - (host - conductive)) / 3.0, rtol=1e-12)
+    np.testing.assert_allclose(g.front_anodic, plain.front_anodic * (6.0 - n) / 3.0, rtol=1e-12)
+    on = g.contact
+    assert on.sum() > 10 and np.all(conductive[on] >= 1)
+    shift = (3.0 - n[on]) * DELTA
+    red = np.exp(-prm.alpha_c * prm.f * shift) * (conductive[on] * m + n[on] - host[on]) / conductive[on]
+    np.testing.assert_allclose(g.cathodic_factor[on], red, rtol=1e-12)
+    ox = np.exp(prm.alpha_a * prm.f * shift) * (6.0 - n[on]) / conductive[on]
+    np.testing.assert_allclose(g.anodic_factor[on], ox, rtol=1e-12)
+    # a bare flat floor keeps the wetting layer's rate per host face: one channel, m; five to electrolyte
+    bare = np.zeros(g.n)
+    g.update_coordination(bare)
+    flat = on & (host == 1.0)
+    assert flat.any()
+    np.testing.assert_allclose(g.cathodic_factor[flat], m * np.exp(-prm.alpha_c * prm.f * 2 * DELTA), rtol=1e-12)
+    np.testing.assert_allclose(g.anodic_factor[flat], 5.0 * np.exp(prm.alpha_a * prm.f * 2 * DELTA), rtol=1e-12)

@@ -537,6 +537,32 @@ def test_bond_closure_reaches_the_matched_phase_field_only():
         Validate(2, bond_closure="pairs")
 
 
+def test_face_channels_reach_the_matched_phase_field_only():
+    """--face-channels kmc: the phase-field cases carry the KMC's face channels
+    (phasefield.face_channels) with 'match'; off by default and with 'hong'; they need both
+    coordinations dynamic, in the study's options and in the configuration; a bad value is a
+    ConfigError."""
+    for options, expect in (({}, "off"), ({"face_channels": "kmc"}, "kmc"),
+                            ({"face_channels": "kmc", "phasefield_interface_energy": "hong"}, "off")):
+        assert _phasefield_settings("face_channels", **options) == {expect}
+    from kmc.coupling.phasefield_run import PhaseFieldRun
+
+    cfg = make_config({}, get_study("validate").overrides)
+    plan = Validate(2, porous_ny=3, face_channels="kmc").plan(cfg, np.random.SeedSequence(0))
+    case = next(c for c in plan.cases if c.host_label == "Porous host" and c.config.model == "phasefield")
+    run = PhaseFieldRun(make_config(case.config.model_dump(mode="json"), ["phasefield.refinement=1"]), case.host)
+    assert run.params.face_channels and run.solver.geo._bonds.face_channels
+    with pytest.raises(ConfigError, match="--face-channels 'all': must be one of off, kmc"):
+        Validate(2, face_channels="all")
+    for other in ({"front_coordination": "off"}, {"contact_coordination": "static"}):
+        with pytest.raises(ConfigError, match="--face-channels kmc needs --front-coordination dynamic and "
+                                              "--contact-coordination dynamic"):
+            Validate(2, face_channels="kmc", **other)
+    with pytest.raises(ConfigError, match="phasefield.face_channels = 'kmc' needs phasefield.contact_coordination "
+                                          "and phasefield.front_coordination = 'dynamic'"):
+        make_config({}, ["phasefield.face_channels=kmc", "phasefield.contact_coordination=dynamic"])
+
+
 def test_cli_refuses_an_unknown_phasefield_interface_energy_before_writing(tmp_path, capsys):
     out = tmp_path / "v"
     with pytest.raises(SystemExit) as exit_:  # argparse's choices: usage error, exit 2

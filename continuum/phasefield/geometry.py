@@ -129,7 +129,14 @@ class Geometry:
 
         With ``front_bond_shift`` (delta_f) every free voxel's front reaction (the h'(xi) term of
         `solver._reaction`, contacts included) also runs at eta + (3 - n) delta_f, n counted the
-        same way: the KMC's coordination law for lithium on lithium, in mean field."""
+        same way: the KMC's coordination law for lithium on lithium, in mean field.
+
+        With ``face_channels`` a cell reacts through its faces as a lattice site does: reduction
+        through its faces to conductor, oxidation through those to electrolyte.  The front's
+        factors are times (n - dielectric bonds) / 3 and (6 - n) / 3 (faces / 2 on a grid with
+        fewer axes): a flat front's half-filled layer keeps its rate.  A contact's reduction is
+        per conductive host face at its site factor m plus per lithium face at 1, (c m + n - h) /
+        c, and its oxidation (6 - n) / c (h its host faces, c of them conductive)."""
         b = self._bonds
         if b is None:
             return
@@ -140,13 +147,23 @@ class Geometry:
         if b.front_delta:
             self.front_anodic = np.exp(b.alpha_a_f * (ox * b.front_delta))
             self.front_cathodic = np.exp(-b.alpha_c_f * (red * b.front_delta))
+            if b.face_channels:  # per face to conductor and to electrolyte; a flat front's half-filled layer: 1
+                half = 0.5 * b.faces
+                self.front_cathodic *= b.conductor_faces(red) / half
+                self.front_anodic *= b.electrolyte_faces(ox) / half
         if b.quasi_chemical and b.delta and b.delta != b.front_delta:  # the closure depends on the bond's energy
             red, ox = b.conditional_missing_bonds(xi, b.delta)
         shift = missing * b.delta
         on = self.contact
         self.coordination_shift = np.where(on, shift, 0.0)
-        self.anodic_factor = np.where(on, np.exp(b.alpha_a_f * (ox * b.delta)), 1.0)
-        self.cathodic_factor = np.where(on, self._site_factor * np.exp(-b.alpha_c_f * (red * b.delta)), 1.0)
+        anodic, cathodic = np.exp(b.alpha_a_f * (ox * b.delta)), self._site_factor * np.exp(-b.alpha_c_f * (red * b.delta))
+        if b.face_channels:  # per host face of the wetting layer: its host faces at the site factor, lithium at 1
+            nc = np.maximum(b.conductive_bonds, 1.0)
+            lithium = np.maximum(b.conductor_faces(red) - b.conductive_bonds, 0.0)
+            cathodic = cathodic + np.exp(-b.alpha_c_f * (red * b.delta)) * lithium / nc
+            anodic = anodic * b.electrolyte_faces(ox) / nc
+        self.anodic_factor = np.where(on, anodic, 1.0)
+        self.cathodic_factor = np.where(on, cathodic, 1.0)
 
     def cut_links(self, exempt):
         """The links with an ``exempt`` voxel at one end, and per voxel that is not exempt the
@@ -362,21 +379,30 @@ class _BondCells:
         self.cell_of = of[np.flatnonzero(free)]
         self.size, self.ncell = float(np.prod(k)), ncell
         own = np.arange(ncell).reshape(cs)
-        bonds = np.zeros(ncell)
+        # a solid cell is conductive when most of its voxels are
+        ccond = np.bincount(of, weights=(phase == HOST_CONDUCTIVE).ravel(), minlength=ncell) > 0.5 * np.prod(k)
+        bonds, conductive = np.zeros(ncell), np.zeros(ncell)
         nbrs = []
         for d in range(6):
             nb, valid = neighbour_index(cs, d)
             valid = valid & (nb != own)  # an axis of length 1 has no neighbour
             nb, valid = nb.ravel(), valid.ravel()
-            bonds += valid & ~cfree[np.where(valid, nb, 0)]
-            nbrs.append(np.where(valid & cfree[np.where(valid, nb, 0)], nb, ncell))  # ncell: theta 0
+            at = np.where(valid, nb, 0)
+            bonds += valid & ~cfree[at]
+            conductive += valid & ~cfree[at] & ccond[at]
+            nbrs.append(np.where(valid & cfree[at], nb, ncell))  # ncell: theta 0
         mine = self.cell_of[touch]
         self.touch = touch
         self.host_bonds = bonds[mine]
+        # the face channels (`PhaseFieldParameters.face_channels`): faces per cell, conductive bonds per voxel
+        self.faces = 2.0 * sum(c > 1 for c in cs)
+        self.conductive_bonds = self._per_voxel_value(conductive[mine])
+        self.dielectric_bonds = self._per_voxel_value(bonds[mine] - conductive[mine])
         self.neighbours = np.stack(nbrs, axis=1)[mine]
         self.delta, self.front_delta = params.contact_bond_shift, params.front_bond_shift
         self.alpha_a_f, self.alpha_c_f = params.alpha_a * params.f, params.alpha_c * params.f
         self.f, self.quasi_chemical = params.f, params.bond_closure == "quasi_chemical"
+        self.face_channels = params.face_channels
 
     def _filling(self, xi):
         """Each bond cell's mean lithium (xi clipped to [0, 1]); index ``ncell``: 0 (no cell)."""
@@ -385,9 +411,20 @@ class _BondCells:
         return theta
 
     def _per_voxel(self, n):
+        return self._per_voxel_value(KINK_BONDS - n)
+
+    def _per_voxel_value(self, v):
         out = np.zeros(self.cell_of.size)
-        out[self.touch] = KINK_BONDS - n
+        out[self.touch] = v
         return out
+
+    def conductor_faces(self, missing):
+        """A voxel's faces to conductor (host or lithium) at its bond count KINK_BONDS - ``missing``."""
+        return KINK_BONDS - missing - self.dielectric_bonds
+
+    def electrolyte_faces(self, missing):
+        """A voxel's faces to electrolyte at its bond count KINK_BONDS - ``missing``."""
+        return self.faces - (KINK_BONDS - missing)
 
     def missing_bonds(self, xi):
         """3 - n (missing bonds from a kink's) on the ``touch`` voxels, 0 elsewhere."""

@@ -89,6 +89,11 @@ class PhaseFieldParameters:
     # voxel's own state, from the pair probabilities of Bethe's closure at one bond's energy f
     # delta: the reduction sees the neighbours of an empty voxel, the oxidation a filled one's)
     bond_closure: str = "mean_field"
+    # a lattice's face channels in both shifts' reactions (needs both > 0): a cell's reduction
+    # summed over its faces to conductor (host faces at the host's site factor, lithium faces at
+    # 1: lithium has no nucleation overpotential), its oxidation over its faces to electrolyte,
+    # normalised to the wetting layer's per-host-face rate and the flat front's half-filled layer
+    face_channels: bool = False
 
     def __post_init__(self):
         if self.bond_closure not in BOND_CLOSURES:
@@ -103,6 +108,12 @@ class PhaseFieldParameters:
                 raise ValueError(f"{name} = {value!r} is out of range: must be "
                                  f"{_range_text(lo, lo_in, hi, hi_in)} [{_unit}]")
             object.__setattr__(self, name, v)
+        if not isinstance(self.face_channels, bool):
+            raise ValueError(f"face_channels = {self.face_channels!r}: must be True or False")
+        if self.face_channels and not (self.contact_bond_shift and self.front_bond_shift):
+            raise ValueError("face_channels = True needs contact_bond_shift > 0 and front_bond_shift > 0 "
+                             f"(got {self.contact_bond_shift!r} and {self.front_bond_shift!r} V): the channels are "
+                             "counted with their bonds")
 
     def replace(self, **changes) -> "PhaseFieldParameters":
         """A copy with some fields changed (validated again)."""

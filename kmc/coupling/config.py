@@ -112,12 +112,21 @@ class PhaseFieldSettings(StrictModel):
     front_coordination: Literal["off", "dynamic"] = Field("off", description="the KMC's coordination shift (3 - n) 2 gamma V_m / (F h), gamma = kmc.interface_energy_J_m2 (> 0), in the lithium front's reaction on every voxel (lithium on lithium; n its host faces plus its neighbouring voxels' lithium, updated every step): off or dynamic; docs/phasefield.md 'The front's coordination'")
 
     bond_closure: Literal["mean_field", "quasi_chemical"] = Field("mean_field", description="how contact_coordination and front_coordination count a voxel's bonds from its neighbours' lithium: mean_field (each neighbour at its mean filling) or quasi_chemical (each neighbour's filling given the voxel empty, for the reduction, or filled, for the oxidation: Bethe's pair closure at one bond's energy f delta); docs/phasefield.md 'Pair correlations'")
+    face_channels: Literal["off", "kmc"] = Field("off", description="the KMC's face channels in contact_coordination's and front_coordination's reactions (both must be dynamic): kmc = a voxel's reduction summed over its faces to conductor (host faces with the host's nucleation overpotential and activity, lithium faces without), its oxidation over its faces to electrolyte, as the KMC's rates are; off = one channel per host face of the wetting layer and none counted on the front; docs/phasefield.md 'The KMC's face channels'")
     initial_state: Literal["rest", "lattice"] = Field("rest", description="the state a run on a bare host starts from: rest (its contacts hold the wetting layer's coverage at rest, eta = 0, passed no charge, and lithium counts above it) or lattice (the host as a KMC lattice starts: every free voxel empty, lithium counts from 0, so the wetting layer is plated by the run's own charge); docs/phasefield.md 'The KMC's starting state'")
 
     @field_validator("contact_coordination", mode="before")
     @classmethod
     def _coordination_from_bool(cls, v):
         return {True: "static", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _check_channels(self):
+        if self.face_channels != "off" and not (self.contact_coordination == self.front_coordination == "dynamic"):
+            raise ValueError(f"phasefield.face_channels = {self.face_channels!r} needs phasefield.contact_coordination "
+                             f"and phasefield.front_coordination = 'dynamic' (got {self.contact_coordination!r} and "
+                             f"{self.front_coordination!r}): the channels are counted with the bonds")
+        return self
     noise_amplitude: float = Field(0.0, ge=0, le=1000, description="Langevin noise on the order parameter (Hong 2018: 0.04); 0 = off [1/s]")
     shot_noise: Literal["off", "lattice"] = Field("off", description="the KMC lattice's shot noise in the phase field: lattice = every shot_noise_interval_s each voxel (refinement^3 cells) puts a normal draw of metal volume on its stretch of the lithium front, along its normal, whose variance is the Poisson count of its reductions and oxidations over the interval (the phase field's own gross rate) in voxels^2; zero net, no charge passed; the run is then stochastic (an ensemble compares); off; docs/phasefield.md 'Shot noise'")
     shot_noise_interval_s: float = Field(5.0, gt=0, le=1e4, description="time between shot-noise kicks; short against a voxel's relaxation time (hundreds of s at the validation's currents) [s]")

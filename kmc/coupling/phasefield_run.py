@@ -157,7 +157,7 @@ class PhaseFieldRun:
             self.params = self.params.replace(contact_bond_shift=coordination_bond_shift(config, host))
         if pf.front_coordination == "dynamic":  # the same for lithium on lithium, every voxel
             self.params = self.params.replace(front_bond_shift=coordination_bond_shift(config, host, "front_coordination"))
-        self.params = self.params.replace(bond_closure=pf.bond_closure)
+        self.params = self.params.replace(bond_closure=pf.bond_closure, face_channels=pf.face_channels == "kmc")
         fine = refine(host.phase, r)
         hf = self.h / r
         sites = {"eta_nuc": refine(host_nucleation_overpotential(config, host), r),
