@@ -169,6 +169,7 @@ Examples:
   python -m kmc validate --set host.ny=2   # the foil as the old 40 x 2 slab (its front a line)
   python -m kmc validate --front-coordination off   # the phase field's front without the KMC's coordination
   python -m kmc validate --phasefield-noise lattice   # and the lattice's shot noise
+  python -m kmc validate --face-channels kmc   # the KMC's face channels in the phase field's coordination
 """
 
 
