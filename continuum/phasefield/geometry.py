@@ -156,11 +156,12 @@ class Geometry:
         shift = missing * b.delta
         on = self.contact
         self.coordination_shift = np.where(on, shift, 0.0)
-        anodic, cathodic = np.exp(b.alpha_a_f * (ox * b.delta)), self._site_factor * np.exp(-b.alpha_c_f * (red * b.delta))
+        anodic, reduction = np.exp(b.alpha_a_f * (ox * b.delta)), np.exp(-b.alpha_c_f * (red * b.delta))
+        cathodic = self._site_factor * reduction
         if b.face_channels:  # per host face of the wetting layer: its host faces at the site factor, lithium at 1
             nc = np.maximum(b.conductive_bonds, 1.0)
             lithium = np.maximum(b.conductor_faces(red) - b.conductive_bonds, 0.0)
-            cathodic = cathodic + np.exp(-b.alpha_c_f * (red * b.delta)) * lithium / nc
+            cathodic = cathodic + reduction * lithium / nc
             anodic = anodic * b.electrolyte_faces(ox) / nc
         self.anodic_factor = np.where(on, anodic, 1.0)
         self.cathodic_factor = np.where(on, cathodic, 1.0)
