@@ -27,22 +27,33 @@ def _floor_with_step(nx=12, nz=6, step=5):
     return phase
 
 
+def _cell_blocks(a, cell):
+    """``a`` (3D) viewed as blocks of ``cell`` voxels per edge: axes 1, 3 and 5 run inside a block."""
+    nx, ny, nz = (k // cell for k in a.shape)
+    return a.reshape(nx, cell, ny, cell, nz, cell)
+
+
+def _neighbour_cells(shape, free, cell):
+    """(k, W) for each free voxel k (flat indices ``free``) and each face-neighbour cell W of its
+    bond cell: x and y periodic, nothing beyond z's ends (3D, ``cell`` voxels per edge)."""
+    nx, ny, nz = (k // cell for k in shape)
+    for k, v in enumerate(free):
+        X, Y, Z = np.array(np.unravel_index(v, shape)) // cell
+        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            if 0 <= Z + dz < nz:
+                yield k, ((X + dx) % nx, (Y + dy) % ny, Z + dz)
+
+
 def _bond_count_closed_form(phase, xi_free, free, cell=2):
     """n per free voxel: non-free neighbour bond cells (host) count 1, free ones their mean of xi
-    clipped to [0, 1]; x and y periodic, nothing beyond z's ends (3D, ``cell`` voxels per edge)."""
-    nx, ny, nz = (k // cell for k in phase.shape)
+    clipped to [0, 1] (`_neighbour_cells`)."""
     full = np.zeros(phase.shape)
     full.ravel()[free] = np.clip(xi_free, 0.0, 1.0)
-    theta = full.reshape(nx, cell, ny, cell, nz, cell).mean(axis=(1, 3, 5))
-    free_cell = phase.reshape(nx, cell, ny, cell, nz, cell).min(axis=(1, 3, 5)) == 0
+    theta = _cell_blocks(full, cell).mean(axis=(1, 3, 5))
+    free_cell = _cell_blocks(phase, cell).min(axis=(1, 3, 5)) == 0
     n = np.zeros(free.size)
-    for k, v in enumerate(free):
-        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
-        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
-            if not 0 <= Z + dz < nz:
-                continue
-            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
-            n[k] += theta[W] if free_cell[W] else 1.0
+    for k, W in _neighbour_cells(phase.shape, free, cell):
+        n[k] += theta[W] if free_cell[W] else 1.0
     return n
 
 
@@ -251,20 +262,14 @@ def test_quasi_chemical_bonds_are_bethes_pair_closure():
 
 
 def _solid_bonds(phase, free, cell=2):
-    """Per free voxel: its bond cell's non-free neighbour cells, all and conductive (x and y
-    periodic, nothing beyond z's ends; 3D, ``cell`` voxels per edge)."""
-    nx, ny, nz = (k // cell for k in phase.shape)
-    blocks = phase.reshape(nx, cell, ny, cell, nz, cell)
+    """Per free voxel: its bond cell's non-free neighbour cells, all and conductive (`_neighbour_cells`)."""
+    blocks = _cell_blocks(phase, cell)
     solid = blocks.min(axis=(1, 3, 5)) != 0
     conductive = (blocks == HOST_CONDUCTIVE).all(axis=(1, 3, 5))
     host, cond = np.zeros(free.size), np.zeros(free.size)
-    for k, v in enumerate(free):
-        X, Y, Z = np.array(np.unravel_index(v, phase.shape)) // cell
-        for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
-            W = ((X + dx) % nx, (Y + dy) % ny, Z + dz)
-            if 0 <= W[2] < nz and solid[W]:
-                host[k] += 1.0
-                cond[k] += conductive[W]
+    for k, W in _neighbour_cells(phase.shape, free, cell):
+        host[k] += solid[W]
+        cond[k] += solid[W] and conductive[W]
     return host, cond
 
 
