@@ -15,6 +15,7 @@ from kmc.studies import get_study
 from kmc.studies.base import run_study
 from kmc.studies.ensemble import describe
 from kmc.studies.validate import (
+    CAPPED_TOP,
     CENTRE_HEIGHT,
     FILM_LAYERS,
     INSIDE_FRACTION,
@@ -679,6 +680,47 @@ def _stand_in_run(phase, host_phase, centres, capacities):
                **{q: 1.0 for q in (col.MAX_HEIGHT, col.RMS_ROUGHNESS, col.INTERFACE_AREA, col.MEAN_POTENTIAL)}}
     rows = [{**summary, col.PLATED_CAP: q, col.LITHIUM_CENTRE_HEIGHT: c} for q, c in zip(capacities, centres)]
     return SimpleNamespace(summary=summary, rows=rows, final_phase=phase, host=SimpleNamespace(phase=host_phase))
+
+
+def test_capped_host_top_counts_the_columns_whose_host_reaches_its_top():
+    """capped_host_top: the share of the columns whose host reaches the host's top layer that hold
+    lithium above it; lithium over a pore or a lower column does not count, lithium inside the host
+    does not, a foil has none (NaN).  validation.csv reports it (KMC mean over replicas, phase
+    field) and the verdict says it."""
+    from kmc.coupling.observables import capped_host_top
+
+    host = np.full((4, 2, 7), ELECTROLYTE, np.uint8)
+    host[:, :, 0] = HOST_CONDUCTIVE
+    host[0, :, 1:4] = HOST_CONDUCTIVE  # two columns reach the host's top layer (z = 3)
+    host[1, :, 1] = HOST_CONDUCTIVE  # two that do not
+    phase = host.copy()
+    phase[2:, :, 1:3] = LITHIUM  # in the pores, inside the host
+    assert capped_host_top(phase, host) == 0.0
+    phase[0, 0, 5] = LITHIUM  # an island above one reaching column
+    phase[1, :, 4] = LITHIUM  # above the lower columns
+    phase[3, 1, 4:6] = LITHIUM  # above a pore
+    assert capped_host_top(phase, host) == pytest.approx(0.5)
+    phase[0, 1, 4] = LITHIUM
+    assert capped_host_top(phase, host) == pytest.approx(1.0)
+    foil = np.full_like(host, ELECTROLYTE)
+    foil[:, :, 0] = HOST_CONDUCTIVE
+    assert np.isnan(capped_host_top(phase, foil))
+
+    bare = phase.copy()
+    bare[0, :, 4:] = ELECTROLYTE
+    kmc = [_stand_in_run(p, host, [0.5], [0.0]) for p in (phase, bare, phase, phase)]
+    pf = [_stand_in_run(bare, host, [0.5], [0.0])]
+    g = {"kmc": kmc, "pf": pf, "pf_profiles": np.array([depth_profile(bare)])}
+    rows = {r["Quantity"]: r for r in compare_group(("Porous host", "Reaction-limited"), g)}
+    r, d = rows[CAPPED_TOP], describe([1.0, 0.0, 1.0, 1.0])
+    assert r["KMC mean"] == pytest.approx(0.75) and r["KMC CI95 high"] == pytest.approx(d["CI95 high"])
+    assert r["Phase field"] == 0.0 and r["Pass"] == "reported" and r["Acceptance"] is False
+    assert (f"Porous host / Reaction-limited: the host's top columns with lithium above the host (reported; each "
+            f"lifts the mean height by its buried depth) KMC 0.750 [{d['CI95 low']:.3f}, {d['CI95 high']:.3f}], "
+            "phase field 0.000.") in format_verdict(list(rows.values()), 4, 1.0)
+    g_foil = {"kmc": [_stand_in_run(phase, foil, [0.5], [0.0])] * 2, "pf": [_stand_in_run(phase, foil, [0.5], [0.0])],
+              "pf_profiles": np.array([depth_profile(phase)])}
+    assert CAPPED_TOP not in {q["Quantity"] for q in compare_group(("Planar foil", "Reaction-limited"), g_foil)}
 
 
 def test_centre_height_is_reported_per_host_with_an_inside_and_drawn_against_capacity(tmp_path):

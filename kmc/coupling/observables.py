@@ -131,6 +131,19 @@ def lithium_centre_height(lithium: np.ndarray, top: int) -> float:
     return float((per_layer * z).sum() / per_layer.sum() / (top - 1))
 
 
+def capped_host_top(phase: np.ndarray, host_phase: np.ndarray) -> float:
+    """Share of the columns whose host reaches its top layer that hold lithium above it: the
+    lithium on the host's open top face, counted as the mean height sees it (each such column's
+    top jumps from its buried lithium to above the host).  NaN with no host above the collector."""
+    top = host_top_index(host_phase)
+    if top <= 1:
+        return float("nan")
+    solid = (host_phase == HOST_CONDUCTIVE) | (host_phase == HOST_DIELECTRIC)
+    reaching = solid[:, :, top - 1]
+    capped = (phase[:, :, top:] == LITHIUM).any(axis=2)
+    return float(capped[reaching].mean())
+
+
 def time_weighted_mean(rows, column: str, *, under_current: bool = True) -> float:
     """Mean of ``column`` over time: each row stands for the macro-step it ends, weighted by that
     step's length; rows without a value (NaN) are skipped.  ``under_current``: only the steps
