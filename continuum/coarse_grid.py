@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from .constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from .grid import conductor_mask
+from .grid import conductor_mask, host_mask
 from .potential import PotentialSolution, PotentialSolver
 
 
@@ -76,7 +76,7 @@ class CoarsePotentialSolver:
         phase = np.ascontiguousarray(phase, dtype=np.uint8)
         self.k = check_factor(phase.shape, coarsen)
         self.fine_phase = phase
-        host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
+        host = host_mask(phase)
         shape = phase.shape
         eta = np.broadcast_to(np.asarray(0.0 if eta_nuc is None else eta_nuc, dtype=np.float64), shape)
         act = np.broadcast_to(np.asarray(1.0 if activity is None else activity, dtype=np.float64), shape)

@@ -12,7 +12,7 @@ import scipy.ndimage as ndi
 import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 
-from .constants import HOST_CONDUCTIVE, LITHIUM
+from .constants import HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
 
 
 def periodic_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -31,6 +31,11 @@ def periodic_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
         lab = np.where(lab > 0, merged[lab], 0)  # label 0 has no link: its component is 0
         n = n_merged - 1
     return lab, n
+
+
+def host_mask(phase: np.ndarray) -> np.ndarray:
+    """True where a voxel is host skeleton (conductive or dielectric)."""
+    return (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
 
 
 def conductor_mask(phase: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit, ndtr
 
 from continuum.constants import ELECTROLYTE, FARADAY, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.grid import face_neighbour_sum
+from continuum.grid import face_neighbour_sum, host_mask
 from continuum.parameters import PhysicalParameters
 from continuum.phasefield import HONG2018, PhaseFieldParameters
 
@@ -386,7 +386,7 @@ def packets_from_concentration(concentration, phase, spacing: float, *, molar_vo
     phase = np.asarray(phase)
     r = _refinement(refinement)
     c, factors = _on_fine_grid("concentration", concentration, phase, r)
-    host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
+    host = host_mask(phase)
     free_fine = ~refine(host, r)
     if not np.isfinite(c[free_fine]).all():
         raise ValueError("concentration: must be finite on every cell that is not host")

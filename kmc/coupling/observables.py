@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.grid import collector_connected, count_faces
+from continuum.constants import ELECTROLYTE, LITHIUM
+from continuum.grid import collector_connected, count_faces, host_mask
 
 from . import columns as col
 from .units import MAH_PER_CM2
@@ -19,7 +19,7 @@ REGION_NAMES = ("host bottom third", "host middle third", "host top third", "abo
 
 def host_top_index(host_phase: np.ndarray) -> int:
     """Index of the first layer above the highest host voxel (collector layer included)."""
-    solid = (host_phase == HOST_CONDUCTIVE) | (host_phase == HOST_DIELECTRIC)
+    solid = host_mask(host_phase)
     zs = np.nonzero(solid.any(axis=(0, 1)))[0]
     return int(zs.max()) + 1 if zs.size else 0
 
@@ -138,7 +138,7 @@ def capped_host_top(phase: np.ndarray, host_phase: np.ndarray) -> float:
     top = host_top_index(host_phase)
     if top <= 1:
         return float("nan")
-    solid = (host_phase == HOST_CONDUCTIVE) | (host_phase == HOST_DIELECTRIC)
+    solid = host_mask(host_phase)
     reaching = solid[:, :, top - 1]
     capped = (phase[:, :, top:] == LITHIUM).any(axis=2)
     return float(capped[reaching].mean())
@@ -289,7 +289,7 @@ def observables_from_snapshot(path, molar_volume: float = 1.30e-5) -> DepositObs
 def lithium_fill_profile(phase: np.ndarray, host_phase: np.ndarray) -> np.ndarray:
     """Per layer z: the fraction of the layer's pore space (every voxel that is not host) that
     lithium fills; 0 where a layer has no pore space (the collector layer)."""
-    solid = (host_phase == HOST_CONDUCTIVE) | (host_phase == HOST_DIELECTRIC)
+    solid = host_mask(host_phase)
     pore = (~solid).sum(axis=(0, 1))
     li = (phase == LITHIUM).sum(axis=(0, 1))
     return np.where(pore > 0, li / np.maximum(pore, 1), 0.0)

@@ -58,8 +58,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM, LITHIUM_MAH_PER_CM3
-from continuum.grid import collector_connected, count_faces
+from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, LITHIUM, LITHIUM_MAH_PER_CM3
+from continuum.grid import collector_connected, count_faces, host_mask
 
 from .host import Host, _check_spacing_um, _periodic_label
 
@@ -212,7 +212,7 @@ def _surface(phase: np.ndarray, pore: np.ndarray, H: int) -> dict:
     """Face counts: active conductor/pore (all, inside the host region), inactive host/pore."""
     skeleton = np.where(phase == LITHIUM, ELECTROLYTE, phase)  # conduction through the host alone
     active = (phase == HOST_CONDUCTIVE) & collector_connected(skeleton)
-    inactive = ((phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)) & ~active
+    inactive = host_mask(phase) & ~active
     inside = pore.copy()
     inside[:, :, H + 1:] = False
     inside[:, :, 0] = False
@@ -260,7 +260,7 @@ def _transport(pore_region: np.ndarray, h_um: float) -> dict:
 
 def _host_region(phase: np.ndarray):
     """(host mask, H = highest host layer above the collector, pore mask of layers 1..H)."""
-    host = (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
+    host = host_mask(phase)
     layers = np.flatnonzero(host[:, :, 1:].any(axis=(0, 1)))
     H = int(layers[-1]) + 1 if layers.size else 0
     return host, H, ~host[:, :, 1:H + 1]

@@ -9,10 +9,10 @@ from typing import Optional
 import numpy as np
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC
-from continuum.grid import face_dilate
+from continuum.grid import face_dilate, host_mask
 
 from ..engine.seeds import generator
-from .host import Host, SeedLike, _check_choice, _check_num, _is_host
+from .host import Host, SeedLike, _check_choice, _check_num
 
 
 def _record(host: Host, entry: dict) -> None:
@@ -256,7 +256,7 @@ def activity_gradient(host: Host, bottom: float, top: float, *, name: Optional[s
     k = out.host_layers
     zf = np.arange(out.phase.shape[2]) / k if k else np.zeros(out.phase.shape[2])
     factor = bottom + (top - bottom) * np.clip(zf, 0.0, 1.0)
-    mask = _is_host(out.phase)
+    mask = host_mask(out.phase)
     out.activity[mask] *= np.broadcast_to(factor, out.phase.shape)[mask]
     if name:
         out.name = name

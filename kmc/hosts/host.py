@@ -26,7 +26,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from continuum.constants import ELECTROLYTE, HOST_CONDUCTIVE, HOST_DIELECTRIC, LITHIUM
-from continuum.grid import collector_connected, count_faces, face_dilate
+from continuum.grid import collector_connected, count_faces, face_dilate, host_mask
 
 #: Nucleation overpotential of bare Cu [V]: ~40 mV measured for Li on Cu by
 #: Yan et al., Nat. Energy 1, 16010 (2016); lithiophilic Au/Ag/ZnO are ~0 V.
@@ -170,10 +170,6 @@ def _open_pores(phase: np.ndarray) -> np.ndarray:
     return np.isin(lab, top)
 
 
-def _is_host(phase: np.ndarray) -> np.ndarray:
-    return (phase == HOST_CONDUCTIVE) | (phase == HOST_DIELECTRIC)
-
-
 # ----------------------------------------------------------------------------------------
 # Host
 # ----------------------------------------------------------------------------------------
@@ -208,7 +204,7 @@ class Host:
         # Fill defaults only when the phase is usable; validate() reports everything else.
         if isinstance(self.phase, np.ndarray) and self.phase.ndim == 3:
             if self.eta_nuc is None:
-                self.eta_nuc = np.where(_is_host(self.phase), ETA_NUC_BARE, 0.0)
+                self.eta_nuc = np.where(host_mask(self.phase), ETA_NUC_BARE, 0.0)
             if self.activity is None:
                 self.activity = np.ones(self.phase.shape, dtype=np.float64)
             if self.seed_mask is None:
@@ -222,7 +218,7 @@ class Host:
     @property
     def host_layers(self) -> int:
         """Index of the highest layer holding a host voxel (0: bare collector)."""
-        layers = np.flatnonzero(_is_host(self.phase).any(axis=(0, 1)))
+        layers = np.flatnonzero(host_mask(self.phase).any(axis=(0, 1)))
         return int(layers[-1]) if layers.size else 0
 
     @property
@@ -245,7 +241,7 @@ class Host:
         k = self.host_layers
         if k == 0:
             return float("nan")
-        faces = count_faces(_is_host(self.phase), self.phase == ELECTROLYTE)
+        faces = count_faces(host_mask(self.phase), self.phase == ELECTROLYTE)
         nx, ny, _ = self.phase.shape
         return faces / (nx * ny * k * float(self.spacing))
 
@@ -282,7 +278,7 @@ class Host:
 
     def summary(self) -> dict:
         """Scalar descriptors (JSON-friendly), lengths in um."""
-        host = _is_host(self.phase)
+        host = host_mask(self.phase)
         above = host[:, :, 1:]
         n_host = int(np.count_nonzero(above))
         n_diel = int(np.count_nonzero(self.phase[:, :, 1:] == HOST_DIELECTRIC))
@@ -362,7 +358,7 @@ class Host:
 # ----------------------------------------------------------------------------------------
 def _finish(phase, spacing, name, metadata, eta_nuc) -> Host:
     _check_num("eta_nuc", eta_nuc)
-    eta = np.where(_is_host(phase), float(eta_nuc), 0.0)
+    eta = np.where(host_mask(phase), float(eta_nuc), 0.0)
     host = Host(phase=phase, spacing=float(spacing), eta_nuc=eta, name=name, metadata=metadata)
     host.validate()
     host.metadata.setdefault("achieved_porosity", host.porosity)
