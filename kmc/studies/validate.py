@@ -771,16 +771,19 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
             lines.append(f"  {r['Host']}: the KMC's mean height is known to +-{half:.3g} um (95 %), over half the "
                          f"tolerance {r['Tolerance']:.3g} um: this check resolves it from about {need} replicas.")
     for r in rows:
-        if r["Quantity"] == CENTRE_HEIGHT and np.isfinite(r["KMC mean"]) and np.isfinite(r["Phase field"]):
+        if r["Quantity"] not in (CENTRE_HEIGHT, CAPPED_TOP) or not (np.isfinite(r["KMC mean"])
+                                                                 and np.isfinite(r["Phase field"])):
+            continue
+        both = (f"KMC {r['KMC mean']:.3f} [{r['KMC CI95 low']:.3f}, {r['KMC CI95 high']:.3f}], "
+                f"phase field {r['Phase field']:.3f}")
+        if r["Quantity"] == CENTRE_HEIGHT:
             where = ("within the KMC's 95 % CI" if r["KMC CI95 low"] <= r["Phase field"] <= r["KMC CI95 high"]
                      else "higher" if r["Phase field"] > r["KMC mean"] else "lower")
             lines.append(f"  {r['Host']} / {r['Regime']}: the lithium's centre height in the host (0 collector, 1 "
-                         f"top; reported) KMC {r['KMC mean']:.3f} [{r['KMC CI95 low']:.3f}, {r['KMC CI95 high']:.3f}], "
-                         f"phase field {r['Phase field']:.3f}: {where}.")
-        if r["Quantity"] == CAPPED_TOP and np.isfinite(r["KMC mean"]) and np.isfinite(r["Phase field"]):
+                         f"top; reported) {both}: {where}.")
+        else:
             lines.append(f"  {r['Host']} / {r['Regime']}: the host's top columns with lithium above the host "
-                         f"(reported; each lifts the mean height by its buried depth) KMC {r['KMC mean']:.3f} "
-                         f"[{r['KMC CI95 low']:.3f}, {r['KMC CI95 high']:.3f}], phase field {r['Phase field']:.3f}.")
+                         f"(reported; each lifts the mean height by its buried depth) {both}.")
     if kmc_gamma is not None:
         lines.append(f"  KMC replicas at kmc.interface_energy_J_m2 = {kmc_gamma:.4g} J/m^2 (--kmc-interface-energy); the "
                      f"foil starts as a {FILM_LAYERS}-voxel lithium film in both models.")
