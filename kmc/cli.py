@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .coupling.config import ConfigError, SimulationConfig, format_config, make_config
-from .studies.base import ChargeToleranceError
+from .studies.base import AcceptanceError, ChargeToleranceError
 from .studies.ensemble import EnsembleIncomplete
 
 
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ChargeToleranceError, EnsembleIncomplete) as e:
+    except (AcceptanceError, ChargeToleranceError, EnsembleIncomplete) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

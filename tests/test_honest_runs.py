@@ -169,6 +169,37 @@ def test_a_run_that_misses_the_tolerance_says_so_and_exits_1_after_writing(tmp_p
     assert (tmp_path / "out" / "timeseries.csv").exists() and (tmp_path / "out" / "summary.csv").exists()
 
 
+
+def test_a_study_whose_acceptance_fails_writes_everything_then_exits_1(tmp_path, monkeypatch, capsys):
+    """A study's own acceptance check (validate's) failing is not a crash: every file is written,
+    status.json is complete and names the failed checks, and the command exits 1 saying so."""
+    from kmc.studies.base import AcceptanceError
+
+    study = type(get_study("single"))
+    written = study.write_outputs
+
+    def failing(self, *args):
+        assert written(self, *args) is None  # the single run has no acceptance of its own
+        return "validation acceptance FAIL, 1 of 5 checks: Porous host Depth profile L1"
+
+    monkeypatch.setattr(study, "write_outputs", failing)
+    sets = [a for s in SMALL + ["protocol.capacity_mAh_cm2=0.1"] for a in ("--set", s)]
+    assert main(["run", "--no-progress", *sets, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: validation acceptance FAIL, 1 of 5 checks: Porous host Depth profile L1 (outputs "
+                   f"written to {tmp_path / 'out'})"]
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "complete" and status["acceptance"].endswith("Porous host Depth profile L1")
+    for name in ("summary.csv", "timeseries.csv", "segments.csv", "timing.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    with pytest.raises(AcceptanceError) as failed:  # the API raises it, with the runs
+        run_study(get_study("single"), make_config(overrides=SMALL + ["protocol.capacity_mAh_cm2=0.1"]),
+                  tmp_path / "api", progress=False, echo=lambda s: None)
+    assert len(failed.value.results) == 1
+    monkeypatch.setattr(study, "write_outputs", written)  # passed (None): exit 0, no acceptance in status.json
+    assert main(["run", "--no-progress", *sets, "--out", str(tmp_path / "ok")]) == 0
+    assert "acceptance" not in json.loads((tmp_path / "ok" / "status.json").read_text())
+
 # -- folders ---------------------------------------------------------------------------------------
 def test_an_output_folder_holding_a_run_is_not_overwritten(tmp_path):
     args = ["run", "--no-progress", "--out", "o"] + sum((["--set", s] for s in SMALL + ["protocol.capacity_mAh_cm2=0.1",

@@ -2,6 +2,7 @@
 profiles, their L1 distance and its bootstrap CI, the tolerances' pass/fail) and a tiny
 end-to-end run writing validation.csv, the figures and the verdict."""
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from kmc.cli import main
 from kmc.coupling import columns as col
 from kmc.coupling.config import ConfigError
 from kmc.studies import get_study
-from kmc.studies.base import run_study
+from kmc.studies.base import AcceptanceError, run_study
 from kmc.studies.ensemble import describe
 from kmc.studies.validate import (
     CAPPED_TOP,
@@ -23,6 +24,7 @@ from kmc.studies.validate import (
     POROUS_NY,
     PROFILE_L1,
     Validate,
+    acceptance_failure,
     capacity_curves,
     compare_group,
     depth_profile,
@@ -109,6 +111,23 @@ def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
     assert "Porous host: the KMC's mean height is known to +-0.45 um" in text and "from about 86 replicas" in text
     assert "Planar foil: the KMC's mean height" not in text  # +-0.1 um is under half of 0.275 um
 
+
+
+def test_a_failed_acceptance_is_one_line_naming_its_checks():
+    def row(host, quantity, verdict, acceptance=True):
+        return {"Host": host, "Quantity": quantity, "Pass": verdict, "Acceptance": acceptance}
+
+    passed = [row("Planar foil", MEAN_HEIGHT, "PASS"), row("Porous host", PROFILE_L1, "PASS"),
+              row("Planar foil", PROFILE_L1, "FAIL", acceptance=False)]  # the transport limit: not judged
+    assert acceptance_failure(passed) is None
+    failed = passed + [row("Porous host", MEAN_HEIGHT, "FAIL"), row("Porous host", INSIDE_FRACTION, "FAIL")]
+    assert acceptance_failure(failed) == ("validation acceptance FAIL, 2 of 4 checks: Porous host Mean height; "
+                                          "Porous host Lithium inside fraction")
+    text = format_verdict([{**r, "Regime": "Reaction-limited", "n": 8, "KMC mean": 1.0, "KMC CI95 low": 0.9,
+                            "KMC CI95 high": 1.1, "Phase field": 1.0, "Difference": 0.0, "Tolerance": 0.05,
+                            "KMC sampling L1": 0.0} for r in failed], 8, 1.0)
+    assert ("Acceptance (reaction-limited, 4 checks): FAIL (2: Porous host Mean height; Porous host Lithium inside "
+            "fraction)") in text
 
 def test_pass_fail_against_the_acceptance_tolerances():
     # mean height: 5 % of the KMC mean, relative
@@ -277,7 +296,10 @@ def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path, noise):
     cfg = make_config({}, study.overrides + TINY)
     out = tmp_path / "v"
     said = []
-    results = run_study(study, cfg, out, progress=False, workers=1, echo=said.append)
+    try:
+        results, failure = run_study(study, cfg, out, progress=False, workers=1, echo=said.append), None
+    except AcceptanceError as e:  # written first; the command then exits 1
+        results, failure = e.results, str(e)
     assert len(results) == 3 * (2 + npf)
     with open(out / "validation.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -306,6 +328,11 @@ def test_tiny_validation_writes_the_csv_figures_and_verdict(tmp_path, noise):
     verdict = next(s for s in said if s.startswith("Validation:"))
     assert verdict.startswith("Validation: 2 KMC replicas") and "Acceptance (reaction-limited, 5 checks): " in verdict
     assert (" against the mean of 2 phase-field runs" in verdict) == (npf == 2)
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "complete"
+    assert (failure is None) == ("Acceptance (reaction-limited, 5 checks): PASS" in verdict)
+    if failure is not None:
+        assert failure.startswith("validation acceptance FAIL") and failure.startswith(status["acceptance"])
 
 
 def test_cli_refuses_one_replica_before_writing(tmp_path, capsys):

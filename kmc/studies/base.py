@@ -103,7 +103,9 @@ class Study:
         return outdir / "cases" / f"{case.slug}.csv"
 
     def write_outputs(self, config: SimulationConfig, plan: StudyPlan, results: dict[str, RunResult],
-                      outdir: Path, echo) -> None:
+                      outdir: Path, echo) -> str | None:
+        """Write the study's files and print its summary; a study with an acceptance check of
+        its own returns a one-line account of the checks that failed (None: passed, or none)."""
         raise NotImplementedError
 
 
@@ -152,6 +154,15 @@ class HostComparison(Study):
 
 class ChargeToleranceError(RuntimeError):
     """A run ended with a charge error above the tolerance (its outputs are written)."""
+
+
+class AcceptanceError(RuntimeError):
+    """A study ran to the end and its own acceptance check failed (its outputs are written;
+    ``results`` holds the runs)."""
+
+    def __init__(self, message: str, results: dict | None = None):
+        super().__init__(message)
+        self.results = results
 
 
 def run_case(config: SimulationConfig, host: Host, segments, seed_sequence, label: str, outdir=None, progress=None,
@@ -231,7 +242,8 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     case (``workers`` processes; cases are independent, so running them in parallel changes
     nothing), then write the study's outputs.  Time series stream into the folder as the cases
     run and checkpoints let ``resume`` continue an interrupted study.  A case whose charge error
-    exceeds the tolerance raises :class:`ChargeToleranceError` after everything is written."""
+    exceeds the tolerance raises :class:`ChargeToleranceError`, and a study whose own acceptance
+    check fails :class:`AcceptanceError`, both after everything is written."""
     from ..coupling.outputs import OutputFolder
     from ..coupling.preflight import check_memory
     from ..workers import stamp
@@ -266,7 +278,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
         folder.status("failed", reason=f"{type(e).__name__}: {e}")
         raise
     stamp("cases done")
-    study.write_outputs(config, plan, results, outdir, echo)
+    failed_acceptance = study.write_outputs(config, plan, results, outdir, echo)
     stamp("outputs written")
     write_csv(outdir / "segments.csv", labelled_rows(results, plan.cases, "segments"))
     cycles = [{"Host": c.host_label, "Protocol": c.protocol_label, **row} for c in plan.cases
@@ -282,12 +294,13 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     write_json(outdir / "timing.json", timing)
     echo(f"wall time {wall:.1f} s (continuum {timing['continuum [s]']:.1f} s, KMC {timing['kmc [s]']:.1f} s, "
          f"observables {timing['observables [s]']:.1f} s); outputs in {outdir}")
-    _finish(folder, results)
+    _finish(folder, results, failed_acceptance)
     return results
 
 
-def _finish(folder, results: dict[str, RunResult]) -> None:
-    """status.json complete, or failed with the cases that missed the charge tolerance."""
+def _finish(folder, results: dict[str, RunResult], failed_acceptance: str | None = None) -> None:
+    """status.json complete, or failed with the cases that missed the charge tolerance; a
+    complete study whose acceptance failed says so there and raises :class:`AcceptanceError`."""
     import shutil
 
     from ..coupling.galvanostat import CHARGE_TOLERANCE_PERCENT
@@ -300,7 +313,11 @@ def _finish(folder, results: dict[str, RunResult]) -> None:
         folder.status("failed", reason=reason)
         raise ChargeToleranceError(f"{reason} (outputs written to {folder.path})")
     shutil.rmtree(folder.path / "checkpoints", ignore_errors=True)  # complete: nothing to resume
-    folder.status("complete")
+    if failed_acceptance is None:
+        folder.status("complete")
+        return
+    folder.status("complete", acceptance=failed_acceptance)
+    raise AcceptanceError(f"{failed_acceptance} (outputs written to {folder.path})", results)
 
 
 def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:

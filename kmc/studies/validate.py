@@ -489,7 +489,7 @@ class Validate(Study):
         return StudyPlan(hosts, cases)
 
     # -- outputs -----------------------------------------------------------------------------------
-    def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> None:
+    def write_outputs(self, config, plan: StudyPlan, results: dict[str, RunResult], outdir: Path, echo) -> str | None:
         groups = group_results(plan, results, outdir)
         width = interface_width(config)
         rows, curves, sections, profiles = [], {}, {}, {}
@@ -510,6 +510,7 @@ class Validate(Study):
         pf_case = next(c for c in plan.cases if PF_TAG in c.protocol_label)
         echo(format_verdict(rows, self.replicas, roughness, kmc_case.config_for(config).kmc.interface_energy_J_m2,
                             phasefield_interface(pf_case.config_for(config))))
+        return acceptance_failure(rows)
 
 
 # -- grouping and the compared quantities ----------------------------------------------------------
@@ -728,6 +729,20 @@ def phasefield_interface(pf_config: SimulationConfig) -> str:
                else ""))
 
 
+def failed_checks(rows: list[dict]) -> list[str]:
+    """The acceptance's checks (the reaction-limited rows) that did not pass, as "host quantity"."""
+    return [f"{r['Host']} {r['Quantity'].split(' [')[0]}" for r in rows if r["Acceptance"] and r["Pass"] != "PASS"]
+
+
+def acceptance_failure(rows: list[dict]) -> str | None:
+    """One line on the failed acceptance (run_study then exits 1 after writing), None when it passed."""
+    failed = failed_checks(rows)
+    if not failed:
+        return None
+    judged = sum(1 for r in rows if r["Acceptance"])
+    return f"validation acceptance FAIL, {len(failed)} of {judged} checks: {'; '.join(failed)}"
+
+
 def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma: float | None = None,
                    phasefield_line: str | None = None) -> str:
     """The one-screen verdict: every judged row, then the acceptance's outcome."""
@@ -753,7 +768,7 @@ def format_verdict(rows: list[dict], replicas: int, roughness: float, kmc_gamma:
         lines.append(f"  {r['Host'] + ' / ' + r['Regime']:32s} {name:24s} {kmc:>24s} {r['Phase field']:11.3g} "
                      f"{r['Difference']:+8.3g} {r['Tolerance']:7.3g} {r['Pass']}")
     judged = [r for r in rows if r["Acceptance"]]
-    failed = [f"{r['Host']} {r['Quantity'].split(' [')[0]}" for r in judged if r["Pass"] != "PASS"]
+    failed = failed_checks(rows)
     lines.append(f"Acceptance (reaction-limited, {len(judged)} checks): "
                  + ("PASS" if not failed else f"FAIL ({len(failed)}: {'; '.join(failed)})"))
     lines.append(f"  L1 rows: phase field = L1(mean KMC profile, phase field) [bootstrap 95 % CI]; floor = a "
