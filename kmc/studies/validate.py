@@ -158,7 +158,8 @@ phase-field line, mean height, lithium-inside fraction and the lithium's centre 
 host against capacity, validation.csv
 (KMC mean, 95 % CI, phase field, difference, tolerance, pass/fail) and a verdict table against
 the acceptance (reaction-limited: mean height within 5 %, inside fraction within 0.05, depth
-profile within 0.05 in L1 of unit-sum profiles).
+profile within 0.05 in L1 of unit-sum profiles).  Exit status 1 when a check fails (after
+everything is written; status.json names the failed checks).
 
 Examples:
   python -m kmc validate
