@@ -39,7 +39,8 @@ def _folder(p: argparse.ArgumentParser) -> None:
 def _parallel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes for the cases or replicas (default: cores; 1: serial)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port) for replicas")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port) for replicas "
+                   "(validate: for its cases, whose workers write into --out: a shared file system)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,21 +175,22 @@ def _run_study_command(args) -> None:
 
     study = get_study(args.command)
     _check_counts(args, ("replicas", "workers", "checkpoint_every"))
-    if hasattr(study, "from_args"):  # a study with its own options runs its replicas as its cases
+    own_replicas = hasattr(study, "from_args")
+    if own_replicas:  # a study with its own options runs its replicas as its cases (on Dask too)
         study, args.replicas = study.from_args(args), 1
     config = _config(args, {}, study.overrides + (study.full_overrides if args.full else []))
     out = _out(args, study.name, config)
-    if args.replicas > 1 or args.scheduler:
+    _check_scheduler(args.scheduler)
+    if args.replicas > 1 or (args.scheduler and not own_replicas):
         from .studies.ensemble import run_study_ensemble
 
         _check_hosts(study.name, config)
-        _check_scheduler(args.scheduler)
         _check_replicas(run_study_ensemble(study.name, config, out, replicas=args.replicas, workers=args.workers,
                                            scheduler=args.scheduler, progress=not args.no_progress))
     else:
         run_study(study, config, out, progress=not args.no_progress, workers=args.workers,
                   overwrite=args.overwrite, resume=args.resume, allow_coarse=args.allow_coarse,
-                  checkpoint_every=args.checkpoint_every)
+                  checkpoint_every=args.checkpoint_every, scheduler=args.scheduler)
 
 
 def _run_ensemble_command(args) -> None:

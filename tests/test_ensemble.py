@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from kmc.coupling.checkpoint import CheckpointError, RunCheckpointer, save_checkpoint
-from kmc.coupling.config import make_config
+from kmc.coupling.config import ConfigError, make_config
 from kmc.studies.ensemble import (EnsembleError, EnsembleWarning, run_ensemble, run_pulse_vs_dc_ensemble, single_case)
 from kmc.coupling.simulation import PlatingSimulation, load_checkpoint
+from kmc.studies import get_study, run_study
 from kmc.studies.pulse_vs_dc import protocols
 from _kmc_helpers import same_rows
 
@@ -131,6 +132,27 @@ def test_replicas_identical_serial_pool_and_dask(tmp_path):
     assert tables(tmp_path / "serial") == tables(tmp_path / "dask")
 
 
+
+def test_a_studys_cases_on_dask_are_its_local_runs(tmp_path):
+    """run_study(scheduler=): the cases as Dask tasks give the local run's results and files to
+    the bit (validate --scheduler takes this path, its own options kept)."""
+    distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
+    config = make_config({}, ["host.nx=16", "host.ny=16", "host.host_layers=6", "host.reservoir_layers=8",
+                              "protocol.capacity_mAh_cm2=0.1", "snapshots=1"])  # 124 packets: within the charge tolerance
+    study, quiet = get_study("single"), dict(progress=False, echo=lambda s: None)
+    local = run_study(study, config, tmp_path / "local", workers=1, **quiet)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        dask = run_study(study, config, tmp_path / "dask", scheduler=client, **quiet)
+    assert list(dask) == list(local)
+    for label, res in local.items():
+        same_rows(res.rows, dask[label].rows)
+    written = sorted(f.relative_to(tmp_path / "local") for f in (tmp_path / "local").rglob("*")
+                     if f.suffix in (".csv", ".vti"))  # the series and snapshots come from the workers
+    assert any(f.suffix == ".vti" for f in written)
+    for name in written:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+
 INTERRUPT_AT = set()
 
 
@@ -205,7 +227,7 @@ def test_pulse_vs_dc_ensemble_statistics_and_cli(tmp_path, monkeypatch):
     assert (tmp_path / "cli" / "statistics.csv").is_file()
     assert main(argv + ["--replicas", "0"]) == 2
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if dask were not installed
-    with pytest.raises(EnsembleError, match="needs Dask"):
+    with pytest.raises(ConfigError, match="needs Dask"):  # a bad-input error: exit 2
         run_ensemble(config, 1, outdir=tmp_path / "nodask", scheduler="tcp://127.0.0.1:1", progress=False)
 
 

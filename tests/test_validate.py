@@ -129,6 +129,27 @@ def test_a_failed_acceptance_is_one_line_naming_its_checks():
     assert ("Acceptance (reaction-limited, 4 checks): FAIL (2: Porous host Mean height; Porous host Lithium inside "
             "fraction)") in text
 
+
+def test_validate_on_a_scheduler_runs_its_own_cases_there(tmp_path, monkeypatch):
+    """--scheduler sends validate's cases, with its options, to Dask through run_study (which
+    writes the verdict), not one default replica through the ensemble path."""
+    import kmc.cli
+    import kmc.studies
+
+    seen = {}
+
+    def run_study(study, config, out, **kw):
+        seen.update(study=study, scheduler=kw["scheduler"])
+        return {}
+
+    monkeypatch.setattr(kmc.studies, "run_study", run_study)
+    monkeypatch.setattr(kmc.cli, "_check_scheduler", lambda address: None)  # no cluster here
+    argv = ["validate", "--replicas", "3", "--face-channels", "kmc", "--scheduler", "tcp://example:8786",
+            "--out", str(tmp_path / "v"), "--no-progress"]
+    assert main(argv) == 0
+    assert isinstance(seen["study"], Validate) and seen["scheduler"] == "tcp://example:8786"
+    assert seen["study"].replicas == 3 and seen["study"].face_channels == "kmc"
+
 def test_pass_fail_against_the_acceptance_tolerances():
     # mean height: 5 % of the KMC mean, relative
     assert judge(MEAN_HEIGHT, 10.0, 10.4) == (pytest.approx(0.4), pytest.approx(0.5), True)

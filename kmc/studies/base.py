@@ -237,10 +237,12 @@ def _preflight(study: Study, config: SimulationConfig, plan: StudyPlan, workers:
 
 def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, progress: bool = True,
               workers: int | None = None, echo=print, overwrite: bool = False, resume: bool = False,
-              allow_coarse: bool = False, checkpoint_every: int | None = None) -> dict[str, RunResult]:
+              allow_coarse: bool = False, checkpoint_every: int | None = None,
+              scheduler=None) -> dict[str, RunResult]:
     """Plan the study, check it and its output folder (before anything is written), run every
-    case (``workers`` processes; cases are independent, so running them in parallel changes
-    nothing), then write the study's outputs.  Time series stream into the folder as the cases
+    case (``workers`` processes, or on the Dask ``scheduler``, an address or Client, whose
+    workers write into ``outdir``: a file system they share; cases are independent, so running
+    them in parallel changes nothing), then write the study's outputs.  Time series stream into the folder as the cases
     run and checkpoints let ``resume`` continue an interrupted study.  A case whose charge error
     exceeds the tolerance raises :class:`ChargeToleranceError`, and a study whose own acceptance
     check fails :class:`AcceptanceError`, both after everything is written."""
@@ -269,7 +271,7 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     folder.status("running", cases=[c.label for c in plan.cases])
     stamp("cases start")
     try:
-        results = _run_cases(study, config, plan, outdir, n_workers, progress, resume, checkpoint_every)
+        results = _run_cases(study, config, plan, outdir, n_workers, progress, resume, checkpoint_every, scheduler)
     except KeyboardInterrupt:
         folder.status("interrupted", reason="interrupted (Ctrl-C)", series=str(outdir),
                       note="time series up to the last macro-step are in the .partial.csv files; --resume continues")
@@ -320,7 +322,8 @@ def _finish(folder, results: dict[str, RunResult], failed_acceptance: str | None
     raise AcceptanceError(f"{failed_acceptance} (outputs written to {folder.path})", results)
 
 
-def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) -> dict[str, RunResult]:
+def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every,
+               scheduler=None) -> dict[str, RunResult]:
     from tqdm.auto import tqdm
 
     from ..coupling.preflight import estimate_seconds
@@ -334,7 +337,9 @@ def _run_cases(study, config, plan, outdir, n_workers, progress, resume, every) 
             for case, ckpt in zip(plan.cases, checkpoints)]
     results: dict[str, RunResult] = {}
     try:
-        if n_workers == 1:
+        if scheduler is not None:
+            results = _run_on_dask(jobs, scheduler, bar, durations)
+        elif n_workers == 1:
             for job, case in zip(jobs, plan.cases):
                 start = bar.n
 
@@ -376,6 +381,24 @@ def _advance(bar, value: float) -> None:
     """Set the bar to ``value`` (simulated seconds), never past its total."""
     bar.n = min(bar.total, value)
     bar.refresh()
+
+
+def _run_on_dask(jobs, scheduler, bar, durations) -> dict[str, RunResult]:
+    """Cases as Dask tasks (each worker writes its case's series and snapshots into the study's
+    folder); a Ctrl-C or a failed case cancels the others."""
+    from .parallel import executor
+
+    submit, as_completed, close = executor(1, scheduler, len(jobs))
+    futures, results = [], {}
+    try:
+        futures = [submit(_run_job, job) for job in jobs]
+        for fut in as_completed(futures):
+            label, results[label] = fut.result()
+            bar.set_postfix_str(label)
+            _advance(bar, bar.n + durations[label])
+    finally:
+        close(futures)
+    return results
 
 
 def _run_in_pool(jobs, n_workers, bar, durations, compile_first: bool = False,

@@ -43,6 +43,7 @@ from ..coupling.config import ConfigError, SimulationConfig
 from ..coupling.io import write_csv, write_json
 from ..coupling.streams import provenance, replica_sequence
 from .base import run_case
+from .parallel import executor
 from .pulse_vs_dc import KEY_OBSERVABLES
 
 CAPACITY_CHECKPOINTS = (25, 50, 75, 100)  # % of the applied capacity; 100 = the end of the run
@@ -347,39 +348,6 @@ def _guard_outdir(outdir: Path, config: SimulationConfig, kind: str, replicas: i
                                     capacity_checkpoints_percent=list(CAPACITY_CHECKPOINTS)))
 
 
-def _executor(workers, scheduler, n):
-    """(submit(fn, *args) -> future, as_completed(futures), close()) for the chosen backend."""
-    if scheduler is not None:
-        try:
-            from dask.distributed import Client, as_completed
-        except ImportError:
-            raise EnsembleError("scheduler= needs Dask: pip install 'lithium-kmc[dask]'") from None
-        own = isinstance(scheduler, str)
-        client = Client(scheduler) if own else scheduler
-        if not isinstance(client, Client):
-            raise EnsembleError(f"scheduler={scheduler!r}: give an address (tcp://host:port) or a Client")
-        submit = lambda fn, *a: client.submit(fn, *a, pure=False)  # noqa: E731
-
-        def close(futures):
-            for f in futures:
-                f.cancel()
-            if own:
-                client.close()
-        return submit, as_completed, close
-    import concurrent.futures as cf
-
-    from ..workers import end_pool, process_pool
-
-    ex = process_pool(min(workers, n))
-
-    def close(futures):
-        if all(f.done() for f in futures):  # every record is in: no worker teardown to wait for
-            end_pool(ex)
-        else:
-            ex.shutdown(wait=True, cancel_futures=True)
-    return ex.submit, cf.as_completed, close
-
-
 def run_ensemble(config: SimulationConfig, replicas: int, *, outdir, cases=None, workers: int | None = None,
                  scheduler=None, progress: bool = True, checkpoint_every_steps: int | None = None,
                  echo: Callable[[str], None] | None = None) -> EnsembleResult:
@@ -473,7 +441,7 @@ def _dispatch(todo, args_of, arrived, workers, scheduler, failure) -> None:
         for r in todo:
             arrived(run_replica(*args_of(r)))
         return
-    submit, as_completed, close = _executor(workers, scheduler, len(todo))
+    submit, as_completed, close = executor(workers, scheduler, len(todo))
     futures = {}
     try:
         futures = {submit(run_replica, *args_of(r)): r for r in todo}

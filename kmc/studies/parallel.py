@@ -1,4 +1,5 @@
-"""The first run's Numba compilation split over two workers (pools: :mod:`kmc.workers`)."""
+"""The first run's Numba compilation split over two workers (pools: :mod:`kmc.workers`), and the
+backend that runs independent jobs (cases, replicas): a local pool or Dask."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,3 +68,40 @@ def warm_worker() -> None:
         compile_kmc_kernels()
         compile_continuum_kernels()
     stamp("worker warm")
+
+
+# -- where independent jobs run ---------------------------------------------------------------
+def executor(workers, scheduler, n):
+    """(submit(fn, *args) -> future, as_completed(futures), close(futures)) for the chosen
+    backend: ``scheduler`` (a Dask address or Client), else a local pool of ``workers``."""
+    if scheduler is not None:
+        from ..coupling.config import ConfigError
+
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError:
+            raise ConfigError("scheduler= needs Dask: pip install 'lithium-kmc[dask]'") from None
+        own = isinstance(scheduler, str)
+        client = Client(scheduler) if own else scheduler
+        if not isinstance(client, Client):
+            raise ConfigError(f"scheduler={scheduler!r}: give an address (tcp://host:port) or a Client")
+        submit = lambda fn, *a: client.submit(fn, *a, pure=False)  # noqa: E731
+
+        def close(futures):
+            for f in futures:
+                f.cancel()
+            if own:
+                client.close()
+        return submit, as_completed, close
+    import concurrent.futures as cf
+
+    from ..workers import end_pool, process_pool
+
+    ex = process_pool(min(workers, n))
+
+    def close(futures):
+        if all(f.done() for f in futures):  # every record is in: no worker teardown to wait for
+            end_pool(ex)
+        else:
+            ex.shutdown(wait=True, cancel_futures=True)
+    return ex.submit, cf.as_completed, close
