@@ -137,8 +137,9 @@ def test_a_studys_cases_on_dask_are_its_local_runs(tmp_path):
     """run_study(scheduler=): the cases as Dask tasks give the local run's results and files to
     the bit (validate --scheduler takes this path, its own options kept)."""
     distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
+    # 124 packets: within the charge tolerance
     config = make_config({}, ["host.nx=16", "host.ny=16", "host.host_layers=6", "host.reservoir_layers=8",
-                              "protocol.capacity_mAh_cm2=0.1", "snapshots=1"])  # 124 packets: within the charge tolerance
+                              "protocol.capacity_mAh_cm2=0.1", "snapshots=1"])
     study, quiet = get_study("single"), dict(progress=False, echo=lambda s: None)
     local = run_study(study, config, tmp_path / "local", workers=1, **quiet)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
