@@ -243,9 +243,10 @@ def run_study(study: Study, config: SimulationConfig, outdir: str | Path, *, pro
     case (``workers`` processes, or on the Dask ``scheduler``, an address or Client, whose
     workers write into ``outdir``: a file system they share; cases are independent, so running
     them in parallel changes nothing), then write the study's outputs.  Time series stream into
-    the folder as the cases run and checkpoints let ``resume`` continue an interrupted study.  A case whose charge error
-    exceeds the tolerance raises :class:`ChargeToleranceError`, and a study whose own acceptance
-    check fails :class:`AcceptanceError`, both after everything is written."""
+    the folder as the cases run and checkpoints let ``resume`` continue an interrupted study.  A
+    case whose charge error exceeds the tolerance raises :class:`ChargeToleranceError`, and a
+    study whose own acceptance check fails :class:`AcceptanceError`, both after everything is
+    written."""
     from ..coupling.outputs import OutputFolder
     from ..coupling.preflight import check_memory
     from ..workers import stamp
