@@ -132,7 +132,6 @@ def test_replicas_identical_serial_pool_and_dask(tmp_path):
     assert tables(tmp_path / "serial") == tables(tmp_path / "dask")
 
 
-
 def test_a_studys_cases_on_dask_are_its_local_runs(tmp_path):
     """run_study(scheduler=): the cases as Dask tasks give the local run's results and files to
     the bit (validate --scheduler takes this path, its own options kept)."""
@@ -153,6 +152,7 @@ def test_a_studys_cases_on_dask_are_its_local_runs(tmp_path):
     assert any(f.suffix == ".vti" for f in written)
     for name in written:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+
 
 INTERRUPT_AT = set()
 

@@ -169,7 +169,6 @@ def test_a_run_that_misses_the_tolerance_says_so_and_exits_1_after_writing(tmp_p
     assert (tmp_path / "out" / "timeseries.csv").exists() and (tmp_path / "out" / "summary.csv").exists()
 
 
-
 def test_a_study_whose_acceptance_fails_writes_everything_then_exits_1(tmp_path, monkeypatch, capsys):
     """A study's own acceptance check (validate's) failing is not a crash: every file is written,
     status.json is complete and names the failed checks, and the command exits 1 saying so."""
@@ -199,6 +198,7 @@ def test_a_study_whose_acceptance_fails_writes_everything_then_exits_1(tmp_path,
     monkeypatch.setattr(study, "write_outputs", written)  # passed (None): exit 0, no acceptance in status.json
     assert main(["run", "--no-progress", *sets, "--out", str(tmp_path / "ok")]) == 0
     assert "acceptance" not in json.loads((tmp_path / "ok" / "status.json").read_text())
+
 
 # -- folders ---------------------------------------------------------------------------------------
 def test_an_output_folder_holding_a_run_is_not_overwritten(tmp_path):

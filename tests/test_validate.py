@@ -112,7 +112,6 @@ def test_verdict_says_when_the_replicas_cannot_resolve_the_l1_tolerance():
     assert "Planar foil: the KMC's mean height" not in text  # +-0.1 um is under half of 0.275 um
 
 
-
 def test_a_failed_acceptance_is_one_line_naming_its_checks():
     def row(host, quantity, verdict, acceptance=True):
         return {"Host": host, "Quantity": quantity, "Pass": verdict, "Acceptance": acceptance}
@@ -149,6 +148,7 @@ def test_validate_on_a_scheduler_runs_its_own_cases_there(tmp_path, monkeypatch)
     assert main(argv) == 0
     assert isinstance(seen["study"], Validate) and seen["scheduler"] == "tcp://example:8786"
     assert seen["study"].replicas == 3 and seen["study"].face_channels == "kmc"
+
 
 def test_pass_fail_against_the_acceptance_tolerances():
     # mean height: 5 % of the KMC mean, relative
